@@ -1,0 +1,57 @@
+"""Canonical property keys: every reader writes them, every model and task reads them.
+
+Units follow ASE: positions and cells in Å, energies in eV, forces in eV/Å, dipoles in e·Å.
+Quantum-chemistry matrices (Hamiltonian/Fock, overlap, density) and orbital energies stay in
+Hartree (atomic units), as PySCF produces them. Per-structure quantities are stored with a
+leading dimension of 1 so that batching concatenates them into one row per structure.
+"""
+
+# structure
+ATOMIC_NUMBERS = "z"  # [n_atoms] long
+POSITIONS = "pos"  # [n_atoms, 3] Å
+CELL = "cell"  # [1, 3, 3] Å, rows are lattice vectors
+PBC = "pbc"  # [1, 3] bool
+N_ATOMS = "n_atoms"  # [1] long
+
+# graph (PyG's names, so that batching offsets edge_index)
+EDGE_INDEX = "edge_index"  # [2, n_edges]; row 0 = neighbour (source j), row 1 = centre (target i)
+EDGE_CELL_SHIFT = "edge_cell_shift"  # [n_edges, 3] integer lattice shifts of the source atom
+BATCH = "batch"  # [n_atoms] structure index, added by batching
+
+# energies and derivatives
+ENERGY = "energy"  # [1] eV
+FORCES = "forces"  # [n_atoms, 3] eV/Å
+STRESS = "stress"  # [1, 3, 3] eV/Å^3
+DIPOLE = "dipole"  # [1, 3] e·Å
+
+# quantum chemistry, atomic units, flattened row-major per structure (n_ao * n_ao entries)
+N_AO = "n_ao"  # [1] long
+HAMILTONIAN = "hamiltonian"  # Fock/Kohn–Sham matrix, Hartree
+OVERLAP = "overlap"
+DENSITY_MATRIX = "density_matrix"
+ORBITAL_ENERGIES = "orbital_energies"  # [n_ao] Hartree
+N_ELECTRONS = "n_electrons"  # [1] long
+
+# scalar molecular properties (QM9); units in zoo.data.readers.qm9.QM9_PROPERTIES
+MU = "mu"
+ALPHA = "alpha"
+HOMO = "homo"
+LUMO = "lumo"
+GAP = "gap"
+R2 = "r2"
+ZPVE = "zpve"
+U0 = "U0"
+U = "U"
+H = "H"
+G = "G"
+CV = "cv"
+
+#: Keys that hold one value (or row) per structure rather than per atom.
+PER_STRUCTURE = frozenset(
+    {ENERGY, DIPOLE, STRESS, CELL, PBC, N_ATOMS, N_AO, N_ELECTRONS,
+     MU, ALPHA, HOMO, LUMO, GAP, R2, ZPVE, U0, U, H, G, CV}
+)
+#: Keys that hold one row per atom.
+PER_ATOM = frozenset({ATOMIC_NUMBERS, POSITIONS, FORCES})
+#: Flattened square matrices in the atomic-orbital basis.
+AO_MATRICES = frozenset({HAMILTONIAN, OVERLAP, DENSITY_MATRIX})
