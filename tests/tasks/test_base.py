@@ -1,0 +1,77 @@
+import lightning.pytorch as pl
+import pytest
+import torch
+from torch_geometric.loader import DataLoader
+from torch_geometric.utils import scatter
+
+from zoo.data import AtomicData
+from zoo.tasks import AtomisticTask, Output
+
+
+class _PositionSum(torch.nn.Module):
+    """Energy = sum over atoms of a linear function of position; dipole = its weights."""
+
+    def __init__(self):
+        super().__init__()
+        self.linear = torch.nn.Linear(3, 1)
+
+    def forward(self, batch):
+        energy = scatter(self.linear(batch.pos)[:, 0], batch.batch, reduce="sum")
+        return {"energy": energy, "twice": 2 * energy}
+
+
+def _loader(n=16, energy=lambda pos: pos.sum()):
+    gen = torch.Generator().manual_seed(0)
+    data = []
+    for _ in range(n):
+        pos = torch.randn(3, 3, generator=gen)
+        data.append(AtomicData.from_arrays([1, 1, 8], pos, energy=float(energy(pos))))
+    return DataLoader(data, batch_size=4)
+
+
+def test_total_loss_is_weighted_sum_of_outputs():
+    task = AtomisticTask(_PositionSum(), [Output("energy", weight=2.0), Output("twice", target="energy", loss="mae", scale=2.0)])
+    batch = next(iter(_loader()))
+    predictions = task(batch)
+    loss = task.compute_loss(batch, predictions, "val")
+    e, t = predictions["energy"], batch.energy
+    expected = 2.0 * torch.nn.functional.mse_loss(e, t) + torch.nn.functional.l1_loss(2 * e / 2.0, t / 2.0)
+    assert torch.allclose(loss, expected)
+
+
+def test_fit_learns_and_logs_metrics(tmp_path):
+    task = AtomisticTask(_PositionSum(), [Output("energy", metrics=["mae", "rmse"])],
+                         optimizer=lambda p: torch.optim.Adam(p, lr=0.05))
+    trainer = pl.Trainer(max_epochs=30, default_root_dir=tmp_path, logger=False, enable_progress_bar=False,
+                         enable_checkpointing=False, enable_model_summary=False)
+    trainer.fit(task, _loader(), _loader())
+    assert trainer.callback_metrics["val/energy_mae"] < 0.05
+    assert {"val/loss", "val/energy_rmse", "train/energy_loss"} <= set(trainer.callback_metrics)
+
+
+def test_missing_labels_name_the_key():
+    task = AtomisticTask(_PositionSum(), [Output("energy", target="U0")])
+    batch = next(iter(_loader()))
+    with pytest.raises(KeyError, match="no labels 'U0'.*available keys"):
+        task.compute_loss(batch, task(batch), "train")
+
+
+def test_nan_loss_stops_training():
+    task = AtomisticTask(_PositionSum(), [Output("energy")])
+    loader = _loader(energy=lambda pos: float("nan"))
+    trainer = pl.Trainer(max_epochs=1, logger=False, enable_progress_bar=False, enable_checkpointing=False,
+                         enable_model_summary=False)
+    with pytest.raises(FloatingPointError, match="lower the learning rate"):
+        trainer.fit(task, loader)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"loss": "cross_entropy"}, "unknown loss"),
+    ({"metrics": ["r2"]}, "unknown metrics"),
+    ({"scale": 0.0}, "scale > 0"),
+])
+def test_bad_outputs(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        Output("energy", **kwargs)
+    with pytest.raises(ValueError, match="at least one output"):
+        AtomisticTask(_PositionSum(), [])

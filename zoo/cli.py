@@ -1,0 +1,91 @@
+"""The ``zoo`` command.
+
+``zoo fit|validate|test|predict`` are LightningCLI subcommands driven by YAML recipes
+(``class_path``/``init_args``); the other subcommands are zoo's own tools.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+
+LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
+DEMO_RECIPE = "qm9_demo.yaml"
+
+
+def lightning_main(argv: list[str], run: bool = True):
+    """Run LightningCLI on ``argv`` (starting with a subcommand); returns the CLI object."""
+    from lightning.pytorch.cli import LightningCLI
+
+    from zoo.data.datamodule import AtomicDataModule
+    from zoo.tasks import AtomisticTask
+
+    return LightningCLI(
+        AtomisticTask,
+        AtomicDataModule,
+        subclass_mode_model=True,
+        subclass_mode_data=True,
+        args=argv,
+        run=run,
+        save_config_kwargs={"overwrite": True},
+        auto_configure_optimizers=False,
+    )
+
+
+def recipes_dir() -> Path:
+    """The ``recipes/`` folder of the source checkout this package runs from."""
+    folder = Path(__file__).resolve().parent.parent / "recipes"
+    if not folder.is_dir():
+        raise FileNotFoundError(
+            f"no recipes folder at {folder}; run zoo from a source checkout (pip install -e .) "
+            "or pass --config with your own recipe"
+        )
+    return folder
+
+
+def demo(argv: list[str]) -> int:
+    """The main job on embedded defaults: a short fit of the backbone on QM9 from qm9pack."""
+    recipe = recipes_dir() / DEMO_RECIPE
+    print(f"zoo demo: fitting {recipe.name} (QM9 from the qm9pack package, CPU)", flush=True)
+    lightning_main(["fit", "--config", str(recipe), *argv])
+    return 0
+
+
+#: zoo's own subcommands, imported only when used so that ``zoo --help`` stays fast.
+TOOLS = {
+    "demo": ("zoo.cli", "demo"),
+    "sample": ("zoo.qc.commands", "sample_main"),
+    "label": ("zoo.qc.commands", "label_main"),
+}
+
+
+USAGE = """usage: zoo <command> [options]
+
+training (LightningCLI; see `zoo fit --help`, `zoo fit --print_config`):
+  fit, validate, test, predict
+tools:
+  demo      short fit of the backbone on embedded QM9 data
+  sample    non-equilibrium structures by GFN2-xTB MD or displacements
+  label     PySCF labels (energy, forces, Fock, overlap, density, ...)
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(USAGE)
+        return 0
+    command, rest = argv[0], argv[1:]
+    if command in LIGHTNING_COMMANDS:
+        lightning_main(argv)
+        return 0
+    if command not in TOOLS:
+        print(f"zoo: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
+        return 2
+    module, function = TOOLS[command]
+    return int(getattr(importlib.import_module(module), function)(rest) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

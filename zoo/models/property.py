@@ -1,0 +1,77 @@
+"""Invariant molecular properties from the shared backbone: scalar readout, sum or mean pooling."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch_geometric.utils import scatter
+
+from zoo.data import keys
+
+
+class PropertyModel(torch.nn.Module):
+    """Predicts per-structure scalar targets from a backbone's invariant (0e) node features.
+
+    Each target is ``shift + scale * pool(MLP(scalars))``, pooled by sum (extensive targets such
+    as energies) or mean (intensive ones such as orbital energies). ``shift`` and ``scale`` start
+    at 0 and 1; :meth:`set_statistics` sets them from training-set statistics.
+
+    Args:
+        backbone: a module with ``irreps_out`` and ``forward(batch).node_features``.
+        targets: canonical keys to predict.
+        pooling: ``"sum"`` or ``"mean"`` per target (a dict), or one value for all.
+        hidden: width of the readout MLP.
+    """
+
+    def __init__(
+        self,
+        backbone: torch.nn.Module,
+        targets: Sequence[str],
+        pooling: str | Mapping[str, str] = "sum",
+        hidden: int = 64,
+    ):
+        super().__init__()
+        if not targets:
+            raise ValueError("PropertyModel needs at least one target")
+        self.backbone = backbone
+        self.targets = list(targets)
+        pooling = {t: pooling for t in self.targets} if isinstance(pooling, str) else dict(pooling)
+        bad = {t: p for t, p in pooling.items() if p not in ("sum", "mean")}
+        if bad or set(pooling) != set(self.targets):
+            raise ValueError(f"pooling must be 'sum' or 'mean' for each of {self.targets}, got {pooling}")
+        self.pooling = pooling
+        irreps = backbone.irreps_out
+        self._scalar_slices = [irreps.slices()[i] for i, (_, ir) in enumerate(irreps) if ir.l == 0 and ir.p == 1]
+        n_scalars = sum(s.stop - s.start for s in self._scalar_slices)
+        if n_scalars == 0:
+            raise ValueError(f"backbone irreps {irreps} have no even scalars (0e) to read out")
+        self.readout = torch.nn.Sequential(
+            torch.nn.Linear(n_scalars, hidden), torch.nn.SiLU(), torch.nn.Linear(hidden, len(self.targets))
+        )
+        self.register_buffer("shift", torch.zeros(len(self.targets)))
+        self.register_buffer("scale", torch.ones(len(self.targets)))
+
+    def reset_parameters(self) -> None:
+        for layer in self.readout:
+            if hasattr(layer, "reset_parameters"):
+                layer.reset_parameters()
+
+    def set_statistics(self, statistics: Mapping[str, Mapping[str, float]]) -> None:
+        """Set shift/scale from ``{target: {"mean": m, "std": s}}`` (per atom for sum-pooled targets)."""
+        for i, target in enumerate(self.targets):
+            if target in statistics:
+                self.shift[i] = float(statistics[target].get("mean", 0.0))
+                self.scale[i] = float(statistics[target].get("std", 1.0))
+
+    def forward(self, batch) -> dict[str, torch.Tensor]:
+        features = self.backbone(batch).node_features
+        scalars = torch.cat([features[:, s] for s in self._scalar_slices], dim=-1)
+        atomwise = self.readout(scalars) * self.scale + self.shift
+        index = batch[keys.BATCH] if keys.BATCH in batch and batch[keys.BATCH] is not None else \
+            torch.zeros(atomwise.shape[0], dtype=torch.long, device=atomwise.device)
+        n_structures = int(batch[keys.N_ATOMS].numel()) if keys.N_ATOMS in batch else int(index.max()) + 1
+        return {
+            t: scatter(atomwise[:, i], index, dim=0, dim_size=n_structures, reduce=self.pooling[t])
+            for i, t in enumerate(self.targets)
+        }

@@ -1,0 +1,109 @@
+"""The LightningModule every family's task builds on."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+
+from zoo.tasks._outputs import Output
+
+STAGES = ("train", "val", "test")
+
+
+def _default_optimizer(params):
+    return torch.optim.AdamW(params, lr=1e-3)
+
+
+class AtomisticTask(pl.LightningModule):
+    """Trains a model that maps a batch to a dict of predictions, on a list of :class:`Output`.
+
+    The total loss is ``sum(output.weight * output.loss)``; each output logs its loss and its
+    metrics per stage as ``{stage}/{name}_{metric}``. Optimizer and scheduler come from the
+    config (LightningCLI's ``OptimizerCallable``/``LRSchedulerCallable``).
+
+    Args:
+        model: a module whose ``forward(batch)`` returns ``{name: tensor}``.
+        outputs: what to train and measure.
+        optimizer: callable mapping parameters to an optimizer (default AdamW, lr 1e-3).
+        lr_scheduler: optional callable mapping the optimizer to a scheduler.
+        monitor: metric a ``ReduceLROnPlateau`` scheduler watches.
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        outputs: Sequence[Output],
+        optimizer: OptimizerCallable = _default_optimizer,
+        lr_scheduler: LRSchedulerCallable | None = None,
+        monitor: str = "val/loss",
+    ):
+        super().__init__()
+        if not outputs:
+            raise ValueError("a task needs at least one output to train")
+        self.save_hyperparameters()
+        self.model = model
+        self.outputs = [o if isinstance(o, Output) else Output(**o) for o in outputs]
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = lr_scheduler
+        self.monitor = monitor
+        self.metrics = torch.nn.ModuleDict(
+            {f"{stage}_{o.name}": o.make_metrics() for stage in STAGES for o in self.outputs}
+        )
+
+    def forward(self, batch) -> dict[str, torch.Tensor]:
+        return self.model(batch)
+
+    def compute_loss(self, batch, predictions, stage: str) -> torch.Tensor:
+        total = 0.0
+        batch_size = int(batch.num_graphs) if hasattr(batch, "num_graphs") else None
+        for output in self.outputs:
+            target = self._target(batch, output)
+            prediction = predictions[output.name]
+            if prediction.shape != target.shape:
+                prediction = prediction.reshape(target.shape)
+            loss = output.compute_loss(prediction, target)
+            self.log(f"{stage}/{output.name}_loss", loss, batch_size=batch_size, sync_dist=stage != "train")
+            metrics = self.metrics[f"{stage}_{output.name}"]
+            metrics.update(prediction.detach(), target)
+            self.log_dict({f"{stage}/{output.name}_{k}": m for k, m in metrics.items()}, batch_size=batch_size)
+            total = total + output.weight * loss
+        self.log(f"{stage}/loss", total, prog_bar=True, batch_size=batch_size, sync_dist=stage != "train")
+        return total
+
+    def training_step(self, batch, batch_idx):
+        loss = self.compute_loss(batch, self(batch), "train")
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"training loss is {loss.item()} at step {self.global_step}; lower the learning rate, "
+                "check the inputs for NaN, or enable gradient clipping (trainer.gradient_clip_val)"
+            )
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        return self.compute_loss(batch, self(batch), "val")
+
+    def test_step(self, batch, batch_idx):
+        return self.compute_loss(batch, self(batch), "test")
+
+    def predict_step(self, batch, batch_idx):
+        return {k: v.detach() for k, v in self(batch).items()}
+
+    def configure_optimizers(self):
+        optimizer = self.optimizer_factory(self.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        scheduler = self.scheduler_factory(optimizer)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": self.monitor}}
+
+    @staticmethod
+    def _target(batch, output: Output) -> torch.Tensor:
+        if output.target not in batch:
+            available = sorted(k for k in batch.keys() if k not in ("batch", "ptr"))
+            raise KeyError(
+                f"the batch has no labels {output.target!r} for output {output.name!r}; "
+                f"available keys: {available}. Choose a dataset that has them or drop the output."
+            )
+        return batch[output.target]

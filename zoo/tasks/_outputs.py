@@ -1,0 +1,62 @@
+"""What a task trains: a list of outputs, each with its loss, weight and metrics (SchNetPack 2 style)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torchmetrics
+
+#: Losses an output may name; each maps (prediction, target) to a scalar.
+LOSSES = {
+    "mse": torch.nn.functional.mse_loss,
+    "mae": torch.nn.functional.l1_loss,
+    "huber": torch.nn.functional.huber_loss,
+    "smooth_l1": torch.nn.functional.smooth_l1_loss,
+}
+
+#: Metrics an output may name, as torchmetrics classes (they sync across DDP ranks).
+METRICS = {
+    "mae": lambda: torchmetrics.MeanAbsoluteError(),
+    "rmse": lambda: torchmetrics.MeanSquaredError(squared=False),
+    "mse": lambda: torchmetrics.MeanSquaredError(),
+    "max_ae": lambda: torchmetrics.MaxMetric(),
+}
+
+
+@dataclass
+class Output:
+    """One predicted quantity of a task.
+
+    Args:
+        name: key of the prediction in the model's output dict.
+        target: key of the label in the batch (defaults to ``name``).
+        loss: one of :data:`LOSSES`.
+        weight: weight of this output's loss in the total loss.
+        scale: the loss compares ``(prediction - target) / scale``; a typical spread of the
+            target (e.g. its standard deviation) makes weights comparable across units.
+        metrics: names from :data:`METRICS`, computed in the target's own units.
+    """
+
+    name: str
+    target: str | None = None
+    loss: str = "mse"
+    weight: float = 1.0
+    scale: float = 1.0
+    metrics: list[str] = field(default_factory=lambda: ["mae", "rmse"])
+
+    def __post_init__(self):
+        self.target = self.target or self.name
+        if self.loss not in LOSSES:
+            raise ValueError(f"output {self.name!r}: unknown loss {self.loss!r}; choose one of {sorted(LOSSES)}")
+        unknown = [m for m in self.metrics if m not in METRICS]
+        if unknown:
+            raise ValueError(f"output {self.name!r}: unknown metrics {unknown}; choose from {sorted(METRICS)}")
+        if self.weight < 0 or not self.scale > 0:
+            raise ValueError(f"output {self.name!r}: weight must be >= 0 and scale > 0")
+
+    def compute_loss(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return LOSSES[self.loss](prediction / self.scale, target / self.scale)
+
+    def make_metrics(self) -> torchmetrics.MetricCollection:
+        return torchmetrics.MetricCollection({m: METRICS[m]() for m in self.metrics})
