@@ -4,6 +4,9 @@ Units follow ASE: positions and cells in Å, energies in eV, forces in eV/Å, di
 Quantum-chemistry matrices (Hamiltonian/Fock, overlap, density) and orbital energies stay in
 Hartree (atomic units), as PySCF produces them. Per-structure quantities are stored with a
 leading dimension of 1 so that batching concatenates them into one row per structure.
+
+Never put "index" or "batch" in a new key's name (nor call it "face"): PyG offsets such
+attributes when batching (that is how ``edge_index`` works), which would corrupt any other value.
 """
 
 # structure
@@ -46,10 +49,14 @@ H = "H"
 G = "G"
 CV = "cv"
 
+# identifiers carried along for tracing a structure back to its source (not model inputs)
+SMILES = "smiles"  # str (a list of str after batching)
+QM9_ID = "qm9_id"  # [1] long, the molecule number in QM9 (1..133885, with gaps)
+
 #: Keys that hold one value (or row) per structure rather than per atom.
 PER_STRUCTURE = frozenset(
     {ENERGY, DIPOLE, STRESS, CELL, PBC, N_ATOMS, N_AO, N_ELECTRONS,
-     MU, ALPHA, HOMO, LUMO, GAP, R2, ZPVE, U0, U, H, G, CV}
+     MU, ALPHA, HOMO, LUMO, GAP, R2, ZPVE, U0, U, H, G, CV, QM9_ID}
 )
 #: Keys that hold one row per atom.
 PER_ATOM = frozenset({ATOMIC_NUMBERS, POSITIONS, FORCES})

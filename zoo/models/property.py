@@ -8,6 +8,7 @@ import torch
 from torch_geometric.utils import scatter
 
 from zoo.data import keys
+from zoo.data.elements import MAX_ATOMIC_NUMBER
 
 
 class PropertyModel(torch.nn.Module):
@@ -51,23 +52,32 @@ class PropertyModel(torch.nn.Module):
         )
         self.register_buffer("shift", torch.zeros(len(self.targets)))
         self.register_buffer("scale", torch.ones(len(self.targets)))
+        # per-element reference values [n_targets, Z_max + 1], added to atomwise contributions
+        self.register_buffer("atomref", torch.zeros(len(self.targets), MAX_ATOMIC_NUMBER + 1))
 
     def reset_parameters(self) -> None:
         for layer in self.readout:
             if hasattr(layer, "reset_parameters"):
                 layer.reset_parameters()
 
-    def set_statistics(self, statistics: Mapping[str, Mapping[str, float]]) -> None:
-        """Set shift/scale from ``{target: {"mean": m, "std": s}}`` (per atom for sum-pooled targets)."""
+    def set_statistics(self, statistics: Mapping[str, Mapping]) -> None:
+        """Set shift, scale and reference values from a data module's ``statistics``.
+
+        ``{target: {"mean": m, "std": s, "reference_energies": {Z: value}}}``, with mean and std
+        per atom for sum-pooled targets (see :class:`zoo.data.AtomicDataModule`).
+        """
         for i, target in enumerate(self.targets):
-            if target in statistics:
-                self.shift[i] = float(statistics[target].get("mean", 0.0))
-                self.scale[i] = float(statistics[target].get("std", 1.0))
+            stats = statistics.get(target, {})
+            self.shift[i] = float(stats.get("mean", 0.0))
+            self.scale[i] = float(stats.get("std", 1.0))
+            self.atomref[i].zero_()
+            for z, value in stats.get("reference_energies", {}).items():
+                self.atomref[i, int(z)] = float(value)
 
     def forward(self, batch) -> dict[str, torch.Tensor]:
         features = self.backbone(batch).node_features
         scalars = torch.cat([features[:, s] for s in self._scalar_slices], dim=-1)
-        atomwise = self.readout(scalars) * self.scale + self.shift
+        atomwise = self.readout(scalars) * self.scale + self.shift + self.atomref[:, batch[keys.ATOMIC_NUMBERS]].T
         index = batch[keys.BATCH] if keys.BATCH in batch and batch[keys.BATCH] is not None else \
             torch.zeros(atomwise.shape[0], dtype=torch.long, device=atomwise.device)
         n_structures = int(batch[keys.N_ATOMS].numel()) if keys.N_ATOMS in batch else int(index.max()) + 1

@@ -53,6 +53,14 @@ class AtomisticTask(pl.LightningModule):
             {f"{stage}_{o.name}": o.make_metrics() for stage in STAGES for o in self.outputs}
         )
 
+    def setup(self, stage: str) -> None:
+        # Before a checkpoint is restored, so resuming keeps the checkpoint's statistics while a
+        # fresh run (or a fine-tune on new data) takes those of its own training set.
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        statistics = getattr(datamodule, "statistics", None)
+        if stage == "fit" and statistics and hasattr(self.model, "set_statistics"):
+            self.model.set_statistics(statistics)
+
     def forward(self, batch) -> dict[str, torch.Tensor]:
         return self.model(batch)
 

@@ -1,0 +1,125 @@
+import dataclasses
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from torch_geometric.loader import DataLoader
+
+from zoo.data import AtomicData, keys
+from zoo.data.readers import HamiltonianMetadata, read_hamiltonian_h5, read_hamiltonian_metadata, write_hamiltonian_h5
+
+META = HamiltonianMetadata(xc="b3lyp5", basis="def2-svp", grid_level=3, density_fitting=False,
+                           pyscf_version="2.8.0")
+
+
+def _record(n_atoms, n_ao, seed, **extra):
+    rng = np.random.default_rng(seed)
+    h = rng.normal(size=(n_ao, n_ao))
+    record = {
+        "atomic_numbers": np.array([8] + [1] * (n_atoms - 1)),
+        "positions": rng.normal(size=(n_atoms, 3)),
+        "hamiltonian": h + h.T,
+        "overlap": np.eye(n_ao),
+        "density_matrix": rng.normal(size=(n_ao, n_ao)),
+        "orbital_energies": np.sort(rng.normal(size=n_ao)),
+    }
+    record.update(extra)
+    return record
+
+
+def test_round_trip_with_metadata(tmp_path):
+    path = tmp_path / "water.h5"
+    records = [_record(3, 4, 0, energy=-2070.5, forces=np.ones((3, 3))), _record(3, 4, 1, energy=-2070.4,
+                                                                               forces=np.zeros((3, 3)))]
+    assert write_hamiltonian_h5(path, records, META) == 2
+    assert not (tmp_path / "water.h5.tmp").exists()
+    with h5py.File(path) as handle:
+        assert handle.attrs["format"] == "zoo-hamiltonian" and handle.attrs["format_version"] == 1
+        assert handle.attrs["xc"] == "b3lyp5" and handle.attrs["grid_level"] == 3
+        assert sorted(handle["structures"]) == ["000000", "000001"]
+        assert handle["structures/000001/hamiltonian"].shape == (4, 4)
+    ds = read_hamiltonian_h5(path, expect=META, dtype=torch.float64)
+    assert ds.metadata["hamiltonian"] == META
+    assert read_hamiltonian_metadata(path) == META
+    second = ds[1]
+    assert second[keys.HAMILTONIAN].shape == (16,)
+    assert np.array_equal(second[keys.HAMILTONIAN].numpy(), records[1]["hamiltonian"].reshape(-1))
+    assert second[keys.N_AO].tolist() == [4]
+    assert second[keys.N_ELECTRONS].tolist() == [10]
+    assert second[keys.ORBITAL_ENERGIES].shape == (4,)
+    assert second[keys.ENERGY].item() == pytest.approx(-2070.4)
+    batch = next(iter(DataLoader(ds, batch_size=2)))
+    assert batch[keys.OVERLAP].shape == (32,) and batch[keys.N_AO].tolist() == [4, 4]
+
+
+def test_partial_records_and_atomic_data_records(tmp_path):
+    path = tmp_path / "partial.h5"
+    only_fock = {"z": [1, 1], "pos": [[0, 0, 0], [0, 0, 0.74]], "hamiltonian": np.eye(2)}
+    data = AtomicData.from_arrays([1, 1], [[0, 0, 0], [0, 0, 0.74]], hamiltonian=2 * np.eye(2), n_ao=2)
+    write_hamiltonian_h5(path, [only_fock, data], META)
+    ds = read_hamiltonian_h5(path)
+    assert keys.OVERLAP not in ds[0] and keys.HAMILTONIAN in ds[0]
+    assert ds[1][keys.HAMILTONIAN].tolist() == [2.0, 0.0, 0.0, 2.0]
+    with pytest.raises(ValueError, match=r"lacks \['overlap'\]"):
+        read_hamiltonian_h5(path, properties=["overlap"])
+
+
+def test_append_is_resumable_and_checks_metadata(tmp_path):
+    path = tmp_path / "labels.h5"
+    write_hamiltonian_h5(path, [_record(3, 4, 0)], META, append=True)  # creates
+    assert write_hamiltonian_h5(path, [_record(2, 4, 1), _record(3, 4, 2)], META, append=True) == 3
+    ds = read_hamiltonian_h5(path, indices=[2, 0])
+    assert len(ds) == 2 and ds[0].z.numel() == 3
+    other = dataclasses.replace(META, xc="b3lyp", basis="sto-3g")
+    with pytest.raises(ValueError, match="cannot append.*xc.*basis"):
+        write_hamiltonian_h5(path, [_record(3, 4, 3)], other, append=True)
+    with pytest.raises(FileExistsError, match="append=True"):
+        write_hamiltonian_h5(path, [_record(3, 4, 3)], META)
+    assert len(read_hamiltonian_h5(path)) == 3  # untouched by the failed writes
+    assert write_hamiltonian_h5(path, [_record(3, 4, 3)], META, overwrite=True) == 1
+
+
+def test_bad_records_leave_no_file(tmp_path):
+    path = tmp_path / "bad.h5"
+    with pytest.raises(ValueError, match="AO dimensions disagree"):
+        write_hamiltonian_h5(path, [_record(3, 4, 0, overlap=np.eye(5))], META)
+    with pytest.raises(ValueError, match="unknown entry 'fock'"):
+        write_hamiltonian_h5(path, [dict(_record(3, 4, 0), fock=np.eye(4))], META)
+    with pytest.raises(ValueError, match="unknown atomic numbers"):
+        write_hamiltonian_h5(path, [_record(3, 4, 0, atomic_numbers=np.array([0, 1, 1]))], META)
+    assert not path.exists() and not (tmp_path / "bad.h5.tmp").exists()
+
+
+def test_level_of_theory_mismatch_is_an_error_naming_every_field(tmp_path):
+    path = tmp_path / "data.h5"
+    write_hamiltonian_h5(path, [_record(3, 4, 0)], META)
+    model = dataclasses.replace(META, xc="b3lyp", grid_level=1, pyscf_version="2.9.0")
+    with pytest.raises(ValueError) as error:
+        read_hamiltonian_h5(path, expect=model)
+    message = str(error.value)
+    assert "xc: 'b3lyp' != 'b3lyp5'" in message and "grid_level: 1 != 3" in message
+    assert "pyscf_version" not in message  # allowed to differ by default
+    old = dataclasses.replace(META, xc="b3lyp", pyscf_version="2.2.1")
+    new = dataclasses.replace(META, xc="b3lyp", pyscf_version="2.5.0")
+    with pytest.raises(ValueError, match="VWN5 before 2.3"):
+        old.check_compatible(new)
+
+
+def test_wrong_format_and_missing_metadata(tmp_path):
+    path = tmp_path / "foreign.h5"
+    with h5py.File(path, "w") as handle:
+        handle.attrs["format"] = "qh9"
+    with pytest.raises(ValueError, match="not a zoo Hamiltonian file.*'qh9'"):
+        read_hamiltonian_h5(path)
+    with h5py.File(path, "w") as handle:
+        handle.attrs.update({"format": "zoo-hamiltonian", "format_version": 1, "xc": "b3lyp5"})
+    with pytest.raises(ValueError, match=r"lacks the metadata attributes \['basis', 'grid_level'"):
+        read_hamiltonian_h5(path)
+    text = tmp_path / "text.h5"
+    text.write_text("not hdf5")
+    with pytest.raises(ValueError, match="cannot open .*text.h5 as HDF5"):
+        read_hamiltonian_h5(text)
+    with pytest.raises(ValueError, match="ao_convention must be one of"):
+        HamiltonianMetadata(xc="hf", basis="sto-3g", grid_level=-1, density_fitting=False,
+                            pyscf_version="2.8.0", ao_convention="orca")

@@ -1,0 +1,200 @@
+"""The LightningDataModule every recipe uses: read, check, split (and save the split), fit statistics, load."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+from torch_geometric.loader import DataLoader
+from torch_geometric.transforms import Compose
+
+from zoo.data.dataset import AtomicDataset, resolve_dtype
+from zoo.data.neighbors import RadiusGraph
+from zoo.data.readers import read_structures
+from zoo.data.splits import Split, load_split, make_split
+from zoo.data.transforms import SubtractReferenceEnergies, compute_statistics, fit_reference_energies
+
+SPLIT_FILE = "split.npz"
+_STANDARDIZE_MODES = {"per_atom": True, "per_structure": False, "auto": None}
+
+
+class AtomicDataModule(pl.LightningDataModule):
+    """Atomistic data for training, from any reader, with its split saved next to the run.
+
+    Every argument is plain data so that LightningCLI builds the module from YAML::
+
+        data:
+          class_path: zoo.data.AtomicDataModule
+          init_args:
+            source: qm9
+            reader_kwargs: {limit: 2400}
+            cutoff: 5.0
+            targets: [U0]
+            standardize: [U0]
+            split: {method: random, sizes: [2000, 200, 200], seed: 0}
+            batch_size: 32
+
+    :meth:`setup` reads the source, checks that the targets exist, splits it, saves the split to
+    ``split_dir`` (default: the trainer's log directory) as ``split.npz``, and fits the training
+    set's statistics. The data stay in physical units; :attr:`statistics` tells a model how to
+    scale its outputs and which reference energies were removed.
+
+    Args:
+        source: ``"qm9"`` or a file path (format from the extension, or ``reader_kwargs["format"]``).
+        reader_kwargs: passed to the reader (:func:`zoo.data.readers.read_structures`), e.g.
+            ``{limit: 1000}`` for QM9, ``{info_keys: {REF_energy: energy}}`` for extxyz.
+        cutoff: if given, a :class:`~zoo.data.RadiusGraph` (Å) is added to every structure on access.
+        split: ``{method: random, sizes: [n_train, n_val, n_test] | fractions: [...], seed: 0}``,
+            ``{method: size, max_train_atoms: 20, min_test_atoms: 23, val_fraction: 0.1, seed: 0}``
+            or ``{method: file, path: split.npz}`` (see :func:`zoo.data.splits.make_split`).
+            Default: random 80/10/10 with seed 0.
+        split_file: reload a saved split (overrides ``split``).
+        split_dir: where to save ``split.npz`` (default: ``trainer.log_dir``; not saved if neither).
+        batch_size: training batch size.
+        eval_batch_size: validation/test batch size (default: ``batch_size``).
+        num_workers: DataLoader worker processes.
+        targets: keys every structure must carry; a missing one is an error naming those available.
+        standardize: keys whose training-set mean/std go into :attr:`statistics`; a list (per atom
+            for extensive energies, see :data:`zoo.data.transforms.EXTENSIVE`) or
+            ``{key: per_atom | per_structure | auto}``.
+        reference_energies: per-structure energies whose per-element reference energies are
+            fitted by least squares on the training set and put in
+            ``statistics[key]["reference_energies"]`` for the model to add back; the
+            standardisation statistics of that key are those of the remainder. The data
+            themselves keep their physical values, so metrics are in physical units.
+        dtype: floating dtype of the data, ``"float32"`` or ``"float64"`` (default: torch's default).
+    """
+
+    def __init__(
+        self,
+        source: str,
+        reader_kwargs: dict[str, Any] | None = None,
+        cutoff: float | None = None,
+        split: dict[str, Any] | None = None,
+        split_file: str | None = None,
+        split_dir: str | None = None,
+        batch_size: int = 32,
+        eval_batch_size: int | None = None,
+        num_workers: int = 0,
+        targets: list[str] | None = None,
+        standardize: list[str] | dict[str, str] | None = None,
+        reference_energies: list[str] | None = None,
+        dtype: str | None = None,
+    ):
+        super().__init__()
+        self.save_hyperparameters()
+        if batch_size < 1 or (eval_batch_size is not None and eval_batch_size < 1):
+            raise ValueError(f"batch sizes must be >= 1, got {batch_size} and {eval_batch_size}")
+        if cutoff is not None and not cutoff > 0:
+            raise ValueError(f"cutoff must be positive (Å), got {cutoff}")
+        self.source = source
+        self.reader_kwargs = dict(reader_kwargs or {})
+        if "dtype" in self.reader_kwargs:
+            raise ValueError("set dtype as the data module's argument, not in reader_kwargs")
+        self.cutoff = cutoff
+        self.split_spec = dict(split or {"method": "random", "fractions": [0.8, 0.1, 0.1], "seed": 0})
+        self.split_file = split_file
+        self.split_dir = split_dir
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size or batch_size
+        self.num_workers = num_workers
+        self.targets = list(targets or [])
+        self.standardize = self._standardize_modes(standardize)
+        self.reference_energies = list(reference_energies or [])
+        self.dtype = resolve_dtype(dtype)
+        self.split: Split | None = None
+        self.split_path: Path | None = None
+        self.statistics: dict[str, dict] = {}
+        self.metadata: dict = {}
+        self.train_dataset = self.val_dataset = self.test_dataset = None
+
+    @staticmethod
+    def _standardize_modes(standardize) -> dict[str, bool | None]:
+        if standardize is None:
+            return {}
+        if isinstance(standardize, dict):
+            bad = {k: v for k, v in standardize.items() if v not in _STANDARDIZE_MODES}
+            if bad:
+                raise ValueError(f"standardize modes must be one of {list(_STANDARDIZE_MODES)}, got {bad}")
+            return {k: _STANDARDIZE_MODES[v] for k, v in standardize.items()}
+        return {k: None for k in standardize}
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_dataset is not None:  # fit, then test: read once
+            return
+        dataset = read_structures(self.source, dtype=self.dtype, **self.reader_kwargs)
+        dataset.require_nonempty(f"{self.source!r} with reader arguments {self.reader_kwargs} gave no structures")
+        self.metadata = dataset.metadata
+        self._check_keys(dataset)
+
+        n = len(dataset)
+        if self.split_file is not None:
+            split = load_split(self.split_file, n=n)
+        else:
+            split = make_split(self.split_spec, n=n, n_atoms=dataset.n_atoms() if
+                               self.split_spec.get("method") == "size" else None)
+            split.check(n)
+        self.split = split
+        self._save_split(split)
+
+        corrections, statistics = [], {}
+        train_raw = dataset.subset(split.train, transform=None).require_nonempty(
+            f"the split {split} leaves no training structures")
+        for key in self.reference_energies:
+            references = fit_reference_energies(train_raw, key)
+            corrections.append(SubtractReferenceEnergies(references, key))
+            statistics.setdefault(key, {})["reference_energies"] = references
+        train_corrected = dataset.subset(split.train, transform=Compose(corrections) if corrections else None)
+        for key, per_atom in self.standardize.items():
+            stats = compute_statistics(train_corrected, key, per_atom)
+            if not stats["std"] > 0:
+                raise ValueError(f"{key!r} is constant on the training set; it cannot be standardised")
+            statistics.setdefault(key, {}).update(stats)
+        self.statistics = statistics
+
+        transform = RadiusGraph(self.cutoff) if self.cutoff is not None else None
+        self.train_dataset = dataset.subset(split.train, transform)
+        self.val_dataset = dataset.subset(split.val, transform)
+        self.test_dataset = dataset.subset(split.test, transform)
+
+    def _check_keys(self, dataset: AtomicDataset) -> None:
+        required = dict.fromkeys([*self.targets, *self.standardize, *self.reference_energies])
+        for i, data in enumerate(dataset.raw):
+            missing = [key for key in required if key not in data]
+            if missing:
+                raise ValueError(
+                    f"structure {i} of {self.source!r} has no {missing} (targets {self.targets}); "
+                    f"available keys: {sorted(data.keys())}"
+                )
+
+    def _save_split(self, split: Split) -> None:
+        trainer = self.trainer
+        folder = self.split_dir
+        if folder is None and trainer is not None:
+            folder = trainer.log_dir
+        if folder is None:
+            return
+        self.split_path = Path(folder) / SPLIT_FILE
+        if trainer is None or trainer.is_global_zero:
+            split.save(self.split_path)
+
+    def _loader(self, dataset, name: str, shuffle: bool, batch_size: int) -> DataLoader:
+        if dataset is None:
+            raise RuntimeError("call setup() before asking for data loaders")
+        if name == "training":
+            dataset.require_nonempty(f"the training set of {self.source!r} has no structures")
+        return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=self.num_workers,
+                          persistent_workers=self.num_workers > 0)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_dataset, "training", True, self.batch_size)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_dataset, "validation", False, self.eval_batch_size)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.test_dataset, "test", False, self.eval_batch_size)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader(self.test_dataset, "test", False, self.eval_batch_size)

@@ -1,0 +1,170 @@
+"""Any file ASE reads: extended XYZ, ASE databases (``.db``), trajectories, ...
+
+ASE files are in eV and Å by convention (energies eV, forces eV/Å, stress eV/Å³, dipole e·Å),
+which are zoo's units, so nothing is converted. A file in other units must be converted first
+(or its values named through ``info_keys``/``array_keys`` and scaled afterwards).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from zoo.data import keys
+from zoo.data._atomic_data import AtomicData
+from zoo.data.dataset import AtomicDataset, check_consistent_keys, resolve_dtype
+from zoo.data.readers._common import existing_file, normalize_indices
+
+#: Calculator results taken when present: ASE name -> canonical key.
+ASE_RESULTS = {"energy": keys.ENERGY, "forces": keys.FORCES, "stress": keys.STRESS, "dipole": keys.DIPOLE}
+
+_EXPECTED = "an ASE-readable file such as extended XYZ (.xyz, .extxyz), an ASE database (.db) or trajectory (.traj)"
+
+
+def read_ase(
+    path: str | os.PathLike,
+    format: str | None = None,
+    indices: Sequence[int] | None = None,
+    info_keys: Mapping[str, str] | Sequence[str] | None = None,
+    array_keys: Mapping[str, str] | Sequence[str] | None = None,
+    results: Sequence[str] | None = None,
+    dtype=None,
+) -> AtomicDataset:
+    """Read all structures of a file with :func:`ase.io.read` (``index=":"``).
+
+    Energy, forces, stress and dipole come from the attached calculator's results (as written
+    by :func:`ase.io.write` or stored in an ASE database). Other per-structure values
+    (``atoms.info``, and the key-value pairs and data of a database row) and per-atom arrays
+    (``atoms.arrays``) are read only when named (ASE may have moved them into the calculator's
+    results, which are searched too); a named value missing on any structure is an
+    error, and all structures must carry the same properties.
+
+    Args:
+        path: the file.
+        format: an :func:`ase.io.read` format name (default: guessed from the file).
+        indices: structures to keep (0-based), in the order given; default all.
+        info_keys: per-structure values to read, file key -> canonical key (a list keeps names),
+            e.g. ``{"REF_energy": "energy"}``; a named value takes precedence over the calculator's.
+        array_keys: per-atom arrays to read, file key -> canonical key.
+        results: calculator results to take (default all of :data:`ASE_RESULTS` that are present).
+        dtype: floating dtype (default: torch's default).
+
+    Returns:
+        An :class:`AtomicDataset`; units are ASE's (eV, Å), as documented in this module.
+
+    Raises:
+        ValueError: ASE cannot read the file (the file and the formats expected are named), or a
+            named key is missing, or structures carry different properties.
+    """
+    import ase.io
+
+    path = existing_file(path, "structure")
+    dtype = resolve_dtype(dtype)
+    info_keys = _as_mapping(info_keys)
+    array_keys = _as_mapping(array_keys)
+    results = list(ASE_RESULTS) if results is None else list(results)
+    unknown = [r for r in results if r not in ASE_RESULTS]
+    if unknown:
+        raise ValueError(f"unknown calculator results {unknown}; known: {list(ASE_RESULTS)}")
+    is_db = (format or path.suffix.lstrip(".")).lower() == "db"
+    try:
+        if is_db:
+            images, extras = _read_db(path)
+        else:
+            images = ase.io.read(path, index=":", format=format)
+            extras = [{} for _ in images]
+    except Exception as error:  # ASE raises many kinds here; the user needs the file and what was expected
+        raise ValueError(f"cannot read {path} with ase.io.read (format={format!r}): {error}; "
+                         f"expected {_EXPECTED}") from error
+    selected = normalize_indices(indices, len(images), str(path))
+    selected = range(len(images)) if selected is None else selected.tolist()
+
+    data = []
+    for i in selected:
+        atoms, extra = images[i], extras[i]
+        values, labels = {}, {}
+        calc_results = getattr(atoms.calc, "results", {}) if atoms.calc is not None else {}
+        for name in results:
+            if calc_results.get(name) is not None:
+                values[ASE_RESULTS[name]] = _result(name, calc_results[name])
+        for file_key, key in info_keys.items():
+            value = _lookup(file_key, atoms.info, calc_results, extra)
+            if value is None:
+                raise ValueError(f"{path}: structure {i} has no info value {file_key!r}; "
+                                 f"it has {sorted(set(atoms.info) | set(calc_results) | set(extra))}")
+            if isinstance(value, str):  # a label such as a config type, kept as a plain attribute
+                labels[key] = value
+                continue
+            value = np.asarray(value)
+            if value.dtype.kind not in "biuf":
+                raise ValueError(f"{path}: structure {i}: info value {file_key!r} is not numeric ({value!r})")
+            values[key] = value if key in keys.PER_STRUCTURE else value.reshape(1, *value.shape)
+        for file_key, key in array_keys.items():
+            value = _lookup(file_key, atoms.arrays, calc_results, extra)
+            if value is None:
+                raise ValueError(f"{path}: structure {i} has no per-atom array {file_key!r}; "
+                                 f"it has {sorted(set(atoms.arrays) | set(calc_results) | set(extra))}")
+            value = np.asarray(value)
+            if value.dtype.kind not in "biuf":
+                raise ValueError(f"{path}: structure {i}: array {file_key!r} is not numeric (dtype {value.dtype})")
+            if value.shape[:1] != (len(atoms),):
+                raise ValueError(f"{path}: structure {i}: array {file_key!r} has shape {value.shape}, "
+                                 f"expected {len(atoms)} rows (one per atom)")
+            values[key] = value
+        try:
+            item = AtomicData.from_ase(atoms, values, dtype=dtype)
+        except ValueError as error:
+            raise ValueError(f"{path}: structure {i}: {error}") from error
+        for key, label in labels.items():
+            item[key] = label
+        data.append(item)
+    check_consistent_keys(data, str(path))
+    return AtomicDataset(data, metadata={"source": str(path), "format": format or "ase",
+                                         "units": {"energy": "eV", "length": "Å"}})
+
+
+def _lookup(key, *sources):
+    # ASE moves values with a calculator property's name (e.g. "charges", "energy") from
+    # info/arrays into the calculator's results when reading extxyz, so look there too
+    for source in sources:
+        if source.get(key) is not None:
+            return source[key]
+    return None
+
+
+def _as_mapping(names) -> dict[str, str]:
+    if names is None:
+        return {}
+    if isinstance(names, Mapping):
+        return {str(k): str(v) for k, v in names.items()}
+    if isinstance(names, str):
+        return {names: names}
+    return {str(n): str(n) for n in names}
+
+
+def _result(name: str, value) -> np.ndarray:
+    value = np.asarray(value, dtype=np.float64)
+    if name == "stress" and value.shape == (6,):
+        from ase.stress import voigt_6_to_full_3x3_stress
+
+        value = voigt_6_to_full_3x3_stress(value)
+    return value
+
+
+def _read_db(path):
+    """Rows of an ASE database as Atoms (calculator results attached) and their key-value pairs and data.
+
+    :func:`ase.io.read` drops a row's key-value pairs and data, which users name in ``info_keys``.
+    """
+    import ase.db
+
+    images, extras = [], []
+    with ase.db.connect(path) as database:
+        for row in database.select():
+            images.append(row.toatoms())
+            extra = dict(row.key_value_pairs)
+            extra.update(row.data or {})
+            extras.append(extra)
+    return images, extras

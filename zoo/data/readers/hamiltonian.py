@@ -1,0 +1,403 @@
+"""zoo's own Hamiltonian dataset format: HDF5 with the level of theory in the file's attributes.
+
+Layout (``format_version`` 1)::
+
+    /                      attrs: format="zoo-hamiltonian", format_version=1, xc, basis,
+                                  grid_level, density_fitting, pyscf_version, ao_convention,
+                                  units="hartree", charge, spin
+    /structures/000000     atomic_numbers [n_atoms] int64
+                           positions      [n_atoms, 3] Å
+                           hamiltonian    [n_ao, n_ao] Hartree   (each of these four optional)
+                           overlap        [n_ao, n_ao]
+                           density_matrix [n_ao, n_ao]
+                           orbital_energies [n_ao] Hartree
+                           energy         [] eV                  (optional)
+                           forces         [n_atoms, 3] eV/Å      (optional)
+    /structures/000001     ...
+
+Matrices are stored as float64, unflattened, in the AO order named by ``ao_convention``. Data
+made at one level of theory (xc, basis, grid, ...) cannot train or evaluate a model made at
+another: :meth:`HamiltonianMetadata.check_compatible` turns such a mix into an error.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from zoo.data import keys
+from zoo.data._atomic_data import AtomicData
+from zoo.data.dataset import AtomicDataset, check_consistent_keys, resolve_dtype
+from zoo.data.elements import check_atomic_numbers
+from zoo.data.readers._common import existing_file, normalize_indices
+
+FORMAT = "zoo-hamiltonian"
+FORMAT_VERSION = 1
+AO_CONVENTIONS = ("pyscf", "e3nn")
+GROUP = "structures"
+
+#: Dataset names in a structure group -> canonical keys.
+DATASETS = {
+    "atomic_numbers": keys.ATOMIC_NUMBERS,
+    "positions": keys.POSITIONS,
+    "hamiltonian": keys.HAMILTONIAN,
+    "overlap": keys.OVERLAP,
+    "density_matrix": keys.DENSITY_MATRIX,
+    "orbital_energies": keys.ORBITAL_ENERGIES,
+    "energy": keys.ENERGY,
+    "forces": keys.FORCES,
+}
+_MATRICES = ("hamiltonian", "overlap", "density_matrix")
+_OPTIONAL = tuple(name for name in DATASETS if name not in ("atomic_numbers", "positions"))
+#: Keys of an AtomicData record that the file derives rather than stores.
+_DERIVED = {keys.N_ATOMS, keys.N_AO, keys.N_ELECTRONS, keys.EDGE_INDEX, keys.EDGE_CELL_SHIFT}
+
+
+@dataclass(frozen=True)
+class HamiltonianMetadata:
+    """The level of theory and conventions of a Hamiltonian dataset (or of a model).
+
+    Args:
+        xc: PySCF's exact xc string (``"b3lyp5"`` is QH9's B3LYP; ``"b3lyp"`` means VWN-RPA
+            from PySCF 2.3 on), or ``"hf"``.
+        basis: basis set name, e.g. ``"def2-svp"``.
+        grid_level: PySCF DFT grid level, or -1 when no grid is used (Hartree–Fock).
+        density_fitting: whether the Fock builds used density fitting.
+        pyscf_version: the PySCF version that made the data.
+        ao_convention: AO order inside each shell, ``"pyscf"`` (p = x, y, z) or ``"e3nn"`` (y, z, x).
+        units: units of the matrices and orbital energies; only ``"hartree"``.
+        charge: total molecular charge.
+        spin: 2S, the number of unpaired electrons (PySCF's ``mol.spin``).
+    """
+
+    xc: str
+    basis: str
+    grid_level: int
+    density_fitting: bool
+    pyscf_version: str
+    ao_convention: str = "pyscf"
+    units: str = "hartree"
+    charge: int = 0
+    spin: int = 0
+
+    def __post_init__(self):
+        problems = []
+        for name in ("xc", "basis", "pyscf_version"):
+            if not isinstance(getattr(self, name), str) or not getattr(self, name):
+                problems.append(f"{name} must be a non-empty string, got {getattr(self, name)!r}")
+        for name in ("grid_level", "charge", "spin"):
+            if isinstance(getattr(self, name), bool) or not isinstance(getattr(self, name), (int, np.integer)):
+                problems.append(f"{name} must be an integer, got {getattr(self, name)!r}")
+        if not isinstance(self.density_fitting, (bool, np.bool_)):
+            problems.append(f"density_fitting must be a bool, got {self.density_fitting!r}")
+        if self.ao_convention not in AO_CONVENTIONS:
+            problems.append(f"ao_convention must be one of {AO_CONVENTIONS}, got {self.ao_convention!r}")
+        if self.units != "hartree":
+            problems.append(f"units must be 'hartree', got {self.units!r}")
+        if isinstance(self.grid_level, (int, np.integer)) and self.grid_level < -1:
+            problems.append(f"grid_level must be >= 0, or -1 without a grid; got {self.grid_level}")
+        if problems:
+            raise ValueError("invalid Hamiltonian metadata: " + "; ".join(problems))
+
+    def to_attrs(self) -> dict:
+        """The HDF5 file attributes, ``format`` and ``format_version`` included."""
+        return {"format": FORMAT, "format_version": FORMAT_VERSION, **dataclasses.asdict(self)}
+
+    @classmethod
+    def from_attrs(cls, attrs: Mapping, source: str = "the file") -> "HamiltonianMetadata":
+        """Read and validate the attributes written by :meth:`to_attrs`.
+
+        Raises:
+            ValueError: not a zoo Hamiltonian file, a newer format version, or missing/invalid fields.
+        """
+        attrs = dict(attrs)
+        if attrs.get("format") != FORMAT:
+            raise ValueError(f"{source} is not a zoo Hamiltonian file: its 'format' attribute is "
+                             f"{attrs.get('format')!r}, expected {FORMAT!r}")
+        version = attrs.get("format_version")
+        if version is None or int(version) != FORMAT_VERSION:
+            raise ValueError(f"{source} has format_version {version!r}; this zoo reads version "
+                             f"{FORMAT_VERSION} (a newer file needs a newer zoo)")
+        fields = [f.name for f in dataclasses.fields(cls)]
+        missing = [name for name in fields if name not in attrs]
+        if missing:
+            raise ValueError(f"{source} lacks the metadata attributes {missing}; every field of "
+                             f"{fields} is required")
+        values = {}
+        for field in dataclasses.fields(cls):
+            value = attrs[field.name]
+            if isinstance(value, bytes):
+                value = value.decode()
+            if isinstance(value, np.generic):  # h5py returns numpy scalars
+                value = value.item()
+            values[field.name] = value
+        try:
+            return cls(**values)
+        except ValueError as error:
+            raise ValueError(f"{source}: {error}") from error
+
+    def check_compatible(self, other: "HamiltonianMetadata", ignore: Iterable[str] = ("pyscf_version",)) -> None:
+        """Raise ``ValueError`` naming every field in which ``other`` differs from this metadata.
+
+        Args:
+            other: e.g. a dataset's metadata, checked against a model's (``self``).
+            ignore: fields allowed to differ. The PySCF version by default, except that ``"b3lyp"``
+                changed meaning in PySCF 2.3 (VWN5 before, VWN-RPA since), which is always checked.
+        """
+        ignore = set(ignore)
+        mismatches = [
+            f"{f.name}: {getattr(self, f.name)!r} != {getattr(other, f.name)!r}"
+            for f in dataclasses.fields(self)
+            if f.name not in ignore and getattr(self, f.name) != getattr(other, f.name)
+        ]
+        if (self.xc.lower() == other.xc.lower() == "b3lyp"
+                and _before_2_3(self.pyscf_version) != _before_2_3(other.pyscf_version)):
+            mismatches.append(
+                f"xc: 'b3lyp' under PySCF {self.pyscf_version} and {other.pyscf_version} are different "
+                "functionals (VWN5 before 2.3, VWN-RPA since); name 'b3lyp5' or 'b3lypg' explicitly"
+            )
+        if mismatches:
+            raise ValueError("incompatible level of theory or conventions: " + "; ".join(mismatches))
+
+
+def _before_2_3(version: str) -> bool:
+    try:
+        major, minor = (int(part) for part in version.split(".")[:2])
+    except ValueError:
+        return False
+    return (major, minor) < (2, 3)
+
+
+def read_hamiltonian_metadata(path: str | os.PathLike) -> HamiltonianMetadata:
+    """The validated metadata of a Hamiltonian file, without reading its structures."""
+    path = existing_file(path, "Hamiltonian HDF5")
+    with _open(path) as handle:
+        return HamiltonianMetadata.from_attrs(handle.attrs, str(path))
+
+
+def write_hamiltonian_h5(
+    path: str | os.PathLike,
+    records: Iterable[Mapping | AtomicData],
+    metadata: HamiltonianMetadata,
+    append: bool = False,
+    overwrite: bool = False,
+) -> int:
+    """Write structures and their matrices to ``path``, atomically.
+
+    The file is written to ``path + ".tmp"`` and moved over ``path`` with :func:`os.replace`, so
+    an interrupted run never leaves a half-written file. Appending copies the existing file
+    first (linear in its size): resumable labelling appends one batch at a time.
+
+    Args:
+        path: the HDF5 file.
+        records: one mapping per structure with ``atomic_numbers`` (or ``z``) and ``positions``
+            (or ``pos``), Å, plus any of ``hamiltonian``, ``overlap``, ``density_matrix``
+            ([n_ao, n_ao], or flattened), ``orbital_energies`` ([n_ao]), ``energy`` (eV) and
+            ``forces`` (eV/Å); or an :class:`AtomicData` with canonical keys.
+        metadata: the level of theory the matrices were computed at.
+        append: add to an existing file, whose metadata must equal ``metadata`` (PySCF version
+            included); creates the file if it does not exist.
+        overwrite: replace an existing file (without it, writing over one is an error).
+
+    Returns:
+        The number of structures in the file after writing.
+    """
+    import h5py
+
+    if not isinstance(metadata, HamiltonianMetadata):
+        raise TypeError(f"metadata must be a HamiltonianMetadata, got {type(metadata).__name__}")
+    path = Path(os.fspath(path)).expanduser()
+    arrays = [_record_arrays(record, i) for i, record in enumerate(records)]
+    exists = path.exists()
+    if exists and not append and not overwrite:
+        raise FileExistsError(f"{path} exists; pass append=True to add structures or overwrite=True to replace it")
+    tmp = Path(str(path) + ".tmp")
+    try:
+        if append and exists:
+            existing = read_hamiltonian_metadata(path)
+            try:
+                existing.check_compatible(metadata, ignore=())
+            except ValueError as error:
+                raise ValueError(f"cannot append to {path}: {error}") from error
+            shutil.copyfile(path, tmp)
+            mode = "a"
+        else:
+            mode = "w"
+        with h5py.File(tmp, mode) as handle:
+            if mode == "w":
+                handle.attrs.update(metadata.to_attrs())
+            group = handle.require_group(GROUP)
+            start = len(group)
+            for offset, record in enumerate(arrays):
+                item = group.create_group(f"{start + offset:06d}")
+                for name, value in record.items():
+                    item.create_dataset(name, data=value)
+            total = len(group)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return total
+
+
+def read_hamiltonian_h5(
+    path: str | os.PathLike,
+    indices: Sequence[int] | None = None,
+    expect: HamiltonianMetadata | None = None,
+    properties: Sequence[str] | None = None,
+    dtype=None,
+) -> AtomicDataset:
+    """Read a Hamiltonian file into AtomicData with flattened AO matrices.
+
+    Each structure gets :data:`keys.N_AO` and :data:`keys.N_ELECTRONS` (sum of Z minus the
+    charge) besides what the file holds. Matrices keep full precision only with
+    ``dtype=torch.float64``: float32 rounds Fock entries of ~10 Hartree by ~1 µEh.
+
+    Args:
+        path: the HDF5 file.
+        indices: structures to read (0-based), in the order given; default all.
+        expect: the level of theory the caller needs (e.g. a model's); any mismatch with the
+            file's is a ``ValueError`` naming the fields (the PySCF version may differ).
+        properties: dataset names to read besides atomic numbers and positions (default: all
+            present); a named one missing from some structure is an error.
+        dtype: floating dtype (default: torch's default).
+
+    Returns:
+        An :class:`AtomicDataset` whose ``metadata["hamiltonian"]`` is the file's
+        :class:`HamiltonianMetadata`.
+    """
+    path = existing_file(path, "Hamiltonian HDF5")
+    dtype = resolve_dtype(dtype)
+    if properties is not None:
+        unknown = [p for p in properties if p not in _OPTIONAL]
+        if unknown:
+            raise ValueError(f"unknown Hamiltonian properties {unknown}; known: {list(_OPTIONAL)}")
+    with _open(path) as handle:
+        metadata = HamiltonianMetadata.from_attrs(handle.attrs, str(path))
+        if expect is not None:
+            try:
+                expect.check_compatible(metadata)
+            except ValueError as error:
+                raise ValueError(f"{path} was made at another level of theory than expected: {error}") from error
+        if GROUP not in handle:
+            raise ValueError(f"{path} has no '{GROUP}' group; it is not a complete zoo Hamiltonian file")
+        group = handle[GROUP]
+        names = sorted(group, key=int)
+        selected = normalize_indices(indices, len(names), str(path))
+        selected = range(len(names)) if selected is None else selected.tolist()
+        data = [_read_structure(group[names[i]], f"{path}:{GROUP}/{names[i]}", metadata, properties, dtype)
+                for i in selected]
+    check_consistent_keys(data, str(path))
+    return AtomicDataset(data, metadata={
+        "source": str(path), "format": FORMAT, "hamiltonian": metadata,
+        "units": {"matrices": "hartree", keys.ENERGY: "eV", keys.FORCES: "eV/Å"},
+    })
+
+
+def _open(path: Path):
+    import h5py
+
+    try:
+        return h5py.File(path, "r")
+    except OSError as error:
+        raise ValueError(f"cannot open {path} as HDF5 ({error}); expected a zoo Hamiltonian file "
+                         f"(format {FORMAT!r})") from error
+
+
+def _read_structure(item, where: str, metadata: HamiltonianMetadata, properties, dtype) -> AtomicData:
+    missing = [name for name in ("atomic_numbers", "positions") if name not in item]
+    if missing:
+        raise ValueError(f"{where} lacks {missing}")
+    wanted = [name for name in _OPTIONAL if name in item] if properties is None else list(properties)
+    absent = [name for name in wanted if name not in item]
+    if absent:
+        raise ValueError(f"{where} lacks {absent}; it has {sorted(item)}")
+    z = item["atomic_numbers"][()]
+    raw = {name: item[name][()] for name in wanted}
+    values = {DATASETS[name]: value for name, value in raw.items()}
+    n_ao = _n_ao(raw, where)
+    if n_ao is not None:
+        values[keys.N_AO] = n_ao
+    values[keys.N_ELECTRONS] = int(np.sum(z)) - metadata.charge
+    try:
+        return AtomicData.from_arrays(z, item["positions"][()], dtype=dtype, **values)
+    except ValueError as error:
+        raise ValueError(f"{where}: {error}") from error
+
+
+def _n_ao(arrays: Mapping[str, np.ndarray], where: str) -> int | None:
+    """The common AO count of the matrices and orbital energies, checking that they agree."""
+    sizes = {}
+    for name in _MATRICES:
+        if name in arrays:
+            matrix = np.asarray(arrays[name])
+            if matrix.ndim == 1:
+                n = int(round(np.sqrt(matrix.size)))
+                if n * n != matrix.size:
+                    raise ValueError(f"{where}: flattened {name} has {matrix.size} entries, not a square number")
+            elif matrix.ndim == 2 and matrix.shape[0] == matrix.shape[1]:
+                n = matrix.shape[0]
+            else:
+                raise ValueError(f"{where}: {name} has shape {matrix.shape}; expected [n_ao, n_ao]")
+            sizes[name] = n
+    if "orbital_energies" in arrays:
+        sizes["orbital_energies"] = int(np.asarray(arrays["orbital_energies"]).size)
+    if len(set(sizes.values())) > 1:
+        raise ValueError(f"{where}: AO dimensions disagree: {sizes}")
+    return next(iter(sizes.values()), None)
+
+
+def _record_arrays(record, number: int) -> dict[str, np.ndarray]:
+    """A record as validated numpy arrays keyed by the file's dataset names."""
+    where = f"record {number}"
+    if isinstance(record, AtomicData):
+        record = {k: v for k, v in record.to_dict().items() if k not in _DERIVED}
+    elif not isinstance(record, Mapping):
+        raise TypeError(f"{where}: expected a mapping or AtomicData, got {type(record).__name__}")
+    by_key = {key: name for name, key in DATASETS.items()}
+    arrays = {}
+    for key, value in record.items():
+        name = key if key in DATASETS else by_key.get(key)
+        if name is None:
+            raise ValueError(f"{where}: unknown entry {key!r}; the file stores {list(DATASETS)}")
+        if value is None:
+            continue
+        if hasattr(value, "detach"):
+            value = value.detach().cpu().numpy()
+        arrays[name] = np.asarray(value)
+    missing = [name for name in ("atomic_numbers", "positions") if name not in arrays]
+    if missing:
+        raise ValueError(f"{where}: missing {missing}")
+    z = arrays["atomic_numbers"] = arrays["atomic_numbers"].astype(np.int64).reshape(-1)
+    try:
+        check_atomic_numbers(torch.as_tensor(z))
+    except ValueError as error:
+        raise ValueError(f"{where}: {error}") from error
+    n_atoms = z.size
+    checks = {"positions": (n_atoms, 3), "forces": (n_atoms, 3)}
+    for name, shape in checks.items():
+        if name in arrays:
+            arrays[name] = arrays[name].astype(np.float64)
+            if arrays[name].shape != shape:
+                raise ValueError(f"{where}: {name} has shape {arrays[name].shape}, expected {shape}")
+    n_ao = _n_ao(arrays, where)
+    for name in _MATRICES:
+        if name in arrays:
+            arrays[name] = arrays[name].astype(np.float64).reshape(n_ao, n_ao)
+    if "orbital_energies" in arrays:
+        arrays["orbital_energies"] = arrays["orbital_energies"].astype(np.float64).reshape(-1)
+    if "energy" in arrays:
+        if arrays["energy"].size != 1:
+            raise ValueError(f"{where}: energy must be one number, got shape {arrays['energy'].shape}")
+        arrays["energy"] = arrays["energy"].astype(np.float64).reshape(())
+    for name, value in arrays.items():
+        if name != "atomic_numbers" and not np.isfinite(value).all():
+            raise ValueError(f"{where}: {name} contains NaN or inf")
+    return arrays

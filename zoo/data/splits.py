@@ -1,0 +1,309 @@
+"""Train/validation/test splits: random, out-of-distribution by size, or from index files.
+
+A :class:`Split` holds three integer index arrays and how they were made; it is saved next to
+each run (``split.npz``) so that the run can be reproduced or evaluated on the same test set.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+SETS = ("train", "val", "test")
+#: Index-array names accepted by :func:`load_split`, per set, in order of preference
+#: (zoo's own, SchNetPack's ``split.npz``, and the ``idx_*`` spelling of some benchmark files).
+_FILE_KEYS = {
+    "train": ("train", "train_idx", "idx_train"),
+    "val": ("val", "val_idx", "idx_val", "valid", "validation"),
+    "test": ("test", "test_idx", "idx_test"),
+}
+
+
+@dataclass
+class Split:
+    """Indices of the training, validation and test structures, and how they were chosen.
+
+    Args:
+        train, val, test: 0-based integer positions in the dataset; disjoint, no repeats.
+        method: how the split was made (``"random"``, ``"size"``, ``"file"``, ...).
+        params: the arguments that made it (seed, sizes, ...), saved with it.
+        n: number of structures of the dataset it was made for, when known; checked on use.
+    """
+
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+    method: str = "given"
+    params: dict = field(default_factory=dict)
+    n: int | None = None
+
+    def __post_init__(self):
+        for name in SETS:
+            values = np.asarray(getattr(self, name))
+            if values.size and not np.issubdtype(values.dtype, np.integer):
+                raise ValueError(f"{name} indices must be integers, got dtype {values.dtype}")
+            setattr(self, name, values.astype(np.int64).reshape(-1))
+        self.n = None if self.n is None or int(self.n) < 0 else int(self.n)
+        for name in SETS:
+            values = getattr(self, name)
+            if values.size and values.min() < 0:
+                raise ValueError(f"{name} indices must be >= 0, found {values.min()}")
+            repeated = values.size - np.unique(values).size
+            if repeated:
+                raise ValueError(f"{name} indices repeat {repeated} structure(s)")
+        for i, a in enumerate(SETS):
+            for b in SETS[i + 1:]:
+                shared = np.intersect1d(getattr(self, a), getattr(self, b))
+                if shared.size:
+                    raise ValueError(f"the {a} and {b} sets overlap in {shared.size} structure(s), "
+                                     f"e.g. {shared[:5].tolist()}")
+        if self.n is not None:
+            self.check(self.n)
+
+    def check(self, n: int) -> "Split":
+        """Raise ``ValueError`` unless every index is valid for a dataset of ``n`` structures."""
+        if self.n is not None and self.n != n:
+            raise ValueError(f"this split was made for {self.n} structures but the dataset has {n}; "
+                             "it belongs to another dataset (or other reader arguments)")
+        for name in SETS:
+            values = getattr(self, name)
+            if values.size and values.max() >= n:
+                raise ValueError(f"{name} indices out of range: max {values.max()} for a dataset of {n} structures")
+        return self
+
+    @property
+    def sizes(self) -> dict[str, int]:
+        return {name: int(getattr(self, name).size) for name in SETS}
+
+    def __repr__(self) -> str:
+        return f"Split({self.method}, {self.sizes}, n={self.n}, params={self.params})"
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write to ``.npz`` (arrays plus a JSON ``info`` entry) or ``.json``, atomically."""
+        path = Path(os.fspath(path))
+        info = {"method": self.method, "params": self.params, "n": -1 if self.n is None else self.n}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        if path.suffix == ".npz":
+            with open(tmp, "wb") as handle:  # a file object, so that numpy adds no second suffix
+                np.savez(handle, train=self.train, val=self.val, test=self.test,
+                         info=np.array(json.dumps(info, default=_jsonable)))
+        elif path.suffix == ".json":
+            payload = {**info, **{name: getattr(self, name).tolist() for name in SETS}}
+            tmp.write_text(json.dumps(payload, default=_jsonable))
+        else:
+            raise ValueError(f"save a split as .npz or .json, not {path.suffix!r} ({path})")
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "Split":
+        """Read a split saved by :meth:`save` (or any file :func:`load_split` reads)."""
+        return load_split(path)
+
+
+def load_split(path: str | os.PathLike, n: int | None = None) -> Split:
+    """Read a split from index files: ``.npz`` or ``.json`` with ``train``/``val``/``test`` arrays.
+
+    ``.npz`` files may also name them ``train_idx``/``val_idx``/``test_idx`` (SchNetPack) or
+    ``idx_train``/... ; a missing test (or validation) array means an empty set.
+
+    Args:
+        path: the file.
+        n: number of structures of the dataset, to check the indices against.
+    """
+    path = Path(os.fspath(path)).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"no split file at {path}")
+    if path.suffix == ".npz":
+        with np.load(path, allow_pickle=False) as archive:
+            found = {name: archive[name] for name in archive.files}
+        info = json.loads(str(found.pop("info"))) if "info" in found else {}
+    elif path.suffix == ".json":
+        found = json.loads(path.read_text())
+        if not isinstance(found, dict):
+            raise ValueError(f"{path}: expected a JSON object with 'train', 'val' and 'test' lists")
+        info = {k: found.pop(k) for k in ("method", "params", "n") if k in found}
+    else:
+        raise ValueError(f"cannot read a split from {path}: expected a .npz or .json file")
+    arrays = {}
+    for name, candidates in _FILE_KEYS.items():
+        key = next((k for k in candidates if k in found), None)
+        arrays[name] = np.asarray(found[key]) if key is not None else np.zeros(0, dtype=np.int64)
+        if key is None and name == "train":
+            raise ValueError(f"{path} has no training indices: expected one of {list(candidates)}; "
+                             f"found {sorted(found)}")
+    params = dict(info.get("params") or {})
+    method = info.get("method", "file")
+    if method != "file":
+        params.setdefault("made_by", method)
+    split = Split(**arrays, method="file", params={"path": str(path), **params}, n=info.get("n"))
+    if n is not None:
+        split.check(n)
+    return split
+
+
+def random_split(
+    n: int,
+    sizes: Sequence[int | None] | None = None,
+    fractions: Sequence[float] | None = None,
+    seed: int = 0,
+) -> Split:
+    """A random split of ``n`` structures, deterministic for a seed.
+
+    Args:
+        n: number of structures.
+        sizes: ``[n_train, n_val, n_test]`` (or ``[n_train, n_val]``); one entry may be ``None``
+            or ``-1`` for "all the rest".
+        fractions: the same as fractions of ``n``; if they sum to 1, the structures lost to
+            rounding go to the training set.
+        seed: seed of :func:`numpy.random.default_rng`.
+
+    Raises:
+        ValueError: both or neither of ``sizes``/``fractions``, more structures requested than
+            exist, or a set requested non-empty that would be empty.
+
+    Example:
+        >>> random_split(10, sizes=[6, 2, None], seed=0).sizes
+        {'train': 6, 'val': 2, 'test': 2}
+    """
+    n = int(n)
+    if (sizes is None) == (fractions is None):
+        raise ValueError("random_split needs either sizes or fractions (not both)")
+    if n <= 0:
+        raise ValueError(f"cannot split a dataset of {n} structures")
+    requested = list(sizes if sizes is not None else fractions)
+    if len(requested) not in (2, 3):
+        raise ValueError(f"give 2 or 3 entries (train, val[, test]), got {requested}")
+    requested += [0] * (3 - len(requested))
+    if sizes is not None:
+        counts, wanted = _counts_from_sizes(n, requested)
+    else:
+        counts, wanted = _counts_from_fractions(n, requested)
+    for name, count, want in zip(SETS, counts, wanted):
+        if want and count == 0:
+            raise ValueError(f"this split leaves the {name} set empty ({name}: {want} of {n} structures)")
+    if counts[0] == 0:
+        raise ValueError("this split leaves the train set empty; request at least one training structure")
+    order = np.random.default_rng(seed).permutation(n)
+    bounds = np.cumsum([0, *counts])
+    parts = [np.sort(order[bounds[i]:bounds[i + 1]]) for i in range(3)]
+    params = {"seed": int(seed), **({"sizes": list(sizes)} if sizes is not None else {"fractions": list(fractions)})}
+    return Split(*parts, method="random", params=params, n=n)
+
+
+def _counts_from_sizes(n, requested):
+    rest = [i for i, s in enumerate(requested) if s is None or s == -1]
+    if len(rest) > 1:
+        raise ValueError(f"at most one size may be None/-1 ('the rest'), got {requested}")
+    fixed = [0 if i in rest else int(s) for i, s in enumerate(requested)]
+    if any(s < 0 for s in fixed) or any(s is not None and s != int(s) for s in requested):
+        raise ValueError(f"sizes must be non-negative integers (or one None/-1), got {requested}")
+    if sum(fixed) > n:
+        raise ValueError(f"sizes {requested} ask for {sum(fixed)} structures but there are only {n}")
+    if rest:
+        fixed[rest[0]] = n - sum(fixed)
+    wanted = ["the rest" if i in rest else s for i, s in enumerate(fixed)]
+    return fixed, wanted
+
+
+def _counts_from_fractions(n, requested):
+    fractions = [float(f) for f in requested]
+    if any(not 0 <= f <= 1 for f in fractions) or sum(fractions) > 1 + 1e-9:
+        raise ValueError(f"fractions must lie in [0, 1] and sum to at most 1, got {requested}")
+    counts = [math.floor(f * n + 1e-9) for f in fractions]
+    if abs(sum(fractions) - 1) < 1e-9:
+        counts[0] += n - sum(counts)
+    return counts, [f"fraction {f}" if f > 0 else 0 for f in fractions]
+
+
+def size_split(
+    n_atoms: Sequence[int],
+    max_train_atoms: int,
+    min_test_atoms: int,
+    val_fraction: float = 0.1,
+    seed: int = 0,
+) -> Split:
+    """An out-of-distribution split by molecule size (like QH9-stable-ood).
+
+    Training and validation structures are drawn from those with at most ``max_train_atoms``
+    atoms (validation: a random ``val_fraction`` of them); the test set is every structure with
+    at least ``min_test_atoms`` atoms. Structures in between are in no set; their number is
+    recorded in ``params["unused"]``.
+
+    Args:
+        n_atoms: number of atoms of each structure.
+        max_train_atoms: largest size in training/validation.
+        min_test_atoms: smallest size in the test set; must exceed ``max_train_atoms``.
+        val_fraction: fraction of the small structures held out for validation.
+        seed: seed of :func:`numpy.random.default_rng`.
+    """
+    n_atoms = np.asarray(n_atoms, dtype=np.int64).reshape(-1)
+    if n_atoms.size == 0:
+        raise ValueError("cannot split a dataset of 0 structures")
+    if min_test_atoms <= max_train_atoms:
+        raise ValueError(f"min_test_atoms ({min_test_atoms}) must exceed max_train_atoms ({max_train_atoms}) "
+                         "so that no size is both trained and tested on")
+    if not 0 <= val_fraction < 1:
+        raise ValueError(f"val_fraction must lie in [0, 1), got {val_fraction}")
+    span = f"sizes in the dataset range from {n_atoms.min()} to {n_atoms.max()} atoms"
+    small = np.flatnonzero(n_atoms <= max_train_atoms)
+    test = np.flatnonzero(n_atoms >= min_test_atoms)
+    if small.size == 0:
+        raise ValueError(f"this split leaves the train set empty: no structure has <= {max_train_atoms} atoms; {span}")
+    if test.size == 0:
+        raise ValueError(f"this split leaves the test set empty: no structure has >= {min_test_atoms} atoms; {span}")
+    n_val = int(round(val_fraction * small.size))
+    if val_fraction > 0 and n_val == 0:
+        raise ValueError(f"this split leaves the val set empty: {val_fraction} of {small.size} small structures")
+    if n_val >= small.size:
+        raise ValueError(f"this split leaves the train set empty: val_fraction {val_fraction} of {small.size}")
+    shuffled = np.random.default_rng(seed).permutation(small)
+    params = {"max_train_atoms": int(max_train_atoms), "min_test_atoms": int(min_test_atoms),
+              "val_fraction": float(val_fraction), "seed": int(seed),
+              "unused": int(n_atoms.size - small.size - test.size)}
+    return Split(np.sort(shuffled[n_val:]), np.sort(shuffled[:n_val]), test, method="size",
+                 params=params, n=n_atoms.size)
+
+
+def make_split(spec: dict, n: int | None = None, n_atoms: Sequence[int] | None = None) -> Split:
+    """A split from a YAML-friendly spec, as :class:`~zoo.data.AtomicDataModule` takes it.
+
+    ``{"method": "random", "sizes": [800, 100, 100], "seed": 0}`` (or ``fractions``),
+    ``{"method": "size", "max_train_atoms": 20, "min_test_atoms": 23, "val_fraction": 0.1, "seed": 0}``,
+    ``{"method": "file", "path": "split.npz"}``.
+    """
+    spec = dict(spec)
+    method = spec.pop("method", "random")
+    try:
+        if method == "random":
+            if n is None:
+                raise ValueError("a random split needs the number of structures")
+            return random_split(n, **spec)
+        if method == "size":
+            if n_atoms is None:
+                raise ValueError("a size split needs the number of atoms of each structure")
+            return size_split(n_atoms, **spec)
+        if method == "file":
+            return load_split(spec.pop("path"), n=n, **spec)
+    except TypeError as error:  # an unexpected or missing argument in the spec
+        raise ValueError(f"bad split spec {dict(spec, method=method)}: {error}") from error
+    except KeyError as error:
+        raise ValueError(f"split spec {dict(spec, method=method)} lacks {error}") from error
+    raise ValueError(f"unknown split method {method!r}; choose 'random', 'size' or 'file'")
+
+
+def _jsonable(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (np.ndarray, tuple)):
+        return list(value)
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"cannot store {value!r} in a split file")
