@@ -31,3 +31,4 @@ def test_unknown_format_lists_the_known_ones(tmp_path):
         read_structures(tmp_path / "data.foo")
     with pytest.raises(ValueError, match="unknown format 'parquet'; known formats: .*hamiltonian.*md17.*qm9"):
         read_structures(tmp_path / "data.foo", format="parquet")
+

@@ -7,7 +7,11 @@ format                    files                               reader
 ``md17`` / ``rmd17``      ``.npz``                            :func:`read_md17`
 ``ase`` / ``extxyz`` ...  ``.xyz``, ``.extxyz``, ``.db``, ...  :func:`read_ase`
 ``hamiltonian``           ``.h5``, ``.hdf5``                  :func:`read_hamiltonian_h5`
+``qh9``                   QH9's SQLite ``.db``                :func:`~zoo.data.readers.qh9.read_qh9`
+``schnorb``               SchNOrb's MD17 ASE ``.db``          :func:`~zoo.data.readers.schnorb.read_schnorb`
 ========================  ==================================  ===========================
+
+QH9 and SchNOrb files share the ``.db`` extension with ASE databases: name their format.
 """
 
 from __future__ import annotations
@@ -26,6 +30,20 @@ from zoo.data.readers.hamiltonian import (
 from zoo.data.readers.md17 import read_md17
 from zoo.data.readers.qm9 import QM9_PROPERTIES, read_qm9
 
+def read_qh9(path, **kwargs) -> AtomicDataset:
+    """QH9's SQLite files (imports PySCF, hence on first use only); see :mod:`zoo.data.readers.qh9`."""
+    from zoo.data.readers.qh9 import read_qh9 as reader
+
+    return reader(path, **kwargs)
+
+
+def read_schnorb(path, **kwargs) -> AtomicDataset:
+    """SchNOrb's MD17 Hamiltonian databases; see :mod:`zoo.data.readers.schnorb`."""
+    from zoo.data.readers.schnorb import read_schnorb as reader
+
+    return reader(path, **kwargs)
+
+
 #: Format names -> reader. ASE format names not listed here (``"vasp-out"``, ...) go to
 #: :func:`read_ase` when given explicitly as ``format``.
 FORMATS = {
@@ -41,6 +59,8 @@ FORMATS = {
     "hamiltonian": read_hamiltonian_h5,
     "h5": read_hamiltonian_h5,
     "hdf5": read_hamiltonian_h5,
+    "qh9": read_qh9,
+    "schnorb": read_schnorb,
 }
 #: File extensions -> format name.
 EXTENSIONS = {
@@ -91,6 +111,6 @@ def read_structures(path: str | os.PathLike, format: str | None = None, **kwargs
 
 
 __all__ = [
-    "FORMATS", "EXTENSIONS", "read_structures", "read_qm9", "QM9_PROPERTIES", "read_md17", "read_ase",
+    "FORMATS", "EXTENSIONS", "read_structures", "read_qm9", "QM9_PROPERTIES", "read_md17", "read_ase", "read_qh9", "read_schnorb",
     "HamiltonianMetadata", "read_hamiltonian_h5", "read_hamiltonian_metadata", "write_hamiltonian_h5",
 ]

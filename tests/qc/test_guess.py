@@ -1,0 +1,50 @@
+"""A converged Fock matrix as the SCF guess converges at once; MINAO needs many more cycles."""
+
+import numpy as np
+import pytest
+import torch
+
+from zoo.qc.guess import density_from_hamiltonian, scf_cycles
+from zoo.qc.level import LevelOfTheory
+
+WATER = ([8, 1, 1], [[0.0, 0.0, 0.117], [0.0, 0.757, -0.469], [0.0, -0.757, -0.469]])
+LEVEL = LevelOfTheory(xc="b3lyp5", basis="6-31g", grid_level=1)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """PySCF and torch each start an OpenMP pool; on a few shared cores they thrash."""
+    from pyscf import lib
+
+    threads = (torch.get_num_threads(), lib.num_threads())
+    torch.set_num_threads(1)
+    lib.num_threads(1)
+    yield
+    torch.set_num_threads(threads[0])
+    lib.num_threads(threads[1])
+
+
+def test_converged_fock_guess_needs_few_cycles():
+    mol = LEVEL.build_mole(*WATER)
+    mf = LEVEL.build_scf(mol)
+    mf.kernel()
+    fock, overlap = mf.get_fock(), mf.get_ovlp()
+    dm0 = density_from_hamiltonian(fock, overlap, mol.nelectron)
+    np.testing.assert_allclose(dm0, mf.make_rdm1(), atol=1e-6)
+    from_fock = scf_cycles(mol, LEVEL, dm0=dm0)
+    minao = scf_cycles(mol, LEVEL)
+    assert from_fock["converged"] and minao["converged"]
+    assert from_fock["cycles"] <= 3 < minao["cycles"]
+    assert abs(from_fock["energy"] - minao["energy"]) < 1e-8
+    assert from_fock["time_s"] > 0
+
+
+def test_torch_density_matches_numpy_and_rejects_odd_electrons():
+    mol = LEVEL.build_mole(*WATER)
+    mf = LEVEL.build_scf(mol)
+    h, s = mf.get_hcore(), mf.get_ovlp()
+    as_torch = density_from_hamiltonian(torch.as_tensor(h), s, 10)
+    np.testing.assert_allclose(as_torch.numpy(), density_from_hamiltonian(h, s, 10), atol=1e-10)
+    assert abs(np.trace(as_torch.numpy() @ s) - 10) < 1e-10
+    with pytest.raises(ValueError, match="even number"):
+        density_from_hamiltonian(h, s, 9)
