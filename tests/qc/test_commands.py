@@ -1,0 +1,58 @@
+"""``zoo sample`` and ``zoo label`` called as functions with argv lists, on water and H2."""
+
+import pytest
+
+pytest.importorskip("pyscf")
+pytest.importorskip("tblite")
+
+from zoo.qc.commands import label_main, sample_main  # noqa: E402
+from zoo.qc.sampling import read_structures  # noqa: E402
+
+
+@pytest.mark.parametrize("main", [sample_main, label_main])
+def test_help_shows_examples(main, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    assert "examples:" in capsys.readouterr().out
+
+
+def test_sample_md_then_label_in_shards_and_merge(tmp_path):
+    frames = tmp_path / "water.extxyz"
+    assert sample_main(["--smiles", "O", "--md", "--temperature", "500", "--frames", "3", "--interval", "2",
+                        "--equilibrate", "2", "--seed", "0", "-o", str(frames)]) == 0
+    sampled = read_structures(frames)
+    assert len(sampled) == 3 and "xtb_energy" in sampled[0].info and sampled[0].calc is None
+
+    labelled = tmp_path / "water_hf.extxyz"
+    common = ["--method", "rhf", "--basis", "sto-3g", "--properties", "energy,forces", "--quiet", "-o", str(labelled)]
+    for shard in ("0/2", "1/2"):
+        assert label_main([str(frames), *common, "--shard", shard]) == 0
+    shards = [str(tmp_path / f"water_hf.shard-{i}-of-2.extxyz") for i in range(2)]
+    assert label_main(["--merge", *shards, "-o", str(labelled)]) == 0
+    merged = read_structures(labelled)
+    assert [f.info["source_index"] for f in merged] == [0, 1, 2]
+    assert all(f.info["xc"] == "hf" and f.calc.results.keys() == {"energy", "forces"} for f in merged)
+
+
+def test_sample_displacements_from_xyz(tmp_path):
+    start = tmp_path / "h2.xyz"
+    start.write_text("2\nH2\nH 0 0 0\nH 0 0 0.74\n")
+    out = tmp_path / "h2_nm.extxyz"
+    assert sample_main(["--xyz", str(start), "--displace", "normal_modes", "-n", "4", "--temperature", "300",
+                        "-o", str(out)]) == 0
+    frames = read_structures(out)
+    assert len(frames) == 4 and frames[0].info["sampler"].startswith("normal_modes")
+
+
+def test_bad_input_is_one_clear_line(tmp_path, capsys):
+    assert sample_main(["--smiles", "not-a-smiles(", "-o", str(tmp_path / "x.extxyz")]) == 1
+    assert "cannot parse the SMILES" in capsys.readouterr().err
+    assert label_main([str(tmp_path / "missing.extxyz"), "-o", str(tmp_path / "y.extxyz")]) == 1
+    assert "no structure file" in capsys.readouterr().err
+    radical = tmp_path / "oh.xyz"
+    radical.write_text("2\nOH\nO 0 0 0\nH 0 0 0.97\n")
+    assert label_main([str(radical), "--basis", "sto-3g", "-o", str(tmp_path / "oh.extxyz")]) == 1
+    assert "odd" in capsys.readouterr().err
+    assert label_main([str(radical), "--shard", "1of2", "-o", str(tmp_path / "z.extxyz")]) == 1
+    assert "--shard takes I/N" in capsys.readouterr().err

@@ -1,0 +1,123 @@
+"""Labelling: units read back by the data layer, failures, resuming, shards (H2 and water, STO-3G)."""
+
+import json
+
+import numpy as np
+import pytest
+from ase import Atoms
+
+pytest.importorskip("pyscf")
+
+from zoo.data.readers.ase_io import read_ase  # noqa: E402
+from zoo.data.readers.hamiltonian import read_hamiltonian_h5  # noqa: E402
+from zoo.qc import labelling  # noqa: E402
+from zoo.qc.level import LevelOfTheory  # noqa: E402
+
+HARTREE_EV, BOHR_A = 27.211386, 0.529177
+RHF = LevelOfTheory(method="rhf", xc=None, basis="sto-3g")
+WATER = Atoms("OH2", positions=[[0.0, 0.0, 0.117], [0.0, 0.757, -0.469], [0.05, -0.757, -0.469]])
+
+
+def h2(n):
+    return [Atoms("H2", positions=[[0, 0, 0], [0, 0, 0.70 + 0.03 * i]]) for i in range(n)]
+
+
+def pyscf_reference(atoms, level):
+    mf = level.build_scf(level.build_mole(atoms.numbers, atoms.positions))
+    mf.kernel()
+    return mf
+
+
+def test_extxyz_labels_read_back_in_ev(tmp_path):
+    out = tmp_path / "water.extxyz"
+    summary = labelling.label([WATER], RHF, out, progress=False)
+    assert summary["labelled"] == 1 and not summary["failures"].exists()
+    mf = pyscf_reference(WATER, RHF)
+    data = read_ase(out, dtype="float64")[0]
+    np.testing.assert_allclose(float(data.energy), mf.e_tot * HARTREE_EV, rtol=1e-9)
+    forces = -mf.nuc_grad_method().kernel() * HARTREE_EV / BOHR_A
+    np.testing.assert_allclose(data.forces.numpy(), forces, atol=1e-6)  # extxyz keeps 8 decimals
+    np.testing.assert_allclose(data.dipole.numpy()[0], mf.dip_moment(unit="AU", verbose=0) * BOHR_A,
+                               atol=1e-5)
+    info = labelling.read_structures(out)[0].info
+    assert (info["xc"], info["basis"], info["grid_level"], info["density_fitting"]) == ("hf", "sto-3g", -1, False)
+    assert info["source_index"] == 0 and info["pyscf_version"] == labelling.pyscf_version()
+
+
+def test_hdf5_matrices_and_energy(tmp_path):
+    level = LevelOfTheory(xc="lda,vwn", basis="sto-3g", grid_level=1)
+    out = tmp_path / "water.h5"
+    labelling.label([WATER], level, out, properties=["energy", "fock", "overlap", "density_matrix",
+                                                       "orbital_energies"], progress=False)
+    data = read_hamiltonian_h5(out, expect=labelling.label_metadata(level), dtype="float64")[0]
+    mf = pyscf_reference(WATER, level)
+    n_ao = mf.mol.nao
+    np.testing.assert_allclose(float(data.energy), mf.e_tot * HARTREE_EV, rtol=1e-8)
+    np.testing.assert_allclose(data.hamiltonian.numpy().reshape(n_ao, n_ao), mf.get_fock(), atol=1e-6)
+    np.testing.assert_allclose(data.overlap.numpy().reshape(n_ao, n_ao), mf.mol.intor("int1e_ovlp"), atol=1e-12)
+    np.testing.assert_allclose(data.orbital_energies.numpy(), mf.mo_energy, atol=1e-6)
+    assert int(data.n_electrons) == 10
+
+
+def test_unconverged_scf_is_a_failure_not_a_label(tmp_path):
+    out = tmp_path / "h2.extxyz"
+    summary = labelling.label(h2(1), RHF, out, max_cycle=1, progress=False)
+    assert summary["failed"] == 1 and summary["labelled"] == 0 and not out.exists()
+    (entry,) = [json.loads(line) for line in summary["failures"].read_text().splitlines()]
+    assert entry["index"] == 0 and entry["level"] == RHF.as_dict() and entry["cycles"] == 1
+    assert "not converged" in entry["reason"]
+    again = labelling.label(h2(1), RHF, out, progress=False)  # known failure: skipped
+    assert again["skipped"] == 1 and not out.exists()
+    retried = labelling.label(h2(1), RHF, out, retry_failures=True, progress=False)
+    assert retried["labelled"] == 1 and len(labelling.read_structures(out)) == 1
+
+
+def test_resume_computes_only_missing_structures(tmp_path, monkeypatch):
+    out = tmp_path / "h2.extxyz"
+    labelling.label(h2(3), RHF, out, progress=False)
+    frames = labelling.read_structures(out)
+    labelling._append_extxyz(out.with_name("two.extxyz"), frames[:2])  # "lose" the last label
+    out.with_name("two.extxyz").replace(out)
+
+    calls, compute = [], labelling.compute_labels
+
+    def counting(atoms, *args, **kwargs):
+        calls.append(atoms.positions[1, 2])
+        return compute(atoms, *args, **kwargs)
+
+    monkeypatch.setattr(labelling, "compute_labels", counting)
+    summary = labelling.label(h2(3), RHF, out, progress=False)
+    assert summary["labelled"] == 1 and summary["skipped"] == 2 and calls == [pytest.approx(0.76)]
+    resumed = labelling.read_structures(out)
+    assert [f.info["source_index"] for f in resumed] == [0, 1, 2]
+    np.testing.assert_allclose(resumed[2].get_potential_energy(), frames[2].get_potential_energy(), rtol=1e-10)
+
+
+def test_shards_merge_in_source_order(tmp_path):
+    out = tmp_path / "h2.h5"
+    for i in range(2):
+        labelling.label(h2(3), RHF, out, properties=["energy", "fock"], shard=(i, 2), progress=False)
+    shards = sorted(tmp_path.glob("h2.shard-*-of-2.h5"))
+    assert [p.name for p in shards] == ["h2.shard-0-of-2.h5", "h2.shard-1-of-2.h5"]
+    assert labelling.merge(shards, tmp_path / "all.h5") == 3
+    merged = read_hamiltonian_h5(tmp_path / "all.h5")
+    distances = [float(d.pos[1, 2]) for d in merged]
+    np.testing.assert_allclose(distances, [0.70, 0.73, 0.76])
+    with pytest.raises(ValueError, match="more than one input"):
+        labelling.merge([shards[0], shards[0]], tmp_path / "twice.h5")
+
+
+def test_bad_inputs_fail_before_any_scf(tmp_path):
+    out = tmp_path / "x.extxyz"
+    with pytest.raises(ValueError, match="odd"):
+        labelling.label([Atoms("H3", positions=[[0, 0, 0], [0, 0, 0.8], [0, 0, 1.6]])], RHF, out, progress=False)
+    with pytest.raises(ValueError, match="no functions for element"):
+        labelling.label([Atoms("Xe2", positions=[[0, 0, 0], [0, 0, 3]])], LevelOfTheory(basis="6-31g"), out,
+                        progress=False)
+    with pytest.raises(ValueError, match="HDF5"):
+        labelling.label(h2(1), RHF, out, properties=["energy", "fock"], progress=False)
+    with pytest.raises(ValueError, match="shard"):
+        labelling.label(h2(1), RHF, out, shard=(2, 2), progress=False)
+    labelling.label(h2(1), RHF, out, progress=False)
+    with pytest.raises(ValueError, match="another level of theory"):
+        labelling.label(h2(1), LevelOfTheory(method="rhf", xc=None, basis="6-31g"), out, progress=False)

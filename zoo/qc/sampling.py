@@ -1,0 +1,328 @@
+"""Structures to label: start geometries, GFN2-xTB optimisation, MD and displacements.
+
+Force fields trained only on equilibrium geometries extrapolate badly, so datasets are made from
+non-equilibrium structures: frames of a GFN2-xTB molecular dynamics run at elevated temperature,
+or displacements along random directions or along normal modes with Boltzmann amplitudes. xTB is
+~1000x cheaper than the DFT that labels the frames afterwards (:mod:`zoo.qc.labelling`).
+
+Everything here is deterministic given ``seed``. Structures are :class:`ase.Atoms` in Å; xTB
+results are kept under their own names (``info["xtb_energy"]`` in eV, ``arrays["xtb_forces"]``
+in eV/Å) so that no reader ever mistakes them for DFT labels. RDKit and tblite are imported
+lazily, when used.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+XTB_METHOD = "GFN2-xTB"
+THERMOSTATS = ("langevin", "nvt")
+DISPLACEMENT_MODES = ("random", "normal_modes")
+
+
+# --- start structures -------------------------------------------------------------------------
+
+
+def from_smiles(smiles: str, seed: int = 0):
+    """A 3D structure for ``smiles``: RDKit AddHs, ETKDG embedding with ``seed``, MMFF pre-optimisation.
+
+    The total formal charge goes to ``info["charge"]`` (read by the xTB calculator and checked by
+    the labeller). Molecules MMFF has no parameters for fall back to UFF.
+
+    Raises:
+        ValueError: RDKit cannot parse the SMILES or cannot embed the molecule in 3D.
+    """
+    from ase import Atoms
+    from rdkit import Chem, RDLogger
+    from rdkit.Chem import AllChem
+
+    RDLogger.DisableLog("rdApp.*")  # RDKit prints parse errors itself; ours says more
+    mol = Chem.MolFromSmiles(smiles)
+    if mol is None:
+        raise ValueError(f"RDKit cannot parse the SMILES {smiles!r}")
+    mol = Chem.AddHs(mol)
+    params = AllChem.ETKDGv3()
+    params.randomSeed = int(seed)
+    if AllChem.EmbedMolecule(mol, params) != 0:
+        raise ValueError(f"RDKit could not embed {smiles!r} in 3D (ETKDG, seed {seed})")
+    if AllChem.MMFFHasAllMoleculeParams(mol):
+        AllChem.MMFFOptimizeMolecule(mol, maxIters=2000)
+    else:
+        AllChem.UFFOptimizeMolecule(mol, maxIters=2000)
+    atoms = Atoms(
+        numbers=[a.GetAtomicNum() for a in mol.GetAtoms()],
+        positions=mol.GetConformer().GetPositions(),
+    )
+    atoms.info.update(smiles=smiles, charge=Chem.GetFormalCharge(mol))
+    return atoms
+
+
+def read_structures(path: str | os.PathLike, index: str | int = ":") -> list:
+    """Structures from any file :func:`ase.io.read` understands (xyz, extxyz, ...), in Å.
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        ValueError: ASE cannot parse it.
+    """
+    import ase.io
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no structure file at {path}")
+    try:
+        frames = ase.io.read(path, index=index)
+    except Exception as error:  # ASE raises many kinds; the user needs the file name and the cause
+        raise ValueError(f"cannot read structures from {path} with ase.io.read: {error}") from error
+    frames = frames if isinstance(frames, list) else [frames]
+    if not frames:
+        raise ValueError(f"{path} holds no structures")
+    return frames
+
+
+def from_qm9(index: int):
+    """The QM9 molecule at 0-based row ``index`` of ``qm9pack`` (see :func:`zoo.data.readers.qm9.read_qm9`).
+
+    The row position is not the QM9 molecule number, which has gaps; that is recorded in
+    ``info["qm9_id"]`` next to ``info["smiles"]``.
+    """
+    from zoo.data.readers.qm9 import read_qm9
+
+    data = read_qm9(indices=[int(index)], properties=[])[0]
+    atoms = data.to_ase()
+    atoms.info.update(smiles=data.smiles, qm9_id=int(data.qm9_id[0]), charge=0)
+    return atoms
+
+
+# --- GFN2-xTB ---------------------------------------------------------------------------------
+
+
+def xtb_calculator(atoms):
+    """A silent GFN2-xTB ASE calculator (eV, Å) for the charge in ``atoms.info["charge"]`` (default 0)."""
+    from tblite.ase import TBLite
+
+    return TBLite(method=XTB_METHOD, charge=float(atoms.info.get("charge", 0)), verbosity=0)
+
+
+def xtb_optimize(atoms, fmax: float = 0.01, steps: int = 1000, optimizer: str = "bfgs"):
+    """A copy of ``atoms`` relaxed with GFN2-xTB until the largest force is below ``fmax`` (eV/Å).
+
+    Raises:
+        RuntimeError: not converged within ``steps`` optimiser steps.
+    """
+    from ase.optimize import BFGS, FIRE
+
+    optimizers = {"bfgs": BFGS, "fire": FIRE}
+    if optimizer not in optimizers:
+        raise ValueError(f"optimizer must be one of {sorted(optimizers)}, got {optimizer!r}")
+    work = _plain_copy(atoms)
+    work.calc = xtb_calculator(work)
+    if not optimizers[optimizer](work, logfile=None).run(fmax=fmax, steps=steps):
+        raise RuntimeError(f"GFN2-xTB {optimizer.upper()} did not reach fmax={fmax} eV/Å in {steps} steps")
+    return _with_xtb_results(work)
+
+
+def md_sample(
+    atoms,
+    n_frames: int,
+    interval: int = 10,
+    temperature_K: float = 500.0,
+    timestep_fs: float = 0.5,
+    thermostat: str = "langevin",
+    equilibration_steps: int = 200,
+    friction_per_fs: float = 0.01,
+    seed: int = 0,
+) -> list:
+    """Frames of a GFN2-xTB NVT molecular dynamics run.
+
+    Velocities start from a Maxwell–Boltzmann distribution at ``temperature_K`` (no net momentum
+    or rotation); after ``equilibration_steps`` a frame is kept every ``interval`` steps.
+
+    Args:
+        thermostat: ``"langevin"`` (ASE Langevin, ``friction_per_fs``) or ``"nvt"`` (Bussi
+            stochastic velocity rescaling, time constant ``1/friction_per_fs``). Both sample the
+            canonical ensemble, unlike Berendsen; Bussi leaves the dynamics less perturbed.
+
+    Returns:
+        ``n_frames`` :class:`ase.Atoms` with ``info["xtb_energy"]`` (eV), ``arrays["xtb_forces"]``
+        (eV/Å), ``info["md_step"]`` and ``info["sampler"]`` describing the run.
+    """
+    from ase import units
+    from ase.constraints import FixCom
+    from ase.md import Bussi, Langevin
+    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary, ZeroRotation
+
+    if thermostat not in THERMOSTATS:
+        raise ValueError(f"thermostat must be one of {THERMOSTATS}, got {thermostat!r}")
+    if n_frames < 1 or interval < 1 or equilibration_steps < 0:
+        raise ValueError("need n_frames >= 1, interval >= 1 and equilibration_steps >= 0")
+    rng = np.random.default_rng(seed)
+    work = _plain_copy(atoms)
+    work.calc = xtb_calculator(work)
+    MaxwellBoltzmannDistribution(work, temperature_K=temperature_K, rng=rng)
+    Stationary(work)
+    ZeroRotation(work)
+    # ASE deprecates Langevin's own fixcm (wrong ensemble for small molecules) for this constraint
+    work.set_constraint(FixCom())
+    timestep = timestep_fs * units.fs
+    if thermostat == "langevin":
+        dynamics = Langevin(work, timestep, temperature_K=temperature_K,
+                            friction=friction_per_fs / units.fs, fixcm=False, rng=rng, logfile=None)
+    else:
+        dynamics = Bussi(work, timestep, temperature_K=temperature_K,
+                         taut=units.fs / friction_per_fs, rng=rng, logfile=None)
+    sampler = f"xtb-md {thermostat} {temperature_K:g} K dt {timestep_fs:g} fs seed {seed}"
+    dynamics.run(equilibration_steps)
+    frames = []
+    for _ in range(n_frames):
+        dynamics.run(interval)
+        frame = _with_xtb_results(work)
+        frame.info.update(md_step=int(dynamics.nsteps), sampler=sampler)
+        frames.append(frame)
+    return frames
+
+
+def displace(
+    atoms,
+    n: int,
+    amplitude: float = 0.05,
+    mode: str = "random",
+    temperature_K: float = 300.0,
+    seed: int = 0,
+    min_frequency_cm: float = 50.0,
+) -> list:
+    """``n`` displaced copies of ``atoms``.
+
+    Args:
+        mode: ``"random"``: every Cartesian coordinate moves by Gaussian noise of standard
+            deviation ``amplitude`` (Å). ``"normal_modes"``: classical Boltzmann sampling of the
+            GFN2-xTB harmonic potential at ``temperature_K``, i.e. each normal coordinate gets
+            variance kT/ω²; ``atoms`` should be an xTB minimum (see :func:`xtb_optimize`).
+        min_frequency_cm: modes softer than this (or imaginary, away from a minimum) are treated
+            as having this frequency, so that flat modes do not produce huge displacements.
+
+    Returns:
+        Structures without energies; ``info["sampler"]`` says how they were made.
+    """
+    from ase import units
+
+    if mode not in DISPLACEMENT_MODES:
+        raise ValueError(f"mode must be one of {DISPLACEMENT_MODES}, got {mode!r}")
+    rng = np.random.default_rng(seed)
+    base = _plain_copy(atoms)
+    shape = (n, len(base), 3)
+    if mode == "random":
+        steps = rng.normal(scale=amplitude, size=shape)
+        sampler = f"random {amplitude:g} Å seed {seed}"
+    else:
+        eigenvalues, modes = normal_modes(base)
+        # hbar*omega (eV) = factor * sqrt(eigenvalue in eV/(Å² amu)); the floor is omega_min²
+        factor = units._hbar * 1e10 / np.sqrt(units._e * units._amu)
+        floor = (min_frequency_cm * units.invcm / factor) ** 2
+        stiffness = np.maximum(eigenvalues, floor)  # eV / (Å² amu)
+        sigma = np.sqrt(units.kB * temperature_K / stiffness)  # Å·sqrt(amu), per normal coordinate
+        coordinates = rng.normal(size=(n, len(sigma))) * sigma
+        mass_weighted = coordinates @ modes.T  # [n, 3N]
+        steps = (mass_weighted / np.sqrt(np.repeat(base.get_masses(), 3))).reshape(shape)
+        sampler = f"normal_modes {temperature_K:g} K seed {seed}"
+    frames = []
+    for i, step in enumerate(steps):
+        frame = base.copy()
+        frame.positions += step
+        frame.info.update(sampler=sampler, displacement=i)
+        frames.append(frame)
+    return frames
+
+
+def normal_modes(atoms, delta: float = 0.005) -> tuple[np.ndarray, np.ndarray]:
+    """Internal vibrational modes of ``atoms`` from a GFN2-xTB finite-difference Hessian.
+
+    The mass-weighted Hessian (central differences of the forces, step ``delta`` Å, symmetrised)
+    is diagonalised in the space orthogonal to rigid translations and rotations, so exactly
+    3N−6 (3N−5 for a linear molecule) modes come back, whatever the residual forces.
+
+    Returns:
+        ``eigenvalues`` [m] in eV/(Å² amu) (ω² in ASE units; negative means imaginary) and the
+        orthonormal mass-weighted mode vectors ``modes`` [3N, m].
+    """
+    work = _plain_copy(atoms)
+    work.calc = xtb_calculator(work)
+    n = len(work)
+    reference = work.positions.copy()
+    hessian = np.empty((3 * n, 3 * n))
+    for k in range(3 * n):
+        columns = []
+        for sign in (1.0, -1.0):
+            work.positions = reference
+            work.positions[k // 3, k % 3] += sign * delta
+            columns.append(work.get_forces().reshape(-1))
+        hessian[:, k] = -(columns[0] - columns[1]) / (2 * delta)
+    inv_sqrt_m = 1.0 / np.sqrt(np.repeat(work.get_masses(), 3))
+    hessian = 0.5 * (hessian + hessian.T) * np.outer(inv_sqrt_m, inv_sqrt_m)
+    internal = _internal_basis(reference, work.get_masses())
+    eigenvalues, vectors = np.linalg.eigh(internal.T @ hessian @ internal)
+    return eigenvalues, internal @ vectors
+
+
+def _internal_basis(positions: np.ndarray, masses: np.ndarray) -> np.ndarray:
+    """Orthonormal basis [3N, 3N−k] of mass-weighted displacements free of translation and rotation."""
+    sqrt_m = np.sqrt(masses)[:, None]
+    centred = positions - (masses[:, None] * positions).sum(0) / masses.sum()
+    rigid = []
+    for axis in np.eye(3):
+        rigid.append((sqrt_m * axis).reshape(-1))  # translation
+        rigid.append((sqrt_m * np.cross(axis, centred)).reshape(-1))  # rotation
+    u, s, _ = np.linalg.svd(np.array(rigid).T, full_matrices=True)
+    rank = int((s > 1e-6 * s.max()).sum())  # 5 for a linear molecule, 6 otherwise
+    return u[:, rank:]
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+
+def _plain_copy(atoms):
+    """A copy without calculator, constraints, momenta or stale xTB results; info (charge, smiles) stays."""
+    copy = atoms.copy()
+    copy.set_constraint()
+    copy.info.pop("xtb_energy", None)
+    for name in ("xtb_forces", "momenta"):
+        copy.arrays.pop(name, None)
+    return copy
+
+
+def _with_xtb_results(work):
+    """A calculator-free copy of ``work`` with its xTB energy and forces stored under xTB names."""
+    frame = _plain_copy(work)
+    frame.info["xtb_energy"] = float(work.get_potential_energy())
+    frame.arrays["xtb_forces"] = work.get_forces().copy()
+    return frame
+
+
+def write_extxyz(path: str | os.PathLike, frames: Sequence) -> Path:
+    """Write ``frames`` to ``path`` as extended XYZ atomically: a temporary file, then :func:`os.replace`.
+
+    A reader (or a crash) never sees a half-written file.
+    """
+    import ase.io
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w") as stream:
+            ase.io.write(stream, list(frames), format="extxyz")
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def log(message: str) -> None:
+    """Progress messages go to stderr, so that stdout stays clean for pipes."""
+    print(message, file=sys.stderr, flush=True)
