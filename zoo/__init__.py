@@ -1,3 +1,14 @@
 """zoo: a PyTorch Lightning model zoo for physics-consistent molecular machine learning."""
 
 __version__ = "0.0.1"
+
+#: Registry functions offered at the top level; imported on first use so that ``import zoo`` stays fast.
+_REGISTRY = ("load", "list_models", "download")
+
+
+def __getattr__(name: str):
+    if name in _REGISTRY:
+        from zoo import registry
+
+        return getattr(registry, name)
+    raise AttributeError(f"module 'zoo' has no attribute {name!r}")

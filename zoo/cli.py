@@ -57,6 +57,10 @@ TOOLS = {
     "demo": ("zoo.cli", "demo"),
     "sample": ("zoo.qc.commands", "sample_main"),
     "label": ("zoo.qc.commands", "label_main"),
+    "list": ("zoo.registry.commands", "list_main"),
+    "info": ("zoo.registry.commands", "info_main"),
+    "download": ("zoo.registry.commands", "download_main"),
+    "hub": ("zoo.registry.commands", "hub_main"),
 }
 
 
@@ -68,6 +72,11 @@ tools:
   demo      short fit of the backbone on embedded QM9 data
   sample    non-equilibrium structures by GFN2-xTB MD or displacements
   label     PySCF labels (energy, forces, Fock, overlap, density, ...)
+registry:
+  list      published models
+  info      a model's card
+  download  fetch a model into the Hugging Face cache and verify it
+  hub       serve the published models over a local Hub (olah); add and push models
 """
 
 

@@ -13,10 +13,6 @@ from zoo.tasks._outputs import Output
 STAGES = ("train", "val", "test")
 
 
-def _default_optimizer(params):
-    return torch.optim.AdamW(params, lr=1e-3)
-
-
 class AtomisticTask(pl.LightningModule):
     """Trains a model that maps a batch to a dict of predictions, on a list of :class:`Output`.
 
@@ -30,15 +26,18 @@ class AtomisticTask(pl.LightningModule):
         optimizer: callable mapping parameters to an optimizer (default AdamW, lr 1e-3).
         lr_scheduler: optional callable mapping the optimizer to a scheduler.
         monitor: metric a ``ReduceLROnPlateau`` scheduler watches.
+        pretrained: a registry model (name, ``"hf://org/repo@revision"`` or folder) whose
+            weights start the fit; ``--ckpt_path`` keeps its meaning of resuming a run.
     """
 
     def __init__(
         self,
         model: torch.nn.Module,
         outputs: Sequence[Output],
-        optimizer: OptimizerCallable = _default_optimizer,
+        optimizer: OptimizerCallable | None = None,
         lr_scheduler: LRSchedulerCallable | None = None,
         monitor: str = "val/loss",
+        pretrained: str | None = None,
     ):
         super().__init__()
         if not outputs:
@@ -49,16 +48,24 @@ class AtomisticTask(pl.LightningModule):
         self.optimizer_factory = optimizer
         self.scheduler_factory = lr_scheduler
         self.monitor = monitor
+        self.pretrained = pretrained
         self.metrics = torch.nn.ModuleDict(
             {f"{stage}_{o.name}": o.make_metrics() for stage in STAGES for o in self.outputs}
         )
 
     def setup(self, stage: str) -> None:
-        # Before a checkpoint is restored, so resuming keeps the checkpoint's statistics while a
-        # fresh run (or a fine-tune on new data) takes those of its own training set.
-        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-        statistics = getattr(datamodule, "statistics", None)
-        if stage == "fit" and statistics and hasattr(self.model, "set_statistics"):
+        # Runs before a checkpoint is restored: resuming (--ckpt_path) keeps the checkpoint's
+        # weights and statistics, while a fresh run or a fine-tune takes the pretrained weights
+        # and then the statistics of its own training set (re-fitted reference energies).
+        if stage != "fit" or self._trainer is None:
+            return
+        if self.pretrained and self.trainer.ckpt_path is None:
+            # here rather than in __init__: DDP is up, so one process per node downloads
+            from zoo.registry import load_pretrained_weights
+
+            load_pretrained_weights(self, self.pretrained)
+        statistics = getattr(self.trainer.datamodule, "statistics", None)
+        if statistics and hasattr(self.model, "set_statistics"):
             self.model.set_statistics(statistics)
 
     def forward(self, batch) -> dict[str, torch.Tensor]:
@@ -100,7 +107,10 @@ class AtomisticTask(pl.LightningModule):
         return {k: v.detach() for k, v in self(batch).items()}
 
     def configure_optimizers(self):
-        optimizer = self.optimizer_factory(self.parameters())
+        if self.optimizer_factory is None:
+            optimizer = torch.optim.AdamW(self.parameters(), lr=1e-3)
+        else:
+            optimizer = self.optimizer_factory(self.parameters())
         if self.scheduler_factory is None:
             return optimizer
         scheduler = self.scheduler_factory(optimizer)

@@ -1,0 +1,125 @@
+import json
+
+import pytest
+import torch
+from huggingface_hub import ModelCard
+from safetensors.torch import load_file
+
+import zoo
+from zoo.registry import (
+    CheckpointFormatError,
+    UnsupportedElementsError,
+    instantiate_task,
+    load_pretrained,
+    read_config,
+    save_pretrained,
+    task_config,
+)
+from zoo.registry import _checkpoint
+
+
+def test_round_trip_reproduces_the_task(registry, tiny):
+    folder = registry.served / "tiny-ho"
+    task = load_pretrained(folder)
+    assert not task.training
+    assert task.registry_info.source == "local folder" and task.registry_info.info.elements == ["H", "O"]
+    batch = tiny.batch()
+    with torch.no_grad():
+        assert torch.allclose(task(batch)["energy"], registry.tasks["tiny-ho"](batch)["energy"])
+    # the loaded task keeps its config, so it can be saved again unchanged
+    assert task_config(task) == read_config(folder)[0]["task"]
+
+
+def test_folder_layout_and_metadata(registry):
+    folder = registry.served / "tiny-ho"
+    config = json.loads((folder / "config.json").read_text())
+    assert config["format"] == "zoo-checkpoint" and config["format_version"] == _checkpoint.FORMAT_VERSION
+    assert config["zoo_version"] == zoo.__version__
+    assert config["task"]["class_path"] == "zoo.tasks.AtomisticTask"
+    assert config["elements"] == ["H", "O"] and config["architecture"] == "PropertyModel(EquivariantBackbone)"
+    assert config["level_of_theory"]["xc"] == "b3lyp5" and config["units"]["energy"] == "eV"
+    # weights: plain tensors, readable without unpickling anything
+    assert set(load_file(folder / "model.safetensors")) == set(registry.tasks["tiny-ho"].state_dict())
+    card = ModelCard.load(folder / "README.md")
+    assert card.data.license == "mit" and {"zoo", "property"} <= set(card.data.tags)
+    assert card.data.eval_results[0].metric_value == 0.25
+    assert 'zoo.load("tiny-ho")' in card.text
+
+
+def _with_config(tmp_path, registry, **changes):
+    folder = tmp_path / "model"
+    folder.mkdir()
+    for name in ("model.safetensors", "README.md"):
+        (folder / name).write_bytes((registry.served / "tiny-ho" / name).read_bytes())
+    config = json.loads((registry.served / "tiny-ho" / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, **changes}))
+    return folder
+
+
+def test_newer_format_is_refused_with_the_zoo_version_that_reads_it(tmp_path, registry):
+    folder = _with_config(tmp_path, registry, format_version=_checkpoint.FORMAT_VERSION + 1, zoo_version="9.1.0")
+    with pytest.raises(CheckpointFormatError, match="written by zoo 9.1.0.*pip install -U 'zoo>=9.1.0'"):
+        zoo.load(folder)
+
+
+def test_every_older_format_has_an_upgrade():
+    assert set(_checkpoint._UPGRADES) == set(range(1, _checkpoint.FORMAT_VERSION))
+
+
+def test_older_formats_are_upgraded(tmp_path, registry, monkeypatch):
+    def rename_units(config):  # a hypothetical format 2 that renamed a key
+        units = dict(config["units"])
+        units["length"] = units.pop("positions")
+        return {**config, "units": units}
+
+    monkeypatch.setattr(_checkpoint, "FORMAT_VERSION", _checkpoint.FORMAT_VERSION + 1)
+    monkeypatch.setattr(_checkpoint, "_UPGRADES", {_checkpoint.FORMAT_VERSION - 1: rename_units})
+    config, info = read_config(registry.served / "tiny-ho")
+    assert config["format_version"] == _checkpoint.FORMAT_VERSION and info.units == {"energy": "eV", "length": "Å"}
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"format": "transformers"}, "is not a zoo checkpoint"),
+    ({"elements": ["H", "Qq"]}, "field 'elements': unknown element symbols"),
+    ({"task": {"class_path": "zoo.tasks.NoSuchTask", "init_args": {}}}, "could not build zoo.tasks.NoSuchTask"),
+])
+def test_bad_configs(tmp_path, registry, changes, message):
+    with pytest.raises(CheckpointFormatError, match=message):
+        load_pretrained(_with_config(tmp_path, registry, **changes))
+
+
+def test_not_a_model_folder(tmp_path):
+    with pytest.raises(CheckpointFormatError, match="not a model folder"):
+        zoo.load(tmp_path)
+
+
+def test_unknown_elements_are_a_clear_error(registry, tiny):
+    task = load_pretrained(registry.served / "tiny-ho", name="tiny-ho")
+    with pytest.raises(UnsupportedElementsError, match="trained on H, O and cannot predict for C.*--model.pretrained tiny-ho"):
+        task(tiny.batch(numbers=(6, 1, 1, 1, 1)))
+
+
+def test_tasks_built_in_python_need_their_config(tmp_path, registry, tiny):
+    from zoo.models import EquivariantBackbone, PropertyModel
+    from zoo.tasks import AtomisticTask, Output
+
+    task = AtomisticTask(PropertyModel(EquivariantBackbone(["H"], channels=2, l_max=0, num_layers=1), ["energy"]),
+                         [Output("energy")])
+    with pytest.raises(CheckpointFormatError, match="pass config="):
+        save_pretrained(task, tmp_path / "m", tiny.info("m"))
+
+
+def test_fine_tunes_record_their_parent_instead_of_reloading_it(tmp_path, registry, tiny):
+    config = task_config(registry.tasks["tiny-ho"])
+    config["init_args"]["pretrained"] = "tiny-ho"
+    save_pretrained(registry.tasks["tiny-ho"], tmp_path / "child", tiny.info("child"), config=config)
+    saved, _ = read_config(tmp_path / "child")
+    assert saved["finetuned_from"] == "tiny-ho" and saved["task"]["init_args"]["pretrained"] is None
+    assert load_pretrained(tmp_path / "child").registry_info.name == "child"
+
+
+def test_instantiate_task_keeps_the_full_config(tiny):
+    task = instantiate_task(tiny.config())
+    config = task_config(task)
+    assert config["init_args"]["monitor"] == "val/loss"  # defaults are recorded too
+    assert task_config(instantiate_task(config)) == config

@@ -1,0 +1,117 @@
+import logging
+import shutil
+
+import lightning.pytorch as pl
+import pytest
+import torch
+from torch_geometric.loader import DataLoader
+
+from zoo.data import AtomicData
+from zoo.registry import CheckpointFormatError, FreezeBackbone, instantiate_task, load_pretrained_weights
+from zoo.tasks import AtomisticTask
+
+
+class PretrainedTask(AtomisticTask):
+    """AtomisticTask with the ``pretrained`` argument that the base task is to get (docs/registry.md)."""
+
+    def __init__(self, *args, pretrained: str | None = None, manifest: str | None = None, log_dir: str = "", **kwargs):
+        super().__init__(*args, **kwargs)
+        self.pretrained, self.manifest, self.log_dir = pretrained, manifest, log_dir
+
+    def setup(self, stage: str) -> None:
+        # after the process group is up: one download per node, the other ranks read the cache
+        if self.pretrained and stage == "fit" and self.trainer.ckpt_path is None:
+            report = load_pretrained_weights(self, self.pretrained, manifest=self.manifest)
+            with open(f"{self.log_dir}/rank{self.global_rank}.txt", "w") as f:
+                f.write(report.source)
+
+
+def _data(n=8):
+    generator = torch.Generator().manual_seed(1)
+    return [AtomicData.from_arrays([8, 1, 1], torch.randn(3, 3, generator=generator), energy=float(i % 3))
+            for i in range(n)]
+
+
+def _backbone(task):
+    return {k: v.clone() for k, v in task.model.backbone.state_dict().items()}
+
+
+def _same(a, b):
+    return all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_new_heads_start_fresh_and_the_backbone_is_loaded(registry, tiny):
+    task = instantiate_task(tiny.config(targets=("energy", "gap")))
+    report = load_pretrained_weights(task, registry.served / "tiny-ho")
+    assert report.source == "local folder"
+    assert _same(_backbone(task), _backbone(registry.tasks["tiny-ho"]))
+    mismatched = {m.split(":")[0] for m in report.mismatched}  # the per-target tensors of the head
+    assert {"model.shift", "model.readout.2.weight"} <= mismatched
+    assert not any(k.startswith("model.backbone") for k in mismatched)
+    assert "model.readout.0.weight" in report.loaded and not report.missing and not report.unexpected
+    with pytest.raises(CheckpointFormatError, match="cannot load 'tiny-ho' strictly.*tensors of another shape"):
+        load_pretrained_weights(task, registry.served / "tiny-ho", strict=True)
+
+
+def test_exclude_and_strict(registry, tiny):
+    task = instantiate_task(tiny.config())
+    before = task.model.shift.clone()
+    report = load_pretrained_weights(task, registry.served / "tiny-ho", exclude=["model.shift", "model.readout.*"])
+    assert report.excluded == sorted(["model.shift", "model.readout.0.weight", "model.readout.0.bias",
+                                      "model.readout.2.weight", "model.readout.2.bias"])
+    assert torch.equal(task.model.shift, before)
+    report = load_pretrained_weights(task, registry.served / "tiny-ho", strict=True)
+    assert _same(task.state_dict(), registry.tasks["tiny-ho"].state_dict())
+
+
+def test_new_elements_are_reported(registry, tiny, caplog):
+    task = instantiate_task(tiny.config(elements=("H", "C", "O")))
+    with caplog.at_level(logging.WARNING, logger="zoo.registry"):
+        report = load_pretrained_weights(task, registry.served / "tiny-ho")
+    assert "adds elements ['C'] that 'tiny-ho' was not trained on" in caplog.text
+    assert any(m.startswith("model.backbone.embedding.weight") for m in report.mismatched)
+    with pytest.raises(CheckpointFormatError, match="adds elements \\['C'\\]"):
+        load_pretrained_weights(task, registry.served / "tiny-ho", strict=True)
+
+
+class _Snapshots(pl.Callback):
+    def __init__(self):
+        self.backbones = []
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        self.backbones.append(_backbone(pl_module))
+
+
+def test_freeze_backbone_then_unfreeze(registry, tiny, tmp_path):
+    task = instantiate_task(tiny.config())
+    load_pretrained_weights(task, registry.served / "tiny-ho")
+    start, readout = _backbone(task), task.model.readout[0].weight.clone()
+    snapshots = _Snapshots()
+    trainer = pl.Trainer(max_epochs=2, accelerator="cpu", callbacks=[FreezeBackbone(unfreeze_at_epoch=1), snapshots],
+                         logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, default_root_dir=tmp_path)
+    trainer.fit(task, DataLoader(_data(), batch_size=4))
+    assert _same(snapshots.backbones[0], start)  # frozen in epoch 0 ...
+    assert not torch.equal(task.model.readout[0].weight, readout)  # ... while the head trains
+    assert not _same(snapshots.backbones[1], start)  # and trains from epoch 1
+    assert all(p.requires_grad for p in task.parameters())
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("git") is None, reason="the local Hub needs git")
+def test_ddp_fine_tune_from_a_registry_name(registry, local_hub, hub_env, tiny, tmp_path):
+    """Two CPU processes (gloo): rank 0 downloads, rank 1 reads the cache; the frozen backbone stays
+    identical on both replicas although it keeps requires_grad under DDP."""
+    config = tiny.config()
+    config["class_path"] = f"{__name__}.PretrainedTask"
+    config["init_args"].update(pretrained="tiny-remote", manifest=str(registry.root / "checkpoints.json"),
+                               log_dir=str(tmp_path))
+    task = instantiate_task(config)
+    trainer = pl.Trainer(max_epochs=1, accelerator="cpu", devices=2, strategy="ddp_spawn",
+                         callbacks=[FreezeBackbone(unfreeze_at_epoch=1)], logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
+    trainer.fit(task, DataLoader(_data(), batch_size=2))
+    sources = [(tmp_path / f"rank{r}.txt").read_text() for r in range(2)]
+    assert sources == [f"{local_hub.endpoint} (downloaded)", "the Hugging Face cache"]
+    assert _same(_backbone(task), _backbone(registry.tasks["tiny-remote"]))
+    assert not torch.equal(task.model.readout[0].weight, registry.tasks["tiny-remote"].model.readout[0].weight)

@@ -1,0 +1,56 @@
+"""The registry of pretrained models: manifest, checkpoint format, Hub I/O, local Hub, publishing.
+
+One place publishes, downloads, verifies, caches and loads models::
+
+    import zoo
+    zoo.list_models()                       # names in checkpoints.json
+    task = zoo.load("qm9-u0-demo")          # LightningModule in eval mode, sha256-verified
+    task = zoo.load("hf://org/repo@<commit>")
+    task = zoo.load("path/to/folder")
+
+Names are re-exported lazily from private modules, so that ``import zoo.registry`` (and
+``zoo list``) does not import torch.
+"""
+
+import importlib
+
+_EXPORTS = {
+    # _errors
+    "RegistryError": "_errors", "ManifestError": "_errors", "ModelNotFoundError": "_errors",
+    "IntegrityError": "_errors", "DownloadError": "_errors", "CheckpointFormatError": "_errors",
+    "UnsupportedElementsError": "_errors",
+    # _manifest
+    "Manifest": "_manifest", "ModelEntry": "_manifest", "ModelInfo": "_manifest", "FileEntry": "_manifest",
+    "FAMILIES": "_manifest", "HUB_FILES": "_manifest", "load_manifest": "_manifest", "parse_manifest": "_manifest",
+    "default_manifest_path": "_manifest",
+    # _checkpoint
+    "FORMAT": "_checkpoint", "FORMAT_VERSION": "_checkpoint", "save_pretrained": "_checkpoint",
+    "load_pretrained": "_checkpoint", "upgrade_config": "_checkpoint", "read_config": "_checkpoint",
+    "instantiate_task": "_checkpoint", "task_config": "_checkpoint", "Provenance": "_checkpoint",
+    # _cards
+    "render_card": "_cards", "check_card": "_cards",
+    # _hub
+    "fetch": "_hub", "sha256_file": "_hub",
+    # _load
+    "load": "_load", "download": "_load", "list_models": "_load", "model_card": "_load", "resolve": "_load",
+    # _server
+    "LocalHub": "_server", "build_repo": "_server", "build_mirrors": "_server", "git_revision": "_server",
+    # _push
+    "manifest_entry": "_push", "add_model": "_push", "push": "_push", "check_folder": "_push",
+    # _finetune
+    "load_pretrained_weights": "_finetune", "FreezeBackbone": "_finetune", "LoadReport": "_finetune",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'zoo.registry' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"zoo.registry.{_EXPORTS[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return __all__

@@ -1,0 +1,309 @@
+"""The checkpoint format: a folder in Hub layout, ``config.json`` + ``model.safetensors`` + ``README.md``.
+
+``config.json`` holds the format name and version, the zoo version that wrote it, the task as a
+LightningCLI config (``class_path``/``init_args``) and the model's :class:`ModelInfo` (elements,
+units, level of theory, ...). ``model.safetensors`` holds the task's ``state_dict``: tensors only,
+so loading never unpickles anything. Formats are versioned (see CHANGELOG.md next to this file);
+:func:`upgrade_config` is the one place that reads older versions and refuses newer ones.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from zoo.registry._cards import render_card
+from zoo.registry._errors import CheckpointFormatError, ManifestError, UnsupportedElementsError
+from zoo.registry._manifest import CARD_FILE, CONFIG_FILE, WEIGHTS_FILE, ModelInfo
+
+log = logging.getLogger("zoo.registry")
+
+FORMAT = "zoo-checkpoint"
+#: The version this zoo writes; CHANGELOG.md says what each version changed.
+FORMAT_VERSION = 1
+
+#: ``{v: f}`` where ``f`` turns a version-``v`` config into version ``v + 1``. Add an entry (and a
+#: CHANGELOG line) whenever FORMAT_VERSION is bumped, so that every older checkpoint stays readable.
+_UPGRADES: dict[int, Callable[[dict], dict]] = {}
+
+#: Keys of ``config.json`` besides the :class:`ModelInfo` fields.
+_FORMAT_KEYS = ("format", "format_version", "zoo_version", "task", "finetuned_from")
+
+
+def _zoo_version() -> str:
+    from zoo import __version__
+
+    return __version__
+
+
+def upgrade_config(config: Mapping[str, Any], source: str = CONFIG_FILE) -> dict[str, Any]:
+    """Bring a checkpoint config to :data:`FORMAT_VERSION`, or say which zoo reads it.
+
+    Older formats go through :data:`_UPGRADES` one version at a time; a newer format is a
+    :class:`CheckpointFormatError` naming the zoo version that wrote it.
+    """
+    if not isinstance(config, Mapping) or config.get("format") != FORMAT:
+        got = config.get("format") if isinstance(config, Mapping) else type(config).__name__
+        raise CheckpointFormatError(f"{source} is not a zoo checkpoint (format {got!r}, expected {FORMAT!r})")
+    version = config.get("format_version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise CheckpointFormatError(f"{source}: format_version must be a positive integer, got {version!r}")
+    writer = config.get("zoo_version", "unknown")
+    if version > FORMAT_VERSION:
+        raise CheckpointFormatError(
+            f"{source} uses checkpoint format {version}, written by zoo {writer}; the installed zoo "
+            f"{_zoo_version()} reads formats up to {FORMAT_VERSION}. Upgrade: pip install -U 'zoo>={writer}'"
+        )
+    config = dict(config)
+    while version < FORMAT_VERSION:
+        config = _UPGRADES[version](config)
+        version += 1
+        config["format_version"] = version
+    return config
+
+
+def read_config(folder: str | Path) -> tuple[dict[str, Any], ModelInfo]:
+    """The upgraded ``config.json`` of a checkpoint folder and its :class:`ModelInfo`."""
+    path = Path(folder) / CONFIG_FILE
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CheckpointFormatError(
+            f"{Path(folder)} is not a zoo checkpoint: no {CONFIG_FILE} (expected Hub layout: "
+            f"{CONFIG_FILE}, {WEIGHTS_FILE}, {CARD_FILE}; write one with zoo.registry.save_pretrained)"
+        ) from None
+    except json.JSONDecodeError as error:
+        raise CheckpointFormatError(f"{path}: not valid JSON: {error}") from None
+    config = upgrade_config(config, str(path))
+    task = config.get("task")
+    if not isinstance(task, dict) or not isinstance(task.get("class_path"), str):
+        raise CheckpointFormatError(f"{path}: 'task' must be a LightningCLI config with a class_path")
+    try:
+        info = ModelInfo.from_dict({k: v for k, v in config.items() if k not in _FORMAT_KEYS}, str(path))
+    except ManifestError as error:
+        raise CheckpointFormatError(str(error)) from None
+    return config, info
+
+
+# ---------------------------------------------------------------------------------------------
+# task config <-> task
+
+
+def task_config(task: torch.nn.Module) -> dict[str, Any]:
+    """The ``{"class_path", "init_args"}`` config a task was built from (by LightningCLI or
+    :func:`instantiate_task`), from its ``hparams``."""
+    hparams = copy.deepcopy(dict(getattr(task, "hparams", {})))
+    class_path = hparams.pop("_class_path", None)
+    hparams.pop("_instantiator", None)
+    if class_path is None:
+        raise CheckpointFormatError(
+            f"this {type(task).__name__} was built in Python, so its hparams hold objects rather than a "
+            "config; build it from a config (LightningCLI or zoo.registry.instantiate_task) or pass "
+            "config={'class_path': ..., 'init_args': ...} to save_pretrained"
+        )
+    return {"class_path": class_path, "init_args": hparams}
+
+
+def instantiate_task(config: Mapping[str, Any]) -> torch.nn.Module:
+    """Build a LightningModule from ``{"class_path", "init_args"}`` the way LightningCLI does.
+
+    Its ``hparams`` hold the full config, defaults included (not the objects built from it), as
+    under LightningCLI: the task can be saved again and its Lightning checkpoints stay loadable.
+    """
+    import lightning.pytorch as pl
+    import yaml
+    from jsonargparse import ArgumentParser
+    from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters_context
+
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_subclass_arguments(pl.LightningModule, "task", fail_untyped=False)
+    try:
+        # jsonargparse turns nested dicts into Namespaces in place: parse a copy
+        parsed = parser.parse_object({"task": copy.deepcopy(dict(config))})
+        full = yaml.safe_load(parser.dump(parsed, skip_unset=False, skip_link_targets=False))["task"]
+        hparams = {"_class_path": full["class_path"], **full.get("init_args", {})}
+        # LightningCLI records hparams through this same context (its _InstantiatorFn); without it,
+        # save_hyperparameters would store the nn.Modules it receives instead of their config.
+        with _given_hyperparameters_context(hparams=hparams, instantiator="lightning.pytorch.cli.instantiate_module"):
+            return parser.instantiate(parsed).task
+    except Exception as error:
+        raise CheckpointFormatError(
+            f"could not build {config.get('class_path')} from its config: {error}. The checkpoint may need a "
+            "newer zoo, or the package that defines this class."
+        ) from error
+
+
+def _class_name(path: str) -> str:
+    return path.rsplit(".", 1)[-1]
+
+
+def _architecture(node: Any) -> str | None:
+    """``"PropertyModel(EquivariantBackbone)"`` from the nested class_paths of a model config."""
+    if not isinstance(node, dict) or "class_path" not in node:
+        return None
+    inner = [a for v in node.get("init_args", {}).values() if (a := _architecture(v))]
+    return _class_name(node["class_path"]) + (f"({', '.join(inner)})" if inner else "")
+
+
+def _find_elements(node: Any) -> list[str] | None:
+    """The first ``elements`` argument anywhere in a config (the backbone's, in practice)."""
+    if isinstance(node, dict):
+        if isinstance(node.get("elements"), list):
+            return node["elements"]
+        for value in node.values():
+            if (found := _find_elements(value)) is not None:
+                return found
+    if isinstance(node, list):
+        for value in node:
+            if (found := _find_elements(value)) is not None:
+                return found
+    return None
+
+
+def _symbols(elements: list) -> list[str]:
+    from ase.data import chemical_symbols
+
+    return [chemical_symbols[e] if isinstance(e, int) else e for e in elements]
+
+
+# ---------------------------------------------------------------------------------------------
+# save / load
+
+
+def save_pretrained(
+    task: torch.nn.Module,
+    folder: str | Path,
+    card_info: ModelInfo | Mapping[str, Any],
+    config: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write ``task`` as a checkpoint folder in Hub layout; returns the folder.
+
+    Args:
+        task: a LightningModule built from a config (LightningCLI or :func:`instantiate_task`).
+        folder: created if needed; ``config.json``, ``model.safetensors`` and ``README.md`` are
+            (over)written.
+        card_info: a :class:`ModelInfo` or its fields as a dict. ``elements`` and
+            ``architecture`` are taken from the task config when left out.
+        config: the task's ``{"class_path", "init_args"}``, for tasks not built from a config.
+
+    A ``pretrained`` init argument (the registry model a fine-tune started from) is recorded as
+    ``finetuned_from`` and cleared, so that loading the result never re-downloads its parent.
+    """
+    config = dict(config) if config is not None else task_config(task)
+    init_args = dict(config.get("init_args", {}))
+    finetuned_from = init_args.get("pretrained")
+    if finetuned_from is not None:
+        init_args["pretrained"] = None
+    config = {"class_path": config["class_path"], "init_args": init_args}
+    try:
+        json.dumps(config)
+    except TypeError as error:
+        raise CheckpointFormatError(f"the task config is not JSON-serialisable ({error}); pass config=") from None
+
+    info = dict(card_info.to_dict() if isinstance(card_info, ModelInfo) else card_info)
+    if info.get("elements") is None and (elements := _find_elements(config)) is not None:
+        info["elements"] = _symbols(elements)
+    if info.get("architecture") is None:
+        info["architecture"] = _architecture(init_args.get("model")) or _class_name(config["class_path"])
+    info = ModelInfo.from_dict(info, "card_info")
+
+    document = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "zoo_version": _zoo_version(),
+        **info.to_dict(),
+        "task": config,
+        **({"finetuned_from": finetuned_from} if finetuned_from else {}),
+    }
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / CONFIG_FILE).write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    # clone: safetensors refuses tensors that share storage (views, tied weights)
+    state = {k: v.detach().to("cpu").contiguous().clone() for k, v in task.state_dict().items()}
+    save_file(state, folder / WEIGHTS_FILE, metadata={"format": FORMAT, "format_version": str(FORMAT_VERSION)})
+    (folder / CARD_FILE).write_text(render_card(info, document), encoding="utf-8")
+    return folder
+
+
+def read_weights(folder: str | Path) -> dict[str, torch.Tensor]:
+    """The state_dict in a checkpoint folder (safetensors: tensors only, nothing unpickled)."""
+    path = Path(folder) / WEIGHTS_FILE
+    if not path.is_file():
+        raise CheckpointFormatError(f"{Path(folder)} has no {WEIGHTS_FILE}")
+    try:
+        return load_file(path, device="cpu")
+    except Exception as error:  # safetensors raises its own error types for a damaged header
+        raise CheckpointFormatError(f"{path} is not a readable safetensors file: {error}") from error
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where a loaded model came from; attached to it as ``task.registry_info``."""
+
+    name: str
+    source: str
+    folder: Path
+    info: ModelInfo
+    config: dict[str, Any]
+
+
+class ElementGuard:
+    """Forward pre-hook: a batch with elements the model was not trained on is a clear error."""
+
+    def __init__(self, name: str, elements: list[str]):
+        from ase.data import atomic_numbers
+
+        self.name = name
+        self.elements = list(elements)
+        self.allowed = torch.tensor([atomic_numbers[e] for e in elements])
+
+    def __call__(self, module, args):
+        batch = args[0] if args else None
+        if batch is None or not hasattr(batch, "keys") or "z" not in batch.keys():
+            return None
+        z = batch["z"]
+        unknown = z[~torch.isin(z, self.allowed.to(z.device))]
+        if unknown.numel():
+            from ase.data import chemical_symbols
+
+            symbols = sorted({chemical_symbols[int(n)] for n in unknown.unique()})
+            raise UnsupportedElementsError(
+                f"model {self.name!r} was trained on {', '.join(self.elements)} and cannot predict for "
+                f"{', '.join(symbols)}. Use a model that knows them (zoo list), or fine-tune this one on "
+                f"data with them: zoo fit --config <recipe> --model.pretrained {self.name} with the "
+                "backbone's elements extended"
+            )
+        return None
+
+
+def load_pretrained(folder: str | Path, device: str | torch.device = "cpu", name: str | None = None,
+                    source: str = "local folder") -> torch.nn.Module:
+    """Build the task a checkpoint folder describes, load its weights, and put it in eval mode.
+
+    The task refuses batches with elements outside its ``elements`` (an
+    :class:`UnsupportedElementsError`) and carries a :class:`Provenance` as ``task.registry_info``.
+    """
+    folder = Path(folder)
+    config, info = read_config(folder)
+    state = read_weights(folder)
+    task = instantiate_task(config["task"])
+    try:
+        task.load_state_dict(state, strict=True)
+    except RuntimeError as error:  # missing, unexpected or differently shaped tensors
+        raise CheckpointFormatError(
+            f"{folder / WEIGHTS_FILE} does not match the task built from {CONFIG_FILE}: the code that defines "
+            f"{config['task']['class_path']} changed since zoo {config.get('zoo_version')} wrote it. {error}"
+        ) from None
+    task.eval().to(device)
+    task.register_forward_pre_hook(ElementGuard(name or info.name, info.elements))
+    task.registry_info = Provenance(name or info.name, source, folder, info, config)
+    log.info("loaded %r from %s (%s)", name or info.name, folder, source)
+    return task

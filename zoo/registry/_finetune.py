@@ -1,0 +1,152 @@
+"""Fine-tuning from a registry model: start a task from its weights, and train the heads first.
+
+``--ckpt_path`` keeps its Lightning meaning (resume a run, optimizer and all); starting a new run
+from a published model goes through :func:`load_pretrained_weights`, which copies every tensor whose
+name and shape match and leaves the rest (new output heads, re-fitted per-element references) at
+their initialisation. :class:`FreezeBackbone` then keeps the backbone fixed for the first epochs.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from lightning.pytorch.callbacks import BaseFinetuning
+
+from zoo.registry._checkpoint import _find_elements, _symbols, read_config, read_weights
+from zoo.registry._errors import CheckpointFormatError
+from zoo.registry._load import resolve
+from zoo.registry._manifest import Manifest
+
+log = logging.getLogger("zoo.registry")
+
+
+@dataclass(frozen=True)
+class LoadReport:
+    """What :func:`load_pretrained_weights` did, by state_dict key, and where the weights came from."""
+
+    source: str
+    loaded: list[str]
+    missing: list[str]  # in the task, not in the checkpoint: left at initialisation
+    unexpected: list[str]  # in the checkpoint, not in the task
+    mismatched: list[str]  # in both, with different shapes: left at initialisation
+    excluded: list[str]  # skipped on request
+
+
+def load_pretrained_weights(
+    task: torch.nn.Module,
+    ref: str | Path,
+    strict: bool = False,
+    exclude: Sequence[str] = (),
+    manifest: Manifest | str | Path | None = None,
+    cache_dir: str | Path | None = None,
+    token: str | bool | None = None,
+) -> LoadReport:
+    """Initialise ``task`` from the weights of the registry model ``ref`` (name, hf:// or folder).
+
+    Under ``torch.distributed`` one rank per node downloads and the others wait, so call it after
+    the process group is up (in ``setup``), not in ``__init__``.
+
+    Args:
+        strict: require the task and the checkpoint to have exactly the same tensors and elements
+            (a plain continuation of training); by default partial matches are loaded and reported.
+        exclude: glob patterns of keys to leave at their initialisation, e.g. ``["model.shift",
+            "model.scale"]`` to re-fit per-element references, or ``["model.readout.*"]`` for a new head.
+    """
+    resolved = resolve(ref, manifest, cache_dir, token)
+    _, info = read_config(resolved.folder)
+    source = read_weights(resolved.folder)
+    target = task.state_dict()
+    excluded = sorted(k for k in source if any(fnmatch.fnmatchcase(k, p) for p in exclude))
+    unexpected = [k for k in source if k not in target]
+    mismatched = [f"{k}: {tuple(v.shape)} -> {tuple(target[k].shape)}" for k, v in source.items()
+                  if k in target and k not in excluded and v.shape != target[k].shape]
+    loaded = {k: v for k, v in source.items()
+              if k in target and k not in excluded and v.shape == target[k].shape}
+    missing = [k for k in target if k not in source]
+    task_elements = _find_elements(dict(getattr(task, "hparams", {})))
+    new_elements = sorted(set(_symbols(task_elements)) - set(info.elements)) if task_elements else []
+
+    problems = []
+    if new_elements:
+        problems.append(f"the task adds elements {new_elements} that {resolved.name!r} was not trained on "
+                        f"(it knows {', '.join(info.elements)}); tensors sized by the element list start fresh")
+    for what, keys in (("missing from the checkpoint", missing), ("not in the task", unexpected),
+                       ("of another shape", mismatched)):
+        if keys:
+            problems.append(f"{len(keys)} tensors {what}: {', '.join(keys[:6])}{', ...' if len(keys) > 6 else ''}")
+    if strict and (problems or excluded):
+        raise CheckpointFormatError(
+            f"cannot load {resolved.name!r} strictly into {type(task).__name__}: " + "; ".join(problems)
+            + (f"; excluded {excluded}" if excluded else "") + ". Use strict=False to load the tensors that match."
+        )
+    task.load_state_dict(loaded, strict=False)
+    log.info("initialised %s from %r (%s): %d of %d tensors", type(task).__name__, resolved.name,
+             resolved.source, len(loaded), len(target))
+    for problem in problems:
+        log.warning("fine-tuning from %r: %s", resolved.name, problem)
+    return LoadReport(resolved.source, sorted(loaded), missing, unexpected, mismatched, excluded)
+
+
+class FreezeBackbone(BaseFinetuning):
+    """Keep the backbone of a fine-tuned task fixed for the first ``unfreeze_at_epoch`` epochs.
+
+    On one process the backbone's parameters get ``requires_grad=False`` (saves its backward).
+    Under DDP that would be wrong: DDP registers only the parameters that require gradients when it
+    wraps the model, so parameters unfrozen later would never be all-reduced and the replicas would
+    drift apart (Lightning issue #20340). There the backbone stays trainable and its gradients are
+    dropped before every optimizer step until it unfreezes, which leaves its weights untouched.
+
+    Args:
+        unfreeze_at_epoch: first epoch (from 0) in which the backbone trains.
+        backbone: dotted path(s) of the frozen submodule(s) of the task.
+        train_bn: let normalisation layers inside the backbone keep training while it is frozen.
+    """
+
+    def __init__(self, unfreeze_at_epoch: int = 1, backbone: str | list[str] = "model.backbone", train_bn: bool = True):
+        super().__init__()
+        self.unfreeze_at_epoch = unfreeze_at_epoch
+        self.paths = [backbone] if isinstance(backbone, str) else list(backbone)
+        self.train_bn = train_bn
+        self.frozen = False
+        self._drop_gradients = False
+
+    def _modules(self, pl_module) -> list[torch.nn.Module]:
+        try:
+            return [pl_module.get_submodule(path) for path in self.paths]
+        except AttributeError as error:
+            raise AttributeError(f"FreezeBackbone: {error}; set backbone= to the module to freeze") from None
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        self._drop_gradients = trainer.world_size > 1
+        super().setup(trainer, pl_module, stage)
+
+    def freeze_before_training(self, pl_module) -> None:
+        if self.unfreeze_at_epoch <= 0:
+            return
+        self.frozen = True
+        if not self._drop_gradients:
+            self.freeze(self._modules(pl_module), train_bn=self.train_bn)
+
+    def finetune_function(self, pl_module, epoch: int, optimizer) -> None:
+        if not self.frozen or epoch < self.unfreeze_at_epoch:
+            return
+        self.frozen = False
+        modules = self._modules(pl_module)
+        self.make_trainable(modules)
+        # the task's optimizer usually holds every parameter already; add only those it lacks
+        held = {id(p) for group in optimizer.param_groups for p in group["params"]}
+        new = [p for m in modules for p in m.parameters() if id(p) not in held]
+        if new:
+            optimizer.add_param_group({"params": new, "lr": optimizer.param_groups[0]["lr"]})
+        log.info("FreezeBackbone: %s trains from epoch %d", ", ".join(self.paths), epoch)
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
+        if self.frozen and self._drop_gradients:
+            for module in self._modules(pl_module):
+                for parameter in module.parameters():
+                    parameter.grad = None

@@ -1,0 +1,155 @@
+"""``zoo.load``, ``zoo.download``, ``zoo.list_models``: from a name, a Hub reference or a folder to a model.
+
+A model is named in one of three ways:
+
+- a manifest name, ``"qm9-u0-demo"``: fetched at the manifest's pinned revision and checked
+  against its sha256s; with no network and no cache, the copy shipped inside the zoo package;
+- a Hub reference, ``"hf://org/repo@revision"`` (revision optional, default ``main``): checked
+  when the manifest lists that repo and revision, taken as served otherwise;
+- a folder in Hub layout (any path with a ``/``, or a :class:`~pathlib.Path`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from zoo.registry._errors import CheckpointFormatError, DownloadError
+from zoo.registry._manifest import CARD_FILE, CONFIG_FILE, HUB_FILES, Manifest, ModelEntry, as_manifest
+
+log = logging.getLogger("zoo.registry")
+
+_HF_REF = re.compile(r"^hf://(?P<repo_id>[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*)(?:@(?P<revision>[\w./-]+))?$")
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """A model's files on disk: the folder, where it came from, and its manifest entry if any."""
+
+    folder: Path
+    source: str
+    name: str
+    entry: ModelEntry | None
+
+
+def _is_path(ref) -> bool:
+    return isinstance(ref, Path) or "/" in ref or os.sep in ref or ref.startswith((".", "~"))
+
+
+def _check_loadable(entry: ModelEntry) -> None:
+    from zoo import __version__
+    from zoo.registry._checkpoint import FORMAT_VERSION
+
+    entry.check_zoo_version(__version__)
+    if entry.checkpoint_format > FORMAT_VERSION:
+        raise CheckpointFormatError(
+            f"model {entry.name!r} uses checkpoint format {entry.checkpoint_format}; the installed zoo "
+            f"{__version__} reads formats up to {FORMAT_VERSION}. Install zoo{entry.zoo_versions}."
+        )
+
+
+def resolve(
+    ref: str | Path,
+    manifest: Manifest | str | Path | None = None,
+    cache_dir: str | Path | None = None,
+    token: str | bool | None = None,
+    files: tuple[str, ...] = HUB_FILES,
+) -> Resolved:
+    """Find or fetch the ``files`` of a model (see the module docstring for the forms of ``ref``)."""
+    from zoo.registry._hub import fetch_once, verify_folder
+
+    if not isinstance(ref, (str, Path)):
+        raise TypeError(f"expected a model name, 'hf://org/repo@revision' or a folder, got {type(ref).__name__}")
+    if isinstance(ref, str) and ref.startswith("hf://"):
+        match = _HF_REF.match(ref)
+        if not match:
+            raise DownloadError(f"bad Hub reference {ref!r}; expected 'hf://org/repo' or 'hf://org/repo@revision'")
+        repo_id, revision = match["repo_id"], match["revision"] or "main"
+        entry = as_manifest(manifest).find(repo_id, revision)
+        if entry is not None:
+            _check_loadable(entry)
+        pinned = {f: entry.files.get(f) if entry else None for f in files}
+        folder, source = fetch_once(repo_id, revision, pinned, cache_dir=cache_dir, token=token, label=ref)
+        return Resolved(folder, source, entry.name if entry else repo_id, entry)
+    if _is_path(ref):
+        folder = Path(ref).expanduser()
+        if not (folder / CONFIG_FILE).is_file():
+            raise CheckpointFormatError(
+                f"{folder} is not a model folder (no {CONFIG_FILE}); expected {', '.join(HUB_FILES)} "
+                "as written by zoo.registry.save_pretrained"
+            )
+        return Resolved(folder, "local folder", folder.name, None)
+
+    manifest = as_manifest(manifest)
+    entry = manifest.get(ref)
+    _check_loadable(entry)
+    try:
+        folder, source = fetch_once(
+            entry.repo_id, entry.revision, {f: entry.files[f] for f in files},
+            cache_dir=cache_dir, token=token, label=f"model {entry.name!r}",
+        )
+    except DownloadError as error:
+        package = manifest.hub_dir / entry.name
+        if not (package / CONFIG_FILE).is_file():
+            raise
+        verify_folder(package, {f: entry.files[f] for f in files}, f"the package copy of {entry.name!r}")
+        log.warning("%s\n-> using the copy of %r shipped with the zoo package: %s", error, entry.name, package)
+        return Resolved(package, f"the zoo package ({package})", entry.name, entry)
+    return Resolved(folder, source, entry.name, entry)
+
+
+def load(
+    ref: str | Path,
+    device: str = "cpu",
+    cache_dir: str | Path | None = None,
+    token: str | bool | None = None,
+    manifest: Manifest | str | Path | None = None,
+):
+    """The model ``ref`` names, as its task (a LightningModule) in eval mode on ``device``.
+
+    Args:
+        ref: a manifest name (``zoo.list_models()``), ``"hf://org/repo@revision"``, or a folder.
+        device: where to put the model.
+        cache_dir: Hub cache (default ``HF_HUB_CACHE`` or ``~/.cache/huggingface/hub``).
+        token: Hub token for private or gated repos (default: ``HF_TOKEN`` or the stored login).
+        manifest: a :class:`~zoo.registry.Manifest` or a path to one (default: zoo's own).
+
+    Returns the task, with ``task.registry_info`` saying where it was loaded from. Its forward
+    refuses elements the model was not trained on.
+
+    Under ``torch.distributed`` this is a collective: call it on every rank (one per node
+    downloads while the others wait at a barrier).
+    """
+    from zoo.registry._checkpoint import load_pretrained
+
+    resolved = resolve(ref, manifest, cache_dir, token)
+    return load_pretrained(resolved.folder, device=device, name=resolved.name, source=resolved.source)
+
+
+def download(
+    ref: str | Path,
+    cache_dir: str | Path | None = None,
+    token: str | bool | None = None,
+    manifest: Manifest | str | Path | None = None,
+) -> Path:
+    """Fetch and verify a model's files without loading it; returns the folder that holds them."""
+    return resolve(ref, manifest, cache_dir, token).folder
+
+
+def list_models(family: str | None = None, manifest: Manifest | str | Path | None = None) -> list[str]:
+    """Names of the published models, optionally of one family (``"force-field"``, ...)."""
+    return [m.name for m in as_manifest(manifest).models if family is None or m.family == family]
+
+
+def model_card(
+    ref: str | Path,
+    cache_dir: str | Path | None = None,
+    token: str | bool | None = None,
+    manifest: Manifest | str | Path | None = None,
+) -> str:
+    """The model card (``README.md``) of a model, fetching only that file."""
+    resolved = resolve(ref, manifest, cache_dir, token, files=(CARD_FILE,))
+    return (resolved.folder / CARD_FILE).read_text(encoding="utf-8")

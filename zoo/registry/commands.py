@@ -1,0 +1,171 @@
+"""``zoo list``, ``zoo info``, ``zoo download`` and ``zoo hub serve|add|push``.
+
+Each ``*_main(argv)`` parses its own arguments and returns an exit status; registry errors are
+printed as one message (they say what to do), not as a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import logging
+import sys
+from pathlib import Path
+
+
+def _commands(main):
+    """Print a :class:`RegistryError` as ``zoo: <message>`` and return 1."""
+
+    @functools.wraps(main)
+    def run(argv: list[str] | None = None) -> int:
+        from zoo.registry._errors import RegistryError
+
+        logging.basicConfig(format="%(message)s")
+        logging.getLogger("zoo.registry").setLevel(logging.INFO)
+        try:
+            return main(sys.argv[1:] if argv is None else list(argv)) or 0
+        except RegistryError as error:
+            print(f"zoo: {error}", file=sys.stderr)
+            return 1
+
+    return run
+
+
+def _manifest_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--manifest", type=Path, help="a checkpoints.json (default: zoo's own)")
+    parser.add_argument("--hub-dir", type=Path, help="folder of the package copies, <hub-dir>/<name>/ (default: zoo/_hub)")
+
+
+def _hub_arguments(parser: argparse.ArgumentParser) -> None:
+    _manifest_arguments(parser)
+    parser.add_argument("--cache-dir", type=Path, help="Hugging Face cache (default: HF_HUB_CACHE)")
+    parser.add_argument("--token", help="Hub token for private or gated repos (default: HF_TOKEN or the stored login)")
+
+
+def _manifest(args):
+    from zoo.registry._manifest import load_manifest
+
+    return load_manifest(args.manifest, args.hub_dir)
+
+
+@_commands
+def list_main(argv: list[str]) -> int:
+    """zoo list: the published models."""
+    parser = argparse.ArgumentParser(prog="zoo list", description="List the published models.")
+    parser.add_argument("--family", help="only this family")
+    _manifest_arguments(parser)
+    args = parser.parse_args(argv)
+    manifest = _manifest(args)
+    rows = [("name", "family", "architecture", "elements", "hub", "license")]
+    rows += [(m.name, m.family, m.architecture, ",".join(m.elements), f"{m.repo_id}@{m.revision[:8]}", m.license)
+             for m in manifest.models if args.family in (None, m.family)]
+    if len(rows) == 1:
+        print(f"no published models in {manifest.source}")
+        return 0
+    widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip())
+    return 0
+
+
+@_commands
+def info_main(argv: list[str]) -> int:
+    """zoo info NAME: print the model card."""
+    parser = argparse.ArgumentParser(prog="zoo info", description="Print a model's card (README.md).")
+    parser.add_argument("name", help="model name, hf://org/repo@revision, or folder")
+    _hub_arguments(parser)
+    args = parser.parse_args(argv)
+    from zoo.registry._load import model_card
+
+    print(model_card(args.name, args.cache_dir, args.token, _manifest(args)))
+    return 0
+
+
+@_commands
+def download_main(argv: list[str]) -> int:
+    """zoo download NAME: fetch and verify a model into the Hub cache."""
+    parser = argparse.ArgumentParser(prog="zoo download", description="Download and verify a model.")
+    parser.add_argument("name", nargs="+", help="model names (or hf://org/repo@revision)")
+    _hub_arguments(parser)
+    args = parser.parse_args(argv)
+    from zoo.registry._load import resolve
+
+    manifest = _manifest(args)
+    for name in args.name:
+        resolved = resolve(name, manifest, args.cache_dir, args.token)
+        print(f"{resolved.name}: {resolved.folder} (from {resolved.source})")
+    return 0
+
+
+def _serve(args) -> int:
+    from zoo.registry._server import LocalHub
+
+    hub = LocalHub(_manifest(args), args.models_dir, args.workdir, args.host, args.port)
+    with hub:
+        for name, revision in hub.revisions.items():
+            print(f"serving {name} at {revision}")
+        print(f"local Hub at {hub.endpoint}; on the clients:\n  export HF_ENDPOINT={hub.endpoint}\n"
+              f"(olah log: {hub.log_file}; Ctrl-C stops)", flush=True)
+        try:
+            hub.process.wait()
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+def _add(args) -> int:
+    from zoo.registry._push import add_model
+
+    entry = add_model(args.folder, args.repo_id, args.manifest, args.hub_dir, args.zoo_versions)
+    print(f"added {entry.name}: {entry.repo_id}@{entry.revision}")
+    return 0
+
+
+def _push(args) -> int:
+    from zoo.registry._push import push
+
+    result = push(args.name, args.repo_id, _manifest(args), args.folder, args.dry_run, args.out, args.token,
+                  args.private)
+    if args.dry_run:
+        where = f" built at {result}" if args.out else ""
+        print(f"dry run: the folder of {args.name}{where} matches the manifest; nothing uploaded")
+    else:
+        print(f"uploaded {args.name}: {result.commit_url}")
+    return 0
+
+
+@_commands
+def hub_main(argv: list[str]) -> int:
+    """zoo hub serve|add|push: the local Hub and publishing."""
+    parser = argparse.ArgumentParser(prog="zoo hub", description="Serve, add and publish models.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="serve the published models over the Hub API (olah)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8090)
+    serve.add_argument("--models-dir", type=Path, help="model folders, <models-dir>/<name>/ (default: --hub-dir)")
+    serve.add_argument("--workdir", type=Path, help="git repos, olah config and log (default: ~/.cache/zoo/hub)")
+    _manifest_arguments(serve)
+    serve.set_defaults(run=_serve)
+
+    add = sub.add_parser("add", help="add a checkpoint folder to the manifest and the package")
+    add.add_argument("folder", type=Path, help="written by zoo.registry.save_pretrained")
+    add.add_argument("--repo-id", required=True, help="Hub repo it is published at, org/name")
+    add.add_argument("--zoo-versions", help="zoo versions that load it (default: >= the version that wrote it)")
+    add.add_argument("--manifest", type=Path, help="checkpoints.json to update (default: zoo's own and its package copy)")
+    add.add_argument("--hub-dir", type=Path, help="where the package copy goes (default: zoo/_hub)")
+    add.set_defaults(run=_add)
+
+    push = sub.add_parser("push", help="check a model's exact folder and upload it (HfApi.upload_folder)")
+    push.add_argument("name")
+    push.add_argument("--repo-id", help="default: the manifest's repo_id")
+    push.add_argument("--folder", type=Path, help="default: the package copy")
+    push.add_argument("--dry-run", action="store_true", help="build and check the folder, upload nothing")
+    push.add_argument("--out", type=Path, help="build the folder here (default: a temporary folder)")
+    push.add_argument("--token")
+    push.add_argument("--private", action="store_true", help="create the repo as private")
+    _manifest_arguments(push)
+    push.set_defaults(run=_push)
+
+    args = parser.parse_args(argv)
+    return args.run(args)
