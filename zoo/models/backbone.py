@@ -1,0 +1,168 @@
+"""The equivariant backbone shared by the model families: node features of any irreps up to l_max."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import torch
+from e3nn import o3
+
+from zoo.data import keys
+from zoo.data.elements import ElementIndex
+from zoo.data.neighbors import edge_vectors, radius_graph
+from zoo.nn import ElementEmbedding, Interaction, RadialEmbedding, hidden_irreps
+
+
+class BackboneOutput(NamedTuple):
+    """What heads get from the backbone, so that they need not recompute the graph.
+
+    Attributes:
+        node_features: [n_atoms, irreps_out.dim] equivariant node features.
+        species: [n_atoms] element indices (into the backbone's ``element_index.atomic_numbers``).
+        edge_index: [2, n_edges], row 0 the neighbour j, row 1 the centre i.
+        edge_vectors: [n_edges, 3] r_j - r_i (+ lattice shift), Å, differentiable in positions.
+        edge_sh: [n_edges, irreps_sh.dim] spherical harmonics of the edge directions (component
+            normalisation, e3nn's basis; with e3nn 0.6 the l=1 part is sqrt(3) (x, y, z) / r).
+        edge_radial: [n_edges, num_radial] radial basis times the cutoff envelope.
+    """
+
+    node_features: torch.Tensor
+    species: torch.Tensor
+    edge_index: torch.Tensor
+    edge_vectors: torch.Tensor
+    edge_sh: torch.Tensor
+    edge_radial: torch.Tensor
+
+
+class EquivariantBackbone(torch.nn.Module):
+    """NequIP/MACE-style E(3)-equivariant message passing with depthwise tensor products.
+
+    Atoms start from an element embedding (``channels x 0e``); each of ``num_layers``
+    :class:`zoo.nn.Interaction` layers convolves them with the spherical harmonics of the edges and
+    gates the result. The output has ``channels`` copies of each irrep l <= ``l_max`` (see
+    :func:`zoo.nn.hidden_irreps` for ``parity``). Outputs rotate with ``irreps_out.D_from_matrix``,
+    are invariant to translations and follow permutations of the atoms; everything is twice
+    differentiable in the positions, so force heads can train on forces.
+
+    Args:
+        elements: the elements the model knows, as symbols or atomic numbers.
+        channels: multiplicity of each irrep.
+        l_max: highest angular momentum of the features and edge spherical harmonics.
+        num_layers: number of interactions.
+        cutoff: radius (Å) of the neighbourhood; edges beyond it contribute nothing.
+        num_radial: size of the radial basis.
+        radial_basis: ``"bessel"`` or ``"gaussian"`` (both times a p=6 polynomial envelope).
+        radial_hidden: width of the radial MLPs.
+        parity: ``"natural"`` (0e, 1o, 2e, ...) or ``"full"`` (also 1e, 2o, ...).
+        avg_num_neighbors: typical number of neighbours; sums over neighbours are divided by its
+            square root.
+        extra_node_irreps: irreps (e.g. ``"1x1o"``) of optional extra per-atom equivariant inputs
+            passed to :meth:`forward`, such as DeNS's encoded forces; ``None`` for none.
+    """
+
+    def __init__(
+        self,
+        elements: Sequence[str | int],
+        channels: int = 32,
+        l_max: int = 2,
+        num_layers: int = 3,
+        cutoff: float = 5.0,
+        num_radial: int = 8,
+        radial_basis: str = "bessel",
+        radial_hidden: int = 64,
+        parity: str = "natural",
+        avg_num_neighbors: float = 10.0,
+        extra_node_irreps: str | None = None,
+    ):
+        super().__init__()
+        if num_layers < 1:
+            raise ValueError(f"num_layers must be at least 1, got {num_layers}")
+        self.cutoff = float(cutoff)
+        self.element_index = ElementIndex(elements)
+        self.embedding = ElementEmbedding(len(self.element_index), channels)
+        self.radial = RadialEmbedding(cutoff, num_radial, radial_basis)
+        self.irreps_sh = o3.Irreps.spherical_harmonics(l_max)
+        self.spherical_harmonics = o3.SphericalHarmonics(self.irreps_sh, normalize=True, normalization="component")
+        self.irreps_out = hidden_irreps(channels, l_max, parity)
+
+        # extra inputs enter as `channels` copies of their irreps next to the embedding's scalars
+        irreps = self.embedding.irreps_out
+        self.irreps_extra = None if extra_node_irreps is None else o3.Irreps(extra_node_irreps)
+        self.extra_linear = None
+        if self.irreps_extra is not None:
+            if self.irreps_extra.dim == 0:
+                raise ValueError(f"extra_node_irreps {extra_node_irreps!r} are empty; use None for no extra input")
+            others = sorted({ir for _, ir in self.irreps_extra} - {o3.Irrep("0e")})
+            irreps = irreps + o3.Irreps([(channels, ir) for ir in others])
+            self.extra_linear = o3.Linear(self.irreps_extra, irreps)
+        self.irreps_in = irreps
+
+        self.interactions = torch.nn.ModuleList()
+        for _ in range(num_layers):
+            self.interactions.append(Interaction(
+                irreps, self.irreps_out, self.irreps_sh, num_radial, radial_hidden, avg_num_neighbors,
+                num_elements=len(self.element_index),
+            ))
+            irreps = self.irreps_out
+
+    def reset_parameters(self) -> None:
+        self.embedding.reset_parameters()
+        if self.extra_linear is not None:
+            torch.nn.init.normal_(self.extra_linear.weight)
+        for interaction in self.interactions:
+            interaction.reset_parameters()
+
+    def forward(self, data, extra_node_features: torch.Tensor | None = None) -> BackboneOutput:
+        """Node features of a structure or batch.
+
+        Args:
+            data: an :class:`zoo.data.AtomicData` or a PyG batch of them, with positions and atomic
+                numbers; ``edge_index``/``edge_cell_shift`` are used if present and computed within
+                :attr:`cutoff` otherwise.
+            extra_node_features: [n_atoms, irreps_extra.dim] in e3nn's basis (with e3nn 0.6 a
+                Cartesian vector (x, y, z) is a ``1o`` as it is), only for a backbone built with
+                ``extra_node_irreps``; omitted means zeros.
+        """
+        pos = data[keys.POSITIONS]
+        dtype = self.embedding.weight.dtype
+        if pos.dtype != dtype:
+            raise ValueError(
+                f"positions are {pos.dtype} but the backbone's parameters are {dtype}; convert one of "
+                "them (model.double() / model.float(), or build the data with that dtype)"
+            )
+        species = self.element_index(data[keys.ATOMIC_NUMBERS])
+        x = self.embedding(species)
+        if self.extra_linear is not None:
+            x = torch.cat([x, x.new_zeros(x.shape[0], self.irreps_in.dim - x.shape[1])], dim=-1)
+            if extra_node_features is not None:
+                x = x + self.extra_linear(self._check_extra(extra_node_features, pos))
+        elif extra_node_features is not None:
+            raise ValueError("extra_node_features given, but this backbone was built with extra_node_irreps=None")
+
+        edge_index, shift = _get(data, keys.EDGE_INDEX), _get(data, keys.EDGE_CELL_SHIFT)
+        if edge_index is None:
+            edge_index, shift = radius_graph(
+                pos, self.cutoff, _get(data, keys.BATCH), _get(data, keys.CELL), _get(data, keys.PBC)
+            )
+        vectors = edge_vectors(data, edge_index, shift)
+        edge_sh = self.spherical_harmonics(vectors)
+        edge_radial = self.radial(vectors.norm(dim=-1))
+        for interaction in self.interactions:
+            x = interaction(x, species, edge_index, edge_sh, edge_radial)
+        return BackboneOutput(x, species, edge_index, vectors, edge_sh, edge_radial)
+
+    def _check_extra(self, extra: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        expected = (pos.shape[0], self.irreps_extra.dim)
+        if tuple(extra.shape) != expected:
+            raise ValueError(
+                f"extra_node_features have shape {tuple(extra.shape)}, expected {list(expected)} "
+                f"([n_atoms, dim of {self.irreps_extra}])"
+            )
+        if extra.dtype != pos.dtype:
+            raise ValueError(f"extra_node_features are {extra.dtype} but positions are {pos.dtype}")
+        return extra
+
+
+def _get(data, key: str):
+    return data[key] if key in data else None

@@ -1,0 +1,29 @@
+"""Equivariant building blocks on e3nn: radial bases, embeddings, convolutions, gates, interactions."""
+
+from zoo.nn._convolution import DepthwiseConvolution
+from zoo.nn._cutoff import PolynomialCutoff
+from zoo.nn._embedding import ElementEmbedding
+from zoo.nn._gate import EquivariantGate
+from zoo.nn._interaction import Interaction
+from zoo.nn._irreps import PARITIES, hidden_irreps
+from zoo.nn._linear import ElementLinear
+from zoo.nn._mlp import RadialMLP
+from zoo.nn._radial import RADIAL_BASES, BesselBasis, GaussianBasis, RadialEmbedding
+from zoo.nn._wigner import restore_wigner_3j
+
+__all__ = [
+    "BesselBasis",
+    "DepthwiseConvolution",
+    "ElementEmbedding",
+    "ElementLinear",
+    "EquivariantGate",
+    "GaussianBasis",
+    "Interaction",
+    "PARITIES",
+    "PolynomialCutoff",
+    "RADIAL_BASES",
+    "RadialEmbedding",
+    "RadialMLP",
+    "hidden_irreps",
+    "restore_wigner_3j",
+]

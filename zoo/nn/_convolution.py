@@ -1,0 +1,71 @@
+"""Point convolution with depthwise ("uvu") tensor products weighted by a radial MLP."""
+
+from __future__ import annotations
+
+import torch
+from e3nn import o3
+from torch_geometric.utils import scatter
+
+from zoo.nn._mlp import RadialMLP
+from zoo.nn._wigner import _restore_after_load, restore_wigner_3j
+
+
+class DepthwiseConvolution(torch.nn.Module):
+    r"""Messages :math:`m_i = \frac{1}{\sqrt{\bar n}} \sum_{j} R(r_{ij}) \, (x_j \otimes Y(\hat r_{ij}))`.
+
+    The tensor product is depthwise ("uvu"): channel u of the neighbour's features only meets the
+    spherical harmonics, with one weight per channel and path coming from a radial MLP, instead of
+    mixing all channels per edge ("uvw"). The channels are mixed afterwards per node by linear
+    layers, which is ~10x cheaper than a fully connected per-edge product at the same width.
+
+    Args:
+        irreps_in: node input irreps.
+        irreps_sh: irreps of the edge spherical harmonics.
+        irreps_target: the output keeps every path whose irrep appears here (multiplicities ignored).
+        num_radial: size of the radial embedding.
+        radial_hidden: width of the radial MLP.
+        avg_num_neighbors: the sum over neighbours is divided by its square root.
+    """
+
+    def __init__(self, irreps_in, irreps_sh, irreps_target, num_radial: int, radial_hidden: int = 64,
+                 avg_num_neighbors: float = 10.0):
+        super().__init__()
+        irreps_in, irreps_sh = o3.Irreps(irreps_in), o3.Irreps(irreps_sh)
+        if avg_num_neighbors <= 0:
+            raise ValueError(f"avg_num_neighbors must be positive, got {avg_num_neighbors}")
+        targets = {ir for _, ir in o3.Irreps(irreps_target)}
+        irreps_mid, instructions = [], []
+        for i_in, (mul, ir_in) in enumerate(irreps_in):
+            for i_sh, (_, ir_sh) in enumerate(irreps_sh):
+                for ir_out in ir_in * ir_sh:
+                    if ir_out in targets:
+                        instructions.append((i_in, i_sh, len(irreps_mid), "uvu", True))
+                        irreps_mid.append((mul, ir_out))
+        self.tensor_product = o3.TensorProduct(
+            irreps_in, irreps_sh, irreps_mid, instructions, shared_weights=False, internal_weights=False
+        )
+        self.radial = RadialMLP(num_radial, radial_hidden, self.tensor_product.weight_numel)
+        self.irreps_in, self.irreps_sh = irreps_in, irreps_sh
+        self.irreps_out = self.tensor_product.irreps_out
+        self.norm = float(avg_num_neighbors) ** -0.5
+        restore_wigner_3j(self)
+        self.register_load_state_dict_post_hook(_restore_after_load)
+
+    def reset_parameters(self) -> None:
+        self.radial.reset_parameters()
+
+    def _apply(self, fn, recurse=True):
+        # after .double(), .to(...): the Wigner 3j buffers must not keep float32 rounding
+        super()._apply(fn, recurse)
+        restore_wigner_3j(self)
+        return self
+
+    def forward(self, x: torch.Tensor, edge_index: torch.Tensor, edge_sh: torch.Tensor,
+                edge_radial: torch.Tensor) -> torch.Tensor:
+        """Node features [n_atoms, irreps_in.dim] -> summed messages [n_atoms, irreps_out.dim].
+
+        ``edge_index[0]`` are the neighbours j, ``edge_index[1]`` the centres i.
+        """
+        neighbour, centre = edge_index
+        messages = self.tensor_product(x[neighbour], edge_sh, self.radial(edge_radial))
+        return scatter(messages, centre, dim=0, dim_size=x.shape[0], reduce="sum") * self.norm

@@ -1,0 +1,190 @@
+"""Test helpers: move a structure rigidly or relabel its atoms, and check that a model follows.
+
+Like :func:`e3nn.util.test.assert_equivariant`, but for functions of a whole structure (an
+:class:`~zoo.data.AtomicData` or a batch): the positions are rotated, reflected, translated or
+permuted and the outputs are compared with the reference outputs transformed by the D matrices
+of their irreps. Model families reuse these in their own tests::
+
+    from zoo.testing import assert_backbone_equivariant, assert_equivariant
+
+    assert_backbone_equivariant(backbone, data)
+    assert_equivariant(lambda d: model(d)["energy"][:, None], data, "0e", per_atom=False)
+    assert_equivariant(lambda d: model(d)["forces"], data, "1x1o")  # e3nn 0.6: 1o is (x, y, z)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+from e3nn import o3
+
+from zoo.data import keys
+
+#: Default tolerance on the largest error relative to the largest output (at least 1).
+TOLERANCE = {torch.float32: 1e-4, torch.float64: 1e-10}
+
+#: Cartesian vectors (rows, xyz) that rotate with the positions.
+VECTOR_KEYS = (keys.FORCES, keys.DIPOLE)
+
+
+def random_rotation(
+    dtype: torch.dtype = torch.float64, improper: bool = False, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """A uniformly random 3x3 rotation matrix (det +1), or a rotation times inversion (det -1)."""
+    q, r = torch.linalg.qr(torch.randn(3, 3, dtype=torch.float64, generator=generator))
+    q = q * torch.sign(torch.diagonal(r))  # makes the distribution uniform (Haar)
+    if torch.linalg.det(q) < 0:
+        q = -q
+    return (-q if improper else q).to(dtype)
+
+
+def random_permutation(data, generator: torch.Generator | None = None) -> torch.Tensor:
+    """A permutation of the atoms that keeps every atom within its structure (batches stay valid)."""
+    n_atoms = data[keys.POSITIONS].shape[0]
+    batch = data[keys.BATCH] if keys.BATCH in data else torch.zeros(n_atoms, dtype=torch.long)
+    order = torch.randperm(n_atoms, generator=generator)
+    # stable sort by structure of a random order: a random permutation inside each structure
+    return order[torch.sort(batch[order].cpu(), stable=True).indices].to(batch.device)
+
+
+def transform(
+    data,
+    rotation: torch.Tensor | None = None,
+    translation: torch.Tensor | None = None,
+    permutation: torch.Tensor | None = None,
+):
+    """A copy of ``data`` with positions ``pos @ rotation.T + translation`` and atoms reordered.
+
+    Atom k of the result is atom ``permutation[k]`` of ``data``. Cells, forces, dipoles and
+    stresses rotate with the positions; an ``edge_index`` is relabelled (edge order is kept).
+    Other keys are copied unchanged.
+    """
+    moved = data.clone()
+    if rotation is not None:
+        rotation = rotation.to(data[keys.POSITIONS].dtype)
+        for key in (keys.POSITIONS, keys.CELL, *VECTOR_KEYS):
+            if key in moved:
+                moved[key] = moved[key] @ rotation.T
+        if keys.STRESS in moved:
+            moved[keys.STRESS] = rotation @ moved[keys.STRESS] @ rotation.T
+    if translation is not None:
+        moved[keys.POSITIONS] = moved[keys.POSITIONS] + translation.to(moved[keys.POSITIONS].dtype)
+    if permutation is not None:
+        for key in (*keys.PER_ATOM, keys.BATCH):
+            if key in moved and moved[key] is not None:
+                moved[key] = moved[key][permutation]
+        if keys.EDGE_INDEX in moved:
+            inverse = torch.empty_like(permutation)
+            inverse[permutation] = torch.arange(permutation.numel(), device=permutation.device)
+            moved[keys.EDGE_INDEX] = inverse[moved[keys.EDGE_INDEX]]
+    return moved
+
+
+def wigner_D(irreps, rotation: torch.Tensor) -> torch.Tensor:
+    """``irreps.D_from_matrix(rotation)`` accurate to float64 precision, in the rotation's dtype.
+
+    e3nn builds its Lie-algebra generators in torch's default dtype, so with the usual float32
+    default its D matrices are only good to ~1e-7 even for a float64 rotation: too coarse to
+    check a float64 model to 1e-10.
+    """
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        matrix = o3.Irreps(irreps).D_from_matrix(rotation.to(torch.float64))
+    finally:
+        torch.set_default_dtype(previous)
+    return matrix.to(rotation.dtype)
+
+
+def transform_features(
+    features: torch.Tensor,
+    irreps,
+    rotation: torch.Tensor | None = None,
+    permutation: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Features [n, irreps.dim] in e3nn's basis after rotating (:func:`wigner_D`) and reordering."""
+    if rotation is not None:
+        features = features @ wigner_D(irreps, rotation.to(features.dtype)).T
+    if permutation is not None:
+        features = features[permutation]
+    return features
+
+
+def assert_equivariant(
+    fn: Callable[..., torch.Tensor],
+    data,
+    irreps_out,
+    node_inputs: Sequence[tuple[torch.Tensor, object]] = (),
+    *,
+    per_atom: bool = True,
+    rotation: bool = True,
+    reflection: bool = True,
+    translation: bool = True,
+    permutation: bool = True,
+    atol: float | None = None,
+    generator: torch.Generator | None = None,
+) -> dict[str, float]:
+    """Check that ``fn(data, *inputs)`` transforms like ``irreps_out`` when ``data`` moves.
+
+    Each check is done separately on a copy of ``data``: a random proper rotation, a random
+    improper rotation (tests parity), a random translation (outputs must not change) and a random
+    permutation of the atoms (per-atom outputs must follow; per-structure ones must not change).
+
+    Args:
+        fn: maps a structure (and the node inputs) to a tensor [rows, irreps_out.dim] in e3nn's basis.
+        data: an AtomicData or a batch; its dtype sets the default tolerance.
+        irreps_out: irreps of the output rows.
+        node_inputs: extra per-atom inputs ``(tensor [n_atoms, irreps.dim], irreps)`` passed to ``fn``
+            after ``data``, transformed with the structure.
+        per_atom: the output has one row per atom (permuted with the atoms) rather than per structure.
+        atol: tolerance on the largest error relative to ``max(1, largest output)``;
+            default :data:`TOLERANCE` of the data's dtype.
+        generator: for reproducible random transformations.
+
+    Returns:
+        The relative errors by check name.
+
+    Raises:
+        AssertionError: naming each failed check and its error.
+    """
+    irreps_out = o3.Irreps(irreps_out)
+    dtype = data[keys.POSITIONS].dtype
+    atol = TOLERANCE.get(dtype, 1e-4) if atol is None else atol
+    inputs = [(x, o3.Irreps(irreps)) for x, irreps in node_inputs]
+    reference = fn(data, *[x for x, _ in inputs]).detach()
+
+    checks = {}
+    if rotation:
+        checks["rotation"] = (random_rotation(dtype, False, generator), None, None)
+    if reflection:
+        checks["reflection"] = (random_rotation(dtype, True, generator), None, None)
+    if translation:
+        checks["translation"] = (None, 3.0 * torch.randn(3, dtype=dtype, generator=generator), None)
+    if permutation:
+        checks["permutation"] = (None, None, random_permutation(data, generator))
+
+    errors = {}
+    for name, (rot, shift, perm) in checks.items():
+        moved = transform(data, rot, shift, perm)
+        moved_inputs = [transform_features(x, irreps, rot, perm) for x, irreps in inputs]
+        actual = fn(moved, *moved_inputs).detach()
+        expected = transform_features(reference, irreps_out, rot, perm if per_atom else None)
+        scale = expected.abs().max().clamp(min=1.0) if expected.numel() else 1.0
+        errors[name] = float((actual - expected).abs().max() / scale) if expected.numel() else 0.0
+    failed = {name: err for name, err in errors.items() if not err <= atol}
+    if failed:
+        raise AssertionError(f"output ({irreps_out}) not equivariant under {failed} (tolerance {atol:g}); all errors: {errors}")
+    return errors
+
+
+def assert_backbone_equivariant(model, data, extra_node_features: torch.Tensor | None = None, **kwargs) -> dict[str, float]:
+    """:func:`assert_equivariant` for the node features of an :class:`~zoo.models.EquivariantBackbone`
+    (anything with ``irreps_out`` whose output has ``node_features``).
+
+    ``extra_node_features`` are transformed with the structure as ``model.irreps_extra``.
+    """
+    node_inputs = () if extra_node_features is None else [(extra_node_features, model.irreps_extra)]
+    return assert_equivariant(
+        lambda d, *extra: model(d, *extra).node_features, data, model.irreps_out, node_inputs, **kwargs
+    )
