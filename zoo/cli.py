@@ -45,10 +45,16 @@ def recipes_dir() -> Path:
 
 
 def demo(argv: list[str]) -> int:
-    """The main job on embedded defaults: a short fit of the backbone on QM9 from qm9pack."""
+    """The main job on embedded defaults: fit the backbone on QM9 from qm9pack, then test it."""
     recipe = recipes_dir() / DEMO_RECIPE
-    print(f"zoo demo: fitting {recipe.name} (QM9 from the qm9pack package, CPU)", flush=True)
-    lightning_main(["fit", "--config", str(recipe), *argv])
+    print(f"zoo demo: fitting {recipe} (QM9 from the qm9pack package, CPU)", flush=True)
+    cli = lightning_main(["--config", str(recipe), *argv], run=False)
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    results = cli.trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path="best")
+    print(f"\nzoo demo: test metrics of the best checkpoint ({cli.trainer.checkpoint_callback.best_model_path}):")
+    for name, value in sorted(results[0].items()):
+        print(f"  {name:24s} {value:.4f}")
+    print(f"run folder: {cli.trainer.log_dir}")
     return 0
 
 

@@ -121,3 +121,17 @@ def test_bad_inputs_fail_before_any_scf(tmp_path):
     labelling.label(h2(1), RHF, out, progress=False)
     with pytest.raises(ValueError, match="another level of theory"):
         labelling.label(h2(1), LevelOfTheory(method="rhf", xc=None, basis="6-31g"), out, progress=False)
+
+
+def test_dft_forces_are_the_derivative_of_the_labelled_energy():
+    """With the grid response, DFT forces are exactly -dE/dR (central differences of the energy)."""
+    level = LevelOfTheory(method="rks", xc="pbe", basis="sto-3g", grid_level=1)
+    forces = labelling.compute_labels(WATER, level, ["forces"])["forces"]
+    h = 1e-3  # Å
+    for atom, axis in [(0, 2), (1, 1), (2, 0)]:
+        energies = []
+        for sign in (1, -1):
+            moved = WATER.copy()
+            moved.positions[atom, axis] += sign * h
+            energies.append(labelling.compute_labels(moved, level, ["energy"])["energy"])
+        assert forces[atom, axis] == pytest.approx(-(energies[0] - energies[1]) / (2 * h), abs=2e-4)

@@ -1,10 +1,13 @@
 """Callbacks shared by every family.
 
-``EMA`` keeps an exponential moving average of the weights, used for validation and for the
-final model; it is Lightning's own ``EMAWeightAveraging`` (decay, update interval and start step
-are its arguments), re-exported so that recipes find every callback under ``zoo.callbacks``.
+``EMA`` keeps an exponential moving average of the weights, used for validation, saved in
+checkpoints and used for the final model; it is Lightning's own ``EMAWeightAveraging`` (decay,
+update interval and start step are its arguments), re-exported so that recipes find every
+callback under ``zoo.callbacks``. ``ExportPretrained`` writes a tested model for the registry.
 """
 
 from lightning.pytorch.callbacks import EMAWeightAveraging as EMA
 
-__all__ = ["EMA"]
+from zoo.callbacks._export import ExportPretrained
+
+__all__ = ["EMA", "ExportPretrained"]
