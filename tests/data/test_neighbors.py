@@ -7,7 +7,7 @@ from ase.build import bulk, molecule
 from ase.neighborlist import neighbor_list
 from torch_geometric.data import Batch
 
-from zoo.data import AtomicData, RadiusGraph, edge_vectors, keys, radius_graph
+from zoo.data import AtomicData, RadiusGraph, edge_vectors, radius_graph
 
 
 def _pairs(edge_index, shifts=None):

@@ -19,17 +19,7 @@ Z = np.array([8, 1, 1], dtype=np.int32)
 POS = np.array([[0.0, 0.0, 0.117], [0.0, 0.757, -0.469], [0.0, -0.757, -0.469]])
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """PySCF and torch each start an OpenMP pool; on a few shared cores they thrash."""
-    from pyscf import lib
-
-    threads = (torch.get_num_threads(), lib.num_threads())
-    torch.set_num_threads(1)
-    lib.num_threads(1)
-    yield
-    torch.set_num_threads(threads[0])
-    lib.num_threads(threads[1])
+pytestmark = pytest.mark.usefixtures("pyscf_one_thread")
 
 
 @lru_cache(maxsize=None)

@@ -5,7 +5,7 @@ from ase.build import bulk, molecule
 from e3nn import o3
 from torch_geometric.data import Batch
 
-from zoo.data import AtomicData, RadiusGraph, keys
+from zoo.data import AtomicData, RadiusGraph
 from zoo.models import BackboneOutput, EquivariantBackbone
 from zoo.testing import assert_backbone_equivariant, wigner_D
 

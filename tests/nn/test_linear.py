@@ -1,5 +1,4 @@
 import torch
-from e3nn import o3
 from e3nn.util.test import assert_equivariant
 
 from zoo.nn import ElementLinear

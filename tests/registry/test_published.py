@@ -1,0 +1,29 @@
+"""Every model in the repository's checkpoints.json: listed, described, and loadable offline."""
+
+import pytest
+import torch
+from torch_geometric.data import Batch
+
+import zoo
+from zoo.cli import main
+from zoo.data import AtomicData, RadiusGraph
+from zoo.registry import load_manifest
+
+PUBLISHED = [entry.name for entry in load_manifest().models]
+
+
+@pytest.mark.parametrize("name", PUBLISHED)
+def test_published_model_loads_offline_from_the_package_and_predicts(name, monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    task = zoo.load(name)
+    assert task.registry_info.source.startswith("the zoo package")
+    assert not task.training
+    elements = task.registry_info.info.elements
+    data = [RadiusGraph(5.0)(AtomicData.from_arrays([1, 1], [[0, 0, 0], [0, 0, 0.74]]))] if "H" in elements else []
+    if data:
+        with torch.no_grad():
+            predictions = task(Batch.from_data_list(data))
+        assert all(torch.isfinite(v).all() for v in predictions.values())
+    assert main(["info", name]) == 0
+    assert f"# {name}" in capsys.readouterr().out

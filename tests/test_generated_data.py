@@ -1,0 +1,33 @@
+"""The datasets committed under data/ are what their data card says (data/README.md)."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from zoo.data import keys
+from zoo.data.readers import HamiltonianMetadata, read_hamiltonian_h5
+from zoo.qc.level import LevelOfTheory
+
+DATA = Path(__file__).resolve().parent.parent / "data"
+pytestmark = pytest.mark.usefixtures("pyscf_one_thread")
+
+
+def test_water_hamiltonians_match_pyscf_at_their_level_of_theory():
+    level = LevelOfTheory(method="rks", xc="b3lyp5", basis="def2-svp", grid_level=3)
+    expect = HamiltonianMetadata(xc="b3lyp5", basis="def2-svp", grid_level=3, density_fitting=False,
+                                 pyscf_version="any", ao_convention="pyscf")
+    dataset = read_hamiltonian_h5(DATA / "water" / "water_b3lyp5_def2svp.h5", expect=expect, dtype=torch.float64)
+    assert len(dataset) == 500
+    data = dataset[137]
+    n = int(data[keys.N_AO])
+    fock, overlap, density = (data[k].reshape(n, n).numpy() for k in (keys.HAMILTONIAN, keys.OVERLAP,
+                                                                     keys.DENSITY_MATRIX))
+    mf = level.build_scf(level.build_mole(data[keys.ATOMIC_NUMBERS].numpy(), data[keys.POSITIONS].numpy()))
+    np.testing.assert_allclose(overlap, mf.get_ovlp(), atol=1e-10)
+    np.testing.assert_allclose(fock, mf.get_fock(dm=density), atol=1e-6)  # the stored H is H[D]
+    assert np.trace(density @ overlap) == pytest.approx(10.0, abs=1e-6)  # 10 electrons
+    energies = np.linalg.eigvalsh(np.linalg.inv(np.linalg.cholesky(overlap)) @ fock
+                                  @ np.linalg.inv(np.linalg.cholesky(overlap)).T)
+    np.testing.assert_allclose(energies, data[keys.ORBITAL_ENERGIES].numpy(), atol=1e-6)
