@@ -4,6 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import torch
 import yaml
 
 from zoo import cli
@@ -51,3 +52,29 @@ def test_unknown_command_lists_the_commands(capsys):
     assert "unknown command 'frobnicate'" in capsys.readouterr().err
     assert cli.main(["--help"]) == 0
     assert "fit, validate, test, predict" in capsys.readouterr().out
+
+
+def test_fine_tune_from_a_registry_name(tmp_path):
+    """`--model.init_args.pretrained NAME` starts the fit from the published weights (offline:
+    the package copy), and statistics are re-fitted on the new training set."""
+    import os
+
+    from safetensors.torch import load_file
+
+    import zoo
+
+    probe = {"class_path": "ddp_probe.SaveRankParameters", "init_args": {"folder": str(tmp_path)}}
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_HUB_CACHE=str(tmp_path / "cache"),
+               PYTHONPATH=str(Path(__file__).parent / "tasks"))
+    result = subprocess.run(
+        [sys.executable, "-m", "zoo.cli", "fit", "--config", str(RECIPES / "qm9_demo.yaml"),
+         "--model.init_args.pretrained", "qm9-u0-demo", "--trainer.max_steps", "2", "--trainer.limit_val_batches", "1",
+         "--trainer.callbacks+", yaml.safe_dump(probe, default_flow_style=True).strip(),
+         "--data.init_args.reader_kwargs", "{limit: 120}", "--data.init_args.split", "{method: random, sizes: [80, 20, 20], seed: 1}"],
+        capture_output=True, text=True, cwd=tmp_path, env=env, timeout=180)
+    assert result.returncode == 0, result.stderr[-3000:]
+    start = load_file(tmp_path / "rank0_start.safetensors")
+    published = load_file(Path(zoo.__file__).parent / "_hub" / "qm9-u0-demo" / "model.safetensors")
+    backbone = [k for k in published if k.startswith("model.backbone.")]
+    assert backbone and all(torch.equal(start[k], published[k]) for k in backbone)
+    assert not torch.equal(start["model.shift"], published["model.shift"])  # re-fitted on the new data
