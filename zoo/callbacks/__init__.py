@@ -4,10 +4,12 @@
 checkpoints and used for the final model; it is Lightning's own ``EMAWeightAveraging`` (decay,
 update interval and start step are its arguments), re-exported so that recipes find every
 callback under ``zoo.callbacks``. ``ExportPretrained`` writes a tested model for the registry.
+``HessianSpectrum`` measures the loss curvature of each output (top eigenvalues, trace, density).
 """
 
 from lightning.pytorch.callbacks import EMAWeightAveraging as EMA
 
 from zoo.callbacks._export import ExportPretrained
+from zoo.callbacks._hessian import HessianSpectrum
 
-__all__ = ["EMA", "ExportPretrained"]
+__all__ = ["EMA", "ExportPretrained", "HessianSpectrum"]

@@ -1,6 +1,9 @@
 """Backbones and the heads that turn their features into predictions."""
 
 from zoo.models.backbone import BackboneOutput, EquivariantBackbone
+from zoo.models.force_field import ForceFieldModel
+from zoo.models.hamiltonian import HamiltonianModel
+from zoo.models.mpnn import MPNN, EdgeNetwork
 from zoo.models.property import PropertyModel
 
-__all__ = ["BackboneOutput", "EquivariantBackbone", "PropertyModel"]
+__all__ = ["BackboneOutput", "EdgeNetwork", "EquivariantBackbone", "ForceFieldModel", "HamiltonianModel", "MPNN", "PropertyModel"]

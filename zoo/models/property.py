@@ -74,8 +74,17 @@ class PropertyModel(torch.nn.Module):
             for z, value in stats.get("reference_energies", {}).items():
                 self.atomref[i, int(z)] = float(value)
 
-    def forward(self, batch) -> dict[str, torch.Tensor]:
-        features = self.backbone(batch).node_features
+    def forward(self, batch, extra_node_features: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Predictions ``{target: [n_structures]}``; ``extra_node_features`` go to the backbone
+        (see :class:`~zoo.models.EquivariantBackbone`), for backbones built to take them."""
+        if extra_node_features is None:
+            features = self.backbone(batch).node_features
+        else:
+            features = self.backbone(batch, extra_node_features).node_features
+        return self.pool(batch, features)
+
+    def pool(self, batch, features: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The targets from the backbone's node features [n_atoms, irreps_out.dim] of ``batch``."""
         scalars = torch.cat([features[:, s] for s in self._scalar_slices], dim=-1)
         atomwise = self.readout(scalars) * self.scale + self.shift + self.atomref[:, batch[keys.ATOMIC_NUMBERS]].T
         index = batch[keys.BATCH] if keys.BATCH in batch and batch[keys.BATCH] is not None else \

@@ -1,5 +1,6 @@
 """Equivariant building blocks on e3nn: radial bases, embeddings, convolutions, gates, interactions."""
 
+from zoo.nn._ao_blocks import AOBlockExpansion, coupled_irreps
 from zoo.nn._convolution import DepthwiseConvolution
 from zoo.nn._cutoff import PolynomialCutoff
 from zoo.nn._embedding import ElementEmbedding
@@ -12,6 +13,7 @@ from zoo.nn._radial import RADIAL_BASES, BesselBasis, GaussianBasis, RadialEmbed
 from zoo.nn._wigner import restore_wigner_3j
 
 __all__ = [
+    "AOBlockExpansion",
     "BesselBasis",
     "DepthwiseConvolution",
     "ElementEmbedding",
@@ -24,6 +26,7 @@ __all__ = [
     "RADIAL_BASES",
     "RadialEmbedding",
     "RadialMLP",
+    "coupled_irreps",
     "hidden_irreps",
     "restore_wigner_3j",
 ]

@@ -2,5 +2,7 @@
 
 from zoo.tasks._base import AtomisticTask
 from zoo.tasks._outputs import LOSSES, METRICS, Output
+from zoo.tasks.force_field import ForceFieldTask
+from zoo.tasks.hamiltonian import HamiltonianTask
 
-__all__ = ["AtomisticTask", "Output", "LOSSES", "METRICS"]
+__all__ = ["AtomisticTask", "ForceFieldTask", "HamiltonianTask", "Output", "LOSSES", "METRICS"]

@@ -71,10 +71,11 @@ class AtomisticTask(pl.LightningModule):
     def forward(self, batch) -> dict[str, torch.Tensor]:
         return self.model(batch)
 
-    def compute_loss(self, batch, predictions, stage: str) -> torch.Tensor:
+    def compute_loss(self, batch, predictions, stage: str, outputs: Sequence[Output] | None = None) -> torch.Tensor:
+        """Weighted loss of ``outputs`` (default: all of the task's), logging losses and metrics."""
         total = 0.0
         batch_size = int(batch.num_graphs) if hasattr(batch, "num_graphs") else None
-        for output in self.outputs:
+        for output in self.outputs if outputs is None else outputs:
             target = self._target(batch, output)
             prediction = predictions[output.name]
             if prediction.shape != target.shape:
@@ -88,8 +89,12 @@ class AtomisticTask(pl.LightningModule):
         self.log(f"{stage}/loss", total, prog_bar=True, batch_size=batch_size, sync_dist=stage != "train")
         return total
 
+    def training_loss(self, batch) -> torch.Tensor:
+        """The loss of a training batch; tasks with training-only terms (DeNS) override it."""
+        return self.compute_loss(batch, self(batch), "train")
+
     def training_step(self, batch, batch_idx):
-        loss = self.compute_loss(batch, self(batch), "train")
+        loss = self.training_loss(batch)
         if not torch.isfinite(loss):
             raise FloatingPointError(
                 f"training loss is {loss.item()} at step {self.global_step}; lower the learning rate, "

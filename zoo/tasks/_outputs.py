@@ -13,6 +13,8 @@ LOSSES = {
     "mae": torch.nn.functional.l1_loss,
     "huber": torch.nn.functional.huber_loss,
     "smooth_l1": torch.nn.functional.smooth_l1_loss,
+    # QHNet's Hamiltonian loss: MAE for the many small entries, MSE against the few large errors
+    "mae_mse": lambda p, t: torch.nn.functional.l1_loss(p, t) + torch.nn.functional.mse_loss(p, t),
 }
 
 #: Metrics an output may name, as torchmetrics classes (they sync across DDP ranks).

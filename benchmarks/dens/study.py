@@ -1,0 +1,173 @@
+"""DeNS study: the same force field with and without DeNS, at equal epochs and at equal wall clock.
+
+For each seed, three runs of the ethanol recipes (950 training / 50 validation structures by
+default, the rMD17 protocol; ``--n-train``/``--n-val`` for smaller studies and smoke tests):
+
+- ``baseline``: ``recipes/ethanol_forcefield.yaml`` for ``--epochs`` epochs;
+- ``dens``: ``recipes/ethanol_forcefield_dens.yaml`` for ``--epochs`` epochs (its DeNS weight
+  decays 5 -> 0 over exactly these epochs);
+- ``baseline_time``: the baseline given the wall clock the DeNS run took (``trainer.max_time``), i.e.
+  as many more epochs as DeNS's extra cost buys: is DeNS better than training longer?
+
+Each run is a separate process (``python study.py run ...``) that fits through the zoo CLI and then
+measures the final (EMA) model on the independent test set (separate MD trajectories): energy and
+force MAE/RMSE, training structures/s, and, with ``--md-ps``, an MD stability run ("Forces are not
+enough": NVT 500 K, 0.5 fs) with MD steps/s. Results go to ``results/dens_study.json`` (one record per
+run, appended as runs finish, so an interrupted study resumes) and a Markdown table.
+
+    python benchmarks/dens/study.py --epochs 100 --seeds 0 1 2
+    python benchmarks/dens/study.py --dry-run            # print the runs only
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+RESULTS = Path(__file__).resolve().parent / "results"
+RECIPES = {"baseline": "ethanol_forcefield.yaml", "dens": "ethanol_forcefield_dens.yaml",
+           "baseline_time": "ethanol_forcefield.yaml"}
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command")
+    parser.add_argument("--epochs", type=int, default=100)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--train", default=str(ROOT / "data/ethanol/ethanol_pbe_def2svp_train.extxyz"))
+    parser.add_argument("--test", default=str(ROOT / "data/ethanol/ethanol_pbe_def2svp_test.extxyz"))
+    parser.add_argument("--n-train", type=int, default=950)
+    parser.add_argument("--n-val", type=int, default=50)
+    parser.add_argument("--md-ps", type=float, default=0.0, help="MD stability run length (0: none)")
+    parser.add_argument("--out", default=str(RESULTS / "dens_study.json"))
+    parser.add_argument("--dry-run", action="store_true")
+    run = sub.add_parser("run", help="one run (used by the study itself)")
+    run.add_argument("--variant", choices=sorted(RECIPES), required=True)
+    run.add_argument("--seed", type=int, required=True)
+    run.add_argument("--max-time", default=None, help="DD:HH:MM:SS wall clock instead of --epochs")
+    return parser.parse_args(argv)
+
+
+def fit_arguments(args, variant: str, seed: int, max_time: str | None) -> list[str]:
+    root = Path(args.out).parent / "runs" / f"{variant}_seed{seed}"
+    arguments = ["fit", "--config", str(ROOT / "recipes" / RECIPES[variant]), "--seed_everything", str(seed),
+                 "--trainer.default_root_dir", str(root), "--trainer.logger.init_args.save_dir", str(root),
+                 "--data.init_args.source", args.train,
+                 "--data.init_args.split", f"{{method: random, sizes: [{args.n_train}, {args.n_val}, 0], seed: {seed}}}"]
+    if max_time is None:  # a max_time far away still installs Lightning's Timer, which times the fit
+        arguments += ["--trainer.max_epochs", str(args.epochs), "--trainer.max_time", "99:00:00:00"]
+    else:  # the epoch limit is lifted: the clock decides
+        arguments += ["--trainer.max_epochs", "-1", "--trainer.max_time", max_time]
+    return arguments
+
+
+def test_metrics(model, test_file: str) -> dict[str, float]:
+    """Energy (meV) and force (meV/Å) errors of ``model`` on every structure of ``test_file``."""
+    import ase.io
+    import numpy as np
+
+    images = ase.io.read(test_file, index=":")
+    predicted = model.as_calculator().predict(images, batch_size=50)
+    de = np.array([p["energy"] - a.get_potential_energy() for p, a in zip(predicted, images)])
+    df = np.concatenate([(p["forces"] - a.get_forces()).reshape(-1) for p, a in zip(predicted, images)])
+    return {"n_test": len(images), "energy_mae_meV": 1e3 * float(np.abs(de).mean()),
+            "energy_rmse_meV": 1e3 * float(np.sqrt((de ** 2).mean())),
+            "forces_mae_meV_A": 1e3 * float(np.abs(df).mean()),
+            "forces_rmse_meV_A": 1e3 * float(np.sqrt((df ** 2).mean()))}
+
+
+def run_one(args) -> dict:
+    """Fit one variant and measure it; prints one JSON record."""
+    import torch
+    from lightning.pytorch.callbacks import Timer
+
+    from zoo.cli import lightning_main
+
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    cli = lightning_main(fit_arguments(args, args.variant, args.seed, args.max_time))
+    trainer, model = cli.trainer, cli.model.model
+    # the training loop's own time (validation included), without start-up and data reading
+    fit_seconds = next(c for c in trainer.callbacks if isinstance(c, Timer)).time_elapsed("train")
+    record = {"variant": args.variant, "seed": args.seed, "epochs": trainer.current_epoch,
+              "steps": trainer.global_step, "fit_seconds": fit_seconds,
+              "train_structures_per_s": trainer.current_epoch * len(cli.datamodule.train_dataset) / fit_seconds,
+              **test_metrics(model, args.test)}
+    if args.md_ps > 0:
+        import ase.io
+        import numpy as np
+
+        from zoo.analysis import md_stability
+
+        reference = ase.io.read(args.train, index=":")
+        result = md_stability(reference[0], model.as_calculator(),
+                              np.stack([a.positions for a in reference]), time_ps=args.md_ps, seed=args.seed)
+        record.update(md_stable_ps=result.stable_time_ps, md_collapsed=result.collapsed,
+                      md_h_error=result.h_error, md_steps_per_s=result.steps_per_second)
+    print("RESULT " + json.dumps(record), flush=True)
+    return record
+
+
+def _seconds_to_max_time(seconds: float) -> str:
+    seconds = round(seconds)
+    return f"{seconds // 86400:02d}:{seconds % 86400 // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+def study(args) -> None:
+    out = Path(args.out)
+    records = json.loads(out.read_text()) if out.is_file() else []
+    done = {(r["variant"], r["seed"]) for r in records}
+    for seed in args.seeds:
+        for variant in ("baseline", "dens", "baseline_time"):
+            if (variant, seed) in done:
+                continue
+            max_time = None
+            if variant == "baseline_time":
+                dens_run = next(r for r in records if r["variant"] == "dens" and r["seed"] == seed)
+                max_time = _seconds_to_max_time(dens_run["fit_seconds"])
+            command = [sys.executable, __file__, "--epochs", str(args.epochs), "--train", args.train,
+                       "--test", args.test, "--n-train", str(args.n_train), "--n-val", str(args.n_val), "--md-ps", str(args.md_ps), "--out", args.out, "run", "--variant", variant,
+                       "--seed", str(seed)] + (["--max-time", max_time] if max_time else [])
+            print(" ".join(command), flush=True)
+            if args.dry_run:
+                if variant == "dens":  # the wall-clock run needs this one's time
+                    break
+                continue
+            output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+            record = json.loads(output.rsplit("RESULT ", 1)[1])
+            records.append(record)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps(records, indent=1) + "\n")
+    if records:
+        out.with_suffix(".md").write_text(table(records, args))
+
+
+def table(records: list[dict], args) -> str:
+    """Mean ± standard deviation over seeds per variant."""
+    columns = ["epochs", "fit_seconds", "train_structures_per_s", "energy_mae_meV", "forces_mae_meV_A",
+               "forces_rmse_meV_A"] + (["md_stable_ps", "md_h_error", "md_steps_per_s"] if args.md_ps > 0 else [])
+    title = (f"DeNS study, ethanol, {args.n_train}/{args.n_val}, test {args.test}; seeds {args.seeds}; "
+             f"{os.environ.get('OMP_NUM_THREADS', '?')} thread(s)")
+    lines = [title, "",
+             "| variant | n | " + " | ".join(columns) + " |", "|---" * (len(columns) + 2) + "|"]
+    for variant in RECIPES:
+        rows = [r for r in records if r["variant"] == variant]
+        if not rows:
+            continue
+        cells = []
+        for c in columns:
+            values = [float(r[c]) for r in rows]
+            spread = f" ± {statistics.stdev(values):.3g}" if len(values) > 1 else ""
+            cells.append(f"{statistics.mean(values):.4g}{spread}")
+        lines.append(f"| {variant} | {len(rows)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    arguments = parse_args()
+    run_one(arguments) if arguments.command == "run" else study(arguments)

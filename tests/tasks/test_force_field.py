@@ -1,0 +1,147 @@
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from ase.build import molecule
+from torch_geometric.data import Batch
+
+from zoo import cli
+from zoo.data import AtomicData, keys
+from zoo.dens import Corruption, DeNS
+from zoo.models import EquivariantBackbone, ForceFieldModel
+from zoo.tasks import ForceFieldTask, Output
+
+ROOT = Path(__file__).resolve().parents[2]
+ETHANOL = ROOT / "data" / "ethanol" / "ethanol_pbe_def2svp_train.extxyz"
+N_FRAMES = 12
+
+
+def _ethanol_frames(path: Path) -> Path:
+    """The first frames of the ethanol PBE data (complete ones only: the file may be growing), or
+    GFN2-xTB-labelled rattled ethanols if it is too short."""
+    lines = ETHANOL.read_text().splitlines() if ETHANOL.is_file() else []
+    if len(lines) >= N_FRAMES * 11:
+        path.write_text("\n".join(lines[: N_FRAMES * 11]) + "\n")
+        return path
+    import ase.io
+    from tblite.ase import TBLite
+
+    rng = np.random.default_rng(0)
+    images = []
+    for _ in range(N_FRAMES):
+        atoms = molecule("CH3CH2OH")
+        atoms.positions += 0.05 * rng.standard_normal(atoms.positions.shape)
+        atoms.calc = TBLite(method="GFN2-xTB", verbosity=0)
+        atoms.get_forces()
+        images.append(atoms)
+    ase.io.write(path, images, format="extxyz")
+    return path
+
+
+@pytest.mark.parametrize("recipe", ["ethanol_forcefield.yaml", "ethanol_forcefield_dens.yaml"])
+def test_recipe_fits_a_few_steps_and_logs_metrics(tmp_path, recipe):
+    config = yaml.safe_load((ROOT / "recipes" / recipe).read_text())
+    # validation stays in Lightning's default inference mode: the model must cope with it
+    assert "inference_mode" not in config["trainer"]
+    backbone = config["model"]["init_args"]["model"]["init_args"]["backbone"]["init_args"]
+    backbone.update(channels=8, num_layers=1, radial_hidden=16)  # small: this tests the plumbing
+    config["trainer"].update(max_steps=3, default_root_dir=str(tmp_path), log_every_n_steps=1)
+    config["trainer"]["logger"]["init_args"]["save_dir"] = str(tmp_path)
+    config["trainer"]["callbacks"] = [c for c in config["trainer"]["callbacks"] if "EMA" not in c["class_path"]]
+    config["data"]["init_args"].update(source=str(_ethanol_frames(tmp_path / "ethanol.extxyz")),
+                                       split={"method": "random", "sizes": [8, 4, 0], "seed": 0}, batch_size=4)
+    if "dens" in config["model"]["init_args"]:
+        config["model"]["init_args"]["dens"]["init_args"]["probability"] = 1.0  # every step denoises
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(config))
+    torch.set_num_threads(1)
+    lightning_cli = cli.lightning_main(["fit", "--config", str(tmp_path / "recipe.yaml")])
+
+    with open(next(tmp_path.rglob("metrics.csv"))) as file:
+        rows = list(csv.DictReader(file))
+    logged = {k for row in rows for k, v in row.items() if v}
+    for metric in ("energy_mae", "energy_rmse", "forces_mae", "forces_rmse", "energy_per_atom_mae",
+                   "energy_per_atom_rmse"):
+        assert f"val/{metric}" in logged
+    assert {"train/loss", "train/energy_loss", "train/forces_loss"} <= logged
+    val = [float(row["val/forces_mae"]) for row in rows if row.get("val/forces_mae")]
+    assert val and np.isfinite(val).all()
+    task = lightning_cli.model
+    assert isinstance(task, ForceFieldTask) and (task.dens is not None) == ("dens" in recipe)
+    if task.dens is not None:
+        assert "train/dens_loss" in logged
+        # statistics from the data: the force encoding is scaled by the forces' spread
+        assert task.dens.encoding.force_scale.item() == pytest.approx(
+            lightning_cli.datamodule.statistics[keys.FORCES]["std"])
+    assert task.model.scale.item() == pytest.approx(lightning_cli.datamodule.statistics[keys.FORCES]["std"])
+    assert 0.8 < task.model.min_distance.item() < 1.2  # the shortest bond of the training frames
+
+
+def _task(**dens):
+    torch.manual_seed(0)
+    backbone = EquivariantBackbone(["H", "C", "O"], channels=8, l_max=1, num_layers=1, cutoff=4.0,
+                                   radial_hidden=16, extra_node_irreps="1x0e+1x1o")
+    return ForceFieldTask(ForceFieldModel(backbone, hidden=16),
+                          [Output("energy"), Output("forces", weight=10.0)],
+                          dens=DeNS(l_max=1, **dens) if dens else None)
+
+
+def _batch(n=2):
+    rng = np.random.default_rng(0)
+    data = []
+    for _ in range(n):
+        atoms = molecule("CH3CH2OH")
+        atoms.positions += 0.05 * rng.standard_normal(atoms.positions.shape)
+        data.append(AtomicData.from_ase(atoms, properties={keys.ENERGY: 0.0, keys.FORCES: rng.standard_normal((9, 3))}))
+    return Batch.from_data_list(data)
+
+
+def test_dens_force_loss_only_on_uncorrupted_atoms(monkeypatch):
+    task = _task(probability=1.0, corrupt_ratio=0.5)
+    batch = _batch()
+    corruption = task.dens.corrupt(batch, torch.Generator().manual_seed(0))
+    assert corruption.mask.any() and not corruption.mask.all()
+    monkeypatch.setattr(task.dens, "corrupt", lambda b: corruption)
+    reference = task.training_loss(batch).item()
+    # with the encoding off, other labels on the corrupted atoms change nothing: their forces
+    # are not trained on ...
+    task.dens.encode_forces = False
+    without_encoding = task.training_loss(batch).item()
+    changed = batch.clone()
+    changed[keys.FORCES][corruption.mask] = 1e6
+    assert task.training_loss(changed).item() == pytest.approx(without_encoding, rel=1e-6)
+    # ... while the encoding does see them
+    task.dens.encode_forces = True
+    assert without_encoding != pytest.approx(reference, rel=1e-6)
+    # every atom corrupted: no force term at all, and no NaN
+    everything = Corruption(corruption.positions, torch.ones_like(corruption.mask), corruption.target,
+                            corruption.sigma, corruption.denoised)
+    monkeypatch.setattr(task.dens, "corrupt", lambda b: everything)
+    assert torch.isfinite(task.training_loss(batch))
+
+
+def test_bad_inputs_are_named():
+    with pytest.raises(ValueError, match="predicts"):
+        ForceFieldTask(_task().model, [Output("dipole")])
+    task, batch = _task(), _batch()
+    batch[keys.FORCES][0, 0] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        task.training_loss(batch)
+
+
+def test_dens_task_round_trips_through_the_registry(tmp_path):
+    from zoo.registry import instantiate_task, load_pretrained, save_pretrained
+
+    config = yaml.safe_load((ROOT / "recipes" / "ethanol_forcefield_dens.yaml").read_text())["model"]
+    config["init_args"]["model"]["init_args"]["backbone"]["init_args"].update(channels=8, num_layers=1)
+    task = instantiate_task(config)
+    card = {"name": "ethanol-dens-test", "family": "force-field", "license": "mit", "description": "test",
+            "units": {"positions": "Å", "energy": "eV", "forces": "eV/Å"}}
+    loaded = load_pretrained(save_pretrained(task, tmp_path / "model", card))
+    assert isinstance(loaded, ForceFieldTask) and loaded.dens is not None
+    atoms = molecule("CH3CH2OH")
+    atoms.calc = loaded.as_calculator()
+    expected = task.eval().model(AtomicData.from_ase(atoms))
+    assert atoms.get_potential_energy() == pytest.approx(expected[keys.ENERGY].item(), rel=1e-6)

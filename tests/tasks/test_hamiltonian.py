@@ -1,0 +1,112 @@
+"""HamiltonianTask: SCT vanishes at the SCF solution and trains the model; supervised fit; skipped bad steps."""
+
+from pathlib import Path
+
+import lightning.pytorch as pl
+import pytest
+import torch
+from torch_geometric.data import Batch
+from torch_geometric.loader import DataLoader
+
+from zoo.data import AtomicDataModule, keys, read_hamiltonian_h5
+from zoo.models import EquivariantBackbone, HamiltonianModel
+from zoo.tasks import HamiltonianTask
+
+pytestmark = pytest.mark.usefixtures("pyscf_one_thread")
+
+WATER_H5 = Path(__file__).resolve().parents[2] / "data" / "water" / "water_b3lyp5_def2svp.h5"
+
+
+@pytest.fixture(scope="module")
+def water():
+    return read_hamiltonian_h5(WATER_H5, indices=range(12), dtype=torch.float64)
+
+
+def _task(**kwargs):
+    torch.manual_seed(0)
+    backbone = EquivariantBackbone(["H", "O"], channels=4, l_max=2, num_layers=1, cutoff=4.0, parity="full")
+    return HamiltonianTask(HamiltonianModel(backbone, head_channels=4, pair_cutoff=8.0).double(), **kwargs)
+
+
+def _trainer(tmp_path, steps, **kwargs):
+    return pl.Trainer(accelerator="cpu", max_steps=steps, precision="64-true", logger=False,
+                      enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                      default_root_dir=tmp_path, num_sanity_val_steps=0, inference_mode=False, **kwargs)
+
+
+def test_sct_loss_vanishes_at_the_scf_solution_and_its_gradient_reaches_the_model(water):
+    task = _task(mode="sct")
+    batch = Batch.from_data_list([water[0], water[1]])
+    # the labels are H[D] at the converged density: self-consistent to the SCF tolerance
+    assert task.self_consistency_loss(batch, batch[keys.HAMILTONIAN]).item() < 1e-12
+    task.model.fit_onsite_reference([water[0], water[1]])
+    loss = task.self_consistency_loss(batch, task.model(batch)[keys.HAMILTONIAN])
+    loss.backward()
+    grads = torch.cat([p.grad.reshape(-1) for p in task.model.parameters() if p.grad is not None])
+    assert torch.isfinite(grads).all() and grads.abs().max() > 0
+    # the pair head too: the gradient goes through eigensolver and Fock response to every block
+    assert task.model.offsite[1].weight.grad.abs().max() > 0
+    assert len(task._builders) == 2  # one Fock builder per geometry, reused
+    task.self_consistency_loss(batch, batch[keys.HAMILTONIAN])
+    assert len(task._builders) == 2
+
+
+def test_supervised_fit_reduces_the_hamiltonian_error(tmp_path):
+    data = AtomicDataModule(source=str(WATER_H5), reader_kwargs={"indices": list(range(12))}, dtype="float64",
+                            targets=[keys.HAMILTONIAN], split={"method": "random", "sizes": [8, 2, 2], "seed": 0},
+                            split_dir=str(tmp_path), batch_size=4)
+    task = _task(mode="supervised", optimizer=lambda p: torch.optim.Adam(p, lr=5e-3))
+    trainer = _trainer(tmp_path, steps=30)
+    before = trainer.validate(task, datamodule=data, verbose=False)[0]
+    trainer.fit(task, datamodule=data)
+    after = trainer.validate(task, datamodule=data, verbose=False)[0]
+    # the reference blocks alone already beat zero; training must improve on the start
+    assert after["val/hamiltonian_mae_all"] < 0.7 * before["val/hamiltonian_mae_all"]
+    assert 0 < after["val/orbital_cosine"] <= 1 and after["val/orbital_energy_mae"] > 0
+    assert (tmp_path / "split.npz").exists()
+
+
+def test_level_of_theory_mismatch_is_an_error(tmp_path):
+    data = AtomicDataModule(source=str(WATER_H5), reader_kwargs={"indices": list(range(6))}, dtype="float64",
+                            split={"method": "random", "sizes": [4, 1, 1], "seed": 0}, batch_size=2)
+    backbone = EquivariantBackbone(["H", "O"], channels=2, l_max=1, num_layers=1, parity="full")
+    task = HamiltonianTask(HamiltonianModel(backbone, xc="b3lyp", head_channels=2).double())
+    with pytest.raises(ValueError, match="xc: 'b3lyp' != 'b3lyp5'"):
+        _trainer(tmp_path, steps=1).fit(task, datamodule=data)
+
+
+@pytest.mark.parametrize("fault", ["nan", "explode"])
+def test_bad_sct_step_is_skipped_and_counted(water, tmp_path, fault):
+    task = _task(mode="sct", fit_reference=False, max_sct_grad_norm=1e3, sct_grid_level=1)
+    original = task.self_consistency_loss
+
+    def faulty(batch, hamiltonian):
+        loss = original(batch, hamiltonian)
+        return loss * float("nan") if fault == "nan" else loss * 1e12
+
+    task.self_consistency_loss = faulty
+    before = {k: v.clone() for k, v in task.model.state_dict().items()}
+    _trainer(tmp_path, steps=1).fit(task, DataLoader([water[0], water[1]], batch_size=2))
+    assert int(task.skipped_steps) == 1
+    for name, value in task.model.state_dict().items():
+        assert torch.equal(value, before[name]), name
+
+
+def test_mixed_mode_trains_on_labelled_and_unlabelled_loaders(water, tmp_path):
+    unlabelled = [d.clone() for d in (water[4], water[5])]
+    for d in unlabelled:
+        for key in (keys.HAMILTONIAN, keys.OVERLAP, keys.DENSITY_MATRIX, keys.ORBITAL_ENERGIES):
+            del d[key]
+    task = _task(mode="mixed", sct_fraction=0.5, sct_weight=10.0, sct_grid_level=1)
+    task.model.fit_onsite_reference([water[0]])
+    sct_losses = []
+    original = task.self_consistency_loss
+    task.self_consistency_loss = lambda b, h: sct_losses.append(b.num_graphs) or original(b, h)
+    loaders = {"labelled": DataLoader([water[0], water[1]], batch_size=2),
+               "unlabelled": DataLoader(unlabelled, batch_size=2)}
+    before = task.model.offsite[0].weight.detach().clone()
+    _trainer(tmp_path, steps=2).fit(task, loaders)
+    # sct_fraction 0.5: one of the two steps had SCT, on both the labelled and the unlabelled part
+    assert sct_losses == [2, 2]
+    assert not torch.equal(task.model.offsite[0].weight, before)
+    assert int(task.skipped_steps) == 0

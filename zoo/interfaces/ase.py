@@ -1,0 +1,69 @@
+"""Any zoo energy model as an ASE calculator (eV, eV/Å), with batched inference for many structures."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import ClassVar
+
+import numpy as np
+import torch
+from ase.calculators.calculator import Calculator, all_changes
+
+from zoo.data import AtomicData, keys
+
+
+class ZooCalculator(Calculator):
+    """ASE calculator for a model mapping a batch to ``{"energy": [n], "forces": [n_atoms, 3]}``
+    (a :class:`~zoo.models.ForceFieldModel`, or a task wrapping one), in eV and eV/Å.
+
+    Use :meth:`~zoo.models.ForceFieldModel.as_calculator`::
+
+        atoms.calc = model.as_calculator()
+        atoms.get_potential_energy(), atoms.get_forces()
+        results = atoms.calc.predict(list_of_atoms, batch_size=64)  # many structures at once
+
+    The model is switched to eval mode; positions are passed in the model's dtype and device.
+
+    Args:
+        model: the model (or task).
+        device: where to run (default: where the model's parameters are).
+        dtype: floating dtype of the inputs (default: the model's parameters').
+    """
+
+    implemented_properties: ClassVar[list[str]] = ["energy", "free_energy", "forces"]
+
+    def __init__(self, model: torch.nn.Module, device: str | torch.device | None = None,
+                 dtype: torch.dtype | None = None, **kwargs):
+        super().__init__(**kwargs)
+        parameter = next(model.parameters())
+        self.device = torch.device(device) if device is not None else parameter.device
+        self.dtype = dtype or parameter.dtype
+        self.model = model.to(self.device).eval()
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        (result,) = self.predict([self.atoms], batch_size=1)
+        self.results = {"energy": result["energy"], "free_energy": result["energy"], "forces": result["forces"]}
+
+    def predict(self, images: Sequence, batch_size: int = 32) -> list[dict[str, np.ndarray | float]]:
+        """Energy (eV) and forces (eV/Å) of many :class:`ase.Atoms`, ``batch_size`` per model call.
+
+        Returns one ``{"energy": float, "forces": [n_atoms, 3] array}`` per structure, in order.
+        """
+        from torch_geometric.data import Batch
+
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        results = []
+        for start in range(0, len(images), batch_size):
+            chunk = [AtomicData.from_ase(atoms, dtype=self.dtype) for atoms in images[start:start + batch_size]]
+            batch = Batch.from_data_list(chunk).to(self.device)
+            with torch.no_grad():
+                out = self.model(batch)
+            energies = out[keys.ENERGY].detach().double().cpu().numpy().reshape(-1)
+            forces = out[keys.FORCES].detach().double().cpu().numpy()
+            offsets = np.cumsum([0] + [len(d[keys.ATOMIC_NUMBERS]) for d in chunk])
+            results += [
+                {"energy": float(energies[i]), "forces": forces[offsets[i]:offsets[i + 1]]} for i in range(len(chunk))
+            ]
+        return results

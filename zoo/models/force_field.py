@@ -1,0 +1,132 @@
+"""Conservative force fields: an energy head on an equivariant backbone, forces as -dE/dr."""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from collections.abc import Iterable, Mapping
+
+import torch
+
+from zoo.data import keys
+from zoo.data.neighbors import edge_vectors, radius_graph
+from zoo.models.property import PropertyModel
+
+#: Output key of the backbone's node features, returned on request (DeNS heads read them).
+NODE_FEATURES = "node_features"
+
+#: A pair closer than this fraction of the training data's shortest distance triggers a warning
+#: (some slack: validation and MD frames of the same distribution dip slightly below it).
+CLOSE_FRACTION = 0.9
+
+
+class ForceFieldModel(PropertyModel):
+    r"""Energy :math:`E = \sum_i \left(s\,\mathrm{MLP}(h_i) + \mu + E^{\mathrm{ref}}_{Z_i}\right)` and
+    forces :math:`F = -\partial E / \partial r`.
+
+    The energy is :class:`PropertyModel`'s sum-pooled readout of the backbone's invariant
+    features, with its shift ``mu`` (mean energy per atom), scale ``s`` and per-element reference
+    energies (``atomref``) set by :meth:`set_statistics`. Forces are the exact negative gradient
+    of that energy, so the force field is conservative (energy is conserved in NVE MD). Works in
+    float32 and float64 (``model.double()``; the data must match).
+
+    Gradients are taken with autograd whatever the calling context: under ``torch.no_grad`` (an
+    ASE calculator) and under ``torch.inference_mode`` (Lightning's validation and test loops),
+    where the inputs are copied out of inference mode first. The graph of the forces is kept
+    (for a force loss, or Hessians) only when the caller has gradients enabled.
+
+    Args:
+        backbone: an equivariant backbone (``irreps_out``, ``forward(data, extra_node_features)``),
+            e.g. :class:`~zoo.models.EquivariantBackbone`.
+        hidden: width of the energy readout MLP.
+        forces: compute forces (otherwise only energies, e.g. to fit energies alone).
+    """
+
+    def __init__(self, backbone: torch.nn.Module, hidden: int = 64, forces: bool = True):
+        super().__init__(backbone, [keys.ENERGY], pooling="sum", hidden=hidden)
+        self.forces = forces
+        self.register_buffer("min_distance", torch.zeros(()))
+
+    def set_statistics(self, statistics: Mapping[str, Mapping]) -> None:
+        """Shift and reference energies from the energy's statistics, as :class:`PropertyModel`.
+
+        The scale is the forces' standard deviation when the data module standardises
+        ``forces`` (NequIP's choice): energy differences within one molecule are far smaller than
+        the spread of per-atom energies across molecules, and the forces are what is fitted.
+        """
+        super().set_statistics(statistics)
+        if keys.FORCES in statistics and "std" in statistics[keys.FORCES]:
+            self.scale[0] = float(statistics[keys.FORCES]["std"])
+
+    def forward(
+        self, batch, extra_node_features: torch.Tensor | None = None, node_features: bool = False
+    ) -> dict[str, torch.Tensor]:
+        """``{"energy": [n_structures] eV, "forces": [n_atoms, 3] eV/Å}``.
+
+        Args:
+            batch: an :class:`~zoo.data.AtomicData` or a batch of them.
+            extra_node_features: extra equivariant node inputs for the backbone (DeNS's encoded
+                forces); the forces are still -dE/dr at fixed extra inputs.
+            node_features: also return the backbone's node features under ``"node_features"``.
+        """
+        if not self.forces:
+            return self._energy(batch, extra_node_features, node_features)
+        keep_graph = torch.is_grad_enabled()
+        if torch.is_inference_mode_enabled():
+            # autograd does not run in inference mode, and tensors made in it cannot be saved for
+            # backward: leave it, with copies of the inputs
+            with torch.inference_mode(False), torch.enable_grad():
+                extra = None if extra_node_features is None else extra_node_features.clone()
+                return self._energy_and_forces(batch.clone(), extra, node_features, keep_graph=False)
+        with torch.enable_grad():
+            return self._energy_and_forces(copy.copy(batch), extra_node_features, node_features, keep_graph)
+
+    def _energy(self, batch, extra, node_features: bool) -> dict[str, torch.Tensor]:
+        features = self.backbone(batch) if extra is None else self.backbone(batch, extra)
+        if not self.training and self.min_distance > 0 and features.edge_vectors.numel():
+            self._warn_if_closer(features.edge_vectors.detach().norm(dim=-1), features.edge_index)
+        out = self.pool(batch, features.node_features)
+        if node_features:
+            out[NODE_FEATURES] = features.node_features
+        return out
+
+    def _energy_and_forces(self, batch, extra, node_features: bool, keep_graph: bool) -> dict[str, torch.Tensor]:
+        # `batch` is a shallow copy: the caller's positions are not switched to requires_grad
+        pos = batch[keys.POSITIONS]
+        if not pos.requires_grad:
+            pos = batch[keys.POSITIONS] = pos.detach().requires_grad_(True)
+        out = self._energy(batch, extra, node_features)
+        (gradient,) = torch.autograd.grad(out[keys.ENERGY].sum(), pos, create_graph=keep_graph)
+        out[keys.FORCES] = -gradient
+        if not keep_graph:
+            out = {k: v.detach() for k, v in out.items()}
+        return out
+
+    def _warn_if_closer(self, lengths: torch.Tensor, edge_index: torch.Tensor) -> None:
+        shortest = int(lengths.argmin())
+        if lengths[shortest] < CLOSE_FRACTION * self.min_distance:
+            j, i = edge_index[:, shortest].tolist()
+            warnings.warn(
+                f"atoms {i} and {j} (of the batch) are {lengths[shortest].item():.3f} Å apart, closer than any pair in "
+                f"the training data ({self.min_distance.item():.3f} Å): energies and forces there are extrapolated"
+            )
+
+    def as_calculator(self, **kwargs):
+        """This model as an ASE calculator (eV, eV/Å); see :class:`zoo.interfaces.ZooCalculator`."""
+        from zoo.interfaces.ase import ZooCalculator
+
+        return ZooCalculator(self, **kwargs)
+
+
+def shortest_distance(structures: Iterable, cutoff: float) -> float:
+    """The shortest interatomic distance (Å) within ``cutoff`` over ``structures`` (periodic
+    images included), e.g. of a training set, for :attr:`ForceFieldModel.min_distance`; 0 (unknown)
+    when no two atoms are within ``cutoff``."""
+    shortest = float("inf")
+    for data in structures:
+        edge_index, shift = data.get(keys.EDGE_INDEX), data.get(keys.EDGE_CELL_SHIFT)
+        if edge_index is None:
+            edge_index, shift = radius_graph(data[keys.POSITIONS], cutoff, None, data.get(keys.CELL), data.get(keys.PBC))
+        if edge_index.numel():
+            shortest = min(shortest, float(edge_vectors(data, edge_index, shift).norm(dim=-1).min()))
+    return shortest if shortest < float("inf") else 0.0

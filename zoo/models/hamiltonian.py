@@ -1,0 +1,373 @@
+"""QHNet-style Hamiltonian model: the Kohn–Sham/Fock matrix in an AO basis from the shared backbone.
+
+On-site (diagonal) blocks come from each atom's features, off-site blocks from every ordered pair
+of atoms of a molecule; both are predicted as coupled irreps and expanded into AO blocks with
+Clebsch–Gordan coefficients (:class:`zoo.nn.AOBlockExpansion`), so the matrix is equivariant by
+construction for any element the basis defines. The output is in **PySCF AO order**, flattened
+per molecule and concatenated over the batch exactly like the data layer's ``hamiltonian`` key,
+so predictions and labels compare entry by entry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+import torch
+from e3nn import o3
+from torch_geometric.utils import scatter
+
+from zoo.data import keys
+from zoo.data.elements import SYMBOLS
+from zoo.nn import (
+    AOBlockExpansion,
+    RadialEmbedding,
+    RadialMLP,
+    coupled_irreps,
+    restore_wigner_3j,
+)
+from zoo.nn._wigner import _restore_after_load
+from zoo.qc import ao
+from zoo.qc.level import LevelOfTheory, pyscf_version
+
+
+def _channelwise_product(irreps: o3.Irreps, targets: set, weights_per_sample: bool) -> o3.TensorProduct:
+    """``x ⊗ y`` channel by channel ("uuu"), keeping the outputs whose irrep is in ``targets``."""
+    irreps_mid, instructions = [], []
+    for i1, (mul, ir1) in enumerate(irreps):
+        for i2, (_, ir2) in enumerate(irreps):
+            for ir in ir1 * ir2:
+                if ir in targets:
+                    instructions.append((i1, i2, len(irreps_mid), "uuu", True))
+                    irreps_mid.append((mul, ir))
+    return o3.TensorProduct(irreps, irreps, irreps_mid, instructions,
+                            internal_weights=not weights_per_sample, shared_weights=not weights_per_sample)
+
+
+def _directional_product(irreps: o3.Irreps, irreps_sh: o3.Irreps, targets: set) -> o3.TensorProduct:
+    """``x ⊗ Y(r̂)`` channel by channel ("uvu"), with one weight per channel and path from a radial MLP."""
+    irreps_mid, instructions = [], []
+    for i1, (mul, ir1) in enumerate(irreps):
+        for i2, (_, ir2) in enumerate(irreps_sh):
+            for ir in ir1 * ir2:
+                if ir in targets:
+                    instructions.append((i1, i2, len(irreps_mid), "uvu", True))
+                    irreps_mid.append((mul, ir))
+    return o3.TensorProduct(irreps, irreps_sh, irreps_mid, instructions, internal_weights=False,
+                            shared_weights=False)
+
+
+def _grouped(irreps: o3.Irreps) -> tuple[o3.Irreps, torch.Tensor]:
+    """``irreps`` sorted and merged, and the feature index that reorders a tensor into that layout.
+
+    Concatenated tensor-product outputs list one ``mul x ir`` per path; a linear layer on them
+    would have an instruction per (path, output) pair, which e3nn compiles slowly. Grouping equal
+    irreps first gives few large blocks.
+    """
+    sort = irreps.sort()
+    slices = irreps.slices()
+    index = torch.cat([torch.arange(slices[i].start, slices[i].stop) for i in sort.inv])
+    return sort.irreps.simplify(), index
+
+
+class HamiltonianModel(torch.nn.Module):
+    """Predicts H in PySCF AO order at one level of theory, symmetric and equivariant by construction.
+
+    * **On-site blocks** ``H_ii``: the atom's features and their channel-wise square ``x ⊗ x``
+      (which reaches the ``L <= 2 l_max(basis)`` irreps of d ⊗ d blocks, both parities), mapped
+      by one linear layer per element to the block's coupled irreps, expanded and symmetrised.
+      The linear layer's biases on the invariant (0e) components are an element's reference
+      block (:meth:`fit_onsite_reference`).
+    * **Off-site blocks** ``H_ij = f(i, j) + f(j, i)^T`` for **every pair of atoms of a molecule**,
+      as in QHNet: DFT Hamiltonians of small molecules have non-zero blocks between all atoms,
+      and a cutoff would set real matrix elements to zero. ``f(i, j)`` maps the channel-wise
+      product of the two atoms' features (weighted by a radial MLP of their distance) and the
+      directional product of their features with ``Y(r̂_ij)`` through one linear layer per
+      ordered element pair. Cost grows with the square of the molecule size.
+
+    Args:
+        backbone: an :class:`~zoo.models.EquivariantBackbone`; ``parity="full"`` gives the
+            pseudo-tensor features p ⊗ p and d ⊗ d blocks need (the heads' products make them too).
+        basis, xc, grid_level, density_fitting, method, charge: the level of theory of the labels
+            and self-consistency targets (see :class:`zoo.qc.LevelOfTheory`); every element of the
+            backbone must exist in the basis.
+        head_channels: multiplicity of each irrep in the heads.
+        pair_cutoff: range (Å) of the radial basis of atom pairs; blocks of atoms farther apart
+            are zero, so keep it above the largest interatomic distance of the molecules.
+        num_radial: size of the pair radial basis.
+        radial_hidden: width of the pair radial MLPs.
+    """
+
+    def __init__(
+        self,
+        backbone: torch.nn.Module,
+        basis: str = "def2-svp",
+        xc: str | None = "b3lyp5",
+        grid_level: int = 3,
+        density_fitting: bool = False,
+        method: str = "rks",
+        charge: int = 0,
+        head_channels: int = 16,
+        pair_cutoff: float = 15.0,
+        num_radial: int = 8,
+        radial_hidden: int = 64,
+    ):
+        super().__init__()
+        self.backbone = backbone
+        self.level = LevelOfTheory(method=method, xc=xc, basis=basis, grid_level=grid_level,
+                                   density_fitting=density_fitting, charge=charge)
+        self.atomic_numbers = list(backbone.element_index.atomic_numbers)
+        n_elements = len(self.atomic_numbers)
+        irreps_ao = [ao.ao_irreps(self.level.basis, z) for z in self.atomic_numbers]  # raises for a missing element
+        # blocks come out in PySCF order: B_pyscf = T_a^T B_e3nn T_b with x_e3nn = T x_pyscf
+        to_pyscf = [ao.pyscf_to_e3nn_matrix([z], self.level.basis).T for z in self.atomic_numbers]
+        self.register_buffer("n_ao_table", torch.tensor([ir.dim for ir in irreps_ao]), persistent=False)
+
+        targets = {ir for a in irreps_ao for b in irreps_ao for _, ir in coupled_irreps(a, b)}
+        l_max = max(ir.l for ir in targets)
+        irreps_x = o3.Irreps([(head_channels, ir) for _, ir in backbone.irreps_out]).simplify()
+
+        # on-site head
+        self.node_in = o3.Linear(backbone.irreps_out, irreps_x)
+        self.node_product = _channelwise_product(irreps_x, targets, weights_per_sample=False)
+        irreps_node, node_index = _grouped(irreps_x + self.node_product.irreps_out)
+        self.register_buffer("node_index", node_index, persistent=False)
+        self.onsite = torch.nn.ModuleList()
+        self.onsite_expansion = torch.nn.ModuleList()
+        for a in range(n_elements):
+            expansion = AOBlockExpansion(irreps_ao[a], irreps_ao[a], to_pyscf[a], to_pyscf[a])
+            self.onsite_expansion.append(expansion)
+            self.onsite.append(o3.Linear(irreps_node, expansion.irreps_coupled, biases=True))
+
+        # off-site head
+        self.pair_radial = RadialEmbedding(pair_cutoff, num_radial, "bessel")
+        self.irreps_sh = o3.Irreps.spherical_harmonics(l_max)
+        self.spherical_harmonics = o3.SphericalHarmonics(self.irreps_sh, normalize=True, normalization="component")
+        self.pair_left = o3.Linear(backbone.irreps_out, irreps_x)
+        self.pair_right = o3.Linear(backbone.irreps_out, irreps_x)
+        self.pair_product = _channelwise_product(irreps_x, targets, weights_per_sample=True)
+        self.pair_direction = _directional_product(irreps_x, self.irreps_sh, targets)
+        self.pair_product_radial = RadialMLP(num_radial, radial_hidden, self.pair_product.weight_numel)
+        self.pair_direction_radial = RadialMLP(num_radial, radial_hidden, self.pair_direction.weight_numel)
+        irreps_pair, pair_index = _grouped(self.pair_product.irreps_out + self.pair_direction.irreps_out)
+        self.register_buffer("pair_index", pair_index, persistent=False)
+        self.offsite = torch.nn.ModuleList()
+        self.offsite_expansion = torch.nn.ModuleList()
+        for a in range(n_elements):
+            for b in range(n_elements):
+                expansion = AOBlockExpansion(irreps_ao[a], irreps_ao[b], to_pyscf[a], to_pyscf[b])
+                self.offsite_expansion.append(expansion)
+                self.offsite.append(o3.Linear(irreps_pair, expansion.irreps_coupled))
+
+        restore_wigner_3j(self)
+        self.register_load_state_dict_post_hook(_restore_after_load)
+
+    # ------------------------------------------------------------------------------------------
+    # level of theory and checks
+
+    @property
+    def elements(self) -> list[str]:
+        return [SYMBOLS[z] for z in self.atomic_numbers]
+
+    def metadata(self):
+        """The :class:`~zoo.data.HamiltonianMetadata` that data for this model must have."""
+        from zoo.data.readers.hamiltonian import HamiltonianMetadata
+
+        level = self.level
+        return HamiltonianMetadata(
+            xc=level.xc if level.is_dft else "hf", basis=level.basis,
+            grid_level=level.grid_level if level.is_dft else -1, density_fitting=level.density_fitting,
+            pyscf_version=pyscf_version(), charge=level.charge, spin=level.spin,
+        )
+
+    def check_data(self, metadata) -> None:
+        """Raise ``ValueError`` if a dataset's :class:`HamiltonianMetadata` is not the model's level of theory."""
+        try:
+            self.metadata().check_compatible(metadata)
+        except ValueError as error:
+            raise ValueError(f"the data do not match the model ({self.level.describe()}): {error}") from None
+
+    # ------------------------------------------------------------------------------------------
+    # forward
+
+    def _apply(self, fn, recurse=True):
+        # .double() after a float32 build must not keep float32-rounded Clebsch–Gordan buffers
+        super()._apply(fn, recurse)
+        restore_wigner_3j(self)
+        return self
+
+    def forward(self, batch) -> dict[str, torch.Tensor]:
+        """``{"hamiltonian": [sum over molecules of n_ao²]}``: each molecule's H, PySCF order, row-major."""
+        out = self.backbone(batch)
+        x, species = out.node_features, out.species
+        pos = batch[keys.POSITIONS]
+        molecule = batch[keys.BATCH] if keys.BATCH in batch and batch[keys.BATCH] is not None else \
+            torch.zeros(pos.shape[0], dtype=torch.long, device=pos.device)
+        layout = _Layout(self.n_ao_table[species], molecule)
+        self._check_batch(batch, layout)
+
+        indices, values = [], []
+        # on-site blocks, one element at a time
+        node = self.node_in(x)
+        node = torch.cat([node, self.node_product(node, node)], dim=-1)[:, self.node_index]
+        for a, (linear, expansion) in enumerate(zip(self.onsite, self.onsite_expansion)):
+            atoms = torch.nonzero(species == a).flatten()
+            if atoms.numel():
+                block = expansion(linear(node[atoms]))
+                indices.append(layout.block_indices(atoms, atoms, *block.shape[-2:]))
+                values.append(0.5 * (block + block.mT))
+
+        # off-site blocks of all ordered pairs i != j of a molecule
+        i, j = layout.pairs()
+        if i.numel():
+            vectors = pos[j] - pos[i]
+            radial = self.pair_radial(vectors.norm(dim=-1))
+            left, right = self.pair_left(x), self.pair_right(x)
+            features = torch.cat([
+                self.pair_product(left[i], right[j], self.pair_product_radial(radial)),
+                self.pair_direction(left[i] + right[j], self.spherical_harmonics(vectors),
+                                    self.pair_direction_radial(radial)),
+            ], dim=-1)[:, self.pair_index]
+            # H_ij = f(i, j) + f(j, i)^T: the pair (j, i) is at the position of the reverse pair
+            reverse = layout.reverse_pairs(i, j)
+            n = len(self.atomic_numbers)
+            pair_type = species[i] * n + species[j]
+            # blocks differ in shape per ordered element pair: one linear layer and expansion each
+            f = {}
+            for t in pair_type.unique().tolist():
+                sel = torch.nonzero(pair_type == t).flatten()
+                f[t] = (sel, self.offsite_expansion[t](self.offsite[t](features[sel])))
+            position = torch.empty_like(i)  # row of each pair within its element pair's blocks
+            for t, (sel, _) in f.items():
+                position[sel] = torch.arange(sel.numel(), device=sel.device)
+            for t, (sel, block) in f.items():
+                a, b = divmod(t, n)
+                _, block_reverse = f[b * n + a]
+                block = block + block_reverse[position[reverse[sel]]].mT
+                indices.append(layout.block_indices(i[sel], j[sel], *block.shape[-2:]))
+                values.append(block)
+
+        flat = torch.cat([v.reshape(-1) for v in values])
+        hamiltonian = flat.new_zeros(layout.total).index_put((torch.cat([k.reshape(-1) for k in indices]),), flat)
+        return {keys.HAMILTONIAN: hamiltonian}
+
+    def _check_batch(self, batch, layout: _Layout) -> None:
+        if keys.N_AO in batch and batch[keys.N_AO] is not None:
+            expected = batch[keys.N_AO].reshape(-1).to(layout.n_ao.device)
+            if not torch.equal(expected, layout.n_ao):
+                raise ValueError(
+                    f"the data have {expected.tolist()} AOs per molecule but {self.level.basis} gives "
+                    f"{layout.n_ao.tolist()}: the labels were made in another basis or AO layout"
+                )
+        if keys.N_ELECTRONS in batch and batch[keys.N_ELECTRONS] is not None:
+            z = batch[keys.ATOMIC_NUMBERS]
+            nuclear = scatter(z, layout.molecule, dim=0, dim_size=layout.n_ao.numel(), reduce="sum")
+            charge = nuclear - batch[keys.N_ELECTRONS].reshape(-1)
+            if bool((charge != self.level.charge).any()):
+                raise ValueError(
+                    f"molecules with charges {sorted(set(charge.tolist()))}, but this model predicts "
+                    f"charge {self.level.charge} (closed shell) only"
+                )
+
+    # ------------------------------------------------------------------------------------------
+    # statistics and inference
+
+    @torch.no_grad()
+    def fit_onsite_reference(self, structures: Iterable) -> None:
+        """Set each element's reference on-site block to the invariant part of its mean block.
+
+        ``structures`` are :class:`~zoo.data.AtomicData` with ``z`` and a flattened PySCF-order
+        ``hamiltonian`` (labels, or any guess such as H[D_MINAO]). The invariant (0e) coupled
+        components of the mean block become the biases of the element's on-site layer, so that
+        the model starts from a sensible core-level spectrum instead of zero.
+        """
+        sums = [None] * len(self.atomic_numbers)
+        counts = [0] * len(self.atomic_numbers)
+        for data in structures:
+            z = data[keys.ATOMIC_NUMBERS].cpu()
+            h = data[keys.HAMILTONIAN].detach().cpu().double()
+            offsets = ao.ao_offsets(z.numpy(), self.level.basis)
+            n = int(offsets[-1])
+            if h.numel() != n * n:
+                raise ValueError(f"a hamiltonian with {h.numel()} entries does not fit {n} AOs of {self.level.basis}")
+            h = h.reshape(n, n)
+            for atom, species in enumerate(self.backbone.element_index(z).tolist()):
+                block = h[offsets[atom]:offsets[atom + 1], offsets[atom]:offsets[atom + 1]]
+                sums[species] = block if sums[species] is None else sums[species] + block
+                counts[species] += 1
+        for species, (linear, expansion) in enumerate(zip(self.onsite, self.onsite_expansion)):
+            if not counts[species]:
+                continue
+            coupled = expansion.project((sums[species] / counts[species]).to(expansion.matrix.dtype))
+            scalar = torch.cat([coupled[s] for s, (_, ir) in zip(expansion.irreps_coupled.slices(),
+                                                                    expansion.irreps_coupled) if ir.is_scalar()])
+            linear.bias.copy_(scalar.to(linear.bias.dtype))
+
+    @torch.no_grad()
+    def predict(self, atoms) -> dict[str, np.ndarray | float]:
+        """H, S, orbitals and density of one molecule (an :class:`ase.Atoms` or ``(z, positions Å)``).
+
+        Returns NumPy arrays in PySCF AO order, Hartree: ``hamiltonian``, ``overlap``,
+        ``orbital_energies``, ``coefficients`` (columns), ``density_matrix`` (closed shell, a
+        ready ``dm0`` for PySCF), and floats ``homo``, ``lumo``, ``gap``.
+        """
+        import scipy.linalg
+
+        from zoo.data import AtomicData
+
+        if hasattr(atoms, "numbers"):
+            z, positions = atoms.numbers, atoms.positions
+        else:
+            z, positions = atoms
+        mol = self.level.build_mole(z, positions)  # clear errors: basis, odd electrons, overlaps
+        dtype = next(self.parameters()).dtype
+        data = AtomicData.from_arrays(z, positions, dtype=dtype).to(next(self.parameters()).device)
+        n_ao = mol.nao
+        hamiltonian = self(data)[keys.HAMILTONIAN].reshape(n_ao, n_ao).double().cpu().numpy()
+        overlap = mol.intor("int1e_ovlp")
+        energies, coefficients = scipy.linalg.eigh(hamiltonian, overlap)
+        n_occ = mol.nelectron // 2
+        occupied = coefficients[:, :n_occ]
+        homo = float(energies[n_occ - 1])
+        lumo = float(energies[n_occ]) if n_occ < n_ao else float("nan")
+        return {
+            "hamiltonian": hamiltonian, "overlap": overlap, "orbital_energies": energies,
+            "coefficients": coefficients, "density_matrix": 2.0 * occupied @ occupied.T,
+            "homo": homo, "lumo": lumo, "gap": lumo - homo,
+        }
+
+
+class _Layout:
+    """Where each atom's AOs sit in the flattened, concatenated per-molecule matrices of a batch."""
+
+    def __init__(self, n_ao_atom: torch.Tensor, molecule: torch.Tensor):
+        n_molecules = int(molecule.max()) + 1 if molecule.numel() else 0
+        self.molecule = molecule
+        self.n_ao = scatter(n_ao_atom, molecule, dim=0, dim_size=n_molecules, reduce="sum")
+        first_ao = torch.cumsum(self.n_ao, 0) - self.n_ao
+        # atom's first AO within its molecule
+        self.atom_offset = torch.cumsum(n_ao_atom, 0) - n_ao_atom - first_ao[molecule]
+        squares = self.n_ao**2
+        self.base = torch.cumsum(squares, 0) - squares
+        self.total = int(squares.sum())
+
+    def block_indices(self, rows: torch.Tensor, cols: torch.Tensor, n_row: int, n_col: int) -> torch.Tensor:
+        """Flat indices ``[n_blocks, n_row, n_col]`` of the blocks of atoms ``rows[k]``, ``cols[k]``."""
+        m = self.molecule[rows]
+        r = self.atom_offset[rows, None, None] + torch.arange(n_row, device=rows.device)[None, :, None]
+        c = self.atom_offset[cols, None, None] + torch.arange(n_col, device=rows.device)[None, None, :]
+        return self.base[m, None, None] + r * self.n_ao[m, None, None] + c
+
+    def pairs(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """All ordered pairs ``(i, j)``, ``i != j``, of atoms of the same molecule, sorted by (i, j)."""
+        same = self.molecule[:, None] == self.molecule[None, :]
+        same.fill_diagonal_(False)
+        i, j = torch.nonzero(same, as_tuple=True)
+        return i, j
+
+    @staticmethod
+    def reverse_pairs(i: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
+        """For each pair k = (i, j), the index of the pair (j, i) (pairs sorted by (i, j))."""
+        n = int(torch.maximum(i.max(), j.max())) + 1
+        key = i * n + j
+        return torch.searchsorted(key, j * n + i)

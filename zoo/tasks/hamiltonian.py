@@ -1,0 +1,264 @@
+"""Hamiltonian training: supervised on labelled H, self-consistent (SCT) without labels, or both.
+
+Self-consistency training (Zhang et al., ICML 2024) needs no labels: a predicted H_θ defines
+orbitals (``H C = S C ε``), hence a density D(H_θ), hence a Fock matrix H[D(H_θ)]; the loss
+``‖H_θ − H[D(H_θ)]‖²`` vanishes exactly at the SCF solution. Its gradient flows through the
+generalised eigensolver (:func:`zoo.qc.eigh.generalized_eigh`) and through the Fock build
+(:class:`zoo.qc.fock.FockBuilder`, PySCF's exact linear response as backward).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+from collections import OrderedDict
+from collections.abc import Sequence
+
+import torch
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+
+from zoo.data import keys
+from zoo.metrics import HamiltonianMetrics, onsite_mask, split_matrices
+from zoo.qc import ao
+from zoo.qc.eigh import DEFAULT_BROADENING
+from zoo.tasks._base import AtomisticTask
+from zoo.tasks._outputs import Output
+
+MODES = ("supervised", "sct", "mixed")
+#: Training structures used to fit the on-site reference blocks at the start of a fit.
+_REFERENCE_STRUCTURES = 64
+
+
+class HamiltonianTask(AtomisticTask):
+    """Trains a :class:`~zoo.models.HamiltonianModel` on labels, on self-consistency, or on both.
+
+    * ``supervised``: the :class:`Output` list of the base task; by default QHNet's MAE + MSE on
+      the flattened H (Hartree).
+    * ``sct``: ``sct_weight * mean((H_θ − H[D(H_θ)])²)`` (Hartree²) on every molecule, labels
+      unused (and not required). H[D] is built at the model's level of theory, except for the
+      affordable-SCT options below; one :class:`~zoo.qc.fock.FockBuilder` per geometry is cached
+      (grids and integrals are built once per structure, not per step).
+    * ``mixed``: batches with labels get the supervised loss, and a ``sct_fraction`` of all
+      batches also the SCT loss. A training loader may be a dict of loaders (Lightning's
+      ``CombinedLoader``: ``{"labelled": ..., "unlabelled": ...}``); each part gets its own losses.
+
+    A step whose SCT loss or gradient is not finite, or whose gradient norm exceeds
+    ``max_sct_grad_norm``, is skipped (weights and optimizer state untouched) and counted in
+    ``train/skipped_steps``.
+
+    Validation logs ``val/sct_loss`` in the ``sct`` and ``mixed`` modes; ``val/loss`` is the
+    supervised loss when the validation set has labels and the SCT loss otherwise. Validation and
+    test log the base outputs' losses and metrics plus, from
+    :class:`~zoo.metrics.HamiltonianMetrics`, ``{stage}/hamiltonian_mae_{all,diagonal,off_diagonal}``,
+    ``{stage}/orbital_energy_mae``, ``{stage}/orbital_cosine`` and HOMO/LUMO/gap errors (µEh).
+
+    Args:
+        model: a :class:`~zoo.models.HamiltonianModel`.
+        mode: ``"supervised"``, ``"sct"`` or ``"mixed"``.
+        outputs: supervised outputs (default: ``hamiltonian`` with the ``mae_mse`` loss).
+        sct_weight: weight of the SCT loss in the total.
+        sct_fraction: fraction of training batches that get the SCT loss (evenly spaced).
+        sct_grid_level: DFT grid level of the SCT targets (default: the model's); level 1 costs
+            about a third of level 3's XC work for ~1 µEh of Fock error.
+        sct_density_fitting: density fitting for the SCT targets (default: the model's).
+        sct_broadening: Lorentzian broadening (Hartree) of inverse orbital gaps in the
+            eigensolver's backward, which keeps near-degenerate gradients finite.
+        max_sct_grad_norm: gradient norm above which an SCT step is skipped.
+        sct_cache_size: Fock builders kept (one per geometry, least recently used dropped).
+        fit_reference: at the start of a fresh fit, set the on-site reference blocks from the
+            training set (labels; in ``sct`` mode or without labels, H[D_MINAO]); see
+            :meth:`~zoo.models.HamiltonianModel.fit_onsite_reference`.
+        optimizer, lr_scheduler, monitor, pretrained: as in :class:`AtomisticTask`.
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        mode: str = "supervised",
+        outputs: Sequence[Output] | None = None,
+        sct_weight: float = 1.0,
+        sct_fraction: float = 1.0,
+        sct_grid_level: int | None = None,
+        sct_density_fitting: bool | None = None,
+        sct_broadening: float = DEFAULT_BROADENING,
+        max_sct_grad_norm: float = 1e3,
+        sct_cache_size: int = 4096,
+        fit_reference: bool = True,
+        optimizer: OptimizerCallable | None = None,
+        lr_scheduler: LRSchedulerCallable | None = None,
+        monitor: str = "val/loss",
+        pretrained: str | None = None,
+    ):
+        if outputs is None:
+            outputs = [Output(name=keys.HAMILTONIAN, loss="mae_mse", metrics=["mae"])]
+        super().__init__(model, outputs, optimizer, lr_scheduler, monitor, pretrained)
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        if not 0.0 <= sct_fraction <= 1.0 or sct_weight < 0 or not max_sct_grad_norm > 0:
+            raise ValueError("need 0 <= sct_fraction <= 1, sct_weight >= 0 and max_sct_grad_norm > 0")
+        self.mode = mode
+        self.sct_weight = sct_weight
+        self.sct_fraction = sct_fraction
+        overrides = {"grid_level": sct_grid_level, "density_fitting": sct_density_fitting}
+        self.sct_level = dataclasses.replace(model.level, **{k: v for k, v in overrides.items() if v is not None})
+        self.sct_broadening = sct_broadening
+        self.max_sct_grad_norm = max_sct_grad_norm
+        self.sct_cache_size = sct_cache_size
+        self.fit_reference = fit_reference
+        self._builders: OrderedDict = OrderedDict()
+        self._step_has_sct = False
+        self.register_buffer("skipped_steps", torch.zeros((), dtype=torch.long))
+        self.hamiltonian_metrics = torch.nn.ModuleDict({s: HamiltonianMetrics() for s in ("val", "test")})
+
+    # ------------------------------------------------------------------------------------------
+    # setup: level of theory and reference blocks
+
+    def setup(self, stage: str) -> None:
+        super().setup(stage)
+        if self._trainer is None:
+            return
+        datamodule = getattr(self.trainer, "datamodule", None)
+        metadata = getattr(datamodule, "metadata", {}) or {}
+        if "hamiltonian" in metadata:
+            self.model.check_data(metadata["hamiltonian"])
+        if (stage == "fit" and self.fit_reference and not self.pretrained and self.trainer.ckpt_path is None
+                and getattr(datamodule, "train_dataset", None) is not None):
+            self.model.fit_onsite_reference(self._reference_structures(datamodule.train_dataset))
+
+    def _reference_structures(self, dataset):
+        structures = [dataset[i] for i in range(min(len(dataset), _REFERENCE_STRUCTURES))]
+        if self.mode != "sct" and all(keys.HAMILTONIAN in s for s in structures):
+            return structures
+        # SCT uses no labels: the Fock matrix of PySCF's MINAO guess density is a label-free start
+        level = self.model.level
+        out = []
+        for s in structures[:8]:
+            mf = level.build_scf(level.build_mole(s[keys.ATOMIC_NUMBERS].numpy(), s[keys.POSITIONS].double().numpy()))
+            fock = mf.get_fock(dm=mf.get_init_guess(key="minao"))
+            out.append({keys.ATOMIC_NUMBERS: s[keys.ATOMIC_NUMBERS], keys.HAMILTONIAN: torch.as_tensor(fock).reshape(-1)})
+        return out
+
+    # ------------------------------------------------------------------------------------------
+    # self-consistency
+
+    def _builder(self, z: torch.Tensor, pos: torch.Tensor):
+        from zoo.qc.fock import FockBuilder
+
+        z_np, pos_np = z.cpu().numpy(), pos.detach().cpu().double().numpy()
+        key = (z_np.tobytes(), pos_np.tobytes())
+        builder = self._builders.get(key)
+        if builder is None:
+            builder = FockBuilder((z_np, pos_np), self.sct_level)
+            self._builders[key] = builder
+            if len(self._builders) > self.sct_cache_size:
+                self._builders.popitem(last=False)
+        else:
+            self._builders.move_to_end(key)
+        return builder
+
+    def self_consistency_loss(self, batch, hamiltonian: torch.Tensor) -> torch.Tensor:
+        """``mean((H_θ − H[D(H_θ)])²)`` over all matrix entries of the batch, Hartree²."""
+        z, pos = batch[keys.ATOMIC_NUMBERS], batch[keys.POSITIONS]
+        molecules = _molecules(batch)
+        n_ao = [int(ao.ao_offsets(z[a:b].cpu().numpy(), self.model.level.basis)[-1]) for a, b in molecules]
+        total, count = 0.0, 0
+        for (a, b), h in zip(molecules, split_matrices(hamiltonian, n_ao)):
+            residual = self._builder(z[a:b], pos[a:b]).self_consistency_residual(h, broadening=self.sct_broadening)
+            total = total + residual.square().sum()
+            count += residual.numel()
+        return total / count
+
+    def _sct_due(self) -> bool:
+        # evenly spaced: step s gets SCT when floor((s + 1) f) > floor(s f)
+        step = self.global_step
+        return math.floor((step + 1) * self.sct_fraction) > math.floor(step * self.sct_fraction)
+
+    # ------------------------------------------------------------------------------------------
+    # steps
+
+    def _losses(self, batch, stage: str, sct: bool) -> torch.Tensor | None:
+        predictions = self(batch)
+        total = None
+        size = int(batch.num_graphs) if hasattr(batch, "num_graphs") else None
+        # labels train only outside SCT mode, but are always measured in validation and test
+        if keys.HAMILTONIAN in batch and (stage != "train" or self.mode != "sct"):
+            total = self.compute_loss(batch, predictions, stage)
+        if sct:
+            loss = self.self_consistency_loss(batch, predictions[keys.HAMILTONIAN])
+            self.log(f"{stage}/sct_loss", loss.detach(), batch_size=size, sync_dist=stage != "train")
+            total = self.sct_weight * loss if total is None else total + self.sct_weight * loss
+        if stage != "train" and keys.HAMILTONIAN in batch:
+            self._update_metrics(batch, predictions[keys.HAMILTONIAN], stage)
+        return total
+
+    def training_step(self, batch, batch_idx):
+        parts = batch.values() if isinstance(batch, dict) else [batch]
+        self._step_has_sct = self.mode != "supervised" and self._sct_due()
+        losses = [loss for part in parts if (loss := self._losses(part, "train", self._step_has_sct)) is not None]
+        if not losses:
+            raise ValueError(f"mode {self.mode!r} found neither labels ({keys.HAMILTONIAN!r}) nor an SCT step in this batch")
+        total = sum(losses)
+        if not self._step_has_sct and not torch.isfinite(total):
+            raise FloatingPointError(f"supervised loss is {total.item()} at step {self.global_step}; lower the learning rate")
+        return total
+
+    def validation_step(self, batch, batch_idx):
+        # SCT runs label-free: its validation loss is measured whenever the mode trains on it
+        sct = self.mode != "supervised"
+        loss = self._losses(batch, "val", sct)
+        if sct and keys.HAMILTONIAN not in batch:  # without labels, model selection follows SCT
+            self.log("val/loss", loss, batch_size=int(batch.num_graphs), sync_dist=True)
+        return loss
+
+    def test_step(self, batch, batch_idx):
+        return self._losses(batch, "test", sct=False)
+
+    def optimizer_step(self, epoch, batch_idx, optimizer, optimizer_closure=None):
+        loss = optimizer_closure()
+        if self._step_has_sct:
+            grads = [p.grad for p in self.parameters() if p.grad is not None]
+            norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])) if grads \
+                else torch.zeros(())
+            if loss is None or not torch.isfinite(loss) or not torch.isfinite(norm) or norm > self.max_sct_grad_norm:
+                # never step on a poisoned gradient: Adam's moments would keep it for many steps
+                optimizer.zero_grad()
+                self.skipped_steps += 1
+                return
+        optimizer.step()
+
+    def on_train_batch_end(self, outputs, batch, batch_idx):
+        self.log("train/skipped_steps", self.skipped_steps.float())
+
+    # ------------------------------------------------------------------------------------------
+    # Hamiltonian metrics (µEh)
+
+    def _update_metrics(self, batch, hamiltonian: torch.Tensor, stage: str) -> None:
+        z = batch[keys.ATOMIC_NUMBERS]
+        n_ao = batch[keys.N_AO].reshape(-1)
+        predictions = split_matrices(hamiltonian.detach(), n_ao)
+        targets = split_matrices(batch[keys.HAMILTONIAN], n_ao)
+        masks = [onsite_mask(z[a:b].cpu().numpy(), self.model.level.basis) for a, b in _molecules(batch)]
+        overlaps = n_occ = None
+        if keys.OVERLAP in batch and keys.N_ELECTRONS in batch:
+            overlaps = split_matrices(batch[keys.OVERLAP], n_ao)
+            n_occ = [int(n) // 2 for n in batch[keys.N_ELECTRONS].reshape(-1)]
+        self.hamiltonian_metrics[stage].update(predictions, targets, masks, overlaps, n_occ)
+
+    def _log_hamiltonian_metrics(self, stage: str) -> None:
+        metric = self.hamiltonian_metrics[stage]
+        if metric.update_count:
+            self.log_dict({f"{stage}/{k}": v.float() for k, v in metric.compute().items()}, sync_dist=False)
+        metric.reset()
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_hamiltonian_metrics("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_hamiltonian_metrics("test")
+
+
+def _molecules(batch) -> list[tuple[int, int]]:
+    """``(first atom, end atom)`` of each molecule of a batch (or of a single structure)."""
+    ptr = batch.ptr.tolist() if getattr(batch, "ptr", None) is not None else [0, batch[keys.ATOMIC_NUMBERS].numel()]
+    return list(itertools.pairwise(ptr))
