@@ -2,7 +2,6 @@ import lightning.pytorch as pl
 import pytest
 import torch
 from torch_geometric.data import Batch
-from torch_geometric.loader import DataLoader
 
 from zoo.data import AtomicData, RadiusGraph, read_qm9
 from zoo.data.datamodule import AtomicDataModule

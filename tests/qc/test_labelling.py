@@ -76,7 +76,7 @@ def test_resume_computes_only_missing_structures(tmp_path, monkeypatch):
     out = tmp_path / "h2.extxyz"
     labelling.label(h2(3), RHF, out, progress=False)
     frames = labelling.read_structures(out)
-    labelling._append_extxyz(out.with_name("two.extxyz"), frames[:2])  # "lose" the last label
+    labelling.write_extxyz(out.with_name("two.extxyz"), frames[:2])  # "lose" the last label
     out.with_name("two.extxyz").replace(out)
 
     calls, compute = [], labelling.compute_labels

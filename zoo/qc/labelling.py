@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from zoo.data.readers.ase_io import write_extxyz
 from zoo.data.units import BOHR, HARTREE
 from zoo.qc.level import LevelOfTheory, pyscf_version
 from zoo.qc.sampling import log, read_structures
@@ -209,7 +210,7 @@ def label(
             if hdf5:
                 _append_h5(out, [_h5_record(atoms, result, properties)], [(index, result)], metadata)
             else:
-                _append_extxyz(out, [_labelled_atoms(atoms, index, result, properties, metadata)])
+                write_extxyz(out, [_labelled_atoms(atoms, index, result, properties, metadata)], append=True)
             counts["labelled"] += 1
         if progress:
             elapsed = time.perf_counter() - start
@@ -258,7 +259,7 @@ def merge(inputs: Sequence[str | os.PathLike], out: str | os.PathLike) -> int:
         _append_h5(out, [record for _, (record, _) in entries],
                    [(index, extra) for index, (_, extra) in entries], metadata)
     else:
-        _append_extxyz(out, [frame for _, frame in entries])
+        write_extxyz(out, [frame for _, frame in entries])
     failure_lines = [line for path in inputs if failures_path(path).is_file()
                      for line in failures_path(path).read_text().splitlines() if line.strip()]
     if failure_lines:
@@ -356,24 +357,6 @@ def _extxyz_metadata(path: Path):
     values = {k: v.item() if isinstance(v, np.generic) else v for k, v in values.items()}
     values["pyscf_version"] = str(values["pyscf_version"])  # extxyz would read "2.3" as a float
     return HamiltonianMetadata(**values)
-
-
-def _append_extxyz(path: Path, frames: Sequence) -> None:
-    """Append ``frames`` atomically: copy, append, fsync, :func:`os.replace`."""
-    import ase.io
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        if path.exists():
-            shutil.copyfile(path, tmp)
-        with open(tmp, "a") as stream:
-            ase.io.write(stream, list(frames), format="extxyz")
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
 
 
 # --- HDF5 -------------------------------------------------------------------------------------

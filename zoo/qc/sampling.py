@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+
+from zoo.data.readers.ase_io import write_extxyz  # noqa: F401  (part of the sampling API)
 
 XTB_METHOD = "GFN2-xTB"
 THERMOSTATS = ("langevin", "nvt")
@@ -300,27 +301,6 @@ def _with_xtb_results(work):
     frame.info["xtb_energy"] = float(work.get_potential_energy())
     frame.arrays["xtb_forces"] = work.get_forces().copy()
     return frame
-
-
-def write_extxyz(path: str | os.PathLike, frames: Sequence) -> Path:
-    """Write ``frames`` to ``path`` as extended XYZ atomically: a temporary file, then :func:`os.replace`.
-
-    A reader (or a crash) never sees a half-written file.
-    """
-    import ase.io
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "w") as stream:
-            ase.io.write(stream, list(frames), format="extxyz")
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
 
 
 def log(message: str) -> None:

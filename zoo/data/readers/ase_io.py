@@ -8,6 +8,8 @@ which are zoo's units, so nothing is converted. A file in other units must be co
 from __future__ import annotations
 
 import os
+import shutil
+from pathlib import Path
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -168,3 +170,27 @@ def _read_db(path):
             extra.update(row.data or {})
             extras.append(extra)
     return images, extras
+
+
+def write_extxyz(path: str | os.PathLike, frames: Sequence, append: bool = False) -> Path:
+    """Write (or append) ASE frames as extended XYZ, atomically.
+
+    The frames go to a temporary copy of the file that then replaces it (:func:`os.replace`),
+    so a reader, or a job killed mid-write, never sees a half-written file.
+    """
+    import ase.io
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        if append and path.exists():
+            shutil.copyfile(path, tmp)
+        with open(tmp, "a" if append else "w") as stream:
+            ase.io.write(stream, list(frames), format="extxyz")
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
