@@ -110,3 +110,30 @@ def test_file_source_with_size_split_and_float64(tmp_path):
     batch = next(iter(dm.test_dataloader()))
     assert batch.pos.dtype == torch.float64
     assert dm.split_path is None  # no trainer and no split_dir: nowhere to save
+
+
+def test_test_set_from_a_separate_source(tmp_path):
+    """An independent trajectory as the test set; the split divides the source into train/val."""
+    def write(path, n, seed):
+        rng = np.random.default_rng(seed)
+        images = []
+        for _ in range(n):
+            atoms = molecule("H2O")
+            atoms.positions += rng.normal(scale=0.05, size=atoms.positions.shape)
+            atoms.calc = SinglePointCalculator(atoms, energy=rng.normal(), forces=rng.normal(size=(3, 3)))
+            images.append(atoms)
+        ase.io.write(path, images, format="extxyz")
+
+    write(tmp_path / "train.extxyz", 10, 0)
+    write(tmp_path / "test.extxyz", 4, 1)
+    args = dict(targets=[keys.ENERGY, keys.FORCES], cutoff=3.0, test_source=str(tmp_path / "test.extxyz"))
+    dm = AtomicDataModule(str(tmp_path / "train.extxyz"), split={"method": "random", "sizes": [8, 2]}, **args)
+    dm.setup()
+    assert len(dm.train_dataset) == 8 and len(dm.val_dataset) == 2 and len(dm.test_dataset) == 4
+    test_energies = torch.cat([b.energy for b in dm.test_dataloader()])
+    expected = [a.get_potential_energy() for a in ase.io.read(tmp_path / "test.extxyz", ":")]
+    assert torch.allclose(test_energies, torch.tensor(expected, dtype=test_energies.dtype))
+    assert keys.EDGE_INDEX in next(iter(dm.test_dataloader()))
+    clash = AtomicDataModule(str(tmp_path / "train.extxyz"), split={"method": "random", "sizes": [6, 2, 2]}, **args)
+    with pytest.raises(ValueError, match="give the split two sizes"):
+        clash.setup()

@@ -64,6 +64,9 @@ class AtomicDataModule(pl.LightningDataModule):
             standardisation statistics of that key are those of the remainder. The data
             themselves keep their physical values, so metrics are in physical units.
         dtype: floating dtype of the data, ``"float32"`` or ``"float64"`` (default: torch's default).
+        test_source: a separate source for the test set (e.g. an independent MD trajectory); the
+            split then divides ``source`` into train and validation only.
+        test_reader_kwargs: reader arguments for ``test_source`` (default: ``reader_kwargs``).
     """
 
     def __init__(
@@ -81,6 +84,8 @@ class AtomicDataModule(pl.LightningDataModule):
         standardize: list[str] | dict[str, str] | None = None,
         reference_energies: list[str] | None = None,
         dtype: str | None = None,
+        test_source: str | None = None,
+        test_reader_kwargs: dict[str, Any] | None = None,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -103,6 +108,8 @@ class AtomicDataModule(pl.LightningDataModule):
         self.standardize = self._standardize_modes(standardize)
         self.reference_energies = list(reference_energies or [])
         self.dtype = resolve_dtype(dtype)
+        self.test_source = test_source
+        self.test_reader_kwargs = dict(self.reader_kwargs if test_reader_kwargs is None else test_reader_kwargs)
         self.split: Split | None = None
         self.split_path: Path | None = None
         self.statistics: dict[str, dict] = {}
@@ -126,7 +133,7 @@ class AtomicDataModule(pl.LightningDataModule):
         dataset = read_structures(self.source, dtype=self.dtype, **self.reader_kwargs)
         dataset.require_nonempty(f"{self.source!r} with reader arguments {self.reader_kwargs} gave no structures")
         self.metadata = dataset.metadata
-        self._check_keys(dataset)
+        self._check_keys(dataset, self.source)
 
         n = len(dataset)
         if self.split_file is not None:
@@ -157,14 +164,22 @@ class AtomicDataModule(pl.LightningDataModule):
         self.train_dataset = dataset.subset(split.train, transform)
         self.val_dataset = dataset.subset(split.val, transform)
         self.test_dataset = dataset.subset(split.test, transform)
+        if self.test_source is not None:
+            if len(split.test):
+                raise ValueError(f"test_source {self.test_source!r} is the test set, but the split also makes one "
+                                 f"of {len(split.test)} structures; give the split two sizes (train, val)")
+            test = read_structures(self.test_source, dtype=self.dtype, **self.test_reader_kwargs)
+            test.require_nonempty(f"test_source {self.test_source!r} gave no structures")
+            self._check_keys(test, self.test_source)
+            self.test_dataset = test.subset(range(len(test)), transform)
 
-    def _check_keys(self, dataset: AtomicDataset) -> None:
+    def _check_keys(self, dataset: AtomicDataset, source: str) -> None:
         required = dict.fromkeys([*self.targets, *self.standardize, *self.reference_energies])
         for i, data in enumerate(dataset.raw):
             missing = [key for key in required if key not in data]
             if missing:
                 raise ValueError(
-                    f"structure {i} of {self.source!r} has no {missing} (targets {self.targets}); "
+                    f"structure {i} of {source!r} has no {missing} (targets {self.targets}); "
                     f"available keys: {sorted(data.keys())}"
                 )
 
