@@ -64,6 +64,7 @@ TOOLS = {
     "demo": ("zoo.cli", "demo"),
     "sample": ("zoo.qc.commands", "sample_main"),
     "label": ("zoo.qc.commands", "label_main"),
+    "select": ("zoo.selection.commands", "select_main"),
     "list": ("zoo.registry.commands", "list_main"),
     "info": ("zoo.registry.commands", "info_main"),
     "download": ("zoo.registry.commands", "download_main"),
@@ -79,6 +80,7 @@ tools:
   demo      short fit of the backbone on embedded QM9 data
   sample    non-equilibrium structures by GFN2-xTB MD or displacements
   label     PySCF labels (energy, forces, Fock, overlap, density, ...)
+  select    choose which structures to label (D-optimal, maxvol, farthest-point, random)
 registry:
   list      published models
   info      a model's card
