@@ -51,7 +51,7 @@ def test_recipe_fits_a_few_steps_and_logs_metrics(tmp_path, recipe):
     config["trainer"].update(max_steps=3, default_root_dir=str(tmp_path), log_every_n_steps=1)
     config["trainer"]["logger"]["init_args"]["save_dir"] = str(tmp_path)
     config["trainer"]["callbacks"] = [c for c in config["trainer"]["callbacks"] if "EMA" not in c["class_path"]]
-    config["data"]["init_args"].update(source=str(_ethanol_frames(tmp_path / "ethanol.extxyz")),
+    config["data"]["init_args"].update(source=str(_ethanol_frames(tmp_path / "ethanol.extxyz")), test_source=None,
                                        split={"method": "random", "sizes": [8, 4, 0], "seed": 0}, batch_size=4)
     if "dens" in config["model"]["init_args"]:
         config["model"]["init_args"]["dens"]["init_args"]["probability"] = 1.0  # every step denoises
