@@ -31,3 +31,20 @@ def test_water_hamiltonians_match_pyscf_at_their_level_of_theory():
     energies = np.linalg.eigvalsh(np.linalg.inv(np.linalg.cholesky(overlap)) @ fock
                                   @ np.linalg.inv(np.linalg.cholesky(overlap)).T)
     np.testing.assert_allclose(energies, data[keys.ORBITAL_ENERGIES].numpy(), atol=1e-6)
+
+
+def test_ethanol_labels_match_pyscf_at_their_level_of_theory():
+    from zoo.data.readers.ase_io import read_ase
+    from zoo.data.units import HARTREE
+    from zoo.qc.sampling import read_structures
+
+    path = DATA / "ethanol" / "ethanol_pbe_def2svp_test.extxyz"
+    frames = read_structures(path)
+    info = frames[0].info
+    assert (info["xc"], info["basis"], info["grid_level"], info["density_fitting"]) == ("pbe", "def2-svp", 3, False)
+    assert [f.info["source_index"] for f in frames] == list(range(len(frames)))  # in order, none missing
+    data = read_ase(path, indices=[7], dtype="float64")[0]
+    level = LevelOfTheory(method="rks", xc="pbe", basis="def2-svp", grid_level=3)
+    mf = level.build_scf(level.build_mole(data[keys.ATOMIC_NUMBERS].numpy(), data[keys.POSITIONS].numpy()))
+    assert float(data[keys.ENERGY]) == pytest.approx(mf.kernel() * HARTREE, abs=1e-5)
+    assert data[keys.FORCES].abs().max() < 20.0  # eV/Å: a 500 K frame, not a broken one
