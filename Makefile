@@ -50,15 +50,3 @@ data-ethanol: data/ethanol/ethanol_md500K_train.extxyz data/ethanol/ethanol_md50
 	for split in train test; do OMP_NUM_THREADS=1 $(ZOO) label data/ethanol/ethanol_md500K_$$split.extxyz \
 		--method rks --xc pbe --basis def2-svp --grid 3 --properties energy,forces \
 		-o data/ethanol/ethanol_pbe_def2svp_$$split.extxyz || exit 1; done
-
-.PHONY: data-malonaldehyde
-data/malonaldehyde/malonaldehyde_md500K_train.extxyz: | $(STAMP)
-	$(ZOO) sample --smiles "OC=CC=O" --optimize --md --temperature 500 --frames 1000 --interval 20 --seed 0 -o $@
-
-data/malonaldehyde/malonaldehyde_md500K_test.extxyz: | $(STAMP)
-	$(ZOO) sample --smiles "OC=CC=O" --optimize --md --temperature 500 --frames 200 --interval 20 --seed 1 -o $@
-
-data-malonaldehyde: data/malonaldehyde/malonaldehyde_md500K_train.extxyz data/malonaldehyde/malonaldehyde_md500K_test.extxyz
-	for split in test train; do OMP_NUM_THREADS=1 $(ZOO) label data/malonaldehyde/malonaldehyde_md500K_$$split.extxyz \
-		--method rks --xc pbe --basis def2-svp --grid 3 --properties energy,forces \
-		-o data/malonaldehyde/malonaldehyde_pbe_def2svp_$$split.extxyz || exit 1; done
