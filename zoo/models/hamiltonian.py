@@ -24,37 +24,12 @@ from zoo.nn import (
     RadialEmbedding,
     RadialMLP,
     coupled_irreps,
+    depthwise_tensor_product,
     restore_wigner_3j,
 )
 from zoo.nn._wigner import _restore_after_load
 from zoo.qc import ao
 from zoo.qc.level import LevelOfTheory, pyscf_version
-
-
-def _channelwise_product(irreps: o3.Irreps, targets: set, weights_per_sample: bool) -> o3.TensorProduct:
-    """``x ⊗ y`` channel by channel ("uuu"), keeping the outputs whose irrep is in ``targets``."""
-    irreps_mid, instructions = [], []
-    for i1, (mul, ir1) in enumerate(irreps):
-        for i2, (_, ir2) in enumerate(irreps):
-            for ir in ir1 * ir2:
-                if ir in targets:
-                    instructions.append((i1, i2, len(irreps_mid), "uuu", True))
-                    irreps_mid.append((mul, ir))
-    return o3.TensorProduct(irreps, irreps, irreps_mid, instructions,
-                            internal_weights=not weights_per_sample, shared_weights=not weights_per_sample)
-
-
-def _directional_product(irreps: o3.Irreps, irreps_sh: o3.Irreps, targets: set) -> o3.TensorProduct:
-    """``x ⊗ Y(r̂)`` channel by channel ("uvu"), with one weight per channel and path from a radial MLP."""
-    irreps_mid, instructions = [], []
-    for i1, (mul, ir1) in enumerate(irreps):
-        for i2, (_, ir2) in enumerate(irreps_sh):
-            for ir in ir1 * ir2:
-                if ir in targets:
-                    instructions.append((i1, i2, len(irreps_mid), "uvu", True))
-                    irreps_mid.append((mul, ir))
-    return o3.TensorProduct(irreps, irreps_sh, irreps_mid, instructions, internal_weights=False,
-                            shared_weights=False)
 
 
 def _grouped(irreps: o3.Irreps) -> tuple[o3.Irreps, torch.Tensor]:
@@ -129,7 +104,7 @@ class HamiltonianModel(torch.nn.Module):
 
         # on-site head
         self.node_in = o3.Linear(backbone.irreps_out, irreps_x)
-        self.node_product = _channelwise_product(irreps_x, targets, weights_per_sample=False)
+        self.node_product = depthwise_tensor_product(irreps_x, irreps_x, targets, "uuu", weights_per_sample=False)
         irreps_node, node_index = _grouped(irreps_x + self.node_product.irreps_out)
         self.register_buffer("node_index", node_index, persistent=False)
         self.onsite = torch.nn.ModuleList()
@@ -145,8 +120,8 @@ class HamiltonianModel(torch.nn.Module):
         self.spherical_harmonics = o3.SphericalHarmonics(self.irreps_sh, normalize=True, normalization="component")
         self.pair_left = o3.Linear(backbone.irreps_out, irreps_x)
         self.pair_right = o3.Linear(backbone.irreps_out, irreps_x)
-        self.pair_product = _channelwise_product(irreps_x, targets, weights_per_sample=True)
-        self.pair_direction = _directional_product(irreps_x, self.irreps_sh, targets)
+        self.pair_product = depthwise_tensor_product(irreps_x, irreps_x, targets, "uuu")
+        self.pair_direction = depthwise_tensor_product(irreps_x, self.irreps_sh, targets, "uvu")
         self.pair_product_radial = RadialMLP(num_radial, radial_hidden, self.pair_product.weight_numel)
         self.pair_direction_radial = RadialMLP(num_radial, radial_hidden, self.pair_direction.weight_numel)
         irreps_pair, pair_index = _grouped(self.pair_product.irreps_out + self.pair_direction.irreps_out)

@@ -6,7 +6,7 @@ from zoo.nn._cutoff import PolynomialCutoff
 from zoo.nn._embedding import ElementEmbedding
 from zoo.nn._gate import EquivariantGate
 from zoo.nn._interaction import Interaction
-from zoo.nn._irreps import PARITIES, hidden_irreps
+from zoo.nn._irreps import PARITIES, depthwise_tensor_product, hidden_irreps
 from zoo.nn._linear import ElementLinear
 from zoo.nn._mlp import RadialMLP
 from zoo.nn._radial import RADIAL_BASES, BesselBasis, GaussianBasis, RadialEmbedding
@@ -27,6 +27,7 @@ __all__ = [
     "RadialEmbedding",
     "RadialMLP",
     "coupled_irreps",
+    "depthwise_tensor_product",
     "hidden_irreps",
     "restore_wigner_3j",
 ]

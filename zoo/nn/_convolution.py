@@ -6,6 +6,7 @@ import torch
 from e3nn import o3
 from torch_geometric.utils import scatter
 
+from zoo.nn._irreps import depthwise_tensor_product
 from zoo.nn._mlp import RadialMLP
 from zoo.nn._wigner import _restore_after_load, restore_wigner_3j
 
@@ -34,16 +35,7 @@ class DepthwiseConvolution(torch.nn.Module):
         if avg_num_neighbors <= 0:
             raise ValueError(f"avg_num_neighbors must be positive, got {avg_num_neighbors}")
         targets = {ir for _, ir in o3.Irreps(irreps_target)}
-        irreps_mid, instructions = [], []
-        for i_in, (mul, ir_in) in enumerate(irreps_in):
-            for i_sh, (_, ir_sh) in enumerate(irreps_sh):
-                for ir_out in ir_in * ir_sh:
-                    if ir_out in targets:
-                        instructions.append((i_in, i_sh, len(irreps_mid), "uvu", True))
-                        irreps_mid.append((mul, ir_out))
-        self.tensor_product = o3.TensorProduct(
-            irreps_in, irreps_sh, irreps_mid, instructions, shared_weights=False, internal_weights=False
-        )
+        self.tensor_product = depthwise_tensor_product(irreps_in, irreps_sh, targets, "uvu")
         self.radial = RadialMLP(num_radial, radial_hidden, self.tensor_product.weight_numel)
         self.irreps_in, self.irreps_sh = irreps_in, irreps_sh
         self.irreps_out = self.tensor_product.irreps_out
