@@ -31,7 +31,7 @@ clean:
 
 # Datasets the project generates (see data/README.md). Resumable: rerun to continue.
 ZOO := $(VENV)/bin/zoo
-.PHONY: data-water data-ethanol
+.PHONY: data-water
 
 data/water/water_md500K.extxyz: | $(STAMP)
 	$(ZOO) sample --smiles O --optimize --md --temperature 500 --frames 500 --interval 20 --seed 0 -o $@
@@ -40,13 +40,25 @@ data-water: data/water/water_md500K.extxyz
 	OMP_NUM_THREADS=1 $(ZOO) label $< --method rks --xc b3lyp5 --basis def2-svp --grid 3 \
 		--properties fock,overlap,density_matrix,orbital_energies -o data/water/water_b3lyp5_def2svp.h5
 
-data/ethanol/ethanol_md500K_train.extxyz: | $(STAMP)
-	$(ZOO) sample --smiles CCO --optimize --md --temperature 500 --frames 1000 --interval 20 --seed 0 -o $@
+# MD17-like force-field molecules: 1000 training and 200 test frames from two independent 500 K
+# GFN2-xTB trajectories, labelled at rMD17's level (PBE/def2-SVP). Test set first, so that a
+# partial run already has its independent test set.
+# $(1): name, $(2): SMILES
+define md17_molecule
+data/$(1)/$(1)_md500K_train.extxyz: | $$(STAMP)
+	$$(ZOO) sample --smiles '$(2)' --optimize --md --temperature 500 --frames 1000 --interval 20 --seed 0 -o $$@
 
-data/ethanol/ethanol_md500K_test.extxyz: | $(STAMP)
-	$(ZOO) sample --smiles CCO --optimize --md --temperature 500 --frames 200 --interval 20 --seed 1 -o $@
+data/$(1)/$(1)_md500K_test.extxyz: | $$(STAMP)
+	$$(ZOO) sample --smiles '$(2)' --optimize --md --temperature 500 --frames 200 --interval 20 --seed 1 -o $$@
 
-data-ethanol: data/ethanol/ethanol_md500K_train.extxyz data/ethanol/ethanol_md500K_test.extxyz
-	for split in train test; do OMP_NUM_THREADS=1 $(ZOO) label data/ethanol/ethanol_md500K_$$split.extxyz \
+.PHONY: data-$(1)
+data-$(1): data/$(1)/$(1)_md500K_train.extxyz data/$(1)/$(1)_md500K_test.extxyz
+	for split in test train; do OMP_NUM_THREADS=1 $$(ZOO) label data/$(1)/$(1)_md500K_$$$$split.extxyz \
 		--method rks --xc pbe --basis def2-svp --grid 3 --properties energy,forces \
-		-o data/ethanol/ethanol_pbe_def2svp_$$split.extxyz || exit 1; done
+		-o data/$(1)/$(1)_pbe_def2svp_$$$$split.extxyz || exit 1; done
+endef
+
+$(eval $(call md17_molecule,ethanol,CCO))
+# The Z-enol with its intramolecular hydrogen bond (O-O 2.6 A), as in MD17; "OC=CC=O" embeds the
+# extended E-enol instead.
+$(eval $(call md17_molecule,malonaldehyde,O/C=C\C=O))

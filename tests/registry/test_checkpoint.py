@@ -30,6 +30,17 @@ def test_round_trip_reproduces_the_task(registry, tiny):
     assert task_config(task) == read_config(folder)[0]["task"]
 
 
+def test_float64_models_load_in_float64(tmp_path, tiny):
+    task = instantiate_task(tiny.config()).double()
+    with torch.no_grad():
+        for parameter in task.parameters():
+            parameter.add_(1e-12)  # a change float32 cannot represent
+    save_pretrained(task, tmp_path / "f64", tiny.info("f64"))
+    loaded = load_pretrained(tmp_path / "f64")
+    for (name, expected), actual in zip(task.state_dict().items(), loaded.state_dict().values()):
+        assert actual.dtype == expected.dtype and torch.equal(actual, expected), name
+
+
 def test_folder_layout_and_metadata(registry):
     folder = registry.served / "tiny-ho"
     config = json.loads((folder / "config.json").read_text())

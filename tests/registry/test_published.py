@@ -22,7 +22,8 @@ def test_published_model_loads_offline_from_the_package_and_predicts(name, monke
     assert task.registry_info.source.startswith("the zoo package")
     assert not task.training
     elements = task.registry_info.info.elements
-    data = [RadiusGraph(5.0)(AtomicData.from_arrays([1, 1], [[0, 0, 0], [0, 0, 0.74]]))] if "H" in elements else []
+    dtype = next(task.parameters()).dtype  # float64 models (Hamiltonians) load in float64
+    data = [RadiusGraph(5.0)(AtomicData.from_arrays([1, 1], [[0, 0, 0], [0, 0, 0.74]], dtype=dtype))] if "H" in elements else []
     if data:
         with torch.no_grad():
             predictions = task(Batch.from_data_list(data))

@@ -288,6 +288,8 @@ def load_pretrained(folder: str | Path, device: str | torch.device = "cpu", name
                     source: str = "local folder") -> torch.nn.Module:
     """Build the task a checkpoint folder describes, load its weights, and put it in eval mode.
 
+    The task takes the floating dtype of its weights (float64 models stay float64).
+
     The task refuses batches with elements outside its ``elements`` (an
     :class:`UnsupportedElementsError`) and carries a :class:`Provenance` as ``task.registry_info``.
     """
@@ -295,6 +297,11 @@ def load_pretrained(folder: str | Path, device: str | torch.device = "cpu", name
     config, info = read_config(folder)
     state = read_weights(folder)
     task = instantiate_task(config["task"])
+    # a model trained in float64 (e.g. a Hamiltonian) is built in torch's default dtype: convert it
+    # before loading, or its weights would be rounded to float32
+    floating = {v.dtype for v in state.values() if v.is_floating_point()}
+    if len(floating) == 1:
+        task.to(floating.pop())
     try:
         task.load_state_dict(state, strict=True)
     except RuntimeError as error:  # missing, unexpected or differently shaped tensors
