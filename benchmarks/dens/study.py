@@ -15,7 +15,7 @@ force MAE/RMSE, training structures/s, and, with ``--md-ps``, an MD stability ru
 enough": NVT 500 K, 0.5 fs) with MD steps/s. Results go to ``results/dens_study.json`` (one record per
 run, appended as runs finish, so an interrupted study resumes) and a Markdown table.
 
-    python benchmarks/dens/study.py --epochs 100 --seeds 0 1 2
+    python benchmarks/dens/study.py --epochs 12 --seeds 0 1 2 --md-ps 1
     python benchmarks/dens/study.py --dry-run            # print the runs only
 """
 
@@ -38,7 +38,7 @@ RECIPES = {"baseline": "ethanol_forcefield.yaml", "dens": "ethanol_forcefield_de
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command")
-    parser.add_argument("--epochs", type=int, default=100)
+    parser.add_argument("--epochs", type=int, default=12, help="the recipes' max_epochs")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--train", default=str(ROOT / "data/ethanol/ethanol_pbe_def2svp_train.extxyz"))
     parser.add_argument("--test", default=str(ROOT / "data/ethanol/ethanol_pbe_def2svp_test.extxyz"))

@@ -38,3 +38,24 @@ def test_torch_density_matches_numpy_and_rejects_odd_electrons():
     assert abs(np.trace(as_torch.numpy() @ s) - 10) < 1e-10
     with pytest.raises(ValueError, match="even number"):
         density_from_hamiltonian(h, s, 9)
+
+
+def test_published_model_guess_starts_pyscf_and_refuses_another_level(monkeypatch, tmp_path):
+    from zoo.qc.guess import model_guess
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    name = "hamiltonian-water-b3lyp5-def2svp"
+    level = LevelOfTheory(xc="b3lyp5", basis="def2-svp", grid_level=3)
+    mol = level.build_mole(*WATER)
+    mf = level.build_scf(mol)
+    dm0 = model_guess(name, mf)
+    assert abs(np.trace(dm0 @ mol.intor("int1e_ovlp")) - 10) < 1e-8
+    guessed, minao = scf_cycles(mol, level, dm0=dm0), scf_cycles(mol, level)
+    assert guessed["converged"] and abs(guessed["energy"] - minao["energy"]) < 1e-8
+    assert guessed["cycles"] < minao["cycles"]
+    other = LevelOfTheory(xc="pbe", basis="def2-svp")
+    with pytest.raises(ValueError, match="functional 'pbe'"):
+        model_guess(name, other.build_scf(other.build_mole(*WATER)))
+    with pytest.raises(ValueError, match="basis '6-31g'"):
+        model_guess(name, LEVEL.build_mole(*WATER))
