@@ -137,3 +137,33 @@ def test_test_set_from_a_separate_source(tmp_path):
     clash = AtomicDataModule(str(tmp_path / "train.extxyz"), split={"method": "random", "sizes": [6, 2, 2]}, **args)
     with pytest.raises(ValueError, match="give the split two sizes"):
         clash.setup()
+
+
+def test_unlabelled_source_joins_the_training_loader(tmp_path):
+    """Labelled and unlabelled structures in one run (mixed-mode self-consistency training)."""
+    from lightning.pytorch.utilities import CombinedLoader
+
+    rng = np.random.default_rng(0)
+    labelled = []
+    for _ in range(6):
+        atoms = molecule("H2O")
+        atoms.calc = SinglePointCalculator(atoms, energy=rng.normal())
+        labelled.append(atoms)
+    ase.io.write(tmp_path / "labelled.extxyz", labelled, format="extxyz")
+    ase.io.write(tmp_path / "unlabelled.extxyz", [molecule("CH3OH")] * 5, format="extxyz")
+    dm = AtomicDataModule(str(tmp_path / "labelled.extxyz"), targets=[keys.ENERGY], cutoff=3.0, batch_size=2,
+                          split={"method": "random", "sizes": [4, 2, 0]},
+                          unlabelled_source=str(tmp_path / "unlabelled.extxyz"))
+    dm.setup()
+    loaders = dm.train_dataloader()
+    assert set(loaders) == {"labelled", "unlabelled"}
+    batches = list(CombinedLoader(loaders, mode="max_size_cycle"))
+    assert len(batches) == 3  # the longer loader (5 unlabelled, batch 2) sets the epoch
+    batch = batches[0][0]
+    assert keys.ENERGY in batch["labelled"] and keys.ENERGY not in batch["unlabelled"]
+    assert keys.EDGE_INDEX in batch["unlabelled"] and int(batch["unlabelled"].n_atoms[0]) == 6
+    empty = tmp_path / "empty.extxyz"
+    empty.write_text("")
+    with pytest.raises(ValueError):
+        AtomicDataModule(str(tmp_path / "labelled.extxyz"), split={"method": "random", "sizes": [4, 2, 0]},
+                         unlabelled_source=str(empty)).setup()

@@ -67,6 +67,11 @@ class AtomicDataModule(pl.LightningDataModule):
         test_source: a separate source for the test set (e.g. an independent MD trajectory); the
             split then divides ``source`` into train and validation only.
         test_reader_kwargs: reader arguments for ``test_source`` (default: ``reader_kwargs``).
+        unlabelled_source: structures without labels, trained on alongside the labelled training
+            set (e.g. self-consistency training of a Hamiltonian on larger molecules): the training
+            loader is then ``{"labelled": ..., "unlabelled": ...}``, cycled to the longer of the two
+            (Lightning's ``max_size_cycle``). Never split, never used for statistics or targets.
+        unlabelled_reader_kwargs: reader arguments for ``unlabelled_source`` (default: ``reader_kwargs``).
     """
 
     def __init__(
@@ -86,6 +91,8 @@ class AtomicDataModule(pl.LightningDataModule):
         dtype: str | None = None,
         test_source: str | None = None,
         test_reader_kwargs: dict[str, Any] | None = None,
+        unlabelled_source: str | None = None,
+        unlabelled_reader_kwargs: dict[str, Any] | None = None,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -110,6 +117,10 @@ class AtomicDataModule(pl.LightningDataModule):
         self.dtype = resolve_dtype(dtype)
         self.test_source = test_source
         self.test_reader_kwargs = dict(self.reader_kwargs if test_reader_kwargs is None else test_reader_kwargs)
+        self.unlabelled_source = unlabelled_source
+        self.unlabelled_reader_kwargs = dict(self.reader_kwargs if unlabelled_reader_kwargs is None
+                                             else unlabelled_reader_kwargs)
+        self.unlabelled_dataset = None
         self.split: Split | None = None
         self.split_path: Path | None = None
         self.statistics: dict[str, dict] = {}
@@ -172,6 +183,10 @@ class AtomicDataModule(pl.LightningDataModule):
             test.require_nonempty(f"test_source {self.test_source!r} gave no structures")
             self._check_keys(test, self.test_source)
             self.test_dataset = test.subset(range(len(test)), transform)
+        if self.unlabelled_source is not None:
+            unlabelled = read_structures(self.unlabelled_source, dtype=self.dtype, **self.unlabelled_reader_kwargs)
+            unlabelled.require_nonempty(f"unlabelled_source {self.unlabelled_source!r} gave no structures")
+            self.unlabelled_dataset = unlabelled.subset(range(len(unlabelled)), transform)
 
     def _check_keys(self, dataset: AtomicDataset, source: str) -> None:
         required = dict.fromkeys([*self.targets, *self.standardize, *self.reference_energies])
@@ -202,8 +217,12 @@ class AtomicDataModule(pl.LightningDataModule):
         return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=self.num_workers,
                           persistent_workers=self.num_workers > 0)
 
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_dataset, "training", True, self.batch_size)
+    def train_dataloader(self) -> DataLoader | dict[str, DataLoader]:
+        labelled = self._loader(self.train_dataset, "training", True, self.batch_size)
+        if self.unlabelled_dataset is None:
+            return labelled
+        return {"labelled": labelled, "unlabelled": self._loader(self.unlabelled_dataset, "unlabelled", True,
+                                                                 self.batch_size)}
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.val_dataset, "validation", False, self.eval_batch_size)
