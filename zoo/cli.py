@@ -68,6 +68,7 @@ TOOLS = {
     "list": ("zoo.registry.commands", "list_main"),
     "info": ("zoo.registry.commands", "info_main"),
     "download": ("zoo.registry.commands", "download_main"),
+    "verify": ("zoo.registry.commands", "verify_main"),
     "hub": ("zoo.registry.commands", "hub_main"),
 }
 
@@ -85,6 +86,7 @@ registry:
   list      published models
   info      a model's card
   download  fetch a model into the Hugging Face cache and verify it
+  verify    recompute each published model's card metrics on its recipe's test split
   hub       serve the published models over a local Hub (olah); add and push models
 """
 

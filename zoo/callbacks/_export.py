@@ -32,7 +32,7 @@ class ExportPretrained(pl.Callback):
             return
         from zoo.registry import save_pretrained
 
-        values = {name.removeprefix("test/"): round(float(value), 6)
+        values = {name.removeprefix("test/"): float(f"{float(value):.6g}")  # 6 significant digits
                   for name, value in trainer.callback_metrics.items() if name.startswith("test/")}
         if not values:
             raise RuntimeError("the test loop logged no test/ metrics; nothing to put in the model card")

@@ -7,6 +7,7 @@ One place publishes, downloads, verifies, caches and loads models::
     task = zoo.load("qm9-u0-demo")          # LightningModule in eval mode, sha256-verified
     task = zoo.load("hf://org/repo@<commit>")
     task = zoo.load("path/to/folder")
+    zoo.registry.verify_model("qm9-u0-demo")  # recompute the card's test metrics
 
 Names are re-exported lazily from private modules, so that ``import zoo.registry`` (and
 ``zoo list``) does not import torch.
@@ -39,6 +40,8 @@ _EXPORTS = {
     "manifest_entry": "_push", "add_model": "_push", "push": "_push", "check_folder": "_push",
     # _finetune
     "load_pretrained_weights": "_finetune", "FreezeBackbone": "_finetune", "LoadReport": "_finetune",
+    # _verify
+    "verify_model": "_verify", "Verification": "_verify", "VerificationError": "_verify",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -1,4 +1,4 @@
-"""``zoo list``, ``zoo info``, ``zoo download`` and ``zoo hub serve|add|push``.
+"""``zoo list``, ``zoo info``, ``zoo download``, ``zoo verify`` and ``zoo hub serve|add|push``.
 
 Each ``*_main(argv)`` parses its own arguments and returns an exit status; registry errors are
 printed as one message (they say what to do), not as a traceback.
@@ -95,6 +95,33 @@ def download_main(argv: list[str]) -> int:
         resolved = resolve(name, manifest, args.cache_dir, args.token)
         print(f"{resolved.name}: {resolved.folder} (from {resolved.source})")
     return 0
+
+
+@_commands
+def verify_main(argv: list[str]) -> int:
+    """zoo verify [NAME ...]: recompute each published model's card metrics; 1 if any differs."""
+    parser = argparse.ArgumentParser(
+        prog="zoo verify",
+        description="Reload published models through the registry and recompute the test metrics of their "
+                    "cards on their recipes' test splits (needs a source checkout: recipes/ and data/).")
+    parser.add_argument("name", nargs="*", help="model names (default: every published model)")
+    parser.add_argument("--tolerance", type=float, default=None,
+                        help="largest relative difference from the card (default: 1e-3)")
+    _hub_arguments(parser)
+    args = parser.parse_args(argv)
+    from zoo.registry._verify import RELATIVE_TOLERANCE, verify_model
+
+    manifest = _manifest(args)
+    results = []
+    for name in args.name or manifest.names():
+        result = verify_model(name, args.tolerance or RELATIVE_TOLERANCE, cache_dir=args.cache_dir,
+                              token=args.token, manifest=manifest)
+        print(result.table(), flush=True)
+        results.append(result)
+    failed = [r.name for r in results if not r.ok]
+    print(f"\n{len(results) - len(failed)} of {len(results)} models meet their cards"
+          + (f"; failing: {', '.join(failed)}" if failed else ""))
+    return 1 if failed else 0
 
 
 def _serve(args) -> int:

@@ -1,0 +1,101 @@
+"""Does a published model still meet its card? Reload it and recompute every test metric.
+
+A card's metrics are what :class:`zoo.callbacks.ExportPretrained` logged in ``zoo test`` on the
+test split of the model's recipe. :func:`verify_model` reloads the model through the registry
+(sha256-checked), rebuilds that recipe's data module, runs Lightning's test loop once more and
+compares each metric with the card.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import math
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from zoo.registry._errors import RegistryError
+
+#: Default tolerance: relative to the card's value (float32 reductions may differ in the last digits).
+RELATIVE_TOLERANCE = 1e-3
+#: Cards written before zoo 0.1 rounded metrics to 6 decimals rather than 6 significant digits.
+_CARD_ROUNDING = 5e-7
+
+
+class VerificationError(RegistryError):
+    """A model cannot be verified (no recipe, no data), as opposed to one that fails its card."""
+
+
+@dataclass
+class Verification:
+    """The card's and the recomputed value of each test metric of one model."""
+
+    name: str
+    recipe: str
+    card: dict[str, float]
+    measured: dict[str, float]
+    tolerance: float
+    failed: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    def table(self) -> str:
+        lines = [f"{self.name} ({self.recipe}): {'meets its card' if self.ok else 'FAILS its card'}"]
+        for key, expected in self.card.items():
+            value = self.measured.get(key, math.nan)
+            mark = "FAIL" if key in self.failed else "ok"
+            lines.append(f"  {key:32s} card {expected:<14.6g} measured {value:<14.6g} {mark}")
+        return "\n".join(lines)
+
+
+def _repository_root() -> Path:
+    return Path(__file__).resolve().parents[2]
+
+
+def _build(config: dict):
+    module, _, name = config["class_path"].rpartition(".")
+    return getattr(importlib.import_module(module), name)(**config.get("init_args", {}))
+
+
+def verify_model(name: str, tolerance: float = RELATIVE_TOLERANCE, root: str | Path | None = None,
+                 **load_kwargs) -> Verification:
+    """Reload ``name`` with :func:`zoo.load` and recompute its card's test metrics.
+
+    Args:
+        name: a registry name (or anything :func:`zoo.load` takes).
+        tolerance: largest accepted ``|measured - card| / |card|`` (at least the card's rounding).
+        root: the source checkout whose ``recipes/`` and ``data/`` the recipe names (default:
+            the one this package runs from); recipes use paths relative to it.
+        load_kwargs: passed to :func:`zoo.load` (``cache_dir``, ``manifest``, ...).
+    """
+    import lightning.pytorch as pl
+    import yaml
+
+    import zoo
+
+    task = zoo.load(name, **load_kwargs)
+    info = task.registry_info.info
+    root = Path(root) if root is not None else _repository_root()
+    recipe = root / (info.recipe or "")
+    if not info.recipe or not recipe.is_file():
+        raise VerificationError(f"{name}: its card names recipe {info.recipe!r}, not found under {root}; "
+                                "verify from a source checkout of zoo")
+    card = {key: float(value) for key, value in (info.metrics or {}).get("values", {}).items()}
+    if not card:
+        raise VerificationError(f"{name}: its card has no test metrics to verify")
+    data_config = yaml.safe_load(recipe.read_text()).get("data")
+    if not data_config:
+        raise VerificationError(f"{name}: {recipe} has no data section")
+    with tempfile.TemporaryDirectory() as split_dir, contextlib.chdir(root):
+        data_config = {**data_config, "init_args": {**data_config.get("init_args", {}), "split_dir": split_dir}}
+        datamodule = _build(data_config)
+        trainer = pl.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+                             enable_progress_bar=False, enable_model_summary=False)
+        results = trainer.test(task, datamodule=datamodule, verbose=False)[0]
+    measured = {key.removeprefix("test/"): float(value) for key, value in results.items()}
+    failed = [key for key, expected in card.items()
+              if key not in measured or not abs(measured[key] - expected) <= max(tolerance * abs(expected), _CARD_ROUNDING)]
+    return Verification(name, info.recipe, card, measured, tolerance, failed)
