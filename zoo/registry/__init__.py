@@ -42,6 +42,7 @@ _EXPORTS = {
     "load_pretrained_weights": "_finetune", "FreezeBackbone": "_finetune", "LoadReport": "_finetune",
     # _verify
     "verify_model": "_verify", "Verification": "_verify", "VerificationError": "_verify",
+    "recipe_datamodule": "_verify",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -8,7 +8,6 @@ compares each metric with the card.
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import math
 import tempfile
@@ -55,9 +54,29 @@ def _repository_root() -> Path:
     return Path(__file__).resolve().parents[2]
 
 
-def _build(config: dict):
+def recipe_datamodule(info, split_dir: str | Path, root: str | Path | None = None):
+    """The data module of the recipe a model card names (not set up), its split saved in ``split_dir``.
+
+    Recipes name files relative to the repository root; those arguments are made absolute against
+    ``root`` (default: the source checkout this package runs from).
+
+    Raises:
+        VerificationError: the card names no recipe, or it is not under ``root``, or has no data.
+    """
+    import yaml
+
+    root = Path(root) if root is not None else _repository_root()
+    recipe = root / (info.recipe or "")
+    if not info.recipe or not recipe.is_file():
+        raise VerificationError(f"{info.name}: its card names recipe {info.recipe!r}, not found under {root}; "
+                                "run from a source checkout of zoo")
+    config = yaml.safe_load(recipe.read_text()).get("data")
+    if not config:
+        raise VerificationError(f"{info.name}: {recipe} has no data section")
+    arguments = {key: str(root / value) if isinstance(value, str) and (root / value).exists() else value
+                 for key, value in config.get("init_args", {}).items()}
     module, _, name = config["class_path"].rpartition(".")
-    return getattr(importlib.import_module(module), name)(**config.get("init_args", {}))
+    return getattr(importlib.import_module(module), name)(**{**arguments, "split_dir": str(split_dir)})
 
 
 def verify_model(name: str, tolerance: float = RELATIVE_TOLERANCE, root: str | Path | None = None,
@@ -72,26 +91,16 @@ def verify_model(name: str, tolerance: float = RELATIVE_TOLERANCE, root: str | P
         load_kwargs: passed to :func:`zoo.load` (``cache_dir``, ``manifest``, ...).
     """
     import lightning.pytorch as pl
-    import yaml
 
     import zoo
 
     task = zoo.load(name, **load_kwargs)
     info = task.registry_info.info
-    root = Path(root) if root is not None else _repository_root()
-    recipe = root / (info.recipe or "")
-    if not info.recipe or not recipe.is_file():
-        raise VerificationError(f"{name}: its card names recipe {info.recipe!r}, not found under {root}; "
-                                "verify from a source checkout of zoo")
     card = {key: float(value) for key, value in (info.metrics or {}).get("values", {}).items()}
     if not card:
         raise VerificationError(f"{name}: its card has no test metrics to verify")
-    data_config = yaml.safe_load(recipe.read_text()).get("data")
-    if not data_config:
-        raise VerificationError(f"{name}: {recipe} has no data section")
-    with tempfile.TemporaryDirectory() as split_dir, contextlib.chdir(root):
-        data_config = {**data_config, "init_args": {**data_config.get("init_args", {}), "split_dir": split_dir}}
-        datamodule = _build(data_config)
+    with tempfile.TemporaryDirectory() as split_dir:
+        datamodule = recipe_datamodule(info, split_dir, root)
         trainer = pl.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
                              enable_progress_bar=False, enable_model_summary=False)
         results = trainer.test(task, datamodule=datamodule, verbose=False)[0]
