@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/zoo demo
+	$(VENV)/bin/zoo tour
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests
@@ -62,3 +62,31 @@ $(eval $(call md17_molecule,ethanol,CCO))
 # The Z-enol with its intramolecular hydrogen bond (O-O 2.6 A), as in MD17; "OC=CC=O" embeds the
 # extended E-enol instead.
 $(eval $(call md17_molecule,malonaldehyde,O/C=C\C=O))
+
+# Heterogeneous data for multi-task physical consistency (Ren et al., NeurIPS 2024; see the
+# "consistency" section of data/README.md). Split by molecule: every tenth qm9pack row is a test
+# molecule (QM9's own B3LYP/6-31G(2df,p) geometry, qm9_test.extxyz), never labelled. For the
+# training molecules: GFN2-xTB minima of RDKit conformers (the cheap structures, all of them) and
+# B3LYP/6-31G* energies and forces at the minima of every sixth row and at one randomly displaced
+# copy of each (hours; every step resumes where it stopped). The minima are labelled first, so that
+# a partial run already has every training molecule's cheap structure in qm9_train.extxyz.
+CONSISTENCY ?= data/consistency
+QM9_ROWS ?= 0:2000
+QM9_TEST_ROWS ?= 9:2000:10
+QM9_DFT_ROWS ?= 0:2000:6
+.PHONY: data-consistency
+
+data-consistency: | $(STAMP)
+	OMP_NUM_THREADS=1 $(ZOO) sample-qm9 --rows $(QM9_ROWS) --exclude-rows $(QM9_TEST_ROWS),$(QM9_DFT_ROWS) --seed 0 \
+		-o $(CONSISTENCY)/qm9_xtb.extxyz --reference-out $(CONSISTENCY)/qm9_xtb_reference.extxyz
+	OMP_NUM_THREADS=1 $(ZOO) sample-qm9 --rows $(QM9_DFT_ROWS) --exclude-rows $(QM9_TEST_ROWS) --seed 0 \
+		-o $(CONSISTENCY)/qm9_dft_xtb.extxyz --reference-out $(CONSISTENCY)/qm9_dft_reference.extxyz
+	OMP_NUM_THREADS=1 $(ZOO) sample-qm9 --rows $(QM9_TEST_ROWS) --seed 0 \
+		-o $(CONSISTENCY)/qm9_test_xtb.extxyz --reference-out $(CONSISTENCY)/qm9_test.extxyz
+	$(ZOO) sample --xyz $(CONSISTENCY)/qm9_dft_xtb.extxyz --all-frames --displace random -n 1 \
+		--amplitude 0.05 --seed 0 -o $(CONSISTENCY)/qm9_dft_perturbed.extxyz
+	for part in dft_xtb dft_perturbed; do OMP_NUM_THREADS=1 $(ZOO) label $(CONSISTENCY)/qm9_$$part.extxyz \
+		--method rks --xc b3lyp --basis '6-31g*' --grid 3 --properties energy,forces \
+		-o $(CONSISTENCY)/qm9_$${part}_b3lyp.extxyz || exit 1; done
+	cat $(CONSISTENCY)/qm9_xtb.extxyz $(CONSISTENCY)/qm9_dft_xtb_b3lyp.extxyz \
+		$(CONSISTENCY)/qm9_dft_perturbed_b3lyp.extxyz > $(CONSISTENCY)/qm9_train.extxyz

@@ -62,7 +62,9 @@ def demo(argv: list[str]) -> int:
 #: zoo's own subcommands, imported only when used so that ``zoo --help`` stays fast.
 TOOLS = {
     "demo": ("zoo.cli", "demo"),
+    "tour": ("zoo.tour", "main"),
     "sample": ("zoo.qc.commands", "sample_main"),
+    "sample-qm9": ("zoo.qc.commands", "sample_qm9_main"),
     "label": ("zoo.qc.commands", "label_main"),
     "select": ("zoo.selection.commands", "select_main"),
     "list": ("zoo.registry.commands", "list_main"),
@@ -78,8 +80,10 @@ USAGE = """usage: zoo <command> [options]
 training (LightningCLI; see `zoo fit --help`, `zoo fit --print_config`):
   fit, validate, test, predict
 tools:
+  tour      every published model at work in a few minutes (the README's first command)
   demo      short fit of the backbone on embedded QM9 data
   sample    non-equilibrium structures by GFN2-xTB MD or displacements
+  sample-qm9 GFN2-xTB minima and QM9 reference geometries of QM9 molecules (consistency data)
   label     PySCF labels (energy, forces, Fock, overlap, density, ...)
   select    choose which structures to label (D-optimal, maxvol, farthest-point, random)
 registry:

@@ -115,3 +115,33 @@ def test_ddp_fine_tune_from_a_registry_name(registry, local_hub, hub_env, tiny, 
     assert sources == [f"{local_hub.endpoint} (downloaded)", "the Hugging Face cache"]
     assert _same(_backbone(task), _backbone(registry.tasks["tiny-remote"]))
     assert not torch.equal(task.model.readout[0].weight, registry.tasks["tiny-remote"].model.readout[0].weight)
+
+
+@pytest.mark.parametrize("keep", [False, True])
+def test_fine_tune_keeps_or_refits_the_pretrained_statistics(registry, tiny, tmp_path, keep):
+    import ase.io
+    from ase.build import molecule
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    from zoo.data import AtomicDataModule
+
+    images = []
+    for i in range(6):
+        atoms = molecule("H2O")
+        atoms.rattle(0.05, seed=i)
+        atoms.calc = SinglePointCalculator(atoms, energy=100.0 + i)  # far from the pretrained statistics
+        images.append(atoms)
+    ase.io.write(tmp_path / "water.extxyz", images)
+    data = AtomicDataModule(str(tmp_path / "water.extxyz"), cutoff=3.0, targets=["energy"], standardize=["energy"],
+                            split={"method": "random", "sizes": [4, 2, 0]}, batch_size=2, split_dir=str(tmp_path))
+    config = tiny.config()
+    config["init_args"].update(pretrained=str(registry.served / "tiny-ho"), keep_pretrained_statistics=keep)
+    task = instantiate_task(config)
+    trainer = pl.Trainer(max_steps=1, accelerator="cpu", logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
+    trainer.fit(task, datamodule=data)
+    pretrained = registry.tasks["tiny-ho"].model
+    if keep:
+        assert torch.equal(task.model.shift, pretrained.shift) and torch.equal(task.model.scale, pretrained.scale)
+    else:
+        assert torch.allclose(task.model.shift, torch.tensor([data.statistics["energy"]["mean"]], dtype=torch.float32))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import lightning.pytorch as pl
 import torch
@@ -28,6 +28,10 @@ class AtomisticTask(pl.LightningModule):
         monitor: metric a ``ReduceLROnPlateau`` scheduler watches.
         pretrained: a registry model (name, ``"hf://org/repo@revision"`` or folder) whose
             weights start the fit; ``--ckpt_path`` keeps its meaning of resuming a run.
+        keep_pretrained_statistics: with ``pretrained``, keep its shift, scale and per-element
+            reference energies instead of fitting them on this training set: right for a
+            fine-tune at the same level of theory on little data, wrong for a new level of theory
+            (whose reference energies differ).
     """
 
     def __init__(
@@ -38,6 +42,7 @@ class AtomisticTask(pl.LightningModule):
         lr_scheduler: LRSchedulerCallable | None = None,
         monitor: str = "val/loss",
         pretrained: str | None = None,
+        keep_pretrained_statistics: bool = False,
     ):
         super().__init__()
         if not outputs:
@@ -49,6 +54,7 @@ class AtomisticTask(pl.LightningModule):
         self.scheduler_factory = lr_scheduler
         self.monitor = monitor
         self.pretrained = pretrained
+        self.keep_pretrained_statistics = keep_pretrained_statistics
         self.metrics = torch.nn.ModuleDict(
             {f"{stage}_{o.name}": o.make_metrics() for stage in STAGES for o in self.outputs}
         )
@@ -64,6 +70,8 @@ class AtomisticTask(pl.LightningModule):
             from zoo.registry import load_pretrained_weights
 
             load_pretrained_weights(self, self.pretrained)
+            if self.keep_pretrained_statistics:
+                return
         statistics = getattr(self.trainer.datamodule, "statistics", None)
         if statistics and hasattr(self.model, "set_statistics"):
             self.model.set_statistics(statistics)
@@ -71,8 +79,20 @@ class AtomisticTask(pl.LightningModule):
     def forward(self, batch) -> dict[str, torch.Tensor]:
         return self.model(batch)
 
-    def compute_loss(self, batch, predictions, stage: str, outputs: Sequence[Output] | None = None) -> torch.Tensor:
-        """Weighted loss of ``outputs`` (default: all of the task's), logging losses and metrics."""
+    def compute_loss(
+        self,
+        batch,
+        predictions,
+        stage: str,
+        outputs: Sequence[Output] | None = None,
+        terms: Mapping[str, tuple[float, torch.Tensor]] | None = None,
+    ) -> torch.Tensor:
+        """Weighted loss of ``outputs`` (default: all of the task's), logging losses and metrics.
+
+        ``terms`` are further losses that are no output of the model, such as a denoising loss,
+        ``{name: (weight, loss)}``: each is logged as ``{stage}/{name}_loss`` and its weighted
+        value joins the total, which is logged as ``{stage}/loss``.
+        """
         total = 0.0
         batch_size = int(batch.num_graphs) if hasattr(batch, "num_graphs") else None
         for output in self.outputs if outputs is None else outputs:
@@ -86,6 +106,9 @@ class AtomisticTask(pl.LightningModule):
             metrics.update(prediction.detach(), target)
             self.log_dict({f"{stage}/{output.name}_{k}": m for k, m in metrics.items()}, batch_size=batch_size)
             total = total + output.weight * loss
+        for name, (weight, loss) in (terms or {}).items():
+            self.log(f"{stage}/{name}_loss", loss, batch_size=batch_size, sync_dist=stage != "train")
+            total = total + weight * loss
         self.log(f"{stage}/loss", total, prog_bar=True, batch_size=batch_size, sync_dist=stage != "train")
         return total
 

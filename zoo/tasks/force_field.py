@@ -44,10 +44,11 @@ class ForceFieldTask(AtomisticTask):
         lr_scheduler: LRSchedulerCallable | None = None,
         monitor: str = "val/loss",
         pretrained: str | None = None,
+        keep_pretrained_statistics: bool = False,
     ):
         if outputs is None:
             outputs = [Output(keys.ENERGY, weight=1.0), Output(keys.FORCES, weight=10.0)]
-        super().__init__(model, outputs, optimizer, lr_scheduler, monitor, pretrained)
+        super().__init__(model, outputs, optimizer, lr_scheduler, monitor, pretrained, keep_pretrained_statistics)
         unknown = [o.name for o in self.outputs if o.name not in (keys.ENERGY, keys.FORCES)]
         if unknown:
             raise ValueError(f"a force-field task predicts {keys.ENERGY!r} and {keys.FORCES!r}, not {unknown}")

@@ -69,7 +69,8 @@ class HamiltonianTask(AtomisticTask):
         fit_reference: at the start of a fresh fit, set the on-site reference blocks from the
             training set (labels; in ``sct`` mode or without labels, H[D_MINAO]); see
             :meth:`~zoo.models.HamiltonianModel.fit_onsite_reference`.
-        optimizer, lr_scheduler, monitor, pretrained: as in :class:`AtomisticTask`.
+        optimizer, lr_scheduler, monitor, pretrained, keep_pretrained_statistics: as in
+            :class:`AtomisticTask`.
     """
 
     def __init__(
@@ -89,10 +90,11 @@ class HamiltonianTask(AtomisticTask):
         lr_scheduler: LRSchedulerCallable | None = None,
         monitor: str = "val/loss",
         pretrained: str | None = None,
+        keep_pretrained_statistics: bool = False,
     ):
         if outputs is None:
             outputs = [Output(name=keys.HAMILTONIAN, loss="mae_mse", metrics=["mae"])]
-        super().__init__(model, outputs, optimizer, lr_scheduler, monitor, pretrained)
+        super().__init__(model, outputs, optimizer, lr_scheduler, monitor, pretrained, keep_pretrained_statistics)
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         if not 0.0 <= sct_fraction <= 1.0 or sct_weight < 0 or not max_sct_grad_norm > 0:
