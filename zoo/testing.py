@@ -57,7 +57,8 @@ def transform(
     """A copy of ``data`` with positions ``pos @ rotation.T + translation`` and atoms reordered.
 
     Atom k of the result is atom ``permutation[k]`` of ``data``. Cells, forces, dipoles and
-    stresses rotate with the positions; an ``edge_index`` is relabelled (edge order is kept).
+    stresses rotate with the positions; an ``edge_index`` or ``bond_index`` is relabelled (edge
+    order is kept).
     Other keys are copied unchanged.
     """
     moved = data.clone()
@@ -74,10 +75,11 @@ def transform(
         for key in (*keys.PER_ATOM, keys.BATCH):
             if key in moved and moved[key] is not None:
                 moved[key] = moved[key][permutation]
-        if keys.EDGE_INDEX in moved:
-            inverse = torch.empty_like(permutation)
-            inverse[permutation] = torch.arange(permutation.numel(), device=permutation.device)
-            moved[keys.EDGE_INDEX] = inverse[moved[keys.EDGE_INDEX]]
+        inverse = torch.empty_like(permutation)
+        inverse[permutation] = torch.arange(permutation.numel(), device=permutation.device)
+        for key in (keys.EDGE_INDEX, keys.BOND_INDEX):
+            if key in moved:
+                moved[key] = inverse[moved[key]]
     return moved
 
 
@@ -188,3 +190,51 @@ def assert_backbone_equivariant(model, data, extra_node_features: torch.Tensor |
     return assert_equivariant(
         lambda d, *extra: model(d, *extra).node_features, data, model.irreps_out, node_inputs, **kwargs
     )
+
+
+def toy_consistency_frames(smiles: Sequence[str], perturbed: int = 2, sigma: float = 0.05,
+                           unlabelled: Sequence[str] = ("xtb_optimized",), seed: int = 0) -> list:
+    """Small stand-in data for the consistency family, with MMFF94 (RDKit) as the "cheap" method
+    and as the fake labels: for each SMILES an MMFF-optimised ETKDG conformer
+    (``structure_kind="xtb_optimized"``), ``perturbed`` copies with Gaussian noise of ``sigma`` Å
+    (``"perturbed"``) and a second optimised conformer as the reference (``"qm9_reference"``).
+
+    Every frame carries ``info["smiles"]`` (mapped, in its atom order), ``info["qm9_id"]`` (the
+    SMILES' position + 1) and ``info["structure_kind"]``; frames of the kinds not in
+    ``unlabelled`` carry MMFF energies (eV) and forces (eV/Å) as calculator results, the way
+    ``zoo label`` writes DFT labels. For tests and smoke runs only: MMFF is no reference method.
+    """
+    import numpy as np
+    from ase import Atoms
+    from ase.calculators.singlepoint import SinglePointCalculator
+    from rdkit.Chem import rdDistGeom, rdForceFieldHelpers
+
+    from zoo.data.molgraph import mapped_smiles, mol_from_smiles
+    from zoo.data.units import KCAL_MOL
+
+    rng = np.random.default_rng(seed)
+    frames = []
+    for number, text in enumerate(smiles, start=1):
+        mol = mol_from_smiles(text)
+        params = rdDistGeom.ETKDGv3()
+        params.randomSeed = seed + number
+        conformers = list(rdDistGeom.EmbedMultipleConfs(mol, 2, params))
+        rdForceFieldHelpers.MMFFOptimizeMoleculeConfs(mol, maxIters=2000)
+        force_field = rdForceFieldHelpers.MMFFGetMoleculeForceField(
+            mol, rdForceFieldHelpers.MMFFGetMoleculeProperties(mol))
+        optimised = [mol.GetConformer(c).GetPositions() for c in conformers]
+        structures = [("xtb_optimized", optimised[0])]
+        structures += [("perturbed", optimised[0] + sigma * rng.standard_normal(optimised[0].shape))
+                       for _ in range(perturbed)]
+        structures.append(("qm9_reference", optimised[1]))
+        info = {"smiles": mapped_smiles(mol), "qm9_id": number}
+        for kind, positions in structures:
+            atoms = Atoms(numbers=[a.GetAtomicNum() for a in mol.GetAtoms()], positions=positions,
+                          info={**info, "structure_kind": kind})
+            if kind not in unlabelled:
+                flat = positions.reshape(-1).tolist()
+                energy = force_field.CalcEnergy(flat) * KCAL_MOL
+                forces = -np.asarray(force_field.CalcGrad(flat)).reshape(-1, 3) * KCAL_MOL
+                atoms.calc = SinglePointCalculator(atoms, energy=energy, forces=forces)
+            frames.append(atoms)
+    return frames

@@ -171,7 +171,8 @@ def consistency_section(out: Path, k: int = 4) -> Section:
     return section
 
 
-def finetune_section(out: Path, steps: int = 50, name: str = "qm9-u0-demo") -> Section:
+def finetune_section(out: Path, steps: int = 50, lr: float = 3e-4, keep_statistics: bool = True,
+                     name: str = "qm9-u0-demo") -> Section:
     import lightning.pytorch as pl
 
     import zoo
@@ -187,8 +188,9 @@ def finetune_section(out: Path, steps: int = 50, name: str = "qm9-u0-demo") -> S
     # the recipe's lr 3e-3 (or re-fitted reference energies) it loses the pretrained accuracy
     data = ["--data.init_args.reader_kwargs", f"{{indices: {list(range(2400, 2700))}}}",
             "--data.init_args.split", "{method: random, sizes: [200, 50, 50], seed: 0}"]
-    common = ["--config", str(recipes_dir() / "qm9_demo.yaml"), *data, "--model.init_args.keep_pretrained_statistics", "true",
-              "--model.init_args.optimizer.init_args.lr", "3e-4", "--trainer.default_root_dir", str(root),
+    options = ["--model.init_args.keep_pretrained_statistics", str(keep_statistics).lower(),
+               "--model.init_args.optimizer.init_args.lr", str(lr)]
+    common = ["--config", str(recipes_dir() / "qm9_demo.yaml"), *data, *options, "--trainer.default_root_dir", str(root),
               "--trainer.logger.init_args.save_dir", str(root), "--trainer.enable_progress_bar", "false",
               "--trainer.enable_model_summary", "false"]
     fit = lightning_main(["fit", *common, "--model.init_args.pretrained", name, "--trainer.max_steps", str(steps),
@@ -197,8 +199,7 @@ def finetune_section(out: Path, steps: int = 50, name: str = "qm9-u0-demo") -> S
     before = pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False)
     published = before.test(zoo.load(name), datamodule=fit.datamodule, verbose=False)[0]
     section.lines += [
-        f"`zoo fit --config recipes/qm9_demo.yaml --model.init_args.pretrained {name} "
-        "--model.init_args.keep_pretrained_statistics true --model.init_args.optimizer.init_args.lr 3e-4 "
+        f"`zoo fit --config recipes/qm9_demo.yaml --model.init_args.pretrained {name} {' '.join(options)} "
         f"--trainer.max_steps {steps}` on 200 QM9 molecules the model never saw (qm9pack rows 2400-2699)",
         f"test U0 MAE on 50 of them: {published['test/U0_mae']:.4f} eV before, {tuned['test/U0_mae']:.4f} eV after "
         f"{steps} steps; run folder {fit.trainer.log_dir}",
@@ -206,7 +207,8 @@ def finetune_section(out: Path, steps: int = 50, name: str = "qm9-u0-demo") -> S
     return section
 
 
-def tour(out: str | Path = "tour", md_steps: int = 400, finetune_steps: int = 50) -> list[Section]:
+def tour(out: str | Path = "tour", md_steps: int = 400, finetune_steps: int = 50, finetune_lr: float = 3e-4,
+         keep_statistics: bool = True) -> list[Section]:
     """Run every section, print the report and write ``<out>/report.md``; returns the sections."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -218,16 +220,17 @@ def tour(out: str | Path = "tour", md_steps: int = 400, finetune_steps: int = 50
     logging.getLogger("lightning.fabric").setLevel(logging.ERROR)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        sections = _run_sections(out, md_steps, finetune_steps)
+        sections = _run_sections(out, md_steps, lambda o: finetune_section(o, finetune_steps, finetune_lr,
+                                                                          keep_statistics))
     report = "# zoo tour\n\n" + "\n".join(s.markdown() for s in sections)
     (out / "report.md").write_text(report, encoding="utf-8")
     print(f"zoo tour: report and figures in {out.resolve()}")
     return sections
 
 
-def _run_sections(out: Path, md_steps: int, finetune_steps: int) -> list[Section]:
+def _run_sections(out: Path, md_steps: int, finetune: Callable) -> list[Section]:
     parts = [registry_section, hamiltonian_section, lambda o: force_field_section(o, md_steps),
-             consistency_section, lambda o: finetune_section(o, finetune_steps)]
+             consistency_section, finetune]
     sections = []
     for part in parts:
         start = time.perf_counter()
@@ -244,6 +247,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("-o", "--out", default="tour", help="folder for report.md and the figures")
     parser.add_argument("--md-steps", type=int, default=400, help="MD steps of the force-field section")
     parser.add_argument("--finetune-steps", type=int, default=50, help="optimiser steps of the fine-tuning section")
+    parser.add_argument("--finetune-lr", type=float, default=3e-4, help="its learning rate")
+    parser.add_argument("--refit-statistics", action="store_true",
+                        help="fit shift, scale and reference energies on the fine-tuning data instead of keeping them")
     args = parser.parse_args(argv)
-    tour(args.out, args.md_steps, args.finetune_steps)
+    tour(args.out, args.md_steps, args.finetune_steps, args.finetune_lr, not args.refit_statistics)
     return 0

@@ -81,3 +81,31 @@ def test_unreadable_file_names_the_file_and_the_formats(tmp_path):
         read_ase(path)
     with pytest.raises(FileNotFoundError, match="no structure file"):
         read_ase(tmp_path / "absent.xyz")
+
+
+def test_partly_labelled_files_with_masks_and_molecular_graphs(tmp_path):
+    frames = []
+    for i in range(3):
+        atoms = molecule("CH3OH")  # C, O, then the hydrogens: the atom order of the SMILES "CO"
+        atoms.info.update(smiles="CO", structure_kind="perturbed" if i else "xtb_optimized")
+        if i:
+            atoms.calc = SinglePointCalculator(atoms, energy=-float(i), forces=np.full((6, 3), 0.1 * i))
+        frames.append(atoms)
+    path = tmp_path / "partly.extxyz"
+    ase.io.write(path, frames)
+    with pytest.raises(ValueError, match="different properties"):
+        read_ase(path)
+    data = read_ase(path, mask_missing=True, molecular_graph=True, info_keys=["structure_kind"])
+    assert [bool(d[keys.HAS_ENERGY]) for d in data] == [False, True, True]
+    assert [bool(d[keys.HAS_FORCES]) for d in data] == [False, True, True]
+    assert data[0][keys.ENERGY].item() == 0 and data[0][keys.FORCES].shape == (6, 3)
+    assert data[2][keys.ENERGY].item() == -2 and data[1].structure_kind == "perturbed"
+    assert data[0][keys.SMILES] == "CO" and data[0][keys.BOND_INDEX].shape == (2, 10)
+    assert keys.STRESS not in data[0]  # only the results found in the file, unless named
+    named = read_ase(path, mask_missing=True, results=["energy", "forces", "dipole"])
+    assert not any(bool(d[keys.HAS_DIPOLE]) for d in named) and named[0][keys.DIPOLE].shape == (1, 3)
+    for atoms in frames:
+        atoms.info["smiles"] = "OC"  # O first: not the frame's order
+    ase.io.write(path, frames)
+    with pytest.raises(ValueError, match="structure 0.*in this order"):
+        read_ase(path, molecular_graph=True, mask_missing=True)

@@ -70,3 +70,46 @@ def test_statistics_per_atom_and_standardize_round_trip():
     assert standardize.inverse(scaled)[keys.ENERGY].item() == pytest.approx(energies[3])
     with pytest.raises(ValueError, match="constant on the training set"):
         Standardize([keys.ENERGY], per_atom={keys.ENERGY: False}).fit([ds[0]])
+
+
+def test_masked_values_are_left_out_of_statistics():
+    data = list(_synthetic(n=10))
+    for i, item in enumerate(data):
+        item[keys.HAS_ENERGY] = torch.tensor([i % 2 == 0])
+        if i % 2:
+            item[keys.ENERGY] = torch.zeros_like(item[keys.ENERGY])  # no label: zeros, masked
+    refs = fit_reference_energies(data)
+    for z, value in refs.items():
+        assert value == pytest.approx(TRUE_REFS[z], abs=1e-6)
+    assert compute_statistics(data, keys.ENERGY)["count"] == 5
+
+
+def test_molecular_graph_of_a_mapped_smiles():
+    from zoo.data.molgraph import mapped_smiles, mol_from_smiles
+    from zoo.data.transforms import ATOM_FEATURE_NAMES, MolecularGraph, molecular_graph
+
+    graph = molecular_graph("c1ccccc1O")
+    assert graph[keys.BOND_INDEX].shape == (2, 26) and graph[keys.BOND_TYPE].tolist().count(4) == 12
+    features = graph[keys.ATOM_FEATURES]
+    assert features.shape == (13, len(ATOM_FEATURE_NAMES))
+    column = ATOM_FEATURE_NAMES.index
+    assert features[:6, column("aromatic")].all() and features[:6, column("sp2")].all()
+    assert features[6, column("hydrogens_1")] == 1 and features[6, column("degree_2")] == 1  # the OH oxygen
+    assert (features[7:, column("degree_1")] == 1).all()  # hydrogens
+    # every atom has exactly one value per one-hot group
+    assert (features[:, 2:].sum(-1) == 4).all()
+
+    # a frame and its mapped SMILES: the graph follows the frame's order; another order is an error
+    mol = mol_from_smiles("OCC")
+    order = [3, 0, 4, 1, 5, 2, 6, 7, 8, 9, 10, 11][: mol.GetNumAtoms()]
+    from rdkit import Chem
+
+    shuffled = Chem.RenumberAtoms(mol, order)
+    numbers = [a.GetAtomicNum() for a in shuffled.GetAtoms()]
+    data = AtomicData.from_arrays(numbers, np.zeros((len(numbers), 3)))
+    data[keys.SMILES] = mapped_smiles(shuffled)
+    data = MolecularGraph()(data)
+    bonds = {tuple(sorted(pair)) for pair in data[keys.BOND_INDEX].T.tolist()}
+    assert bonds == {tuple(sorted((b.GetBeginAtomIdx(), b.GetEndAtomIdx()))) for b in shuffled.GetBonds()}
+    with pytest.raises(ValueError, match="in this order"):
+        molecular_graph("OCC", numbers)

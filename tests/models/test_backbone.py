@@ -245,3 +245,56 @@ def test_built_from_a_config_like_lightning_cli():
     }})
     model = parser.instantiate_classes(config).backbone
     assert model.element_index.symbols == ["H", "C", "O"] and str(model.irreps_extra) == "1x1o"
+
+
+def _with_edge_features(data, cutoff=8.0, dim=3, seed=0):
+    """All pairs within ``cutoff`` as given edges, with invariant features symmetric in the pair."""
+    data = RadiusGraph(cutoff)(data.clone())
+    i, j = data.edge_index
+    table = torch.rand(int(data.z.max()) + 1, int(data.z.max()) + 1, dim, generator=torch.Generator().manual_seed(seed))
+    table = table + table.transpose(0, 1)
+    data.edge_features = table[data.z[i], data.z[j]].to(data.pos.dtype)
+    return data
+
+
+def test_edge_features_enter_the_radial_weights_and_keep_equivariance():
+    torch.manual_seed(0)
+    model = EquivariantBackbone(**{**SMALL, "cutoff": 8.0}, edge_scalar_dim=3).double()
+    data = _with_edge_features(Batch.from_data_list(_molecules(torch.float64)))
+    assert_backbone_equivariant(model, data, generator=torch.Generator().manual_seed(4))
+    other = data.clone()
+    other.edge_features = other.edge_features.flip(-1)
+    assert (model(other).node_features - model(data).node_features).abs().max() > 1e-3
+    out = model(data)
+    assert out.edge_radial.shape == (data.edge_index.shape[1], 8)  # the radial basis alone
+
+
+def test_edge_features_switch_off_smoothly_at_the_cutoff():
+    torch.manual_seed(0)
+    model = EquivariantBackbone(["H", "O"], channels=4, l_max=1, num_layers=1, cutoff=3.0, radial_hidden=8,
+                                edge_scalar_dim=2).double()
+
+    def energy(distance):
+        data = AtomicData.from_arrays([8, 1], [[0.0, 0, 0], [distance, 0, 0]], dtype=torch.float64)
+        data.edge_index = torch.tensor([[1, 0], [0, 1]])
+        data.edge_features = torch.ones(2, 2, dtype=torch.float64)
+        return _energy(model, data).item()
+
+    apart = energy(3.5)
+    for gap in (1e-2, 1e-3):
+        assert abs(energy(3.0 - gap) - apart) < 1e2 * gap**3
+
+
+def test_edge_feature_errors():
+    model = EquivariantBackbone(["H", "O"], channels=4, l_max=1, num_layers=1, edge_scalar_dim=2)
+    water = AtomicData.from_ase(molecule("H2O"))
+    with pytest.raises(ValueError, match="radius graph has no edge features"):
+        model(water)
+    water = RadiusGraph(4.0)(water)
+    with pytest.raises(ValueError, match="need 'edge_features' \\[6, 2\\]"):
+        model(water)
+    water.edge_features = torch.zeros(6, 3)
+    with pytest.raises(ValueError, match="shape \\(6, 3\\), expected \\[6, 2\\]"):
+        model(water)
+    with pytest.raises(ValueError, match="edge_scalar_dim"):
+        EquivariantBackbone(["H"], edge_scalar_dim=-1)

@@ -75,3 +75,12 @@ def test_bad_outputs(kwargs, message):
         Output("energy", **kwargs)
     with pytest.raises(ValueError, match="at least one output"):
         AtomisticTask(_PositionSum(), [])
+
+
+def test_extra_loss_terms_join_the_total():
+    task = AtomisticTask(_PositionSum(), [Output("energy", weight=2.0)])
+    batch = next(iter(_loader()))
+    predictions = task(batch)
+    extra = torch.tensor(0.25)
+    loss = task.compute_loss(batch, predictions, "val", terms={"denoising": (4.0, extra)})
+    assert torch.allclose(loss, 2.0 * torch.nn.functional.mse_loss(predictions["energy"], batch.energy) + 1.0)

@@ -7,6 +7,8 @@ leading dimension of 1 so that batching concatenates them into one row per struc
 
 Never put "index" or "batch" in a new key's name (nor call it "face"): PyG offsets such
 attributes when batching (that is how ``edge_index`` works), which would corrupt any other value.
+The one deliberate exception is :data:`BOND_INDEX`, a list of atom pairs like ``edge_index``,
+for which that offset is exactly right.
 """
 
 # structure
@@ -20,6 +22,12 @@ N_ATOMS = "n_atoms"  # [1] long
 EDGE_INDEX = "edge_index"  # [2, n_edges]; row 0 = neighbour (source j), row 1 = centre (target i)
 EDGE_CELL_SHIFT = "edge_cell_shift"  # [n_edges, 3] integer lattice shifts of the source atom
 BATCH = "batch"  # [n_atoms] structure index, added by batching
+EDGE_FEATURES = "edge_features"  # [n_edges, d] invariant features of the edges of edge_index (bond type, ...)
+
+# molecular graph (from the SMILES, see zoo.data.transforms.MolecularGraph)
+BOND_INDEX = "bond_index"  # [2, 2 * n_bonds] long, both directions of each bond; offset by PyG like edge_index
+BOND_TYPE = "bond_type"  # [2 * n_bonds] long: 1 single, 2 double, 3 triple, 4 aromatic (zoo.data.molgraph)
+ATOM_FEATURES = "atom_features"  # [n_atoms, n] float, zoo.data.transforms.ATOM_FEATURES of each atom
 
 # energies and derivatives
 ENERGY = "energy"  # [1] eV
@@ -52,13 +60,24 @@ CV = "cv"
 # identifiers carried along for tracing a structure back to its source (not model inputs)
 SMILES = "smiles"  # str (a list of str after batching)
 QM9_ID = "qm9_id"  # [1] long, the molecule number in QM9 (1..133885, with gaps)
+#: str: how a structure was made, e.g. "xtb_optimized" (a cheap equilibrium structure),
+#: "perturbed" (off-equilibrium, for energies and forces) or "qm9_reference" (QM9's DFT geometry)
+STRUCTURE_KIND = "structure_kind"
+
+# label masks: a structure read with labels missing carries zeros there and False here
+HAS_ENERGY = "has_energy"  # [1] bool
+HAS_FORCES = "has_forces"  # [1] bool
+HAS_STRESS = "has_stress"  # [1] bool
+HAS_DIPOLE = "has_dipole"  # [1] bool
+#: Label -> its mask key.
+MASKS = {ENERGY: HAS_ENERGY, FORCES: HAS_FORCES, STRESS: HAS_STRESS, DIPOLE: HAS_DIPOLE}
 
 #: Keys that hold one value (or row) per structure rather than per atom.
 PER_STRUCTURE = frozenset(
     {ENERGY, DIPOLE, STRESS, CELL, PBC, N_ATOMS, N_AO, N_ELECTRONS,
-     MU, ALPHA, HOMO, LUMO, GAP, R2, ZPVE, U0, U, H, G, CV, QM9_ID}
+     MU, ALPHA, HOMO, LUMO, GAP, R2, ZPVE, U0, U, H, G, CV, QM9_ID, *MASKS.values()}
 )
 #: Keys that hold one row per atom.
-PER_ATOM = frozenset({ATOMIC_NUMBERS, POSITIONS, FORCES})
+PER_ATOM = frozenset({ATOMIC_NUMBERS, POSITIONS, FORCES, ATOM_FEATURES})
 #: Flattened square matrices in the atomic-orbital basis.
 AO_MATRICES = frozenset({HAMILTONIAN, OVERLAP, DENSITY_MATRIX})

@@ -1,7 +1,10 @@
-"""Dataset statistics and the transforms built on them: per-element reference energies, standardisation.
+"""Dataset statistics and the transforms built on them: per-element reference energies,
+standardisation; and the molecular graph of a structure from its SMILES.
 
 Statistics are always fitted on the training set only, and exposed (rather than hidden in the
-data) so that a model can undo them: ``AtomicDataModule.statistics`` holds them per key.
+data) so that a model can undo them: ``AtomicDataModule.statistics`` holds them per key. A label
+with a mask (``has_energy``, ... see :data:`zoo.data.keys.MASKS`) counts only where the mask is
+true.
 """
 
 from __future__ import annotations
@@ -20,11 +23,15 @@ EXTENSIVE = frozenset({keys.ENERGY, keys.U0, keys.U, keys.H, keys.G, keys.ZPVE})
 
 
 def _values(dataset: Iterable, key: str) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """The values of ``key`` and the atomic numbers of every structure, as float64/int64 arrays."""
+    """The values of ``key`` and the atomic numbers of every structure that has them (its mask,
+    if any, is true), as float64/int64 arrays."""
     values, numbers = [], []
+    mask = keys.MASKS.get(key)
     for i, data in enumerate(dataset):
         if key not in data:
             raise KeyError(f"structure {i} has no {key!r}; it has {sorted(data.keys())}")
+        if mask in data and not bool(data[mask].reshape(-1)[0]):
+            continue
         values.append(data[key].detach().cpu().double().numpy())
         numbers.append(data[keys.ATOMIC_NUMBERS].cpu().numpy())
     if not values:
@@ -202,3 +209,90 @@ class Standardize(BaseTransform):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.keys})"
+
+
+#: The per-atom features :class:`MolecularGraph` computes with RDKit, in column order. Each
+#: one-hot group ends with a slot for anything else.
+ATOM_FEATURE_NAMES = (
+    "aromatic", "in_ring",
+    "sp", "sp2", "sp3", "other_hybridization",
+    "degree_1", "degree_2", "degree_3", "degree_4", "other_degree",
+    "hydrogens_0", "hydrogens_1", "hydrogens_2", "hydrogens_3", "other_hydrogens",
+    "negative_charge", "neutral", "positive_charge",
+)
+
+
+def atom_features(mol) -> np.ndarray:
+    """[n_atoms, len(ATOM_FEATURE_NAMES)] float64 features of the atoms of an RDKit molecule (with
+    explicit hydrogens): aromaticity, ring membership, hybridisation, degree (hydrogens
+    included), number of bonded hydrogens and the sign of the formal charge, as one-hots."""
+    from rdkit import Chem
+
+    hybridizations = {Chem.HybridizationType.SP: 0, Chem.HybridizationType.SP2: 1, Chem.HybridizationType.SP3: 2}
+    features = np.zeros((mol.GetNumAtoms(), len(ATOM_FEATURE_NAMES)))
+    for i, atom in enumerate(mol.GetAtoms()):
+        features[i, 0] = atom.GetIsAromatic()
+        features[i, 1] = atom.IsInRing()
+        features[i, 2 + hybridizations.get(atom.GetHybridization(), 3)] = 1
+        degree = atom.GetDegree()
+        features[i, 6 + (degree - 1 if 1 <= degree <= 4 else 4)] = 1
+        hydrogens = atom.GetTotalNumHs(includeNeighbors=True)
+        features[i, 11 + min(hydrogens, 4)] = 1
+        features[i, 17 + int(np.sign(atom.GetFormalCharge()))] = 1
+    return features
+
+
+def molecular_graph(smiles: str, atomic_numbers: Sequence[int] | None = None,
+                    dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
+    """The molecular graph of a SMILES as canonical keys: :data:`~zoo.data.keys.BOND_INDEX`,
+    :data:`~zoo.data.keys.BOND_TYPE` (:func:`zoo.data.molgraph.bond_graph`) and
+    :data:`~zoo.data.keys.ATOM_FEATURES` (:func:`atom_features`, in ``dtype``).
+
+    The atoms are those of :func:`zoo.data.molgraph.mol_from_smiles`: in the order of the atom-map
+    numbers of a mapped SMILES (:func:`zoo.data.molgraph.mapped_smiles`), hydrogens included.
+
+    Args:
+        smiles: the molecule.
+        atomic_numbers: the elements of the structure the graph is for, in its atom order; a
+            SMILES with other elements or another order is an error.
+
+    Raises:
+        ValueError: RDKit cannot parse the SMILES, or its atoms are not ``atomic_numbers``.
+    """
+    from zoo.data.molgraph import bond_graph, mol_from_smiles
+
+    mol = mol_from_smiles(smiles)
+    if atomic_numbers is not None:
+        found = [atom.GetAtomicNum() for atom in mol.GetAtoms()]
+        expected = [int(z) for z in atomic_numbers]
+        if found != expected:
+            raise ValueError(
+                f"the SMILES {smiles!r} has atoms {[SYMBOLS[z] for z in found]}, but the structure has "
+                f"{[SYMBOLS[z] for z in expected]} in this order; write the SMILES with atom-map numbers in "
+                "the structure's order (zoo.data.molgraph.mapped_smiles) or reorder the structure "
+                "(zoo.data.molgraph.match_to_smiles)"
+            )
+    bond_index, bond_type = bond_graph(mol)
+    return {
+        keys.BOND_INDEX: torch.as_tensor(bond_index),
+        keys.BOND_TYPE: torch.as_tensor(bond_type),
+        keys.ATOM_FEATURES: torch.as_tensor(atom_features(mol), dtype=dtype or torch.get_default_dtype()),
+    }
+
+
+class MolecularGraph(BaseTransform):
+    """Add the molecular graph (bonds, bond types, atom features; see :func:`molecular_graph`) of
+    a structure's ``smiles``, which must list its atoms in the structure's order (a mapped SMILES).
+
+    Readers apply it once when reading (``read_ase(..., molecular_graph=True)``); models that
+    start from a SMILES apply it to the structures they build.
+    """
+
+    def forward(self, data):
+        if keys.SMILES not in data:
+            raise KeyError(f"the structure has no {keys.SMILES!r} to build its molecular graph from; "
+                           f"it has {sorted(data.keys())}")
+        graph = molecular_graph(data[keys.SMILES], data[keys.ATOMIC_NUMBERS].tolist(), data[keys.POSITIONS].dtype)
+        for key, value in graph.items():
+            data[key] = value
+        return data

@@ -1,4 +1,4 @@
-"""Metrics of the model families: Hamiltonian accuracy (µEh) and SCF acceleration."""
+"""Metrics of the model families: Hamiltonian accuracy (µEh), SCF acceleration, structure RMSD (Å)."""
 
 from zoo.metrics._hamiltonian import (
     DEGENERACY_TOLERANCE,
@@ -10,12 +10,17 @@ from zoo.metrics._hamiltonian import (
     split_matrices,
 )
 from zoo.metrics._scf import scf_acceleration
+from zoo.metrics.structure import aligned_rmsd, best_rmsd, kabsch_align, kabsch_rmsd
 
 __all__ = [
     "DEGENERACY_TOLERANCE",
     "MICRO_HARTREE",
     "HamiltonianMetrics",
+    "aligned_rmsd",
+    "best_rmsd",
     "hamiltonian_mae",
+    "kabsch_align",
+    "kabsch_rmsd",
     "onsite_mask",
     "orbital_metrics",
     "scf_acceleration",

@@ -1,9 +1,10 @@
 """Backbones and the heads that turn their features into predictions."""
 
 from zoo.models.backbone import BackboneOutput, EquivariantBackbone
+from zoo.models.consistency import ConsistencyModel, DiffusionSchedule
 from zoo.models.force_field import ForceFieldModel
 from zoo.models.hamiltonian import HamiltonianModel
 from zoo.models.mpnn import MPNN, EdgeNetwork
 from zoo.models.property import PropertyModel
 
-__all__ = ["BackboneOutput", "EdgeNetwork", "EquivariantBackbone", "ForceFieldModel", "HamiltonianModel", "MPNN", "PropertyModel"]
+__all__ = ["BackboneOutput", "ConsistencyModel", "DiffusionSchedule", "EdgeNetwork", "EquivariantBackbone", "ForceFieldModel", "HamiltonianModel", "MPNN", "PropertyModel"]

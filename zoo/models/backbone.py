@@ -58,7 +58,13 @@ class EquivariantBackbone(torch.nn.Module):
         avg_num_neighbors: typical number of neighbours; sums over neighbours are divided by its
             square root.
         extra_node_irreps: irreps (e.g. ``"1x1o"``) of optional extra per-atom equivariant inputs
-            passed to :meth:`forward`, such as DeNS's encoded forces; ``None`` for none.
+            passed to :meth:`forward`, such as DeNS's encoded forces or a diffusion model's
+            invariant conditioning (``"24x0e"``); ``None`` for none.
+        edge_scalar_dim: size of optional invariant edge features (bond types, graph distances,
+            ...) read from the data's ``edge_features`` ([n_edges, edge_scalar_dim], one row per
+            column of the given ``edge_index``). They join the radial basis at the input of every
+            radial MLP, multiplied by the same cutoff envelope, so that messages still vanish
+            smoothly at the cutoff. 0 for none.
     """
 
     def __init__(
@@ -74,10 +80,14 @@ class EquivariantBackbone(torch.nn.Module):
         parity: str = "natural",
         avg_num_neighbors: float = 10.0,
         extra_node_irreps: str | None = None,
+        edge_scalar_dim: int = 0,
     ):
         super().__init__()
         if num_layers < 1:
             raise ValueError(f"num_layers must be at least 1, got {num_layers}")
+        if edge_scalar_dim < 0:
+            raise ValueError(f"edge_scalar_dim must be >= 0, got {edge_scalar_dim}")
+        self.edge_scalar_dim = int(edge_scalar_dim)
         self.cutoff = float(cutoff)
         self.element_index = ElementIndex(elements)
         self.embedding = ElementEmbedding(len(self.element_index), channels)
@@ -101,8 +111,8 @@ class EquivariantBackbone(torch.nn.Module):
         self.interactions = torch.nn.ModuleList()
         for _ in range(num_layers):
             self.interactions.append(Interaction(
-                irreps, self.irreps_out, self.irreps_sh, num_radial, radial_hidden, avg_num_neighbors,
-                num_elements=len(self.element_index),
+                irreps, self.irreps_out, self.irreps_sh, num_radial + self.edge_scalar_dim, radial_hidden,
+                avg_num_neighbors, num_elements=len(self.element_index),
             ))
             irreps = self.irreps_out
 
@@ -119,7 +129,8 @@ class EquivariantBackbone(torch.nn.Module):
         Args:
             data: an :class:`zoo.data.AtomicData` or a PyG batch of them, with positions and atomic
                 numbers; ``edge_index``/``edge_cell_shift`` are used if present and computed within
-                :attr:`cutoff` otherwise.
+                :attr:`cutoff` otherwise. A backbone with ``edge_scalar_dim`` needs the
+                ``edge_index`` given, with its ``edge_features``.
             extra_node_features: [n_atoms, irreps_extra.dim] in e3nn's basis (with e3nn 0.6 a
                 Cartesian vector (x, y, z) is a ``1o`` as it is), only for a backbone built with
                 ``extra_node_irreps``; omitted means zeros.
@@ -142,14 +153,24 @@ class EquivariantBackbone(torch.nn.Module):
 
         edge_index, shift = _get(data, keys.EDGE_INDEX), _get(data, keys.EDGE_CELL_SHIFT)
         if edge_index is None:
+            if self.edge_scalar_dim:
+                raise ValueError(
+                    f"this backbone reads edge features (edge_scalar_dim={self.edge_scalar_dim}), so the data "
+                    f"must carry {keys.EDGE_INDEX!r} and {keys.EDGE_FEATURES!r}; a radius graph has no edge features"
+                )
             edge_index, shift = radius_graph(
                 pos, self.cutoff, _get(data, keys.BATCH), _get(data, keys.CELL), _get(data, keys.PBC)
             )
         vectors = edge_vectors(data, edge_index, shift)
+        lengths = vectors.norm(dim=-1)
         edge_sh = self.spherical_harmonics(vectors)
-        edge_radial = self.radial(vectors.norm(dim=-1))
+        edge_radial = self.radial(lengths)
+        radial_input = edge_radial
+        if self.edge_scalar_dim:
+            scalars = self._check_edge_features(_get(data, keys.EDGE_FEATURES), edge_index, pos)
+            radial_input = torch.cat([edge_radial, scalars * self.radial.envelope(lengths).unsqueeze(-1)], dim=-1)
         for interaction in self.interactions:
-            x = interaction(x, species, edge_index, edge_sh, edge_radial)
+            x = interaction(x, species, edge_index, edge_sh, radial_input)
         return BackboneOutput(x, species, edge_index, vectors, edge_sh, edge_radial)
 
     def _check_extra(self, extra: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
@@ -162,6 +183,18 @@ class EquivariantBackbone(torch.nn.Module):
         if extra.dtype != pos.dtype:
             raise ValueError(f"extra_node_features are {extra.dtype} but positions are {pos.dtype}")
         return extra
+
+    def _check_edge_features(self, features, edge_index: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        expected = (edge_index.shape[1], self.edge_scalar_dim)
+        if features is None:
+            raise ValueError(f"this backbone reads edge features (edge_scalar_dim={self.edge_scalar_dim}): "
+                             f"the data need {keys.EDGE_FEATURES!r} {list(expected)} next to their edge_index")
+        if tuple(features.shape) != expected:
+            raise ValueError(f"{keys.EDGE_FEATURES!r} have shape {tuple(features.shape)}, expected {list(expected)} "
+                             "([n_edges of edge_index, edge_scalar_dim])")
+        if features.dtype != pos.dtype:
+            raise ValueError(f"{keys.EDGE_FEATURES!r} are {features.dtype} but positions are {pos.dtype}")
+        return features
 
 
 def _get(data, key: str):

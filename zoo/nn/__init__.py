@@ -1,8 +1,9 @@
-"""Equivariant building blocks on e3nn: radial bases, embeddings, convolutions, gates, interactions."""
+"""Equivariant building blocks on e3nn: radial bases, embeddings, convolutions, gates, interactions, heads."""
 
 from zoo.nn._ao_blocks import AOBlockExpansion, coupled_irreps
 from zoo.nn._convolution import DepthwiseConvolution
 from zoo.nn._cutoff import PolynomialCutoff
+from zoo.nn._denoising_head import DenoisingHead
 from zoo.nn._embedding import ElementEmbedding
 from zoo.nn._gate import EquivariantGate
 from zoo.nn._interaction import Interaction
@@ -15,6 +16,7 @@ from zoo.nn._wigner import restore_wigner_3j
 __all__ = [
     "AOBlockExpansion",
     "BesselBasis",
+    "DenoisingHead",
     "DepthwiseConvolution",
     "ElementEmbedding",
     "ElementLinear",

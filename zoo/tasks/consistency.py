@@ -65,7 +65,8 @@ class ConsistencyTask(AtomisticTask):
         val_structures: how many reference structures validation generates per epoch.
         standardize_losses: set the outputs' loss scales from the data module's statistics (the
             standard deviations of its ``standardize`` keys).
-        optimizer, lr_scheduler, monitor, pretrained: as :class:`AtomisticTask`.
+        optimizer, lr_scheduler, monitor, pretrained, keep_pretrained_statistics: as
+            :class:`AtomisticTask`.
     """
 
     def __init__(
@@ -79,7 +80,7 @@ class ConsistencyTask(AtomisticTask):
         force_start_epoch: int | None = None,
         kT: float = 0.02585,
         optimality_max_time: float = 0.3,
-        score_max_time: float = 0.05,
+        score_max_time: float = 0.01,
         equilibrium_kinds: Sequence[str] = EQUILIBRIUM_KINDS,
         reference_kinds: Sequence[str] = REFERENCE_KINDS,
         val_structures: int = 16,
@@ -88,10 +89,11 @@ class ConsistencyTask(AtomisticTask):
         lr_scheduler: LRSchedulerCallable | None = None,
         monitor: str = "val/loss",
         pretrained: str | None = None,
+        keep_pretrained_statistics: bool = False,
     ):
         if outputs is None:
             outputs = [Output(keys.ENERGY, weight=1.0), Output(keys.FORCES, weight=10.0)]
-        super().__init__(model, outputs, optimizer, lr_scheduler, monitor, pretrained)
+        super().__init__(model, outputs, optimizer, lr_scheduler, monitor, pretrained, keep_pretrained_statistics)
         unknown = [o.name for o in self.outputs if o.name not in (keys.ENERGY, keys.FORCES)]
         if unknown:
             raise ValueError(f"a consistency task predicts {keys.ENERGY!r} and {keys.FORCES!r}, not {unknown}")

@@ -32,7 +32,8 @@ class ForceFieldTask(AtomisticTask):
         model: the energy model; for DeNS its backbone needs ``extra_node_irreps``.
         outputs: default: energy and forces, MSE, weights 1 and 10.
         dens: the DeNS recipe, or ``None`` to train on energies and forces alone.
-        optimizer, lr_scheduler, monitor, pretrained: as :class:`AtomisticTask`.
+        optimizer, lr_scheduler, monitor, pretrained, keep_pretrained_statistics: as
+            :class:`AtomisticTask`.
     """
 
     def __init__(

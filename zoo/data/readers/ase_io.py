@@ -18,6 +18,7 @@ from zoo.data import keys
 from zoo.data._atomic_data import AtomicData
 from zoo.data.dataset import AtomicDataset, check_consistent_keys, resolve_dtype
 from zoo.data.readers._common import existing_file, normalize_indices
+from zoo.data.transforms import MolecularGraph
 
 #: Calculator results taken when present: ASE name -> canonical key.
 ASE_RESULTS = {"energy": keys.ENERGY, "forces": keys.FORCES, "stress": keys.STRESS, "dipole": keys.DIPOLE}
@@ -33,6 +34,8 @@ def read_ase(
     array_keys: Mapping[str, str] | Sequence[str] | None = None,
     results: Sequence[str] | None = None,
     dtype=None,
+    mask_missing: bool = False,
+    molecular_graph: bool = False,
 ) -> AtomicDataset:
     """Read all structures of a file with :func:`ase.io.read` (``index=":"``).
 
@@ -52,6 +55,16 @@ def read_ase(
         array_keys: per-atom arrays to read, file key -> canonical key.
         results: calculator results to take (default all of :data:`ASE_RESULTS` that are present).
         dtype: floating dtype (default: torch's default).
+        mask_missing: allow calculator results on some structures only (a file where only some
+            frames were labelled): every structure then carries each result named in
+            ``results`` (default: each found in the file), zeros where it had none, and its mask
+            (``has_energy``, ``has_forces``, ... see :data:`zoo.data.keys.MASKS`), true where the
+            value is real. Statistics (:mod:`zoo.data.transforms`) skip masked values; tasks
+            must too.
+        molecular_graph: add the molecular graph of each structure from ``atoms.info["smiles"]``,
+            which must list the atoms in the frame's order (a mapped SMILES, see
+            :mod:`zoo.data.molgraph`): ``smiles``, ``bond_index``, ``bond_type`` and
+            ``atom_features`` (:class:`zoo.data.transforms.MolecularGraph`).
 
     Returns:
         An :class:`AtomicDataset`; units are ASE's (eV, Å), as documented in this module.
@@ -66,6 +79,7 @@ def read_ase(
     dtype = resolve_dtype(dtype)
     info_keys = _as_mapping(info_keys)
     array_keys = _as_mapping(array_keys)
+    named_results = results is not None
     results = list(ASE_RESULTS) if results is None else list(results)
     unknown = [r for r in results if r not in ASE_RESULTS]
     if unknown:
@@ -82,15 +96,30 @@ def read_ase(
                          f"expected {_EXPECTED}") from error
     selected = normalize_indices(indices, len(images), str(path))
     selected = range(len(images)) if selected is None else selected.tolist()
+    # masked results: those named, or else those found on any structure
+    found = results if named_results else [
+        name for name in results if any(_calc_results(images[i]).get(name) is not None for i in selected)]
+    graph = MolecularGraph() if molecular_graph else None
 
     data = []
     for i in selected:
         atoms, extra = images[i], extras[i]
         values, labels = {}, {}
-        calc_results = getattr(atoms.calc, "results", {}) if atoms.calc is not None else {}
+        calc_results = _calc_results(atoms)
         for name in results:
             if calc_results.get(name) is not None:
                 values[ASE_RESULTS[name]] = _result(name, calc_results[name])
+        if mask_missing:
+            for name in found:
+                key = ASE_RESULTS[name]
+                values[keys.MASKS[key]] = np.array(key in values)
+                if key not in values:
+                    values[key] = np.zeros(_RESULT_SHAPES[name](len(atoms)))
+        if molecular_graph:
+            if not isinstance(atoms.info.get("smiles"), str):
+                raise ValueError(f"{path}: structure {i} has no info['smiles'] to build its molecular graph from "
+                                 f"(molecular_graph=True); it has info keys {sorted(atoms.info)}")
+            labels[keys.SMILES] = atoms.info["smiles"]
         for file_key, key in info_keys.items():
             value = _lookup(file_key, atoms.info, calc_results, extra)
             if value is None:
@@ -121,10 +150,23 @@ def read_ase(
             raise ValueError(f"{path}: structure {i}: {error}") from error
         for key, label in labels.items():
             item[key] = label
+        if graph is not None:
+            try:
+                item = graph(item)
+            except ValueError as error:
+                raise ValueError(f"{path}: structure {i}: {error}") from error
         data.append(item)
     check_consistent_keys(data, str(path))
     return AtomicDataset(data, metadata={"source": str(path), "format": format or "ase",
                                          "units": {"energy": "eV", "length": "Å"}})
+
+
+def _calc_results(atoms) -> dict:
+    return getattr(atoms.calc, "results", {}) if atoms.calc is not None else {}
+
+
+#: Shape of each calculator result for a structure of n atoms (the zeros of a missing one).
+_RESULT_SHAPES = {"energy": lambda n: (), "forces": lambda n: (n, 3), "stress": lambda n: (3, 3), "dipole": lambda n: (3,)}
 
 
 def _lookup(key, *sources):

@@ -1,0 +1,670 @@
+r"""Energy and equilibrium structure of a molecular graph from one shared encoder, kept consistent
+with each other (Ren et al., NeurIPS 2024, "Physical Consistency Bridges Heterogeneous Data in
+Molecular Multi-Task Learning", arXiv 2410.10118).
+
+One :class:`~zoo.models.EquivariantBackbone` encodes the molecular graph (atoms and bonds from
+RDKit) and a 3D structure. Two heads read it:
+
+- the **energy model** :math:`E_\theta(G, R)` (eV), the backbone at diffusion time 0 on a real
+  structure plus the invariant energy readout of :class:`~zoo.models.ForceFieldModel`
+  (per-atom sum, per-element reference energies); forces are :math:`-\nabla_R E`;
+- the **structure generator**, a denoising diffusion model over the coordinates: the backbone at
+  time t on noisy coordinates plus the equivariant l=1 :class:`~zoo.nn.DenoisingHead`, with
+  one-shot denoising (:meth:`ConsistencyModel.one_shot`) and DDIM sampling
+  (:meth:`ConsistencyModel.sample_ddim`).
+
+Conventions of the diffusion (a decision, documented here once):
+
+- **Variance preserving**, :math:`x_t = \alpha_t x_0 + \sigma_t \epsilon`,
+  :math:`\alpha_t^2 + \sigma_t^2 = 1`, integer t = 0..T (:class:`DiffusionSchedule`).
+- **Normalised units**: :math:`x = R / s` with ``position_scale`` s (Å) about the spread of a
+  centred molecule's coordinates (1.25 Å for QM9), so that unit noise is s Å. The backbone
+  always sees :math:`s\,x_t` in Å, so its radial basis and cutoff keep their meaning, and at
+  t -> 0 the generator sees the structure as the energy model does. At t = T the noisy
+  positions are a Gaussian cloud of width s, well inside a cutoff of ~10 Å; all pairs of atoms of
+  a molecule are edges (:func:`molecular_edges`), the cutoff envelope only switching off pairs
+  that drift beyond it.
+- **Centred**: :math:`x_0`, the noise and every prediction have zero centroid per molecule
+  (translation invariance; the unweighted centroid, not the centre of mass).
+- **v-parametrisation**: the head predicts :math:`v = \alpha_t \epsilon - \sigma_t x_0`, so both
+  :math:`\hat x_0 = \alpha_t x_t - \sigma_t \hat v` and
+  :math:`\hat\epsilon = \sigma_t x_t + \alpha_t \hat v` stay well conditioned at every t (an
+  ε-prediction divides by :math:`\alpha_t \to 0` to get :math:`\hat x_0`). The denoising loss
+  :math:`|\hat v - v|^2 = |\hat\epsilon - \epsilon|^2 + |\hat x_0 - x_0|^2` is the ε-MSE plus the
+  x0-MSE.
+
+**The frozen energy model** of the consistency losses (:meth:`ConsistencyModel.optimality_loss`,
+:meth:`ConsistencyModel.score_consistency_loss`): with a shared backbone, the energy model's
+parameters are also the generator's, so "frozen" cannot mean "these parameters get no gradient".
+It means the energy model is a fixed function of the positions inside these losses: it is
+evaluated on detached positions, without a graph to its parameters, and enters the loss only
+through its value and its gradient in the positions. The parameters (backbone included) get
+gradient only through the generator's output, exactly as if a frozen copy of the energy model
+scored the generated structure.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import math
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from e3nn import o3
+from torch_geometric.utils import scatter
+
+from zoo.data import keys
+from zoo.data.elements import SYMBOLS
+from zoo.data.transforms import ATOM_FEATURE_NAMES, MolecularGraph
+from zoo.models.force_field import ForceFieldModel
+from zoo.nn import DenoisingHead
+
+#: Bond classes of the edge features: 0 no bond, then zoo.data.molgraph's codes 1..4.
+N_BOND_CLASSES = 5
+
+SCHEDULES = ("cosine", "linear")
+MODES = ("ddim", "one_shot")
+
+
+class DiffusionSchedule(torch.nn.Module):
+    r"""A variance-preserving noise schedule over integer times t = 0..T.
+
+    :math:`\bar\alpha_t = \prod_{k \le t} (1 - \beta_k)`, :math:`\alpha_t = \sqrt{\bar\alpha_t}`,
+    :math:`\sigma_t = \sqrt{1 - \bar\alpha_t}`; t = 0 is the clean structure.
+
+    Args:
+        timesteps: T.
+        kind: ``"cosine"`` (Nichol & Dhariwal 2021, s = 0.008, β clipped at 0.999) or
+            ``"linear"`` (Ho et al. 2020: β from 1e-4 to 0.02, scaled by 1000 / T).
+    """
+
+    def __init__(self, timesteps: int = 1000, kind: str = "cosine"):
+        super().__init__()
+        if timesteps < 1:
+            raise ValueError(f"timesteps must be >= 1, got {timesteps}")
+        if kind not in SCHEDULES:
+            raise ValueError(f"unknown schedule {kind!r}; choose one of {SCHEDULES}")
+        self.timesteps, self.kind = int(timesteps), kind
+        t = torch.arange(timesteps + 1, dtype=torch.float64)
+        if kind == "cosine":
+            f = torch.cos((t / timesteps + 0.008) / 1.008 * math.pi / 2) ** 2
+            betas = (1 - f[1:] / f[:-1]).clamp(max=0.999)
+        else:
+            scale = 1000.0 / timesteps
+            betas = torch.linspace(1e-4 * scale, 0.02 * scale, timesteps, dtype=torch.float64).clamp(max=0.999)
+        alpha_bar = torch.cat([torch.ones(1, dtype=torch.float64), torch.cumprod(1 - betas, 0)])
+        # derived from (timesteps, kind): not part of a checkpoint
+        self.register_buffer("alpha_bar", alpha_bar, persistent=False)
+
+    def forward(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """:math:`(\\alpha_t, \\sigma_t)` for integer times ``t`` (any shape), in the buffer's dtype."""
+        if t.dtype.is_floating_point or (t.numel() and (int(t.min()) < 0 or int(t.max()) > self.timesteps)):
+            raise ValueError(f"diffusion times must be integers in 0..{self.timesteps}")
+        alpha_bar = self.alpha_bar[t]
+        return alpha_bar.sqrt(), (1 - alpha_bar).clamp_min(0).sqrt()
+
+    def times(self, steps: int, start: int | None = None) -> list[int]:
+        """``steps + 1`` integer times from ``start`` (default T) down to 0, evenly spaced; with
+        ``steps == start`` every time is visited."""
+        start = self.timesteps if start is None else int(start)
+        if not 1 <= steps <= start:
+            raise ValueError(f"steps must be in 1..{start} (the starting time), got {steps}")
+        return np.linspace(start, 0, steps + 1).round().astype(int).tolist()
+
+    def ddim_step(self, x: torch.Tensor, v: torch.Tensor, t: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        r"""One deterministic DDIM step (η = 0) from time t to s < t with predicted v:
+        :math:`x_s = \alpha_s \hat x_0 + \sigma_s \hat\epsilon`. ``t``, ``s`` broadcast against ``x``."""
+        alpha_t, sigma_t = (a.to(x.dtype) for a in self(t))
+        alpha_s, sigma_s = (a.to(x.dtype) for a in self(s))
+        x0 = alpha_t * x - sigma_t * v
+        epsilon = sigma_t * x + alpha_t * v
+        return alpha_s * x0 + sigma_s * epsilon
+
+    def extra_repr(self) -> str:
+        return f"timesteps={self.timesteps}, kind={self.kind!r}"
+
+
+def time_embedding(t: torch.Tensor, timesteps: int, features: int, dtype: torch.dtype) -> torch.Tensor:
+    """Sinusoidal features [len(t), features] of integer times, on the 0..1000 scale whatever T is."""
+    half = features // 2
+    frequencies = torch.exp(-math.log(10000.0) * torch.arange(half, dtype=dtype, device=t.device) / half)
+    angle = (t.to(dtype) * (1000.0 / timesteps)).unsqueeze(-1) * frequencies
+    return torch.cat([torch.sin(angle), torch.cos(angle)], dim=-1)
+
+
+def molecular_edges(
+    n_atoms: torch.Tensor, bond_index: torch.Tensor, bond_type: torch.Tensor, max_distance: int, dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """All ordered pairs of atoms of each molecule, with invariant features from the bond graph.
+
+    Args:
+        n_atoms: [n_molecules] atoms per molecule (atoms are numbered molecule after molecule).
+        bond_index: [2, n_bonds] bonded pairs (both directions), batch-wide atom numbers.
+        bond_type: [n_bonds] 1 single, 2 double, 3 triple, 4 aromatic.
+        max_distance: graph distances are one-hot 1, 2, ..., ``max_distance - 1`` and
+            "``max_distance`` or more, or not connected".
+
+    Returns:
+        ``edge_index`` [2, n_pairs] (row 0 the neighbour j, row 1 the centre i) and
+        ``edge_features`` [n_pairs, 5 + max_distance]: bond class one-hot (none, single, double,
+        triple, aromatic) then graph distance one-hot.
+    """
+    device = n_atoms.device
+    n_molecules, size = n_atoms.numel(), int(n_atoms.max())
+    start = torch.cumsum(n_atoms, 0) - n_atoms
+    molecule = torch.repeat_interleave(torch.arange(n_molecules, device=device), n_atoms)
+    local = torch.arange(molecule.numel(), device=device) - start[molecule]
+    bonds = torch.zeros(n_molecules, size, size, dtype=torch.long, device=device)
+    j, i = bond_index
+    bonds[molecule[j], local[j], local[i]] = bond_type
+    # breadth-first search on all molecules at once: distance d reached by d bond steps
+    adjacency = (bonds > 0).to(dtype)
+    distance = torch.full_like(bonds, max_distance)
+    reached = torch.eye(size, dtype=torch.bool, device=device).expand(n_molecules, size, size).clone()
+    frontier = reached
+    for d in range(1, max_distance):
+        frontier = (frontier.to(dtype) @ adjacency > 0) & ~reached
+        distance[frontier] = d
+        reached |= frontier
+    exists = torch.arange(size, device=device) < n_atoms.unsqueeze(-1)
+    pairs = exists.unsqueeze(-1) & exists.unsqueeze(-2) & ~torch.eye(size, dtype=torch.bool, device=device)
+    m, centre, neighbour = pairs.nonzero(as_tuple=True)
+    edge_index = torch.stack([start[m] + neighbour, start[m] + centre])
+    features = torch.cat([
+        torch.nn.functional.one_hot(bonds[m, centre, neighbour], N_BOND_CLASSES),
+        torch.nn.functional.one_hot(distance[m, centre, neighbour] - 1, max_distance),
+    ], dim=-1).to(dtype)
+    return edge_index, features
+
+
+def centre(x: torch.Tensor, batch: torch.Tensor, n_molecules: int) -> torch.Tensor:
+    """``x`` [n_atoms, 3] minus the mean over each molecule's atoms."""
+    return x - scatter(x, batch, dim=0, dim_size=n_molecules, reduce="mean")[batch]
+
+
+class Noised(NamedTuple):
+    """A structure noised to time t, in normalised units (see the module docs).
+
+    Attributes:
+        x_t: [n_atoms, 3] noisy positions.
+        t: [n_molecules] integer times.
+        epsilon: [n_atoms, 3] the centred noise.
+        v: [n_atoms, 3] the target of the head, alpha_t epsilon - sigma_t x_0.
+    """
+
+    x_t: torch.Tensor
+    t: torch.Tensor
+    epsilon: torch.Tensor
+    v: torch.Tensor
+
+
+class ConsistencyModel(ForceFieldModel):
+    """An energy model and an equilibrium-structure generator on one shared backbone.
+
+    Called on a batch (``model(batch)``), it is the energy model: ``{"energy": [n] eV, "forces":
+    [n_atoms, 3] eV/Å}`` as a :class:`~zoo.models.ForceFieldModel`, on the molecular graph of each
+    structure (``bond_index``, ``bond_type``, ``atom_features``: read the data with
+    ``read_ase(..., molecular_graph=True)``). The generator is used through :meth:`one_shot`,
+    :meth:`sample_ddim` and :meth:`generate`; :meth:`energy` scores ASE structures.
+
+    The backbone must be built for the conditioning: ``extra_node_irreps`` with
+    ``len(ATOM_FEATURE_NAMES) + time_features`` scalars (the atom features of
+    :mod:`zoo.data.transforms` and the diffusion time) and ``edge_scalar_dim = 5 +
+    max_graph_distance`` (bond class and graph distance of every pair); the error for another
+    backbone says which values.
+
+    Args:
+        backbone: the shared :class:`~zoo.models.EquivariantBackbone` (l_max >= 1).
+        hidden: width of the energy readout MLP.
+        head_hidden: width of the noise head.
+        timesteps: T of the diffusion.
+        schedule: ``"cosine"`` or ``"linear"`` (:class:`DiffusionSchedule`).
+        position_scale: s (Å), the unit of the normalised coordinates (unit noise = s Å).
+        time_features: size of the sinusoidal time embedding (even).
+        max_graph_distance: graph distances up to this (and "farther") are edge features.
+        max_atoms: the largest molecule (atoms, hydrogens included) the model accepts.
+        one_shot_start: default starting time of :meth:`generate`'s one-shot mode, as a
+            fraction of T.
+    """
+
+    def __init__(
+        self,
+        backbone: torch.nn.Module,
+        hidden: int = 64,
+        head_hidden: int = 16,
+        timesteps: int = 1000,
+        schedule: str = "cosine",
+        position_scale: float = 1.25,
+        time_features: int = 16,
+        max_graph_distance: int = 4,
+        max_atoms: int = 29,
+        one_shot_start: float = 0.2,
+    ):
+        super().__init__(backbone, hidden, forces=True)
+        if time_features < 2 or time_features % 2:
+            raise ValueError(f"time_features must be even and >= 2, got {time_features}")
+        if max_graph_distance < 2:
+            raise ValueError(f"max_graph_distance must be >= 2, got {max_graph_distance}")
+        if not position_scale > 0 or max_atoms < 1 or not 0 < one_shot_start <= 1:
+            raise ValueError("need position_scale > 0 (Å), max_atoms >= 1 and 0 < one_shot_start <= 1")
+        n_extra = len(ATOM_FEATURE_NAMES) + time_features
+        edge_dim = N_BOND_CLASSES + max_graph_distance
+        irreps_extra = getattr(backbone, "irreps_extra", None)
+        if irreps_extra != o3.Irreps(f"{n_extra}x0e") or getattr(backbone, "edge_scalar_dim", 0) != edge_dim:
+            raise ValueError(
+                f"the backbone must take the model's conditioning: build it with extra_node_irreps='{n_extra}x0e' "
+                f"({len(ATOM_FEATURE_NAMES)} atom features + time_features={time_features}) and "
+                f"edge_scalar_dim={edge_dim} ({N_BOND_CLASSES} bond classes + max_graph_distance={max_graph_distance}); "
+                f"it has extra_node_irreps={irreps_extra} and edge_scalar_dim={getattr(backbone, 'edge_scalar_dim', 0)}"
+            )
+        self.noise_head = DenoisingHead(backbone.irreps_out, head_hidden)
+        self.schedule = DiffusionSchedule(timesteps, schedule)
+        self.position_scale = float(position_scale)
+        self.time_features = int(time_features)
+        self.max_graph_distance = int(max_graph_distance)
+        self.max_atoms = int(max_atoms)
+        self.one_shot_start = float(one_shot_start)
+
+    def reset_parameters(self) -> None:
+        super().reset_parameters()
+        self.noise_head.reset_parameters()
+
+    @property
+    def elements(self) -> list[str]:
+        """The element symbols the model knows."""
+        return self.backbone.element_index.symbols
+
+    # --- the shared encoder's inputs --------------------------------------------------------
+
+    def prepare(self, batch):
+        """A shallow copy of ``batch`` with the model's graph: every pair of atoms of a molecule as
+        ``edge_index``, with their ``edge_features`` (:func:`molecular_edges`).
+
+        Raises:
+            ValueError: the batch lacks the molecular graph, is periodic, or has a molecule larger
+                than ``max_atoms``.
+        """
+        missing = [key for key in (keys.BOND_INDEX, keys.BOND_TYPE, keys.ATOM_FEATURES) if key not in batch]
+        if missing:
+            raise ValueError(
+                f"the structures carry no molecular graph ({missing} missing): read them with "
+                "read_ase(..., molecular_graph=True) (reader_kwargs of the data module) or apply "
+                "zoo.data.transforms.MolecularGraph; for ASE atoms use model.energy(atoms, smiles=...)"
+            )
+        if keys.PBC in batch and bool(batch[keys.PBC].any()):
+            raise ValueError("the consistency model is for molecules; periodic structures are not supported")
+        n_atoms = batch[keys.N_ATOMS].reshape(-1)
+        if int(n_atoms.max()) > self.max_atoms:
+            raise ValueError(f"a molecule of {int(n_atoms.max())} atoms is larger than this model supports "
+                             f"(max_atoms={self.max_atoms}, hydrogens included)")
+        pos = batch[keys.POSITIONS]
+        edge_index, edge_features = molecular_edges(
+            n_atoms, batch[keys.BOND_INDEX], batch[keys.BOND_TYPE], self.max_graph_distance, pos.dtype
+        )
+        prepared = copy.copy(batch)
+        prepared[keys.EDGE_INDEX] = edge_index
+        prepared[keys.EDGE_FEATURES] = edge_features
+        if keys.EDGE_CELL_SHIFT in prepared:
+            del prepared[keys.EDGE_CELL_SHIFT]
+        return prepared
+
+    def _conditioning(self, batch, t: torch.Tensor) -> torch.Tensor:
+        """Invariant node inputs: the atom features and the embedding of each molecule's time."""
+        atom_features = batch[keys.ATOM_FEATURES]
+        if atom_features.shape[-1] != len(ATOM_FEATURE_NAMES):
+            raise ValueError(f"atom_features have {atom_features.shape[-1]} columns, the model expects "
+                             f"{len(ATOM_FEATURE_NAMES)} (zoo.data.transforms.ATOM_FEATURE_NAMES)")
+        dtype = batch[keys.POSITIONS].dtype
+        embedding = time_embedding(t, self.schedule.timesteps, self.time_features, dtype)
+        return torch.cat([atom_features.to(dtype), embedding[_molecule_of_atoms(batch)]], dim=-1)
+
+    # --- the energy model ---------------------------------------------------------------------
+
+    def forward(self, batch, forces: bool = True, node_features: bool = False) -> dict[str, torch.Tensor]:
+        """The energy model at time 0: ``{"energy": [n_molecules] eV, "forces": [n_atoms, 3] eV/Å}``.
+
+        Args:
+            batch: structures with their molecular graph (see :meth:`prepare`).
+            forces: also compute the forces (as :class:`~zoo.models.ForceFieldModel`).
+            node_features: also return the backbone's node features.
+        """
+        prepared = self.prepare(batch)
+        t = torch.zeros(_n_molecules(batch), dtype=torch.long, device=prepared[keys.POSITIONS].device)
+        conditioning = self._conditioning(prepared, t)
+        if not forces:
+            return self._energy(prepared, conditioning, node_features)
+        return super().forward(prepared, conditioning, node_features)
+
+    def frozen_energy(self, batch, positions: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Energy and forces at ``positions`` (Å) from the energy model as a fixed function: no
+        graph to the parameters nor to ``positions`` (see the module docs)."""
+        moved = copy.copy(batch)
+        moved[keys.POSITIONS] = positions.detach()
+        with torch.no_grad():
+            return self(moved)
+
+    # --- the structure generator --------------------------------------------------------------
+
+    def normalise(self, batch, positions: torch.Tensor | None = None) -> torch.Tensor:
+        """Centred positions (Å, default the batch's) in the diffusion's units, x = R / s."""
+        positions = batch[keys.POSITIONS] if positions is None else positions
+        return centre(positions, _molecule_of_atoms(batch), _n_molecules(batch)) / self.position_scale
+
+    def noise(self, batch, x0: torch.Tensor, t: torch.Tensor, generator: torch.Generator | None = None) -> Noised:
+        """Noise normalised positions ``x0`` to integer times ``t`` [n_molecules] with centred noise."""
+        molecule = _molecule_of_atoms(batch)
+        epsilon = centre(_randn(x0, generator), molecule, _n_molecules(batch))
+        alpha, sigma = (a.to(x0.dtype)[molecule].unsqueeze(-1) for a in self.schedule(t))
+        return Noised(alpha * x0 + sigma * epsilon, t, epsilon, alpha * epsilon - sigma * x0)
+
+    def predict_v(self, prepared, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """The head's prediction of v [n_atoms, 3] (centred) at normalised positions ``x_t`` and
+        times ``t`` [n_molecules]; ``prepared`` comes from :meth:`prepare`."""
+        noisy = copy.copy(prepared)
+        noisy[keys.POSITIONS] = x_t * self.position_scale
+        features = self.backbone(noisy, self._conditioning(prepared, t)).node_features
+        return centre(self.noise_head(features), _molecule_of_atoms(prepared), _n_molecules(prepared))
+
+    def denoise(self, prepared, x_t: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        r"""One-step predictions :math:`(\hat x_0, \hat\epsilon)` in normalised units."""
+        v = self.predict_v(prepared, x_t, t)
+        alpha, sigma = (a.to(x_t.dtype)[_molecule_of_atoms(prepared)].unsqueeze(-1) for a in self.schedule(t))
+        return alpha * x_t - sigma * v, sigma * x_t + alpha * v
+
+    def denoising_loss(self, batch, t: torch.Tensor | None = None,
+                       generator: torch.Generator | None = None) -> torch.Tensor:
+        """Mean squared error of the predicted v on ``batch``'s structures noised at times ``t``
+        (default: uniform in 1..T per molecule)."""
+        prepared = self.prepare(batch)
+        x0 = self.normalise(batch)
+        if t is None:
+            t = _random_times(_n_molecules(batch), 1, self.schedule.timesteps, x0.device, generator)
+        noised = self.noise(prepared, x0, t, generator)
+        return torch.nn.functional.mse_loss(self.predict_v(prepared, noised.x_t, t), noised.v)
+
+    def one_shot(self, batch, positions: torch.Tensor, t: torch.Tensor,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+        r"""Noise ``positions`` (Å) to times ``t`` [n_molecules] and denoise in one step:
+        :math:`\hat R = s\,\hat x_0` (Å, centred), differentiable in the generator's parameters."""
+        prepared = self.prepare(batch)
+        noised = self.noise(prepared, self.normalise(prepared, positions), t, generator)
+        x0, _ = self.denoise(prepared, noised.x_t, t)
+        return x0 * self.position_scale
+
+    def sample_ddim(self, batch, steps: int, generator: torch.Generator | None = None,
+                    positions: torch.Tensor | None = None, start: int | None = None) -> torch.Tensor:
+        """Deterministic DDIM sampling (η = 0) in ``steps`` steps, positions in Å (centred).
+
+        From pure noise at T by default; with ``positions`` (Å) and ``start`` (an integer time),
+        from those positions noised to ``start``. With ``steps == start`` (T by default) every
+        time is visited: the deterministic reverse process of the schedule.
+        """
+        prepared = self.prepare(batch)
+        molecule, n_molecules = _molecule_of_atoms(prepared), _n_molecules(prepared)
+        reference = prepared[keys.POSITIONS]
+        times = self.schedule.times(steps, start)
+        t = torch.full((n_molecules,), times[0], dtype=torch.long, device=reference.device)
+        if positions is None:
+            if times[0] != self.schedule.timesteps:
+                raise ValueError("sampling from pure noise starts at T; give positions to start earlier")
+            x = centre(_randn(reference, generator), molecule, n_molecules)
+        else:
+            x = self.noise(prepared, self.normalise(prepared, positions), t, generator).x_t
+        for now, then in itertools.pairwise(times):
+            t = torch.full((n_molecules,), now, dtype=torch.long, device=x.device)
+            s = torch.full_like(t, then)
+            v = self.predict_v(prepared, x, t)
+            x = self.schedule.ddim_step(x, v, t[molecule].unsqueeze(-1), s[molecule].unsqueeze(-1))
+        return x * self.position_scale
+
+    def generate_positions(self, batch, mode: str = "ddim", steps: int = 50, start: float | None = None,
+                           seed: int | None = None) -> torch.Tensor:
+        """Generated positions (Å, [n_atoms, 3], centred) for the molecular graphs of ``batch``.
+
+        Args:
+            batch: structures with molecular graphs; their positions are not used. The one-shot
+                mode needs each structure's ``smiles`` (mapped, in the atoms' order).
+            mode: ``"ddim"``: DDIM sampling from pure noise in ``steps`` steps; ``"one_shot"``: an
+                RDKit ETKDG conformer of each molecule, noised to ``start`` and denoised in one
+                step (one network evaluation).
+            steps: DDIM steps.
+            start: one-shot starting time as a fraction of T (default ``one_shot_start``).
+            seed: seeds the noise (and the conformers), for reproducible structures.
+        """
+        if mode not in MODES:
+            raise ValueError(f"unknown generation mode {mode!r}; choose one of {MODES}")
+        reference = batch[keys.POSITIONS]
+        generator = None
+        if seed is not None:
+            generator = torch.Generator(device=reference.device).manual_seed(int(seed))
+        if mode == "ddim":
+            return self.sample_ddim(batch, steps, generator)
+        smiles = batch[keys.SMILES]
+        smiles = [smiles] if isinstance(smiles, str) else list(smiles)
+        conformer_seed = int(seed) if seed is not None else int(torch.randint(2**31 - 1, ()))
+        initial = np.concatenate([etkdg_conformer(s, conformer_seed + i) for i, s in enumerate(smiles)])
+        initial = torch.as_tensor(initial, dtype=reference.dtype, device=reference.device)
+        fraction = self.one_shot_start if start is None else float(start)
+        if not 0 < fraction <= 1:
+            raise ValueError(f"the one-shot starting time is a fraction of T in (0, 1], got {fraction}")
+        t = torch.full((_n_molecules(batch),), max(1, round(fraction * self.schedule.timesteps)),
+                       dtype=torch.long, device=reference.device)
+        return self.one_shot(batch, initial, t, generator)
+
+    # --- the consistency losses ---------------------------------------------------------------
+
+    def optimality_loss(self, batch, t: torch.Tensor, reference_energy: torch.Tensor | None = None,
+                        generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        r"""Optimality consistency: the generated structure should be a minimum of the energy model.
+
+        :math:`\hat R` is the one-shot structure from ``batch``'s positions noised to ``t``; the
+        loss is the mean over molecules of :math:`E_{\bar\theta}(G, \hat R) / n_{atoms}`, with the
+        energy model frozen (module docs). It is computed as the first-order expansion of the
+        frozen energy around :math:`\hat R`, whose value and gradient are those of
+        :math:`E_{\bar\theta}(G, \hat R(\theta))`: one energy-and-force evaluation, no graph
+        through the energy model.
+
+        Args:
+            reference_energy: [n_molecules] energies of the input structures, subtracted from the
+                value (not the gradient), which then reads as the energy gap per atom (eV);
+                default: the frozen model's energy of the input structures.
+
+        Returns:
+            The loss (eV per atom) and the energy gaps :math:`E(\hat R) - E(R)` [n_molecules] (eV).
+        """
+        generated = self.one_shot(batch, batch[keys.POSITIONS], t, generator)
+        frozen = self.frozen_energy(batch, generated)
+        if reference_energy is None:
+            reference_energy = self.frozen_energy(batch, batch[keys.POSITIONS])[keys.ENERGY]
+        gap = frozen[keys.ENERGY] - reference_energy.detach().reshape(-1)
+        # the gradient of E at R-hat dotted with the displacement from R-hat: 0 in value, dE in gradient
+        first_order = ((-frozen[keys.FORCES]) * (generated - generated.detach())).sum(-1)
+        n_molecules = _n_molecules(batch)
+        per_molecule = gap + scatter(first_order, _molecule_of_atoms(batch), dim=0, dim_size=n_molecules)
+        n_atoms = batch[keys.N_ATOMS].reshape(-1).to(gap.dtype)
+        return (per_molecule / n_atoms).mean(), gap.detach()
+
+    def score_consistency_loss(self, batch, t: torch.Tensor, kT: float,
+                               generator: torch.Generator | None = None) -> torch.Tensor:
+        r"""Score consistency: at small noise the generator's score matches the Boltzmann score
+        of the frozen energy model, :math:`s_\theta(x_t, t) \approx -\nabla_x E_{\bar\theta}/kT`.
+
+        With :math:`s_\theta = -\hat\epsilon / \sigma_t` and the Boltzmann density of
+        :math:`R = s\,x_t / \alpha_t` (exact as :math:`\sigma_t \to 0`), the target noise is
+        :func:`score_target`; the loss is the mean squared error of :math:`\hat\epsilon` against
+        it (in noise units, as the denoising loss).
+
+        Args:
+            batch: the structures to noise (any kind: the Boltzmann score holds everywhere).
+            t: [n_molecules] small integer times.
+            kT: the temperature of the Boltzmann distribution, eV.
+        """
+        prepared = self.prepare(batch)
+        noised = self.noise(prepared, self.normalise(prepared), t, generator)
+        _, epsilon = self.denoise(prepared, noised.x_t, t)
+        alpha, sigma = (a.to(epsilon.dtype)[_molecule_of_atoms(prepared)].unsqueeze(-1) for a in self.schedule(t))
+        forces = self.frozen_energy(batch, noised.x_t * self.position_scale / alpha)[keys.FORCES]
+        target = score_target(forces, alpha, sigma, self.position_scale, kT)
+        return torch.nn.functional.mse_loss(epsilon, centre(target, _molecule_of_atoms(prepared), _n_molecules(prepared)))
+
+    # --- molecules in, ASE structures out ------------------------------------------------------
+
+    def check_molecule(self, molecule):
+        """An RDKit molecule (explicit hydrogens) from a SMILES or a molecule, checked against what
+        the model supports.
+
+        Raises:
+            ValueError: RDKit cannot parse the SMILES, or the molecule is charged or a radical, has
+                elements the model does not know, or more than ``max_atoms`` atoms.
+        """
+        from rdkit import Chem
+
+        from zoo.data.molgraph import formal_charge, mol_from_smiles
+
+        if isinstance(molecule, str):
+            try:
+                mol = mol_from_smiles(molecule)
+            except ValueError as error:
+                raise ValueError(f"{error}; give a valid SMILES of a neutral molecule, e.g. 'CCO'") from None
+        elif isinstance(molecule, Chem.Mol):
+            mol = Chem.AddHs(molecule)
+        else:
+            raise TypeError(f"expected a SMILES string or an RDKit molecule, got {type(molecule).__name__}")
+        name = molecule if isinstance(molecule, str) else Chem.MolToSmiles(Chem.RemoveHs(mol))
+        charge = formal_charge(mol)
+        if charge:
+            raise ValueError(f"{name!r} has a total formal charge of {charge:+d}; this model supports neutral "
+                             "molecules only: give the neutral species")
+        if any(atom.GetNumRadicalElectrons() for atom in mol.GetAtoms()):
+            raise ValueError(f"{name!r} is a radical; this model supports closed-shell molecules only: "
+                             "add the missing hydrogens")
+        unknown = sorted({SYMBOLS[a.GetAtomicNum()] for a in mol.GetAtoms()} - set(self.elements))
+        if unknown:
+            raise ValueError(f"{name!r} contains {', '.join(unknown)}, which this model was not trained on; "
+                             f"it knows {', '.join(self.elements)}")
+        if mol.GetNumAtoms() > self.max_atoms:
+            raise ValueError(f"{name!r} has {mol.GetNumAtoms()} atoms with hydrogens, more than this model "
+                             f"supports (max_atoms={self.max_atoms}); it was trained on smaller molecules")
+        return mol
+
+    def generate(self, molecule, k: int = 1, mode: str = "ddim", steps: int = 50, start: float | None = None,
+                 seed: int | None = None) -> list:
+        """``k`` equilibrium structures of a molecule as :class:`ase.Atoms`.
+
+        The atoms are in the order of the SMILES (:func:`zoo.data.molgraph.mol_from_smiles`: the
+        written atoms, then their hydrogens), and each structure's ``info["smiles"]`` is the mapped
+        SMILES of that order, so :meth:`energy` and :func:`zoo.metrics.best_rmsd` take it as is.
+
+        Args:
+            molecule: a SMILES or an RDKit molecule.
+            k: number of structures (independent noise, and conformers in one-shot mode).
+            mode, steps, start, seed: see :meth:`generate_positions`.
+
+        Raises:
+            ValueError: for a molecule the model does not support (see :meth:`check_molecule`).
+        """
+        from ase import Atoms
+        from torch_geometric.data import Batch
+
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        mol = self.check_molecule(molecule)
+        data = self._graph_data(mol, np.zeros((mol.GetNumAtoms(), 3)))
+        batch = Batch.from_data_list([data] * k)
+        with torch.no_grad():
+            positions = self.generate_positions(batch, mode, steps, start, seed).double().cpu().numpy()
+        numbers, n = data[keys.ATOMIC_NUMBERS].tolist(), data[keys.POSITIONS].shape[0]
+        return [Atoms(numbers=numbers, positions=positions[i * n:(i + 1) * n], info={"smiles": data[keys.SMILES]})
+                for i in range(k)]
+
+    def energy(self, atoms, smiles: str | None = None, forces: bool = False):
+        """The energy model's energy (eV) of an ASE structure, and its forces (eV/Å) if asked.
+
+        Args:
+            atoms: the structure, its atoms in the order of ``smiles``.
+            smiles: the molecular graph, a SMILES whose atoms (with atom-map numbers, or in the
+                order of :func:`zoo.data.molgraph.mol_from_smiles`) are those of ``atoms`` in order;
+                default ``atoms.info["smiles"]`` (as :meth:`generate` and the data files set it).
+
+        Returns:
+            The energy as a float, or ``(energy, forces [n_atoms, 3] array)``.
+        """
+        smiles = smiles or atoms.info.get("smiles")
+        if not smiles:
+            raise ValueError("the energy model needs the molecular graph: pass smiles= (with atom-map numbers in "
+                             "the order of the atoms), or set atoms.info['smiles'] (generate() does)")
+        mol = self.check_molecule(smiles)
+        data = self._graph_data(mol, atoms.positions, atoms.numbers)
+        with torch.no_grad():
+            out = self(data)
+        energy = float(out[keys.ENERGY].reshape(()))
+        return (energy, out[keys.FORCES].double().cpu().numpy()) if forces else energy
+
+    def _graph_data(self, mol, positions, atomic_numbers: Sequence[int] | None = None):
+        """An AtomicData of ``mol`` at ``positions`` with its molecular graph, in the model's dtype
+        and device; ``atomic_numbers`` (a structure's) must be the molecule's in order."""
+        from zoo.data import AtomicData
+        from zoo.data.molgraph import mapped_smiles
+
+        numbers = [atom.GetAtomicNum() for atom in mol.GetAtoms()]
+        parameter = next(self.parameters())
+        data = AtomicData.from_arrays(numbers, positions, dtype=parameter.dtype)
+        data[keys.SMILES] = mapped_smiles(mol)
+        if atomic_numbers is not None and [int(z) for z in atomic_numbers] != numbers:
+            raise ValueError("the atoms are not those of the SMILES in order: write the SMILES with atom-map "
+                             "numbers in the order of the atoms (zoo.data.molgraph.mapped_smiles), or reorder "
+                             "the atoms (zoo.data.molgraph.match_to_smiles)")
+        return MolecularGraph()(data).to(parameter.device)
+
+    def extra_repr(self) -> str:
+        return (f"position_scale={self.position_scale} Å, time_features={self.time_features}, "
+                f"max_graph_distance={self.max_graph_distance}, max_atoms={self.max_atoms}")
+
+
+def score_target(forces: torch.Tensor, alpha: torch.Tensor, sigma: torch.Tensor, position_scale: float,
+                 kT: float) -> torch.Tensor:
+    r"""The noise :math:`\epsilon^* = -\sigma_t\, s\, F / (\alpha_t\, kT)` whose score
+    :math:`-\epsilon^*/\sigma_t` is the Boltzmann score :math:`s F(R) / (\alpha_t kT)` in normalised
+    units, for forces F (eV/Å) at :math:`R = s\,x_t/\alpha_t`, ``position_scale`` s (Å), kT (eV)."""
+    if not kT > 0:
+        raise ValueError(f"kT must be positive (eV), got {kT}")
+    return -sigma * position_scale * forces / (alpha * kT)
+
+
+def etkdg_conformer(smiles: str, seed: int) -> np.ndarray:
+    """An RDKit ETKDG conformer (Å, [n_atoms, 3]) of a SMILES, atoms in its order (mapped SMILES
+    as :func:`zoo.data.molgraph.mol_from_smiles` reads them); reproducible for a seed."""
+    from rdkit.Chem import rdDistGeom
+
+    from zoo.data.molgraph import mol_from_smiles
+
+    mol = mol_from_smiles(smiles)
+    params = rdDistGeom.ETKDGv3()
+    params.randomSeed = int(seed) % (2**31)
+    if rdDistGeom.EmbedMolecule(mol, params) < 0:
+        params.useRandomCoords = True  # RDKit's advice for molecules that fail to embed
+        if rdDistGeom.EmbedMolecule(mol, params) < 0:
+            raise ValueError(f"RDKit cannot embed {smiles!r} in 3D for the one-shot mode; use mode='ddim'")
+    return mol.GetConformer().GetPositions()
+
+
+def _n_molecules(batch) -> int:
+    return int(batch[keys.N_ATOMS].numel())
+
+
+def _molecule_of_atoms(batch) -> torch.Tensor:
+    if keys.BATCH in batch and batch[keys.BATCH] is not None:
+        return batch[keys.BATCH]
+    return torch.zeros(batch[keys.POSITIONS].shape[0], dtype=torch.long, device=batch[keys.POSITIONS].device)
+
+
+def _randn(like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    return torch.randn(like.shape, dtype=like.dtype, device=like.device, generator=generator)
+
+
+def _random_times(n: int, low: int, high: int, device, generator: torch.Generator | None = None) -> torch.Tensor:
+    """``n`` integer times uniform in ``low..high``."""
+    return torch.randint(low, high + 1, (n,), device=device, generator=generator)
