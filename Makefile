@@ -89,4 +89,5 @@ data-consistency: | $(STAMP)
 		--method rks --xc b3lyp --basis '6-31g*' --grid 3 --properties energy,forces \
 		-o $(CONSISTENCY)/qm9_$${part}_b3lyp.extxyz || exit 1; done
 	cat $(CONSISTENCY)/qm9_xtb.extxyz $(CONSISTENCY)/qm9_dft_xtb_b3lyp.extxyz \
-		$(CONSISTENCY)/qm9_dft_perturbed_b3lyp.extxyz > $(CONSISTENCY)/qm9_train.extxyz
+		$(CONSISTENCY)/qm9_dft_perturbed_b3lyp.extxyz > $(CONSISTENCY)/qm9_train.extxyz.tmp
+	mv $(CONSISTENCY)/qm9_train.extxyz.tmp $(CONSISTENCY)/qm9_train.extxyz

@@ -1,15 +1,17 @@
-"""``zoo sample`` and ``zoo label`` called as functions with argv lists, on water and H2."""
+"""``zoo sample``, ``zoo sample-qm9`` and ``zoo label`` called as functions with argv lists, on small molecules."""
+
+import importlib.util
 
 import pytest
 
 pytest.importorskip("pyscf")
 pytest.importorskip("tblite")
 
-from zoo.qc.commands import label_main, sample_main  # noqa: E402
+from zoo.qc.commands import label_main, sample_main, sample_qm9_main  # noqa: E402
 from zoo.qc.sampling import read_structures  # noqa: E402
 
 
-@pytest.mark.parametrize("main", [sample_main, label_main])
+@pytest.mark.parametrize("main", [sample_main, sample_qm9_main, label_main])
 def test_help_shows_examples(main, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["--help"])
@@ -56,3 +58,36 @@ def test_bad_input_is_one_clear_line(tmp_path, capsys):
     assert "odd" in capsys.readouterr().err
     assert label_main([str(radical), "--shard", "1of2", "-o", str(tmp_path / "z.extxyz")]) == 1
     assert "--shard takes I/N" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(importlib.util.find_spec("qm9pack") is None, reason="qm9pack not installed")
+def test_sample_qm9_in_shards_then_perturb_then_label_keeps_the_info(tmp_path, capsys):
+    out, reference = tmp_path / "xtb.extxyz", tmp_path / "reference.extxyz"
+    for shard in ("0/2", "1/2"):  # ammonia, water, acetylene
+        assert sample_qm9_main(["--rows", "1:6:2,2", "--exclude-rows", "5", "--shard", shard, "--quiet", "-o", str(out),
+                                "--reference-out", str(reference)]) == 0
+    for name in (out, reference):
+        shards = [str(name.with_name(f"{name.stem}.shard-{i}-of-2.extxyz")) for i in range(2)]
+        assert sample_qm9_main(["--merge", *shards, "-o", str(name)]) == 0
+    assert [f.info["qm9_row"] for f in read_structures(out)] == [1, 2, 3]
+    assert [f.info["qm9_id"] for f in read_structures(reference)] == [2, 3, 4]
+
+    perturbed = tmp_path / "perturbed.extxyz"
+    assert sample_main(["--xyz", str(out), "--all-frames", "--displace", "random", "-n", "2", "--amplitude",
+                        "0.05", "--seed", "3", "-o", str(perturbed)]) == 0
+    frames = read_structures(perturbed)
+    assert [f.info["qm9_row"] for f in frames] == [1, 1, 2, 2, 3, 3]
+    assert all(f.info["structure_kind"] == "perturbed" and "xtb_energy" not in f.info for f in frames)
+    assert [f.info["sampler"][-6:] for f in frames[::2]] == ["seed 3", "seed 4", "seed 5"]  # seed + k per structure
+
+    labelled = tmp_path / "perturbed_hf.extxyz"
+    assert label_main([str(perturbed), "--method", "rhf", "--basis", "sto-3g", "--properties", "energy",
+                       "--quiet", "-o", str(labelled)]) == 0
+    for source, label in zip(frames, read_structures(labelled)):
+        assert {k: label.info[k] for k in ("smiles", "qm9_id", "qm9_row", "structure_kind")} == {
+            k: source.info[k] for k in ("smiles", "qm9_id", "qm9_row", "structure_kind")}
+
+    assert sample_qm9_main(["--rows", "0:x", "-o", str(out), "--reference-out", str(reference)]) == 1
+    assert "--rows takes START:STOP" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        sample_main(["--smiles", "O", "--all-frames", "-o", str(tmp_path / "o.extxyz")])

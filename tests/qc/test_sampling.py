@@ -91,3 +91,57 @@ def test_random_displacements_and_atomic_write(tmp_path, water_min):
 def test_from_qm9_row_zero_is_methane():
     atoms = sampling.from_qm9(0)
     assert atoms.get_chemical_formula() == "CH4" and atoms.info["smiles"] == "C"
+
+
+@pytest.mark.skipif(importlib.util.find_spec("qm9pack") is None, reason="qm9pack not installed")
+def test_qm9_molecule_cheap_and_reference_frames_share_the_atom_order():
+    from zoo.data.molgraph import mol_from_smiles, same_connectivity
+    from zoo.data.readers.qm9 import read_qm9
+
+    data = read_qm9(indices=[13], properties=[], dtype="float64")[0]  # ethanol
+    cheap, reference = sampling.qm9_molecule(data, 13, seed=0)
+    mol = mol_from_smiles(cheap.info["smiles"])
+    assert cheap.numbers.tolist() == reference.numbers.tolist() == [a.GetAtomicNum() for a in mol.GetAtoms()]
+    assert cheap.info["smiles"] == reference.info["smiles"]
+    assert {k: cheap.info[k] for k in ("qm9_id", "qm9_row", "charge", "structure_kind")} == {
+        "qm9_id": 14, "qm9_row": 13, "charge": 0, "structure_kind": sampling.XTB_OPTIMIZED}
+    assert reference.info["structure_kind"] == sampling.QM9_REFERENCE and "xtb_energy" not in reference.info
+    assert np.abs(cheap.arrays["xtb_forces"]).max() < 0.01 and cheap.info["sampler"] == sampling.qm9_sampler(0, 0.01)
+    assert same_connectivity(cheap, cheap.info["smiles"]) and same_connectivity(reference, reference.info["smiles"])
+    for i, j in [(0, 1), (1, 2)]:  # C-C and C-O: xTB and B3LYP agree to a few hundredths of an Å
+        assert abs(cheap.get_distance(i, j) - reference.get_distance(i, j)) < 0.04
+
+
+def test_qm9_molecule_rejects_charged_and_mismatched_molecules():
+    from zoo.data import AtomicData
+
+    ammonium = AtomicData.from_arrays([7, 1, 1, 1, 1], np.eye(5, 3), qm9_id=0)
+    ammonium["smiles"] = "[NH4+]"
+    with pytest.raises(ValueError, match=r"net charge \+1"):
+        sampling.qm9_molecule(ammonium, 0)
+    ethanol = AtomicData.from_ase(sampling.from_smiles("CCO"), {"qm9_id": np.array([14])})
+    ethanol["smiles"] = "COC"  # same formula, other bonds
+    with pytest.raises(ValueError, match="QM9 geometry: the bonds .* do not match the SMILES 'COC'"):
+        sampling.qm9_molecule(ethanol, 13)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("qm9pack") is None, reason="qm9pack not installed")
+def test_sample_qm9_resumes_filters_and_records_failures(tmp_path):
+    import json
+
+    out, reference = tmp_path / "xtb.extxyz", tmp_path / "reference.extxyz"
+    run = lambda rows, **kw: sampling.sample_qm9(rows, out, reference, progress=False, **kw)  # noqa: E731
+    first = run([0], steps=0)  # methane cannot reach fmax in 0 optimiser steps
+    assert (first["done"], first["failed"]) == (0, 1) and not out.exists() and not reference.exists()
+    failure = json.loads(first["failures"].read_text())
+    assert failure["qm9_row"] == 0 and failure["smiles"] == "C" and "did not reach fmax" in failure["reason"]
+
+    second = run([0, 1, 2, 3], max_heavy_atoms=1)  # row 0 failed before, row 3 (C#C) has 2 heavy atoms
+    assert {k: second[k] for k in ("done", "failed", "filtered", "skipped")} == {
+        "done": 2, "failed": 0, "filtered": 1, "skipped": 1}
+    assert run([0, 1, 2], retry_failures=True)["done"] == 1
+    frames, references = sampling.read_structures(out), sampling.read_structures(reference)
+    assert [f.info["qm9_row"] for f in frames] == [f.info["qm9_row"] for f in references] == [1, 2, 0]
+    assert [f.info["structure_kind"] for f in references] == [sampling.QM9_REFERENCE] * 3
+    with pytest.raises(ValueError, match="made with other settings"):
+        run([3], seed=1)

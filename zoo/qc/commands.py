@@ -1,6 +1,6 @@
-"""``zoo sample`` and ``zoo label``: the data-generation commands.
+"""``zoo sample``, ``zoo sample-qm9`` and ``zoo label``: the data-generation commands.
 
-Both return an exit status instead of raising on bad input, so that a user sees one clear line
+All return an exit status instead of raising on bad input, so that a user sees one clear line
 (``zoo sample: error: ...``) rather than a traceback; argparse handles ``--help`` and usage errors.
 """
 
@@ -16,6 +16,17 @@ SAMPLE_EXAMPLES = """examples:
   zoo sample --xyz water.xyz --displace normal_modes -n 50 --temperature 300 -o water_nm.extxyz
   zoo sample --qm9-index 1 --optimize -o qm9_1.extxyz
   zoo sample --smiles CCO --optimize -o ethanol_opt.extxyz
+  zoo sample --xyz qm9_xtb.extxyz --all-frames --displace random -n 1 --amplitude 0.05 -o qm9_perturbed.extxyz
+"""
+
+SAMPLE_QM9_EXAMPLES = """examples:
+  zoo sample-qm9 --rows 0:2000 --seed 0 -o qm9_xtb.extxyz --reference-out qm9_reference.extxyz
+  zoo sample-qm9 --rows 0:2000 --exclude-rows 9:2000:10 --max-heavy-atoms 7 --shard 0/4 \
+      -o qm9_xtb.extxyz --reference-out qm9_reference.extxyz
+  zoo sample-qm9 --merge qm9_xtb.shard-*-of-4.extxyz -o qm9_xtb.extxyz
+
+A rerun with the same arguments resumes: rows already written (or recorded as failed in the
+failures file) are skipped.
 """
 
 LABEL_EXAMPLES = """examples:
@@ -43,7 +54,11 @@ def sample_parser() -> argparse.ArgumentParser:
     start.add_argument("--xyz", metavar="FILE", help="any file ase.io.read understands (xyz, extxyz, ...)")
     start.add_argument("--qm9-index", type=int, metavar="N",
                        help="0-based row of QM9 as shipped by qm9pack (not the gdb number, which has gaps)")
-    parser.add_argument("--frame", type=int, default=0, help="which structure of --xyz to start from (default 0)")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--frame", type=int, default=0, help="which structure of --xyz to start from (default 0)")
+    which.add_argument("--all-frames", action="store_true",
+                       help="start from every structure of --xyz in turn (structure k uses seed + k; its info, "
+                            "e.g. smiles and qm9_id, is kept) and write all results to one file")
     parser.add_argument("--optimize", action="store_true", help="relax the start structure with GFN2-xTB first")
     parser.add_argument("--fmax", type=float, default=0.01, help="optimiser force threshold, eV/Å (default 0.01)")
     how = parser.add_mutually_exclusive_group()
@@ -52,7 +67,7 @@ def sample_parser() -> argparse.ArgumentParser:
                      help="random Gaussian displacements (--amplitude) or Boltzmann sampling of the xTB "
                           "normal modes at --temperature (implies --optimize)")
     parser.add_argument("-n", "--frames", dest="n", type=int, default=100,
-                        help="number of structures to make (default 100)")
+                        help="number of structures to make, per start structure (default 100)")
     parser.add_argument("--temperature", type=float, default=500.0, help="K (default 500)")
     parser.add_argument("--timestep", type=float, default=0.5, help="MD time step, fs (default 0.5)")
     parser.add_argument("--interval", type=int, default=10, help="MD steps between kept frames (default 10)")
@@ -72,32 +87,109 @@ def sample_main(argv: list[str] | None = None) -> int:
     """Entry point of ``zoo sample``; returns the exit status."""
     from zoo.qc import sampling
 
-    args = sample_parser().parse_args(argv)
+    parser = sample_parser()
+    args = parser.parse_args(argv)
+    if args.all_frames and args.xyz is None:
+        parser.error("--all-frames takes the structures of --xyz FILE")
     try:
         if args.smiles is not None:
-            atoms = sampling.from_smiles(args.smiles, seed=args.seed)
+            starts = [sampling.from_smiles(args.smiles, seed=args.seed)]
         elif args.xyz is not None:
-            atoms = sampling.read_structures(args.xyz, index=args.frame)[0]
+            starts = sampling.read_structures(args.xyz, index=":" if args.all_frames else args.frame)
         else:
-            atoms = sampling.from_qm9(args.qm9_index)
-        if args.optimize or args.displace == "normal_modes":
-            atoms = sampling.xtb_optimize(atoms, fmax=args.fmax)
-            sampling.log(f"zoo sample: GFN2-xTB minimum, E = {atoms.info['xtb_energy']:.6f} eV")
-        if args.md:
-            frames = sampling.md_sample(
-                atoms, n_frames=args.n, interval=args.interval, temperature_K=args.temperature,
-                timestep_fs=args.timestep, thermostat=args.thermostat, equilibration_steps=args.equilibrate,
-                friction_per_fs=args.friction, seed=args.seed)
-        elif args.displace:
-            frames = sampling.displace(atoms, args.n, amplitude=args.amplitude, mode=args.displace,
-                                       temperature_K=args.temperature, seed=args.seed)
-        else:
-            frames = [atoms]
+            starts = [sampling.from_qm9(args.qm9_index)]
+        frames = [frame for k, atoms in enumerate(starts) for frame in _sample(atoms, args, args.seed + k)]
     except (ValueError, FileNotFoundError, IndexError, RuntimeError) as error:
         print(f"zoo sample: error: {error}", file=sys.stderr)
         return 1
     path = sampling.write_extxyz(args.output, frames)
     sampling.log(f"zoo sample: wrote {len(frames)} structures to {path}")
+    return 0
+
+
+def _sample(atoms, args, seed: int) -> list:
+    """The structures ``zoo sample`` makes from one start structure."""
+    from zoo.qc import sampling
+
+    if args.optimize or args.displace == "normal_modes":
+        atoms = sampling.xtb_optimize(atoms, fmax=args.fmax)
+        sampling.log(f"zoo sample: GFN2-xTB minimum, E = {atoms.info['xtb_energy']:.6f} eV")
+    if args.md:
+        return sampling.md_sample(
+            atoms, n_frames=args.n, interval=args.interval, temperature_K=args.temperature,
+            timestep_fs=args.timestep, thermostat=args.thermostat, equilibration_steps=args.equilibrate,
+            friction_per_fs=args.friction, seed=seed)
+    if args.displace:
+        return sampling.displace(atoms, args.n, amplitude=args.amplitude, mode=args.displace,
+                                 temperature_K=args.temperature, seed=seed)
+    return [atoms]
+
+
+def sample_qm9_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="zoo sample-qm9",
+        description="Cheap structures of QM9 molecules for multi-task training on heterogeneous data: per "
+                    "qm9pack row, the SMILES's RDKit conformer (ETKDG, --seed, MMFF) relaxed with GFN2-xTB "
+                    "(-o), and QM9's own B3LYP/6-31G(2df,p) geometry in the same atom order (--reference-out). "
+                    "Each frame's info holds smiles (atom-mapped: its atom order), qm9_id, qm9_row and "
+                    "structure_kind. Charged molecules, QM9 geometries whose bonds differ from their SMILES and "
+                    "xTB optimisations that fail or change the bonds go to a JSON-lines failures file, never "
+                    "into the outputs.",
+        epilog=SAMPLE_QM9_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--rows", metavar="START:STOP[:STEP][,...]",
+                        help="0-based qm9pack rows (not the gdb numbers, which have gaps), e.g. 0:2000, 9:2000:10 "
+                             "or 0:10,50")
+    parser.add_argument("--exclude-rows", metavar="START:STOP[:STEP][,...]",
+                        help="leave out these rows (e.g. the test molecules), same syntax")
+    parser.add_argument("-o", "--output", required=True, help="extended XYZ file of the xTB minima (appended)")
+    parser.add_argument("--reference-out", metavar="FILE", help="extended XYZ file of QM9's geometries (appended)")
+    parser.add_argument("--merge", nargs="+", metavar="FILE",
+                        help="instead: join these shard files into OUTPUT, sorted by qm9_row")
+    parser.add_argument("--seed", type=int, default=0, help="RDKit embedding seed (default 0)")
+    parser.add_argument("--fmax", type=float, default=0.01, help="xTB optimiser force threshold, eV/Å (default 0.01)")
+    parser.add_argument("--steps", type=int, default=1000, help="xTB optimiser step limit (default 1000)")
+    parser.add_argument("--max-heavy-atoms", type=int, default=None, metavar="N",
+                        help="skip molecules with more than N heavy atoms (not recorded as failures)")
+    parser.add_argument("--shard", default=None, metavar="I/N",
+                        help="do rows I, I+N, I+2N, ... of --rows into files with .shard-I-of-N before the suffix")
+    parser.add_argument("--failures", default=None,
+                        help="JSON-lines file of failed molecules (default: OUTPUT stem + .failures.jsonl)")
+    parser.add_argument("--retry-failures", action="store_true", help="recompute rows recorded as failed")
+    parser.add_argument("--quiet", action="store_true", help="no progress messages")
+    return parser
+
+
+def sample_qm9_main(argv: list[str] | None = None) -> int:
+    """Entry point of ``zoo sample-qm9``; returns the exit status (failed molecules are recorded, not fatal)."""
+    from zoo.qc import sampling
+
+    parser = sample_qm9_parser()
+    args = parser.parse_args(argv)
+    if args.merge is None and (args.rows is None or args.reference_out is None):
+        parser.error("--rows and --reference-out are required (unless --merge)")
+    try:
+        if args.merge is not None:
+            count = sampling.merge_structures(args.merge, args.output)
+            sampling.log(f"zoo sample-qm9: merged {count} structures from {len(args.merge)} files into {args.output}")
+            return 0
+        rows = _parse_rows(args.rows)
+        if args.exclude_rows is not None:
+            excluded = set(_parse_rows(args.exclude_rows, "--exclude-rows"))
+            rows = [row for row in rows if row not in excluded]
+        summary = sampling.sample_qm9(
+            rows, args.output, args.reference_out, seed=args.seed, fmax=args.fmax,
+            steps=args.steps, max_heavy_atoms=args.max_heavy_atoms,
+            shard=None if args.shard is None else _parse_shard(args.shard), failures=args.failures,
+            retry_failures=args.retry_failures, progress=not args.quiet)
+    except (ValueError, FileNotFoundError, FileExistsError, IndexError) as error:
+        print(f"zoo sample-qm9: error: {error}", file=sys.stderr)
+        return 1
+    note = f" (see {summary['failures']})" if summary["failed"] else ""
+    sampling.log(f"zoo sample-qm9: {summary['done']} molecules done, {summary['failed']} failed{note}, "
+                 f"{summary['filtered']} filtered, {summary['skipped']} done before; outputs {summary['out']} "
+                 f"and {summary['reference_out']}")
     return 0
 
 
@@ -181,3 +273,20 @@ def _parse_shard(text: str) -> tuple[int, int]:
     except ValueError:
         raise ValueError(f"--shard takes I/N, e.g. 0/4, got {text!r}") from None
     return i, n
+
+
+def _parse_rows(text: str, option: str = "--rows") -> list[int]:
+    """``"0:6:2,10"`` -> ``[0, 2, 4, 10]``: items START:STOP[:STEP] (Python's range) or N, sorted, once each."""
+    rows = set()
+    try:
+        for part in text.split(","):
+            numbers = [int(n) for n in part.split(":")]
+            if len(numbers) > 3:
+                raise ValueError
+            rows.update(range(*numbers) if len(numbers) > 1 else numbers)
+    except ValueError:
+        raise ValueError(f"{option} takes START:STOP[:STEP] or N items separated by commas, e.g. 0:2000 or "
+                         f"9:2000:10, got {text!r}") from None
+    if not rows or min(rows) < 0:
+        raise ValueError(f"{option} {text!r} names no rows, or a negative one")
+    return sorted(rows)

@@ -9,48 +9,72 @@ Everything here is deterministic given ``seed``. Structures are :class:`ase.Atom
 results are kept under their own names (``info["xtb_energy"]`` in eV, ``arrays["xtb_forces"]``
 in eV/Å) so that no reader ever mistakes them for DFT labels. RDKit and tblite are imported
 lazily, when used.
+
+For multi-task training on heterogeneous data (Ren et al., NeurIPS 2024), :func:`sample_qm9`
+makes the cheap structures of QM9 molecules, GFN2-xTB minima of RDKit conformers, next to QM9's
+own geometries in the same atom order (:mod:`zoo.data.molgraph`); :func:`displace` makes the
+perturbed copies. ``info["structure_kind"]`` says which is which.
 """
 
 from __future__ import annotations
 
+import itertools
+import json
 import os
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 
-from zoo.data.readers.ase_io import write_extxyz  # noqa: F401  (part of the sampling API)
+from zoo.data.readers.ase_io import write_extxyz
 
 XTB_METHOD = "GFN2-xTB"
 THERMOSTATS = ("langevin", "nvt")
 DISPLACEMENT_MODES = ("random", "normal_modes")
+#: ``info["structure_kind"]`` of the frames made here: a GFN2-xTB minimum of an RDKit conformer,
+#: QM9's own B3LYP/6-31G(2df,p) geometry, a displaced copy (:func:`displace`).
+XTB_OPTIMIZED, QM9_REFERENCE, PERTURBED = "xtb_optimized", "qm9_reference", "perturbed"
 
 
 # --- start structures -------------------------------------------------------------------------
 
 
 def from_smiles(smiles: str, seed: int = 0):
-    """A 3D structure for ``smiles``: RDKit AddHs, ETKDG embedding with ``seed``, MMFF pre-optimisation.
+    """A 3D structure for ``smiles``: :func:`~zoo.data.molgraph.mol_from_smiles`, then :func:`embed`.
 
-    The total formal charge goes to ``info["charge"]`` (read by the xTB calculator and checked by
-    the labeller). Molecules MMFF has no parameters for fall back to UFF.
+    The atoms are in the order of :func:`~zoo.data.molgraph.mol_from_smiles`; ``info["smiles"]``
+    is ``smiles`` as given and ``info["charge"]`` its total formal charge (read by the xTB
+    calculator and checked by the labeller).
 
     Raises:
         ValueError: RDKit cannot parse the SMILES or cannot embed the molecule in 3D.
     """
+    from zoo.data.molgraph import mol_from_smiles
+
+    atoms = embed(mol_from_smiles(smiles), seed=seed)
+    atoms.info["smiles"] = smiles
+    return atoms
+
+
+def embed(mol, seed: int = 0):
+    """:class:`ase.Atoms` of the RDKit molecule ``mol`` (explicit hydrogens) in its atom order.
+
+    ETKDG embedding with ``seed``, then MMFF pre-optimisation (UFF for molecules MMFF has no
+    parameters for). ``info["charge"]`` is the total formal charge.
+
+    Raises:
+        ValueError: RDKit cannot embed the molecule in 3D.
+    """
     from ase import Atoms
-    from rdkit import Chem, RDLogger
+    from rdkit import Chem
     from rdkit.Chem import AllChem
 
-    RDLogger.DisableLog("rdApp.*")  # RDKit prints parse errors itself; ours says more
-    mol = Chem.MolFromSmiles(smiles)
-    if mol is None:
-        raise ValueError(f"RDKit cannot parse the SMILES {smiles!r}")
-    mol = Chem.AddHs(mol)
+    mol = Chem.Mol(mol)
     params = AllChem.ETKDGv3()
     params.randomSeed = int(seed)
     if AllChem.EmbedMolecule(mol, params) != 0:
-        raise ValueError(f"RDKit could not embed {smiles!r} in 3D (ETKDG, seed {seed})")
+        raise ValueError(f"RDKit could not embed {Chem.MolToSmiles(Chem.RemoveHs(mol))!r} in 3D (ETKDG, seed {seed})")
     if AllChem.MMFFHasAllMoleculeParams(mol):
         AllChem.MMFFOptimizeMolecule(mol, maxIters=2000)
     else:
@@ -59,7 +83,7 @@ def from_smiles(smiles: str, seed: int = 0):
         numbers=[a.GetAtomicNum() for a in mol.GetAtoms()],
         positions=mol.GetConformer().GetPositions(),
     )
-    atoms.info.update(smiles=smiles, charge=Chem.GetFormalCharge(mol))
+    atoms.info["charge"] = Chem.GetFormalCharge(mol)
     return atoms
 
 
@@ -93,7 +117,7 @@ def from_qm9(index: int):
     """
     from zoo.data.readers.qm9 import read_qm9
 
-    data = read_qm9(indices=[int(index)], properties=[])[0]
+    data = read_qm9(indices=[int(index)], properties=[], dtype="float64")[0]
     atoms = data.to_ase()
     atoms.info.update(smiles=data.smiles, qm9_id=int(data.qm9_id[0]), charge=0)
     return atoms
@@ -207,7 +231,8 @@ def displace(
             as having this frequency, so that flat modes do not produce huge displacements.
 
     Returns:
-        Structures without energies; ``info["sampler"]`` says how they were made.
+        Structures without energies, with the ``info`` of ``atoms`` (``smiles``, ``qm9_id``, ...);
+        ``info["sampler"]`` says how they were made, ``info["structure_kind"]`` is :data:`PERTURBED`.
     """
     from ase import units
 
@@ -234,7 +259,7 @@ def displace(
     for i, step in enumerate(steps):
         frame = base.copy()
         frame.positions += step
-        frame.info.update(sampler=sampler, displacement=i)
+        frame.info.update(sampler=sampler, displacement=i, structure_kind=PERTURBED)
         frames.append(frame)
     return frames
 
@@ -280,6 +305,224 @@ def _internal_basis(positions: np.ndarray, masses: np.ndarray) -> np.ndarray:
     u, s, _ = np.linalg.svd(np.array(rigid).T, full_matrices=True)
     rank = int((s > 1e-6 * s.max()).sum())  # 5 for a linear molecule, 6 otherwise
     return u[:, rank:]
+
+
+# --- QM9 molecules: cheap structures and reference geometries ---------------------------------
+
+
+def qm9_sampler(seed: int, fmax: float) -> str:
+    """How :func:`qm9_molecule` makes a cheap structure, as recorded in ``info["sampler"]``."""
+    return f"QM9 SMILES, RDKit ETKDG seed {seed} + MMFF, {XTB_METHOD} BFGS fmax {fmax:g} eV/Å"
+
+
+def qm9_molecule(data, row: int, seed: int = 0, fmax: float = 0.01, steps: int = 1000) -> tuple:
+    """The cheap structure and the reference geometry of one QM9 molecule, in one atom order.
+
+    The QM9 SMILES is read with :func:`~zoo.data.molgraph.mol_from_smiles`; its RDKit conformer
+    (:func:`embed`, ``seed``) is relaxed with GFN2-xTB (:func:`xtb_optimize`), whose bonds must
+    still be those of the SMILES (:func:`~zoo.data.molgraph.same_connectivity`). QM9's own geometry
+    is put in the same atom order with :func:`~zoo.data.molgraph.match_to_smiles`.
+
+    Args:
+        data: the molecule as :func:`~zoo.data.readers.qm9.read_qm9` returns it (read it with
+            ``dtype="float64"`` to keep every digit of QM9's coordinates).
+        row: its 0-based qm9pack row.
+
+    Returns:
+        ``(cheap, reference)``: :class:`ase.Atoms` whose ``info`` holds ``smiles`` (the
+        :func:`~zoo.data.molgraph.mapped_smiles` of the frame: its atom order), ``qm9_id``,
+        ``qm9_row``, ``charge`` (0) and ``structure_kind`` (:data:`XTB_OPTIMIZED` or
+        :data:`QM9_REFERENCE`); the cheap one also ``xtb_energy`` (eV), ``xtb_forces`` (eV/Å)
+        and ``sampler`` (:func:`qm9_sampler`).
+
+    Raises:
+        ValueError: what the molecule fails: a net charge, a QM9 geometry whose bonds differ
+            from its SMILES, no RDKit embedding, an xTB optimisation that did not converge in
+            ``steps`` steps or that changed the bonds.
+    """
+    from zoo.data.molgraph import (
+        formal_charge,
+        mapped_smiles,
+        match_to_smiles,
+        mol_from_smiles,
+        same_connectivity,
+    )
+
+    smiles = data.smiles
+    mol = mol_from_smiles(smiles)
+    charge = formal_charge(mol)
+    if charge != 0:
+        raise ValueError(f"net charge {charge:+d}: only neutral molecules are sampled (closed-shell, charge 0)")
+    info = {"smiles": mapped_smiles(mol), "qm9_id": int(data.qm9_id[0]), "qm9_row": int(row), "charge": 0}
+    try:
+        reference = match_to_smiles(data.to_ase(), smiles)
+    except ValueError as error:
+        raise ValueError(f"QM9 geometry: {error}") from None
+    reference.info.update(info, structure_kind=QM9_REFERENCE)
+    try:
+        cheap = xtb_optimize(embed(mol, seed=seed), fmax=fmax, steps=steps)
+    except RuntimeError as error:  # not converged, or tblite's SCC failed (ASE's CalculationFailed)
+        raise ValueError(f"{XTB_METHOD} optimisation: {error}") from None
+    if not same_connectivity(cheap, info["smiles"]):
+        raise ValueError(f"the {XTB_METHOD} optimisation changed the bonds of {smiles!r} (broken, formed or moved)")
+    cheap.info.update(info, structure_kind=XTB_OPTIMIZED, sampler=qm9_sampler(seed, fmax))
+    return cheap, reference
+
+
+def sample_qm9(
+    rows,
+    out: str | os.PathLike,
+    reference_out: str | os.PathLike,
+    seed: int = 0,
+    fmax: float = 0.01,
+    steps: int = 1000,
+    max_heavy_atoms: int | None = None,
+    shard: tuple[int, int] | None = None,
+    failures: str | os.PathLike | None = None,
+    retry_failures: bool = False,
+    progress: bool = True,
+) -> dict:
+    """Cheap structures and reference geometries of QM9 molecules (:func:`qm9_molecule`), resumable.
+
+    Both frames of a molecule are appended (atomically, reference first) to ``reference_out`` and
+    ``out`` as soon as it is done; a molecule that fails becomes one JSON line in ``failures``
+    (``qm9_row``, ``qm9_id``, ``smiles``, ``reason``, ``sampler``) and appears in neither file.
+    A rerun skips the rows already in ``out`` or recorded as failed with the same settings.
+
+    Args:
+        rows: 0-based qm9pack rows (a row given twice is done once).
+        out, reference_out: extended XYZ files of the xTB minima and of QM9's geometries. With
+            ``shard`` they are :func:`zoo.qc.labelling.shard_path` of these names.
+        seed, fmax, steps: RDKit embedding seed, xTB force threshold (eV/Å) and step limit.
+        max_heavy_atoms: skip (without recording a failure) molecules with more heavy atoms.
+        shard: ``(i, n)`` does rows[i], rows[i + n], ... (one job of an n-job array); join the
+            shards with :func:`merge_structures`.
+        failures: JSON-lines file (default :func:`zoo.qc.labelling.failures_path` of ``out``).
+        retry_failures: recompute rows recorded as failed (otherwise skipped).
+        progress: print progress with an ETA to stderr.
+
+    Returns:
+        ``out``, ``reference_out``, ``failures`` (paths) and the counts ``done``, ``failed``,
+        ``filtered`` (this run), ``skipped`` (done or failed before), and ``seconds``.
+
+    Raises:
+        ValueError: a bad shard, or ``out`` made with another seed or fmax.
+        IndexError: a row beyond the end of QM9.
+    """
+    from zoo.data.readers.qm9 import read_qm9
+    from zoo.qc.labelling import failures_path, shard_path
+
+    rows = list(dict.fromkeys(int(row) for row in rows))  # each row once, in the order given
+    if shard is not None:
+        i, n = shard
+        if n < 1 or not 0 <= i < n:
+            raise ValueError(f"shard must be (i, n) with 0 <= i < n, got {shard}")
+        rows = rows[i::n]
+    out, reference_out = shard_path(out, shard), shard_path(reference_out, shard)
+    failures = Path(failures) if failures is not None else failures_path(out)
+    sampler = qm9_sampler(seed, fmax)
+    done = _stored_rows(out, sampler)
+    referenced = _stored_rows(reference_out, None)
+    failed_before = set() if retry_failures else _failed_rows(failures, sampler)
+    todo = [row for row in rows if row not in done and row not in failed_before]
+    molecules = read_qm9(indices=todo, properties=[], dtype="float64") if todo else []
+    where = f"sample-qm9 {out.name}"
+    if progress:
+        log(f"[{where}] {sampler}: {len(todo)} to do, {len(rows) - len(todo)} of {len(rows)} done or failed before")
+
+    start, counts = time.perf_counter(), {"done": 0, "failed": 0, "filtered": 0}
+    for n_done, (row, data) in enumerate(zip(todo, molecules), 1):
+        tick = time.perf_counter()
+        if max_heavy_atoms is not None and int((data.z > 1).sum()) > max_heavy_atoms:
+            counts["filtered"] += 1
+            continue
+        try:
+            cheap, reference = qm9_molecule(data, row, seed=seed, fmax=fmax, steps=steps)
+        except ValueError as error:
+            _append_json_line(failures, {"qm9_row": row, "qm9_id": int(data.qm9_id[0]), "smiles": data.smiles,
+                                         "reason": str(error), "sampler": sampler})
+            counts["failed"] += 1
+            status = f"failed: {error}"
+        else:
+            if row not in referenced:
+                write_extxyz(reference_out, [reference], append=True)
+            write_extxyz(out, [cheap], append=True)
+            counts["done"] += 1
+            status = f"E_xTB = {cheap.info['xtb_energy']:.4f} eV"
+        if progress:
+            eta = (time.perf_counter() - start) / n_done * (len(todo) - n_done)
+            log(f"[{where}] {n_done}/{len(todo)} row {row} {data.smiles} ({time.perf_counter() - tick:.1f} s) "
+                f"{status}; ETA {eta / 60:.0f} min")
+    return {"out": out, "reference_out": reference_out, "failures": failures, **counts,
+            "skipped": len(rows) - len(todo), "seconds": time.perf_counter() - start}
+
+
+def merge_structures(inputs, out: str | os.PathLike, key: str = "qm9_row") -> int:
+    """Join structure files (e.g. the shards of :func:`sample_qm9`) into a new ``out``, sorted by ``info[key]``.
+
+    Failures files (:func:`zoo.qc.labelling.failures_path`) next to the inputs are concatenated
+    next to ``out``. Returns the number of structures written.
+
+    Raises:
+        FileNotFoundError: an input is missing.
+        FileExistsError: ``out`` exists.
+        ValueError: a structure lacks ``info[key]``, or a value appears twice.
+    """
+    from zoo.qc.labelling import failures_path
+
+    inputs, out = [Path(p) for p in inputs], Path(out)
+    if out.exists():
+        raise FileExistsError(f"{out} exists; merging writes a new file")
+    frames = [frame for path in inputs for frame in read_structures(path)]
+    missing = [i for i, frame in enumerate(frames) if key not in frame.info]
+    if missing:
+        raise ValueError(f"{len(missing)} structures have no info[{key!r}] to sort by")
+    frames.sort(key=lambda frame: int(frame.info[key]))
+    values = [int(frame.info[key]) for frame in frames]
+    duplicates = sorted({v for v, w in itertools.pairwise(values) if v == w})
+    if duplicates:
+        raise ValueError(f"{key} {duplicates[:10]} appear more than once in {[str(p) for p in inputs]}")
+    write_extxyz(out, frames)
+    lines = [line for path in inputs if failures_path(path).is_file()
+             for line in failures_path(path).read_text().splitlines() if line.strip()]
+    if lines:
+        failures_path(out).write_text("\n".join(lines) + "\n")
+    return len(frames)
+
+
+def _stored_rows(path: Path, sampler: str | None) -> set[int]:
+    """``qm9_row`` of every frame in ``path``, after checking (unless None) that it was made by ``sampler``."""
+    if not path.exists():
+        return set()
+    frames = read_structures(path)
+    if sampler is not None and frames[0].info.get("sampler") != sampler:
+        raise ValueError(f"{path} was made with other settings ({frames[0].info.get('sampler')!r}, not "
+                         f"{sampler!r}); write to another file or rerun with those settings")
+    return {int(frame.info["qm9_row"]) for frame in frames}
+
+
+def _append_json_line(path: Path, entry: dict) -> None:
+    """Append one JSON line and flush it to disk at once."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as stream:
+        stream.write(json.dumps(entry) + "\n")
+        stream.flush()
+        os.fsync(stream.fileno())
+
+
+def _failed_rows(path: Path, sampler: str) -> set[int]:
+    """Rows recorded as failed with ``sampler``; a torn last line (killed mid-write) is ignored."""
+    if not path.is_file():
+        return set()
+    rows = set()
+    for line in path.read_text().splitlines():
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if entry.get("sampler") == sampler:
+            rows.add(int(entry["qm9_row"]))
+    return rows
 
 
 # --- helpers ----------------------------------------------------------------------------------
