@@ -109,3 +109,14 @@ def test_partly_labelled_files_with_masks_and_molecular_graphs(tmp_path):
     ase.io.write(path, frames)
     with pytest.raises(ValueError, match="structure 0.*in this order"):
         read_ase(path, molecular_graph=True, mask_missing=True)
+
+
+def test_write_extxyz_keeps_backslashes_in_info_and_the_callers_frames(tmp_path):
+    from zoo.data.readers.ase_io import write_extxyz
+
+    atoms = molecule("H2O")
+    atoms.info["smiles"] = "O/C=C\\C=O"
+    write_extxyz(tmp_path / "frames.extxyz", [atoms])
+    write_extxyz(tmp_path / "frames.extxyz", [atoms], append=True)
+    assert [a.info["smiles"] for a in ase.io.read(tmp_path / "frames.extxyz", ":")] == ["O/C=C\\C=O"] * 2
+    assert atoms.info["smiles"] == "O/C=C\\C=O"

@@ -218,18 +218,32 @@ def write_extxyz(path: str | os.PathLike, frames: Sequence, append: bool = False
     """Write (or append) ASE frames as extended XYZ, atomically.
 
     The frames go to a temporary copy of the file that then replaces it (:func:`os.replace`),
-    so a reader, or a job killed mid-write, never sees a half-written file.
+    so a reader, or a job killed mid-write, never sees a half-written file. Backslashes in string
+    ``info`` values (SMILES stereo bonds, ``C\\C=O``) are escaped: ASE's reader unescapes them but
+    its writer does not escape them.
     """
+    frames = list(frames)
+    originals = [dict(atoms.info) for atoms in frames]
+    for atoms in frames:
+        atoms.info.update({k: v.replace("\\", "\\\\") for k, v in atoms.info.items() if isinstance(v, str) and "\\" in v})
+    try:
+        return _write_extxyz_atomically(Path(path), frames, append)
+    finally:
+        for atoms, info in zip(frames, originals):
+            atoms.info.clear()
+            atoms.info.update(info)
+
+
+def _write_extxyz_atomically(path: Path, frames: list, append: bool) -> Path:
     import ase.io
 
-    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         if append and path.exists():
             shutil.copyfile(path, tmp)
         with open(tmp, "a" if append else "w") as stream:
-            ase.io.write(stream, list(frames), format="extxyz")
+            ase.io.write(stream, frames, format="extxyz")
             stream.flush()
             os.fsync(stream.fileno())
         os.replace(tmp, path)
