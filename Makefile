@@ -91,3 +91,22 @@ data-consistency: | $(STAMP)
 	cat $(CONSISTENCY)/qm9_xtb.extxyz $(CONSISTENCY)/qm9_dft_xtb_b3lyp.extxyz \
 		$(CONSISTENCY)/qm9_dft_perturbed_b3lyp.extxyz > $(CONSISTENCY)/qm9_train.extxyz.tmp
 	mv $(CONSISTENCY)/qm9_train.extxyz.tmp $(CONSISTENCY)/qm9_train.extxyz
+
+# QM9-derived Hamiltonians for self-consistency training, QH9's protocol (b3lyp5/def2-SVP, grid 3,
+# QM9's own geometries), out of distribution by size like QH9-stable-ood: labelled small molecules
+# (<= 6 heavy atoms, every fourth of qm9pack rows 0-999), unlabelled larger ones (8 heavy atoms,
+# rows 4000-5999; geometries only, for SCT) and a labelled test set of larger molecules never seen
+# in training (every 40th of those rows). Labelling: ~25 s per small and ~50 s per large molecule
+# on one core; resumable.
+QH9 ?= data/qm9_hamiltonian
+.PHONY: data-qm9-hamiltonian
+
+data-qm9-hamiltonian: | $(STAMP)
+	$(ZOO) sample-qm9 --reference-only --rows 0:1000:4 --max-heavy-atoms 6 --reference-out $(QH9)/small.extxyz
+	$(ZOO) sample-qm9 --reference-only --rows 4000:6000 --exclude-rows 4000:6000:40 --min-heavy-atoms 8 \
+		--reference-out $(QH9)/large_unlabelled.extxyz
+	$(ZOO) sample-qm9 --reference-only --rows 4000:6000:40 --min-heavy-atoms 8 --reference-out $(QH9)/large_test.extxyz
+	for part in small large_test; do OMP_NUM_THREADS=1 $(ZOO) label $(QH9)/$$part.extxyz \
+		--method rks --xc b3lyp5 --basis def2-svp --grid 3 \
+		--properties fock,overlap,density_matrix,orbital_energies \
+		-o $(QH9)/$${part}_b3lyp5_def2svp.h5 || exit 1; done

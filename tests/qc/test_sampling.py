@@ -145,3 +145,14 @@ def test_sample_qm9_resumes_filters_and_records_failures(tmp_path):
     assert [f.info["structure_kind"] for f in references] == [sampling.QM9_REFERENCE] * 3
     with pytest.raises(ValueError, match="made with other settings"):
         run([3], seed=1)
+
+
+def test_sample_qm9_reference_only_filters_by_size_and_resumes(tmp_path):
+    reference = tmp_path / "reference.extxyz"
+    run = lambda rows, **kw: sampling.sample_qm9(rows, None, reference, progress=False, **kw)  # noqa: E731
+    first = run([0, 1, 2, 3, 4], min_heavy_atoms=2)  # rows 0-2 (CH4, NH3, H2O) have one heavy atom
+    assert (first["done"], first["filtered"]) == (2, 3)
+    frames = sampling.read_structures(reference)
+    assert [f.info["qm9_row"] for f in frames] == [3, 4]
+    assert all(f.info["structure_kind"] == sampling.QM9_REFERENCE and "xtb_energy" not in f.info for f in frames)
+    assert run([3, 4, 5], min_heavy_atoms=2)["skipped"] == 2

@@ -143,7 +143,10 @@ def sample_qm9_parser() -> argparse.ArgumentParser:
                              "or 0:10,50")
     parser.add_argument("--exclude-rows", metavar="START:STOP[:STEP][,...]",
                         help="leave out these rows (e.g. the test molecules), same syntax")
-    parser.add_argument("-o", "--output", required=True, help="extended XYZ file of the xTB minima (appended)")
+    parser.add_argument("-o", "--output", help="extended XYZ file of the xTB minima (appended); required unless "
+                                               "--reference-only or --merge")
+    parser.add_argument("--reference-only", action="store_true",
+                        help="write QM9's geometries (--reference-out) alone, without xTB (e.g. to label them)")
     parser.add_argument("--reference-out", metavar="FILE", help="extended XYZ file of QM9's geometries (appended)")
     parser.add_argument("--merge", nargs="+", metavar="FILE",
                         help="instead: join these shard files into OUTPUT, sorted by qm9_row")
@@ -152,6 +155,8 @@ def sample_qm9_parser() -> argparse.ArgumentParser:
     parser.add_argument("--steps", type=int, default=1000, help="xTB optimiser step limit (default 1000)")
     parser.add_argument("--max-heavy-atoms", type=int, default=None, metavar="N",
                         help="skip molecules with more than N heavy atoms (not recorded as failures)")
+    parser.add_argument("--min-heavy-atoms", type=int, default=None, metavar="N",
+                        help="skip molecules with fewer than N heavy atoms (not recorded as failures)")
     parser.add_argument("--shard", default=None, metavar="I/N",
                         help="do rows I, I+N, I+2N, ... of --rows into files with .shard-I-of-N before the suffix")
     parser.add_argument("--failures", default=None,
@@ -169,6 +174,10 @@ def sample_qm9_main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.merge is None and (args.rows is None or args.reference_out is None):
         parser.error("--rows and --reference-out are required (unless --merge)")
+    if args.output is None and not args.reference_only:
+        parser.error("-o/--output is required (unless --reference-only)")
+    if args.merge is not None and args.output is None:
+        parser.error("--merge needs -o/--output")
     try:
         if args.merge is not None:
             count = sampling.merge_structures(args.merge, args.output)
@@ -179,8 +188,8 @@ def sample_qm9_main(argv: list[str] | None = None) -> int:
             excluded = set(_parse_rows(args.exclude_rows, "--exclude-rows"))
             rows = [row for row in rows if row not in excluded]
         summary = sampling.sample_qm9(
-            rows, args.output, args.reference_out, seed=args.seed, fmax=args.fmax,
-            steps=args.steps, max_heavy_atoms=args.max_heavy_atoms,
+            rows, None if args.reference_only else args.output, args.reference_out, seed=args.seed, fmax=args.fmax,
+            steps=args.steps, max_heavy_atoms=args.max_heavy_atoms, min_heavy_atoms=args.min_heavy_atoms,
             shard=None if args.shard is None else _parse_shard(args.shard), failures=args.failures,
             retry_failures=args.retry_failures, progress=not args.quiet)
     except (ValueError, FileNotFoundError, FileExistsError, IndexError) as error:

@@ -315,6 +315,25 @@ def qm9_sampler(seed: int, fmax: float) -> str:
     return f"QM9 SMILES, RDKit ETKDG seed {seed} + MMFF, {XTB_METHOD} BFGS fmax {fmax:g} eV/Å"
 
 
+def qm9_reference(data, row: int):
+    """QM9's own geometry of one molecule in the atom order of its SMILES (the reference frame of
+    :func:`qm9_molecule`), with ``info`` as there; ``ValueError`` for a net charge or a geometry
+    whose bonds differ from the SMILES."""
+    from zoo.data.molgraph import formal_charge, mapped_smiles, match_to_smiles, mol_from_smiles
+
+    mol = mol_from_smiles(data.smiles)
+    charge = formal_charge(mol)
+    if charge != 0:
+        raise ValueError(f"net charge {charge:+d}: only neutral molecules are sampled (closed-shell, charge 0)")
+    try:
+        reference = match_to_smiles(data.to_ase(), data.smiles)
+    except ValueError as error:
+        raise ValueError(f"QM9 geometry: {error}") from None
+    reference.info.update(smiles=mapped_smiles(mol), qm9_id=int(data.qm9_id[0]), qm9_row=int(row), charge=0,
+                          structure_kind=QM9_REFERENCE)
+    return reference
+
+
 def qm9_molecule(data, row: int, seed: int = 0, fmax: float = 0.01, steps: int = 1000) -> tuple:
     """The cheap structure and the reference geometry of one QM9 molecule, in one atom order.
 
@@ -340,25 +359,12 @@ def qm9_molecule(data, row: int, seed: int = 0, fmax: float = 0.01, steps: int =
             from its SMILES, no RDKit embedding, an xTB optimisation that did not converge in
             ``steps`` steps or that changed the bonds.
     """
-    from zoo.data.molgraph import (
-        formal_charge,
-        mapped_smiles,
-        match_to_smiles,
-        mol_from_smiles,
-        same_connectivity,
-    )
+    from zoo.data.molgraph import mol_from_smiles, same_connectivity
 
     smiles = data.smiles
+    reference = qm9_reference(data, row)
+    info = {k: reference.info[k] for k in ("smiles", "qm9_id", "qm9_row", "charge")}
     mol = mol_from_smiles(smiles)
-    charge = formal_charge(mol)
-    if charge != 0:
-        raise ValueError(f"net charge {charge:+d}: only neutral molecules are sampled (closed-shell, charge 0)")
-    info = {"smiles": mapped_smiles(mol), "qm9_id": int(data.qm9_id[0]), "qm9_row": int(row), "charge": 0}
-    try:
-        reference = match_to_smiles(data.to_ase(), smiles)
-    except ValueError as error:
-        raise ValueError(f"QM9 geometry: {error}") from None
-    reference.info.update(info, structure_kind=QM9_REFERENCE)
     try:
         cheap = xtb_optimize(embed(mol, seed=seed), fmax=fmax, steps=steps)
     except RuntimeError as error:  # not converged, or tblite's SCC failed (ASE's CalculationFailed)
@@ -371,12 +377,13 @@ def qm9_molecule(data, row: int, seed: int = 0, fmax: float = 0.01, steps: int =
 
 def sample_qm9(
     rows,
-    out: str | os.PathLike,
+    out: str | os.PathLike | None,
     reference_out: str | os.PathLike,
     seed: int = 0,
     fmax: float = 0.01,
     steps: int = 1000,
     max_heavy_atoms: int | None = None,
+    min_heavy_atoms: int | None = None,
     shard: tuple[int, int] | None = None,
     failures: str | os.PathLike | None = None,
     retry_failures: bool = False,
@@ -392,9 +399,11 @@ def sample_qm9(
     Args:
         rows: 0-based qm9pack rows (a row given twice is done once).
         out, reference_out: extended XYZ files of the xTB minima and of QM9's geometries. With
-            ``shard`` they are :func:`zoo.qc.labelling.shard_path` of these names.
+            ``shard`` they are :func:`zoo.qc.labelling.shard_path` of these names. ``out=None``
+            writes QM9's geometries alone (no xTB), e.g. to label them (Hamiltonian data).
         seed, fmax, steps: RDKit embedding seed, xTB force threshold (eV/Å) and step limit.
-        max_heavy_atoms: skip (without recording a failure) molecules with more heavy atoms.
+        max_heavy_atoms, min_heavy_atoms: skip (without recording a failure) molecules with more
+            (fewer) heavy atoms.
         shard: ``(i, n)`` does rows[i], rows[i + n], ... (one job of an n-job array); join the
             shards with :func:`merge_structures`.
         failures: JSON-lines file (default :func:`zoo.qc.labelling.failures_path` of ``out``).
@@ -418,26 +427,32 @@ def sample_qm9(
         if n < 1 or not 0 <= i < n:
             raise ValueError(f"shard must be (i, n) with 0 <= i < n, got {shard}")
         rows = rows[i::n]
-    out, reference_out = shard_path(out, shard), shard_path(reference_out, shard)
-    failures = Path(failures) if failures is not None else failures_path(out)
-    sampler = qm9_sampler(seed, fmax)
-    done = _stored_rows(out, sampler)
+    reference_out = shard_path(reference_out, shard)
+    out = None if out is None else shard_path(out, shard)
+    failures = Path(failures) if failures is not None else failures_path(out or reference_out)
+    sampler = qm9_sampler(seed, fmax) if out is not None else "QM9 geometry"
     referenced = _stored_rows(reference_out, None)
+    done = referenced if out is None else _stored_rows(out, sampler)
     failed_before = set() if retry_failures else _failed_rows(failures, sampler)
     todo = [row for row in rows if row not in done and row not in failed_before]
     molecules = read_qm9(indices=todo, properties=[], dtype="float64") if todo else []
-    where = f"sample-qm9 {out.name}"
+    where = f"sample-qm9 {(out or reference_out).name}"
     if progress:
         log(f"[{where}] {sampler}: {len(todo)} to do, {len(rows) - len(todo)} of {len(rows)} done or failed before")
 
     start, counts = time.perf_counter(), {"done": 0, "failed": 0, "filtered": 0}
     for n_done, (row, data) in enumerate(zip(todo, molecules), 1):
         tick = time.perf_counter()
-        if max_heavy_atoms is not None and int((data.z > 1).sum()) > max_heavy_atoms:
+        heavy = int((data.z > 1).sum())
+        if (max_heavy_atoms is not None and heavy > max_heavy_atoms) or (
+                min_heavy_atoms is not None and heavy < min_heavy_atoms):
             counts["filtered"] += 1
             continue
         try:
-            cheap, reference = qm9_molecule(data, row, seed=seed, fmax=fmax, steps=steps)
+            if out is None:
+                cheap, reference = None, qm9_reference(data, row)
+            else:
+                cheap, reference = qm9_molecule(data, row, seed=seed, fmax=fmax, steps=steps)
         except ValueError as error:
             _append_json_line(failures, {"qm9_row": row, "qm9_id": int(data.qm9_id[0]), "smiles": data.smiles,
                                          "reason": str(error), "sampler": sampler})
@@ -446,9 +461,10 @@ def sample_qm9(
         else:
             if row not in referenced:
                 write_extxyz(reference_out, [reference], append=True)
-            write_extxyz(out, [cheap], append=True)
+            if cheap is not None:
+                write_extxyz(out, [cheap], append=True)
             counts["done"] += 1
-            status = f"E_xTB = {cheap.info['xtb_energy']:.4f} eV"
+            status = "QM9 geometry" if cheap is None else f"E_xTB = {cheap.info['xtb_energy']:.4f} eV"
         if progress:
             eta = (time.perf_counter() - start) / n_done * (len(todo) - n_done)
             log(f"[{where}] {n_done}/{len(todo)} row {row} {data.smiles} ({time.perf_counter() - tick:.1f} s) "
