@@ -110,10 +110,11 @@ def test_the_recipe_runs_a_few_steps_and_tests(files, tmp_path):
     config["trainer"]["logger"]["init_args"]["save_dir"] = str(tmp_path)
     config["trainer"]["callbacks"] = [c for c in config["trainer"]["callbacks"] if "EMA" not in c["class_path"]]
     config["data"]["init_args"].update(source=str(files[0]), test_source=str(files[1]), batch_size=8,
-                                       split={"method": "random", "sizes": [8, 4], "seed": 0})
+                                       split={**config["data"]["init_args"]["split"], "fractions": [0.75, 0.25]})
     (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(config))
     fit = cli.lightning_main(["fit", "--config", str(tmp_path / "recipe.yaml")])
     assert "train/optimality_loss" in fit.trainer.callback_metrics
+    assert fit.datamodule.split.method == "group" and fit.datamodule.split.params["key"] == "qm9_id"
     results = fit.trainer.test(fit.model, datamodule=fit.datamodule, verbose=False)[0]
     assert results["test/rmsd"] > 0 and "test/energy_gap" in results
 

@@ -14,7 +14,14 @@ from zoo.data.readers import (
     read_structures,
     write_hamiltonian_h5,
 )
-from zoo.data.splits import Split, load_split, random_split, size_split
+from zoo.data.splits import (
+    Split,
+    group_labels,
+    group_split,
+    load_split,
+    random_split,
+    size_split,
+)
 from zoo.data.transforms import (
     Standardize,
     SubtractReferenceEnergies,
@@ -26,7 +33,7 @@ __all__ = [
     "keys", "units", "AtomicData", "AtomicDataset", "ElementIndex", "atomic_number",
     "RadiusGraph", "edge_vectors", "radius_graph",
     "read_structures", "read_qm9", "read_md17", "read_ase", "read_hamiltonian_h5", "write_hamiltonian_h5",
-    "HamiltonianMetadata", "Split", "random_split", "size_split", "load_split",
+    "HamiltonianMetadata", "Split", "random_split", "group_split", "group_labels", "size_split", "load_split",
     "fit_reference_energies", "SubtractReferenceEnergies", "Standardize", "compute_statistics",
     "AtomicDataModule",
 ]

@@ -12,7 +12,7 @@ from torch_geometric.transforms import Compose
 from zoo.data.dataset import AtomicDataset, resolve_dtype
 from zoo.data.neighbors import RadiusGraph
 from zoo.data.readers import read_structures
-from zoo.data.splits import Split, load_split, make_split
+from zoo.data.splits import Split, group_labels, load_split, make_split
 from zoo.data.transforms import SubtractReferenceEnergies, compute_statistics, fit_reference_energies
 
 SPLIT_FILE = "split.npz"
@@ -46,6 +46,9 @@ class AtomicDataModule(pl.LightningDataModule):
             ``{limit: 1000}`` for QM9, ``{info_keys: {REF_energy: energy}}`` for extxyz.
         cutoff: if given, a :class:`~zoo.data.RadiusGraph` (Å) is added to every structure on access.
         split: ``{method: random, sizes: [n_train, n_val, n_test] | fractions: [...], seed: 0}``,
+            ``{method: group, key: qm9_id, sizes: [...] | fractions: [...], seed: 0}`` (whole
+            groups of structures with the same ``key``, e.g. the structures of one molecule, go to
+            one set; sizes count groups),
             ``{method: size, max_train_atoms: 20, min_test_atoms: 23, val_fraction: 0.1, seed: 0}``
             or ``{method: file, path: split.npz}`` (see :func:`zoo.data.splits.make_split`).
             Default: random 80/10/10 with seed 0.
@@ -150,8 +153,11 @@ class AtomicDataModule(pl.LightningDataModule):
         if self.split_file is not None:
             split = load_split(self.split_file, n=n)
         else:
-            split = make_split(self.split_spec, n=n, n_atoms=dataset.n_atoms() if
-                               self.split_spec.get("method") == "size" else None)
+            method = self.split_spec.get("method")
+            split = make_split(self.split_spec, n=n,
+                               n_atoms=dataset.n_atoms() if method == "size" else None,
+                               groups=group_labels(dataset.raw, self.split_spec.get("key"))
+                               if method == "group" else None)
             split.check(n)
         self.split = split
         self._save_split(split)

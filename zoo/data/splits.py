@@ -1,4 +1,4 @@
-"""Train/validation/test splits: random, out-of-distribution by size, or from index files.
+"""Train/validation/test splits: random, by group (molecule), out-of-distribution by size, or from index files.
 
 A :class:`Split` holds three integer index arrays and how they were made; it is saved next to
 each run (``split.npz``) so that the run can be reproduced or evaluated on the same test set.
@@ -31,7 +31,7 @@ class Split:
 
     Args:
         train, val, test: 0-based integer positions in the dataset; disjoint, no repeats.
-        method: how the split was made (``"random"``, ``"size"``, ``"file"``, ...).
+        method: how the split was made (``"random"``, ``"group"``, ``"size"``, ``"file"``, ...).
         params: the arguments that made it (seed, sizes, ...), saved with it.
         n: number of structures of the dataset it was made for, when known; checked on use.
     """
@@ -174,23 +174,7 @@ def random_split(
         {'train': 6, 'val': 2, 'test': 2}
     """
     n = int(n)
-    if (sizes is None) == (fractions is None):
-        raise ValueError("random_split needs either sizes or fractions (not both)")
-    if n <= 0:
-        raise ValueError(f"cannot split a dataset of {n} structures")
-    requested = list(sizes if sizes is not None else fractions)
-    if len(requested) not in (2, 3):
-        raise ValueError(f"give 2 or 3 entries (train, val[, test]), got {requested}")
-    requested += [0] * (3 - len(requested))
-    if sizes is not None:
-        counts, wanted = _counts_from_sizes(n, requested)
-    else:
-        counts, wanted = _counts_from_fractions(n, requested)
-    for name, count, want in zip(SETS, counts, wanted):
-        if want and count == 0:
-            raise ValueError(f"this split leaves the {name} set empty ({name}: {want} of {n} structures)")
-    if counts[0] == 0:
-        raise ValueError("this split leaves the train set empty; request at least one training structure")
+    counts = _set_counts(n, sizes, fractions, "random_split", "structures")
     order = np.random.default_rng(seed).permutation(n)
     bounds = np.cumsum([0, *counts])
     parts = [np.sort(order[bounds[i]:bounds[i + 1]]) for i in range(3)]
@@ -198,7 +182,29 @@ def random_split(
     return Split(*parts, method="random", params=params, n=n)
 
 
-def _counts_from_sizes(n, requested):
+def _set_counts(n: int, sizes, fractions, caller: str, unit: str) -> list[int]:
+    """Checked numbers of ``unit`` (structures, groups) in the train, validation and test sets."""
+    if (sizes is None) == (fractions is None):
+        raise ValueError(f"{caller} needs either sizes or fractions (not both)")
+    if n <= 0:
+        raise ValueError(f"cannot split a dataset of {n} {unit}")
+    requested = list(sizes if sizes is not None else fractions)
+    if len(requested) not in (2, 3):
+        raise ValueError(f"give 2 or 3 entries (train, val[, test]), got {requested}")
+    requested += [0] * (3 - len(requested))
+    if sizes is not None:
+        counts, wanted = _counts_from_sizes(n, requested, unit)
+    else:
+        counts, wanted = _counts_from_fractions(n, requested)
+    for name, count, want in zip(SETS, counts, wanted):
+        if want and count == 0:
+            raise ValueError(f"this split leaves the {name} set empty ({name}: {want} of {n} {unit})")
+    if counts[0] == 0:
+        raise ValueError(f"this split leaves the train set empty; request at least one training {unit[:-1]}")
+    return counts
+
+
+def _counts_from_sizes(n, requested, unit="structures"):
     rest = [i for i, s in enumerate(requested) if s is None or s == -1]
     if len(rest) > 1:
         raise ValueError(f"at most one size may be None/-1 ('the rest'), got {requested}")
@@ -206,7 +212,7 @@ def _counts_from_sizes(n, requested):
     if any(s < 0 for s in fixed) or any(s is not None and s != int(s) for s in requested):
         raise ValueError(f"sizes must be non-negative integers (or one None/-1), got {requested}")
     if sum(fixed) > n:
-        raise ValueError(f"sizes {requested} ask for {sum(fixed)} structures but there are only {n}")
+        raise ValueError(f"sizes {requested} ask for {sum(fixed)} {unit} but there are only {n}")
     if rest:
         fixed[rest[0]] = n - sum(fixed)
     wanted = ["the rest" if i in rest else s for i, s in enumerate(fixed)]
@@ -221,6 +227,112 @@ def _counts_from_fractions(n, requested):
     if abs(sum(fractions) - 1) < 1e-9:
         counts[0] += n - sum(counts)
     return counts, [f"fraction {f}" if f > 0 else 0 for f in fractions]
+
+
+def group_labels(structures: Sequence, key: str) -> list:
+    """The value of ``key`` on every structure, as hashable group labels for :func:`group_split`.
+
+    A per-structure tensor or array of one element (``qm9_id``) becomes a Python number, a longer
+    one a tuple; strings (``smiles``) stay strings.
+
+    Args:
+        structures: :class:`~zoo.data.AtomicData` (``AtomicDataset.raw``) or mappings.
+        key: the property naming each structure's group, e.g. ``"qm9_id"`` or ``"smiles"``.
+
+    Raises:
+        ValueError: ``key`` is missing on some structures (the message names how many, the first
+            of them and the keys they do have).
+    """
+    if not isinstance(key, str) or not key:
+        raise ValueError(f"a group split needs the key naming each structure's group (e.g. 'qm9_id'), got {key!r}")
+    missing = [i for i, data in enumerate(structures) if key not in data]
+    if missing:
+        first = structures[missing[0]]
+        available = sorted(first.keys() if callable(getattr(first, "keys", None)) else first)
+        raise ValueError(f"the group split's key {key!r} is missing on {len(missing)} of {len(structures)} "
+                         f"structure(s), e.g. structure(s) {missing[:5]}; structure {missing[0]} has {available}")
+    return [_hashable(structures[i][key], key, i) for i in range(len(structures))]
+
+
+def _hashable(value, key, index):
+    if hasattr(value, "detach"):  # a torch tensor
+        value = value.detach().cpu().numpy()
+    if isinstance(value, np.ndarray):
+        flat = value.reshape(-1).tolist()
+        return flat[0] if len(flat) == 1 else tuple(flat)
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (list, tuple)):
+        return tuple(value)
+    try:
+        hash(value)
+    except TypeError:
+        raise ValueError(f"structure {index}: the group key {key!r} holds {type(value).__name__} {value!r}, "
+                         "which cannot label a group; use a number or a string") from None
+    return value
+
+
+def group_split(
+    groups: Sequence,
+    sizes: Sequence[int | None] | None = None,
+    fractions: Sequence[float] | None = None,
+    seed: int = 0,
+    key: str | None = None,
+) -> Split:
+    """A random split of groups (molecules), keeping every structure of a group in one set.
+
+    Several structures of one molecule (an optimised structure, perturbed copies, ...) in
+    different sets would leak the molecule from training into validation or test; this split
+    draws whole groups. ``sizes`` and ``fractions`` count groups, not structures, so the
+    number of structures per set varies with the groups drawn.
+
+    The groups are ordered by label before the seeded shuffle, so the split depends on the set
+    of groups, the sizes and the seed, not on the order of the structures in the file.
+
+    Args:
+        groups: one label per structure (a number or a string, e.g. from :func:`group_labels`);
+            structures with equal labels form a group.
+        sizes: ``[n_train, n_val, n_test]`` groups (or ``[n_train, n_val]``); one entry may be
+            ``None`` or ``-1`` for "all the other groups".
+        fractions: the same as fractions of the number of groups; if they sum to 1, the groups
+            lost to rounding go to the training set.
+        seed: seed of :func:`numpy.random.default_rng`.
+        key: the property the labels came from, recorded in ``params``.
+
+    Raises:
+        ValueError: as :func:`random_split`, counted in groups; asking for more groups than
+            exist names how many groups (and structures) there are.
+
+    Example:
+        >>> split = group_split([7, 7, 3, 3, 3, 5], sizes=[1, 1, 1], seed=0)
+        >>> sorted(len(part) for part in (split.train, split.val, split.test))
+        [1, 2, 3]
+    """
+    labels = list(groups)
+    n = len(labels)
+    if n == 0:
+        raise ValueError("cannot split a dataset of 0 structures")
+    try:
+        unique = sorted(set(labels))
+    except TypeError:  # labels of mixed types (numbers and strings): order them by type, then value
+        unique = sorted(set(labels), key=lambda label: (type(label).__name__, str(label)))
+    where = {label: i for i, label in enumerate(unique)}
+    group_of = np.array([where[label] for label in labels], dtype=np.int64)
+    n_groups = len(unique)
+    try:
+        counts = _set_counts(n_groups, sizes, fractions, "group_split", "groups")
+    except ValueError as error:
+        by = f" by {key!r}" if key else ""
+        raise ValueError(f"{error} (the {n} structures form {n_groups} groups{by})") from None
+    order = np.random.default_rng(seed).permutation(n_groups)
+    bounds = np.cumsum([0, *counts])
+    chosen = [order[bounds[i]:bounds[i + 1]] for i in range(3)]
+    parts = [np.flatnonzero(np.isin(group_of, groups_of_set)) for groups_of_set in chosen]
+    params = {"seed": int(seed), **({"sizes": list(sizes)} if sizes is not None else {"fractions": list(fractions)}),
+              "n_groups": {name: int(count) for name, count in zip(SETS, counts)}}
+    if key is not None:
+        params["key"] = key
+    return Split(*parts, method="group", params=params, n=n)
 
 
 def size_split(
@@ -272,12 +384,26 @@ def size_split(
                  params=params, n=n_atoms.size)
 
 
-def make_split(spec: dict, n: int | None = None, n_atoms: Sequence[int] | None = None) -> Split:
+def make_split(
+    spec: dict,
+    n: int | None = None,
+    n_atoms: Sequence[int] | None = None,
+    groups: Sequence | None = None,
+) -> Split:
     """A split from a YAML-friendly spec, as :class:`~zoo.data.AtomicDataModule` takes it.
 
     ``{"method": "random", "sizes": [800, 100, 100], "seed": 0}`` (or ``fractions``),
+    ``{"method": "group", "key": "qm9_id", "sizes": [80, 10, 10], "seed": 0}`` (sizes or
+    fractions count groups; the caller reads each structure's ``key`` and passes ``groups``,
+    see :func:`group_labels`),
     ``{"method": "size", "max_train_atoms": 20, "min_test_atoms": 23, "val_fraction": 0.1, "seed": 0}``,
     ``{"method": "file", "path": "split.npz"}``.
+
+    Args:
+        spec: the method and its arguments.
+        n: number of structures (random and file splits).
+        n_atoms: number of atoms of each structure (size split).
+        groups: group label of each structure (group split).
     """
     spec = dict(spec)
     method = spec.pop("method", "random")
@@ -286,6 +412,16 @@ def make_split(spec: dict, n: int | None = None, n_atoms: Sequence[int] | None =
             if n is None:
                 raise ValueError("a random split needs the number of structures")
             return random_split(n, **spec)
+        if method == "group":
+            if not spec.get("key"):
+                raise ValueError(f"a group split needs a key naming each structure's group, e.g. "
+                                 f"{{method: group, key: qm9_id, fractions: [0.9, 0.1], seed: 0}}; got {spec}")
+            if groups is None:
+                raise ValueError(f"a group split needs the group label of each structure (the values of "
+                                 f"{spec['key']!r}), see zoo.data.splits.group_labels")
+            if n is not None and len(groups) != n:
+                raise ValueError(f"{len(groups)} group labels for {n} structures")
+            return group_split(groups, **spec)
         if method == "size":
             if n_atoms is None:
                 raise ValueError("a size split needs the number of atoms of each structure")
@@ -296,7 +432,7 @@ def make_split(spec: dict, n: int | None = None, n_atoms: Sequence[int] | None =
         raise ValueError(f"bad split spec {dict(spec, method=method)}: {error}") from error
     except KeyError as error:
         raise ValueError(f"split spec {dict(spec, method=method)} lacks {error}") from error
-    raise ValueError(f"unknown split method {method!r}; choose 'random', 'size' or 'file'")
+    raise ValueError(f"unknown split method {method!r}; choose 'random', 'group', 'size' or 'file'")
 
 
 def _jsonable(value):
