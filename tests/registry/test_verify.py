@@ -9,7 +9,7 @@ import pytest
 import zoo
 
 from zoo.cli import main
-from zoo.registry import VerificationError, verify_model
+from zoo.registry import VerificationError, load_manifest, verify_model
 
 NAME = "qm9-u0-demo"
 
@@ -29,10 +29,10 @@ def _copy(tmp_path, change):
     return folder
 
 
-def test_published_model_meets_its_card(offline, capsys):
-    assert main(["verify", NAME]) == 0
-    out = capsys.readouterr().out
-    assert f"{NAME} (recipes/qm9_demo.yaml): meets its card" in out and "U0_mae" in out
+@pytest.mark.parametrize("name", load_manifest().names())
+def test_every_published_model_meets_its_card(offline, capsys, name):
+    assert main(["verify", name]) == 0
+    assert f"{name} (recipes/" in capsys.readouterr().out
 
 
 def test_a_card_claiming_a_lower_error_fails(offline, tmp_path):
