@@ -120,3 +120,13 @@ def test_write_extxyz_keeps_backslashes_in_info_and_the_callers_frames(tmp_path)
     write_extxyz(tmp_path / "frames.extxyz", [atoms], append=True)
     assert [a.info["smiles"] for a in ase.io.read(tmp_path / "frames.extxyz", ":")] == ["O/C=C\\C=O"] * 2
     assert atoms.info["smiles"] == "O/C=C\\C=O"
+
+
+def test_indices_as_a_slice_string(tmp_path):
+    images = [_labelled(name, -1.0 - i, i) for i, name in enumerate(["H2O", "CH4", "NH3", "H2"])]
+    path = tmp_path / "frames.extxyz"
+    ase.io.write(path, images, format="extxyz")
+    assert [d.z.numel() for d in read_ase(path, indices="1:3")] == [5, 4]
+    assert [d.z.numel() for d in read_ase(path, indices="::2")] == [3, 4]
+    with pytest.raises(ValueError, match="is not a slice"):
+        read_ase(path, indices="1-3")

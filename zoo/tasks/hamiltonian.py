@@ -41,7 +41,8 @@ class HamiltonianTask(AtomisticTask):
       (grids and integrals are built once per structure, not per step).
     * ``mixed``: batches with labels get the supervised loss, and a ``sct_fraction`` of all
       batches also the SCT loss. A training loader may be a dict of loaders (Lightning's
-      ``CombinedLoader``: ``{"labelled": ..., "unlabelled": ...}``); each part gets its own losses.
+      ``CombinedLoader``: ``{"labelled": ..., "unlabelled": ...}``); the labelled part then gets
+      the supervised loss only and the other parts the SCT loss.
 
     A step whose SCT loss or gradient is not finite, or whose gradient norm exceeds
     ``max_sct_grad_norm``, is skipped (weights and optimizer state untouched) and counted in
@@ -195,9 +196,12 @@ class HamiltonianTask(AtomisticTask):
         return total
 
     def training_step(self, batch, batch_idx):
-        parts = batch.values() if isinstance(batch, dict) else [batch]
         self._step_has_sct = self.mode != "supervised" and self._sct_due()
-        losses = [loss for part in parts if (loss := self._losses(part, "train", self._step_has_sct)) is not None]
+        # with separate loaders the labelled part is trained on its labels only: self-consistency
+        # there would cost a Fock build per molecule for what the labels already teach
+        parts = [(part, self._step_has_sct and name != "labelled")
+                 for name, part in (batch.items() if isinstance(batch, dict) else [(None, batch)])]
+        losses = [loss for part, sct in parts if (loss := self._losses(part, "train", sct)) is not None]
         if not losses:
             raise ValueError(f"mode {self.mode!r} found neither labels ({keys.HAMILTONIAN!r}) nor an SCT step in this batch")
         total = sum(losses)

@@ -49,7 +49,8 @@ def read_ase(
     Args:
         path: the file.
         format: an :func:`ase.io.read` format name (default: guessed from the file).
-        indices: structures to keep (0-based), in the order given; default all.
+        indices: structures to keep (0-based), in the order given, or a slice string such as
+            ``"0:160"``; default all.
         info_keys: per-structure values to read, file key -> canonical key (a list keeps names),
             e.g. ``{"REF_energy": "energy"}``; a named value takes precedence over the calculator's.
         array_keys: per-atom arrays to read, file key -> canonical key.

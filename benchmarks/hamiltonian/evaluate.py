@@ -1,13 +1,20 @@
-"""Study 5(i), evaluation: a trained water Hamiltonian model on its held-out test frames.
+"""Evaluate a trained Hamiltonian model on labelled test structures, SCF acceleration included.
 
-Reads the model folder written by ``zoo test`` (recipes/hamiltonian_water.yaml) and the split
-saved next to the run, then reports on the test frames: H MAE (all / on-site / off-site, µEh),
-occupied orbital-energy MAE, orbital cosine similarity, HOMO/LUMO/gap errors, and PySCF SCF
-cycles started from the model's density versus PySCF's MINAO guess.
+Reads a model (a folder written by ``zoo test``, or a registry name) and a labelled Hamiltonian
+file, optionally restricted to the test set of a saved split, then reports: H MAE (all / on-site /
+off-site, µEh), occupied orbital-energy MAE, orbital cosine similarity, HOMO/LUMO/gap errors, and
+PySCF SCF cycles and wall time started from the model's density versus PySCF's MINAO guess.
 
-    OMP_NUM_THREADS=1 python benchmarks/hamiltonian/water_supervised.py \\
+Study 5(i), water (the test frames of the run's split):
+
+    OMP_NUM_THREADS=1 python benchmarks/hamiltonian/evaluate.py \\
         --model runs/hamiltonian_water/pretrained --split runs/hamiltonian_water/version_0/split.npz \\
         --json benchmarks/hamiltonian/results/water_supervised.json
+
+Study 5(ii), the QM9-derived out-of-distribution test molecules (the whole file):
+
+    OMP_NUM_THREADS=1 python benchmarks/hamiltonian/evaluate.py --model runs/hamiltonian_qm9_sct/pretrained \\
+        --data data/qm9_hamiltonian/large_test_b3lyp5_def2svp.h5 --scf 20 --json qm9_sct.json
 """
 
 from __future__ import annotations
@@ -31,9 +38,9 @@ DATA = Path(__file__).resolve().parents[2] / "data" / "water" / "water_b3lyp5_de
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", required=True, help="checkpoint folder (zoo.registry layout) or registry name")
-    parser.add_argument("--split", required=True, help="split.npz of the training run")
+    parser.add_argument("--split", help="split.npz of the training run: evaluate its test set (default: every structure)")
     parser.add_argument("--data", default=str(DATA))
-    parser.add_argument("--scf", type=int, default=50, help="test molecules to run SCF on (both guesses)")
+    parser.add_argument("--scf", type=int, default=50, help="test structures to run SCF on (both guesses), the first ones")
     parser.add_argument("--json", help="write the figures here")
     args = parser.parse_args()
 
@@ -46,7 +53,7 @@ def main() -> None:
     task = load(args.model)
     model = task.model.double()
     dataset = read_hamiltonian_h5(args.data, expect=model.metadata(), dtype=torch.float64)
-    test = load_split(args.split, n=len(dataset)).test
+    test = load_split(args.split, n=len(dataset)).test if args.split else np.arange(len(dataset))
 
     predictions, targets, overlaps, masks, n_occ, scf = [], [], [], [], [], []
     start = time.perf_counter()
@@ -69,7 +76,7 @@ def main() -> None:
     cycles_model = [r["cycles_guess"] for r in scf]
     cycles_minao = [r["cycles_minao"] for r in scf]
     result = {
-        "model": args.model, "test_frames": len(test), "scf_frames": len(scf),
+        "model": args.model, "data": args.data, "test_frames": len(test), "scf_frames": len(scf),
         "hamiltonian_mae_all": h["all"], "hamiltonian_mae_diagonal": h["diagonal"],
         "hamiltonian_mae_off_diagonal": h["off_diagonal"], **orbitals,
         "scf_cycles_model_mean": statistics.mean(cycles_model), "scf_cycles_minao_mean": statistics.mean(cycles_minao),
