@@ -5,11 +5,13 @@ checkpoints and used for the final model; it is Lightning's own ``EMAWeightAvera
 update interval and start step are its arguments), re-exported so that recipes find every
 callback under ``zoo.callbacks``. ``ExportPretrained`` writes a tested model for the registry.
 ``HessianSpectrum`` measures the loss curvature of each output (top eigenvalues, trace, density).
+``TrainingTime`` logs the seconds spent in training steps, for learning curves against cost.
 """
 
 from lightning.pytorch.callbacks import EMAWeightAveraging as EMA
 
 from zoo.callbacks._export import ExportPretrained
 from zoo.callbacks._hessian import HessianSpectrum
+from zoo.callbacks._training_time import TrainingTime
 
-__all__ = ["EMA", "ExportPretrained", "HessianSpectrum"]
+__all__ = ["EMA", "ExportPretrained", "HessianSpectrum", "TrainingTime"]

@@ -1,0 +1,69 @@
+"""Choose the SCT loss weight of a mixed recipe by balancing gradient norms at its starting model.
+
+The supervised loss (MAE + MSE, Hartree) and the SCT loss (mean squared residual, Hartree²) have
+unrelated scales. This loads the recipe's starting model (its ``pretrained``), takes a few
+labelled and unlabelled training batches, and prints the norm of the gradient of each loss with
+respect to the weights, and their ratio: the ``sct_weight`` at which both pull equally.
+
+    OMP_NUM_THREADS=1 python benchmarks/hamiltonian/sct_weight.py recipes/hamiltonian_qm9_sct.yaml
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import statistics
+from pathlib import Path
+
+import torch
+import yaml
+from torch_geometric.loader import DataLoader
+
+from zoo.data import keys
+from zoo.data.datamodule import AtomicDataModule
+from zoo.registry import load
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _gradient_norm(task, loss) -> float:
+    task.zero_grad()
+    loss.backward()
+    return float(torch.linalg.vector_norm(torch.stack(
+        [p.grad.norm() for p in task.parameters() if p.grad is not None])))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("recipe", type=Path)
+    parser.add_argument("--batches", type=int, default=3)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+
+    recipe = yaml.safe_load(args.recipe.read_text())
+    task = load(str(ROOT / recipe["model"]["init_args"]["pretrained"])).double()
+    # the SCT targets at the recipe's grid, as the recipe's task will build them
+    grid = recipe["model"]["init_args"].get("sct_grid_level", task.model.level.grid_level)
+    task.sct_level = dataclasses.replace(task.model.level, grid_level=grid)
+    data = AtomicDataModule(**recipe["data"]["init_args"])
+    data.setup("fit")
+    torch.manual_seed(0)
+    labelled = iter(DataLoader(data.train_dataset, batch_size=data.batch_size, shuffle=True))
+    unlabelled = iter(DataLoader(data.unlabelled_dataset, batch_size=data.batch_size, shuffle=True))
+    supervised, sct, sct_losses = [], [], []
+    for _ in range(args.batches):
+        batch = next(labelled)
+        supervised.append(_gradient_norm(task, task.compute_loss(batch, task(batch), "train")))
+        batch = next(unlabelled)
+        loss = task.self_consistency_loss(batch, task(batch)[keys.HAMILTONIAN])
+        sct_losses.append(float(loss))
+        sct.append(_gradient_norm(task, loss))
+    result = {"supervised_grad_norm": statistics.mean(supervised), "sct_grad_norm": statistics.mean(sct),
+              "sct_loss": statistics.mean(sct_losses),
+              "balanced_sct_weight": statistics.mean(supervised) / statistics.mean(sct)}
+    print(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()
