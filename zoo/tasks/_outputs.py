@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
 import torchmetrics
+
+from zoo.data import keys
 
 #: Losses an output may name; each maps (prediction, target) to a scalar.
 LOSSES = {
@@ -62,3 +65,18 @@ class Output:
 
     def make_metrics(self) -> torchmetrics.MetricCollection:
         return torchmetrics.MetricCollection({m: METRICS[m]() for m in self.metrics})
+
+
+def energy_force_outputs(outputs: Sequence[Output | dict] | None, family: str) -> list[Output | dict]:
+    """The outputs of an energy model: by default energy (weight 1) and forces (weight 10).
+
+    Raises:
+        ValueError: an output other than energy or forces (``family`` names the task in the message).
+    """
+    if outputs is None:
+        return [Output(keys.ENERGY, weight=1.0), Output(keys.FORCES, weight=10.0)]
+    names = [o.name if isinstance(o, Output) else o.get("name") for o in outputs]  # dicts from YAML too
+    unknown = [name for name in names if name not in (keys.ENERGY, keys.FORCES)]
+    if unknown:
+        raise ValueError(f"a {family} task predicts {keys.ENERGY!r} and {keys.FORCES!r}, not {unknown}")
+    return list(outputs)

@@ -13,7 +13,7 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from zoo.data import keys
 from zoo.metrics.structure import kabsch_rmsd
 from zoo.tasks._base import STAGES, AtomisticTask
-from zoo.tasks._outputs import Output
+from zoo.tasks._outputs import Output, energy_force_outputs
 
 #: Structure kinds of the consistency data (``info["structure_kind"]``, see :mod:`zoo.data.keys`).
 EQUILIBRIUM_KINDS = ("xtb_optimized",)
@@ -91,12 +91,8 @@ class ConsistencyTask(AtomisticTask):
         pretrained: str | None = None,
         keep_pretrained_statistics: bool = False,
     ):
-        if outputs is None:
-            outputs = [Output(keys.ENERGY, weight=1.0), Output(keys.FORCES, weight=10.0)]
+        outputs = energy_force_outputs(outputs, "consistency")
         super().__init__(model, outputs, optimizer, lr_scheduler, monitor, pretrained, keep_pretrained_statistics)
-        unknown = [o.name for o in self.outputs if o.name not in (keys.ENERGY, keys.FORCES)]
-        if unknown:
-            raise ValueError(f"a consistency task predicts {keys.ENERGY!r} and {keys.FORCES!r}, not {unknown}")
         if min(denoising_weight, optimality_weight, score_weight) < 0:
             raise ValueError("loss weights must be >= 0")
         if not (0 < optimality_max_time <= 1 and 0 < score_max_time <= 1):

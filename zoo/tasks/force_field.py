@@ -13,7 +13,7 @@ from zoo.data import keys
 from zoo.dens import DeNS
 from zoo.models.force_field import shortest_distance
 from zoo.tasks._base import STAGES, AtomisticTask
-from zoo.tasks._outputs import METRICS, Output
+from zoo.tasks._outputs import METRICS, Output, energy_force_outputs
 
 
 class ForceFieldTask(AtomisticTask):
@@ -47,12 +47,8 @@ class ForceFieldTask(AtomisticTask):
         pretrained: str | None = None,
         keep_pretrained_statistics: bool = False,
     ):
-        if outputs is None:
-            outputs = [Output(keys.ENERGY, weight=1.0), Output(keys.FORCES, weight=10.0)]
+        outputs = energy_force_outputs(outputs, "force-field")
         super().__init__(model, outputs, optimizer, lr_scheduler, monitor, pretrained, keep_pretrained_statistics)
-        unknown = [o.name for o in self.outputs if o.name not in (keys.ENERGY, keys.FORCES)]
-        if unknown:
-            raise ValueError(f"a force-field task predicts {keys.ENERGY!r} and {keys.FORCES!r}, not {unknown}")
         self.dens = None if dens is None else dens.attach(model)
         self.energy_per_atom = torch.nn.ModuleDict(
             {f"{stage}_energy_per_atom": torchmetrics.MetricCollection({m: METRICS[m]() for m in ("mae", "rmse")})
