@@ -27,6 +27,20 @@ def test_print_config_resolves_the_recipe():
     assert config["data"]["init_args"]["split"]["seed"] == 0
 
 
+def test_the_qm9_control_overlay_differs_from_the_sct_recipe_only_in_mode_and_unlabelled_data():
+    sct = _zoo("fit", "--config", str(RECIPES / "hamiltonian_qm9_sct.yaml"), "--print_config")
+    control = _zoo("fit", "--config", str(RECIPES / "hamiltonian_qm9_sct.yaml"),
+                   "--config", str(RECIPES / "hamiltonian_qm9_control.yaml"), "--print_config")
+    assert sct.returncode == 0 and control.returncode == 0, sct.stderr[-2000:] + control.stderr[-2000:]
+    sct, control = yaml.safe_load(sct.stdout), yaml.safe_load(control.stdout)
+    assert (sct["model"]["init_args"].pop("mode"), control["model"]["init_args"].pop("mode")) == ("mixed", "supervised")
+    assert sct["model"] == control["model"]  # same start, model, optimizer
+    assert control["data"]["init_args"].pop("unlabelled_source") is None
+    sct["data"]["init_args"].pop("unlabelled_source")
+    assert sct["data"] == control["data"]
+    assert sct["trainer"]["max_steps"] == control["trainer"]["max_steps"]
+
+
 def test_a_class_that_does_not_exist_is_named(tmp_path):
     recipe = yaml.safe_load((RECIPES / "qm9_demo.yaml").read_text())
     recipe["model"]["init_args"]["model"]["init_args"]["backbone"]["class_path"] = "zoo.models.NoSuchBackbone"
