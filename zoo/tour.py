@@ -60,6 +60,21 @@ def _held_out(task):
         return datamodule.test_dataset, datamodule.test_dataset[0].to_ase()
 
 
+def _first_with_data(family: str):
+    """``(name, task, test set, first test structure)`` of the first published model of ``family``
+    whose recipe's data are in this checkout (some are made by a command, see data/README.md), or None."""
+    import zoo
+    from zoo.registry import MissingDataError
+
+    for entry in _published(family):
+        task = zoo.load(entry.name)
+        try:
+            return (entry.name, task, *_held_out(task))
+        except MissingDataError:
+            continue
+    return None
+
+
 def _figure(path: Path, draw: Callable) -> Path:
     import matplotlib
 
@@ -87,17 +102,15 @@ def registry_section(out: Path) -> Section:
 
 
 def hamiltonian_section(out: Path) -> Section:
-    import zoo
     from zoo.qc.guess import model_guess, scf_cycles
 
     section = Section("Hamiltonian: a predicted H as PySCF's initial guess")
-    models = _published("hamiltonian")
-    if not models:
-        section.lines.append("no Hamiltonian model is published")
+    found = _first_with_data("hamiltonian")
+    if found is None:
+        section.lines.append("no Hamiltonian model is published with its data in this checkout")
         return section
-    task = zoo.load(models[0].name)
+    name, task, _, atoms = found
     model = task.model
-    _, atoms = _held_out(task)
     mol = model.level.build_mole(atoms.numbers, atoms.positions)
     minao = scf_cycles(mol, model.level)
     guessed = scf_cycles(mol, model.level, dm0=model_guess(model, model.level.build_scf(mol)))
@@ -106,7 +119,7 @@ def hamiltonian_section(out: Path) -> Section:
     predicted = model.predict(atoms)["hamiltonian"]
     error = 1e6 * float(np.abs(predicted - converged.get_fock()).mean())
     section.lines += [
-        f"`{models[0].name}` on the first test structure of its recipe ({atoms.get_chemical_formula()}, "
+        f"`{name}` on the first test structure of its recipe ({atoms.get_chemical_formula()}, "
         f"{model.level.describe()})",
         f"SCF cycles: {guessed['cycles']} from the model's density vs {minao['cycles']} from MINAO "
         f"({guessed['cycles'] / minao['cycles']:.2f}x); SCF time {guessed['time_s']:.2f} s vs {minao['time_s']:.2f} s; "
@@ -120,23 +133,21 @@ def hamiltonian_section(out: Path) -> Section:
 
 
 def force_field_section(out: Path, md_steps: int = 400) -> Section:
-    import zoo
     from zoo.analysis import md_stability
     from zoo.analysis.md_stability import bond_lengths, find_bonds
 
     section = Section("Force field: molecular dynamics through ASE")
-    models = _published("force-field")
-    if not models:
-        section.lines.append("no force-field model is published")
+    found = _first_with_data("force-field")
+    if found is None:
+        section.lines.append("no force-field model is published with its data in this checkout")
         return section
-    task = zoo.load(models[0].name)
-    test, atoms = _held_out(task)
+    name, task, test, atoms = found
     reference = np.stack([test[i].pos.double().numpy() for i in range(len(test))])
     result = md_stability(atoms, task.model.as_calculator(), reference, time_ps=md_steps * 0.5e-3)
     bonds = find_bonds(atoms.numbers, reference[0])
     deviation = np.abs(bond_lengths(result.positions, bonds) - bond_lengths(reference, bonds).mean(0)).max(axis=1)
     section.lines += [
-        f"`{models[0].name}`: {result.n_steps} steps of Langevin NVT at 500 K, 0.5 fs, from the first test "
+        f"`{name}`: {result.n_steps} steps of Langevin NVT at 500 K, 0.5 fs, from the first test "
         f"structure of its recipe ({atoms.get_chemical_formula()})",
         f"{result.steps_per_second:.0f} MD steps/s; {'collapsed' if result.collapsed else 'stable'} for "
         f"{result.stable_time_ps:.2f} ps; largest bond deviation {deviation.max():.3f} Å; h(r) error "
@@ -150,22 +161,19 @@ def force_field_section(out: Path, md_steps: int = 400) -> Section:
 
 
 def consistency_section(out: Path, k: int = 4) -> Section:
-    import zoo
-
     section = Section("Consistency: an equilibrium structure from a SMILES")
-    models = _published("consistency")
-    if not models:
-        section.lines.append("no consistency model is published")
+    found = _first_with_data("consistency")
+    if found is None:
+        section.lines.append("no consistency model is published with its data in this checkout")
         return section
     from zoo.metrics.structure import aligned_rmsd
 
-    task = zoo.load(models[0].name)
-    _, reference = _held_out(task)
+    name, task, _, reference = found
     smiles = reference.info["smiles"]
     generated = task.model.generate(smiles, k=k, seed=0)
     rmsds = [aligned_rmsd(atoms.positions, reference.positions) for atoms in generated]
     section.lines += [
-        f"`{models[0].name}`: {k} structures for {smiles} (a test molecule of its recipe)",
+        f"`{name}`: {k} structures for {smiles} (a test molecule of its recipe)",
         f"RMSD to the reference geometry after alignment: mean {np.mean(rmsds):.3f} Å, best of {k} {min(rmsds):.3f} Å",
     ]
     return section

@@ -41,7 +41,7 @@ _EXPORTS = {
     # _finetune
     "load_pretrained_weights": "_finetune", "FreezeBackbone": "_finetune", "LoadReport": "_finetune",
     # _verify
-    "verify_model": "_verify", "Verification": "_verify", "VerificationError": "_verify",
+    "verify_model": "_verify", "Verification": "_verify", "VerificationError": "_verify", "MissingDataError": "_verify",
     "recipe_datamodule": "_verify",
 }
 

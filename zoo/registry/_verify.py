@@ -26,6 +26,10 @@ class VerificationError(RegistryError):
     """A model cannot be verified (no recipe, no data), as opposed to one that fails its card."""
 
 
+class MissingDataError(VerificationError):
+    """The recipe's data files are not in this checkout: too big to commit, they are made by a command."""
+
+
 @dataclass
 class Verification:
     """The card's and the recomputed value of each test metric of one model."""
@@ -62,6 +66,8 @@ def recipe_datamodule(info, split_dir: str | Path, root: str | Path | None = Non
 
     Raises:
         VerificationError: the card names no recipe, or it is not under ``root``, or has no data.
+        MissingDataError: a data file the recipe names (a path with a folder) does not exist;
+            data/README.md gives the command that makes it.
     """
     import yaml
 
@@ -73,8 +79,14 @@ def recipe_datamodule(info, split_dir: str | Path, root: str | Path | None = Non
     config = yaml.safe_load(recipe.read_text()).get("data")
     if not config:
         raise VerificationError(f"{info.name}: {recipe} has no data section")
+    arguments = config.get("init_args", {})
+    missing = [value for value in arguments.values()
+               if isinstance(value, str) and "/" in value and Path(value).suffix and not (root / value).exists()]
+    if missing:
+        raise MissingDataError(f"{info.name}: the data of {info.recipe} ({', '.join(missing)}) are not in {root}; "
+                               "they are too big to commit: make them with the command data/README.md gives")
     arguments = {key: str(root / value) if isinstance(value, str) and (root / value).exists() else value
-                 for key, value in config.get("init_args", {}).items()}
+                 for key, value in arguments.items()}
     module, _, name = config["class_path"].rpartition(".")
     return getattr(importlib.import_module(module), name)(**{**arguments, "split_dir": str(split_dir)})
 
