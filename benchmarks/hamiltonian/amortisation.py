@@ -40,7 +40,7 @@ DATA = ROOT / "data" / "water" / "water_b3lyp5_def2svp.h5"
 RECIPES = {"supervised": ROOT / "recipes" / "hamiltonian_water.yaml",
            "sct": ROOT / "recipes" / "hamiltonian_water_sct.yaml"}
 N_TRAIN = 400
-TARGETS_UEH = [3000, 2000, 1500, 1000, 700, 500, 400]
+TARGETS_UEH = [30000, 20000, 10000, 5000, 3000, 2000, 1000, 700, 500, 400]
 
 
 def parse():
