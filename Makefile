@@ -96,8 +96,9 @@ data-consistency: | $(STAMP)
 # QM9's own geometries), out of distribution by size like QH9-stable-ood: labelled small molecules
 # (<= 6 heavy atoms, every fourth of qm9pack rows 0-999), unlabelled larger ones (8 heavy atoms,
 # rows 4000-5999; geometries only, for SCT) and a labelled test set of larger molecules never seen
-# in training (every 40th of those rows). Labelling: ~25 s per small and ~50 s per large molecule
-# on one core; resumable.
+# in training (every 40th of those rows). Labelling: 10-35 s per small and 30-60 s per large molecule
+# on one core (45 minutes in all on two cores with `--shard`); resumable. The label files (~90 MB)
+# are not committed.
 QH9 ?= data/qm9_hamiltonian
 .PHONY: data-qm9-hamiltonian
 
