@@ -86,3 +86,22 @@ def test_build_fock_list_and_input_checks():
         builders[0].build(torch.zeros(3, 3, dtype=torch.float64))
     with pytest.raises(ValueError, match="basis"):
         FockBuilder(builders[0].mol, LevelOfTheory(basis="def2-svp"))
+
+
+def test_builders_keep_their_memory_headroom_as_the_process_grows(monkeypatch):
+    from pyscf import lib
+
+    level = LevelOfTheory(xc="b3lyp5", basis="6-31g", grid_level=1, density_fitting=True)
+    reference = FockBuilder(WATER, level)
+    density = reference.mf.get_init_guess(key="minao")
+    expected = reference.mf.get_fock(dm=density)
+
+    # a builder made when the process was small: its PySCF budget is now below what the process
+    # holds, so PySCF alone would put the DF tensors on disk and loop over them in tiny blocks
+    monkeypatch.setattr(lib.param, "MAX_MEMORY", 100)
+    builder = FockBuilder(WATER, level)
+    builder.mf.max_memory = builder.mf.with_df.max_memory = 100
+    assert lib.current_memory()[0] > 100
+    np.testing.assert_allclose(builder.fock_numpy(density), expected, atol=1e-8)
+    assert isinstance(builder.mf.with_df._cderi, np.ndarray)  # in memory
+    assert builder.mf.max_memory > lib.current_memory()[0] > 100

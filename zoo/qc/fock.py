@@ -60,8 +60,20 @@ class FockBuilder:
     def n_ao(self) -> int:
         return self.mol.nao
 
+    def _refresh_memory(self) -> None:
+        # PySCF sizes its blocks by max_memory minus the process's current memory. Builders live in
+        # caches for a whole training run, which grows the process; without this, later builds see
+        # no room left and fall back to tiny out-of-core blocks (DF tensors on disk), many times slower.
+        from pyscf import lib
+
+        budget = lib.current_memory()[0] + lib.param.MAX_MEMORY
+        self.mf.max_memory = budget
+        if getattr(self.mf, "with_df", None) is not None:
+            self.mf.with_df.max_memory = budget
+
     def fock_numpy(self, density: np.ndarray) -> np.ndarray:
         """H[D] as a NumPy array (D symmetric, PySCF order)."""
+        self._refresh_memory()
         return self.hcore + np.asarray(self.mf.get_veff(self.mol, density))
 
     def response_numpy(self, density: np.ndarray, perturbation: np.ndarray) -> np.ndarray:
@@ -69,6 +81,7 @@ class FockBuilder:
         # natural orbitals C, occupations n with C diag(n) C^T = D: the kernel needs the density
         # of D itself (Vxc's second derivative depends on it), not the SCF solution's
         occupations, vectors = np.linalg.eigh(self._s_half @ density @ self._s_half)
+        self._refresh_memory()
         response = self.mf.gen_response(self._s_inv_half @ vectors, occupations, singlet=None, hermi=1)
         return np.asarray(response(perturbation))
 
