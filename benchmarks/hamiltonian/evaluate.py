@@ -68,6 +68,8 @@ def evaluate(model, dataset, test, n_scf: int, minao: list[dict]) -> dict:
               **orbital_metrics(predictions, targets, overlaps, n_occ), "wall_s_predict_and_scf": seconds}
     if pairs:
         result.update({
+            "scf_cycles_model": [g["cycles"] for g, _ in pairs],
+            "scf_cycles_minao": [m["cycles"] for _, m in pairs],
             "scf_cycles_model_mean": statistics.mean(g["cycles"] for g, _ in pairs),
             "scf_cycles_minao_mean": statistics.mean(m["cycles"] for _, m in pairs),
             "scf_cycle_ratio_mean": statistics.mean(g["cycles"] / max(m["cycles"], 1) for g, m in pairs),
