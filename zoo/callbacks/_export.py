@@ -23,6 +23,11 @@ class ExportPretrained(pl.Callback):
     """
 
     def __init__(self, folder: str, card: dict[str, Any], split: str):
+        for key in ("name", "family", "license", "description", "recipe"):
+            if isinstance(card.get(key), dict):
+                # caught at the start of a fit, not after training, when the card is written
+                raise ValueError(f"card {key!r} was read as a mapping, {card[key]}: the recipe parser reads "
+                                 "'text: more text' inside a string as key: value; write it without ': '")
         self.folder = Path(folder)
         self.card = dict(card)
         self.split = split
