@@ -11,7 +11,6 @@ respect to the weights, and their ratio: the ``sct_weight`` at which both pull e
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import statistics
 from pathlib import Path
@@ -23,6 +22,7 @@ from torch_geometric.loader import DataLoader
 from zoo.data import keys
 from zoo.data.datamodule import AtomicDataModule
 from zoo.registry import load
+from zoo.tasks import HamiltonianTask
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -42,10 +42,11 @@ def main() -> None:
     torch.set_num_threads(1)
 
     recipe = yaml.safe_load(args.recipe.read_text())
-    task = load(str(ROOT / recipe["model"]["init_args"]["pretrained"])).double()
-    # the SCT targets at the recipe's grid, as the recipe's task will build them
-    grid = recipe["model"]["init_args"].get("sct_grid_level", task.model.level.grid_level)
-    task.sct_level = dataclasses.replace(task.model.level, grid_level=grid)
+    options = recipe["model"]["init_args"]
+    # the recipe's SCT targets (grid, density fitting) on the recipe's starting weights
+    task = HamiltonianTask(load(str(ROOT / options["pretrained"])).model.double(), mode="mixed",
+                           sct_grid_level=options.get("sct_grid_level"),
+                           sct_density_fitting=options.get("sct_density_fitting"))
     data = AtomicDataModule(**recipe["data"]["init_args"])
     data.setup("fit")
     torch.manual_seed(0)
