@@ -43,13 +43,13 @@ data-water: data/water/water_md500K.extxyz
 # MD17-like force-field molecules: 1000 training and 200 test frames from two independent 500 K
 # GFN2-xTB trajectories, labelled at rMD17's level (PBE/def2-SVP). Test set first, so that a
 # partial run already has its independent test set.
-# $(1): name, $(2): SMILES
+# $(1): name, $(2): SMILES, $(3): more `zoo sample` options
 define md17_molecule
 data/$(1)/$(1)_md500K_train.extxyz: | $$(STAMP)
-	$$(ZOO) sample --smiles '$(2)' --optimize --md --temperature 500 --frames 1000 --interval 20 --seed 0 -o $$@
+	$$(ZOO) sample --smiles '$(2)' $(3) --optimize --md --temperature 500 --frames 1000 --interval 20 --seed 0 -o $$@
 
 data/$(1)/$(1)_md500K_test.extxyz: | $$(STAMP)
-	$$(ZOO) sample --smiles '$(2)' --optimize --md --temperature 500 --frames 200 --interval 20 --seed 1 -o $$@
+	$$(ZOO) sample --smiles '$(2)' $(3) --optimize --md --temperature 500 --frames 200 --interval 20 --seed 1 -o $$@
 
 .PHONY: data-$(1)
 data-$(1): data/$(1)/$(1)_md500K_train.extxyz data/$(1)/$(1)_md500K_test.extxyz
@@ -59,9 +59,9 @@ data-$(1): data/$(1)/$(1)_md500K_train.extxyz data/$(1)/$(1)_md500K_test.extxyz
 endef
 
 $(eval $(call md17_molecule,ethanol,CCO))
-# The Z-enol with its intramolecular hydrogen bond (O-O 2.6 A), as in MD17; "OC=CC=O" embeds the
-# extended E-enol instead.
-$(eval $(call md17_molecule,malonaldehyde,O/C=C\C=O))
+# The Z-enol with its intramolecular hydrogen bond (O-O 2.6 A), as in MD17: the lowest xTB minimum
+# of ten conformers ("OC=CC=O", or a single embedding, can give an open enol with O-O 4 A).
+$(eval $(call md17_molecule,malonaldehyde,O/C=C\C=O,--conformers 10))
 
 # Heterogeneous data for multi-task physical consistency (Ren et al., NeurIPS 2024; see the
 # "consistency" section of data/README.md). Split by molecule: every tenth qm9pack row is a test

@@ -41,6 +41,20 @@ def test_xtb_optimize_reaches_fmax(water_min):
     assert water_min.calc is None and water_min.info["xtb_energy"] < 0
 
 
+def test_lowest_xtb_conformer_finds_the_hydrogen_bonded_malonaldehyde():
+    # seed 0's single embedding relaxes to the open enol (O-O ~4 A); one of five conformers is the
+    # hydrogen-bonded Z-enol of MD17, about 0.3 eV lower in GFN2-xTB
+    smiles = "O/C=C\\C=O"
+    single = sampling.xtb_optimize(sampling.from_smiles(smiles, seed=0))
+    best = sampling.lowest_xtb_conformer(smiles, 5, seed=0)
+    oxygens = [i for i, z in enumerate(best.numbers) if z == 8]
+    assert best.info["xtb_energy"] <= single.info["xtb_energy"] + 1e-6
+    assert best.get_distance(*oxygens) < 2.8
+    assert 0 <= best.info["conformer"] < 5
+    with pytest.raises(ValueError, match="at least 1"):
+        sampling.lowest_xtb_conformer(smiles, 0)
+
+
 @pytest.mark.parametrize("thermostat", ["langevin", "nvt"])
 def test_md_sample_is_deterministic_with_xtb_results(water_min, thermostat):
     run = lambda: sampling.md_sample(water_min, n_frames=3, interval=2, equilibration_steps=2,

@@ -16,6 +16,7 @@ SAMPLE_EXAMPLES = """examples:
   zoo sample --xyz water.xyz --displace normal_modes -n 50 --temperature 300 -o water_nm.extxyz
   zoo sample --qm9-index 1 --optimize -o qm9_1.extxyz
   zoo sample --smiles CCO --optimize -o ethanol_opt.extxyz
+  zoo sample --smiles 'O/C=C\\C=O' --conformers 10 --md --frames 200 -o malonaldehyde.extxyz
   zoo sample --xyz qm9_xtb.extxyz --all-frames --displace random -n 1 --amplitude 0.05 -o qm9_perturbed.extxyz
 """
 
@@ -61,6 +62,9 @@ def sample_parser() -> argparse.ArgumentParser:
                             "e.g. smiles and qm9_id, is kept) and write all results to one file")
     parser.add_argument("--optimize", action="store_true", help="relax the start structure with GFN2-xTB first")
     parser.add_argument("--fmax", type=float, default=0.01, help="optimiser force threshold, eV/Å (default 0.01)")
+    parser.add_argument("--conformers", type=int, default=1, metavar="N",
+                        help="with --smiles: relax N RDKit conformers (seeds seed..seed+N-1) with GFN2-xTB and "
+                             "start from the lowest minimum (implies --optimize; default 1)")
     how = parser.add_mutually_exclusive_group()
     how.add_argument("--md", action="store_true", help="sample frames of GFN2-xTB NVT molecular dynamics")
     how.add_argument("--displace", choices=("random", "normal_modes"),
@@ -91,8 +95,13 @@ def sample_main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.all_frames and args.xyz is None:
         parser.error("--all-frames takes the structures of --xyz FILE")
+    if args.conformers != 1 and args.smiles is None:
+        parser.error("--conformers N takes the molecule of --smiles")
     try:
-        if args.smiles is not None:
+        if args.smiles is not None and args.conformers != 1:
+            starts = [sampling.lowest_xtb_conformer(args.smiles, args.conformers, seed=args.seed, fmax=args.fmax)]
+            sampling.log(f"zoo sample: lowest of {args.conformers} conformers is #{starts[0].info['conformer']}")
+        elif args.smiles is not None:
             starts = [sampling.from_smiles(args.smiles, seed=args.seed)]
         elif args.xyz is not None:
             starts = sampling.read_structures(args.xyz, index=":" if args.all_frames else args.frame)

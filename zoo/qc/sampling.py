@@ -151,6 +151,34 @@ def xtb_optimize(atoms, fmax: float = 0.01, steps: int = 1000, optimizer: str = 
     return _with_xtb_results(work)
 
 
+def lowest_xtb_conformer(smiles: str, n_conformers: int, seed: int = 0, fmax: float = 0.01):
+    """The lowest GFN2-xTB minimum among ``n_conformers`` RDKit conformers of ``smiles``.
+
+    Conformer ``k`` is embedded with seed ``seed + k`` (:func:`from_smiles`) and relaxed with
+    :func:`xtb_optimize`. One embedding can land in a higher conformer (malonaldehyde's open
+    E,s-trans enol instead of its hydrogen-bonded Z-enol, say), so MD meant to sample around the
+    global minimum starts from the best of several. ``info["conformer"]`` is the winning ``k``.
+
+    Raises:
+        ValueError: ``n_conformers`` < 1, or RDKit cannot parse or embed the SMILES.
+        RuntimeError: no conformer's relaxation converged.
+    """
+    if n_conformers < 1:
+        raise ValueError(f"n_conformers must be at least 1, got {n_conformers}")
+    minima, failures = [], []
+    for k in range(n_conformers):
+        try:
+            atoms = xtb_optimize(from_smiles(smiles, seed=seed + k), fmax=fmax)
+        except RuntimeError as error:
+            failures.append(f"conformer {k}: {error}")
+            continue
+        atoms.info["conformer"] = k
+        minima.append(atoms)
+    if not minima:
+        raise RuntimeError(f"no GFN2-xTB relaxation of {smiles!r} converged: " + "; ".join(failures))
+    return min(minima, key=lambda atoms: atoms.info["xtb_energy"])
+
+
 def md_sample(
     atoms,
     n_frames: int,
