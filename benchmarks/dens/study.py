@@ -1,10 +1,11 @@
 """DeNS study: the same force field with and without DeNS, at equal epochs and at equal wall clock.
 
-For each seed, three runs of the ethanol recipes (950 training / 50 validation structures by
-default, the rMD17 protocol; ``--n-train``/``--n-val`` for smaller studies and smoke tests):
+For each seed, three runs of a molecule's recipes (``--molecule``: ethanol or malonaldehyde; 950
+training / 50 validation structures by default, the rMD17 protocol; ``--n-train``/``--n-val`` for
+smaller studies and smoke tests):
 
-- ``baseline``: ``recipes/ethanol_forcefield.yaml`` for ``--epochs`` epochs;
-- ``dens``: ``recipes/ethanol_forcefield_dens.yaml`` for ``--epochs`` epochs (its DeNS weight
+- ``baseline``: ``recipes/<molecule>_forcefield.yaml`` for ``--epochs`` epochs;
+- ``dens``: ``recipes/<molecule>_forcefield_dens.yaml`` for ``--epochs`` epochs (its DeNS weight
   decays 5 -> 0 over exactly these epochs);
 - ``baseline_time``: the baseline given the wall clock the DeNS run took (``trainer.max_time``), i.e.
   as many more epochs as DeNS's extra cost buys: is DeNS better than training longer?
@@ -12,10 +13,12 @@ default, the rMD17 protocol; ``--n-train``/``--n-val`` for smaller studies and s
 Each run is a separate process (``python study.py run ...``) that fits through the zoo CLI and then
 measures the final (EMA) model on the independent test set (separate MD trajectories): energy and
 force MAE/RMSE, training structures/s, and, with ``--md-ps``, an MD stability run ("Forces are not
-enough": NVT 500 K, 0.5 fs) with MD steps/s. Results go to ``results/dens_study.json`` (one record per
-run, appended as runs finish, so an interrupted study resumes) and a Markdown table.
+enough": NVT 500 K, 0.5 fs) with MD steps/s. Results go to ``results/dens_study.json`` for ethanol,
+``results/dens_study_<molecule>.json`` otherwise (one record per run, appended as runs finish, so an
+interrupted study resumes) and a Markdown table.
 
     python benchmarks/dens/study.py --epochs 12 --seeds 0 1 2 --md-ps 1
+    python benchmarks/dens/study.py --molecule malonaldehyde --epochs 12 --seeds 0 1 2
     python benchmarks/dens/study.py --dry-run            # print the runs only
 """
 
@@ -31,32 +34,39 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = Path(__file__).resolve().parent / "results"
-RECIPES = {"baseline": "ethanol_forcefield.yaml", "dens": "ethanol_forcefield_dens.yaml",
-           "baseline_time": "ethanol_forcefield.yaml"}
+RECIPES = {"baseline": "{}_forcefield.yaml", "dens": "{}_forcefield_dens.yaml", "baseline_time": "{}_forcefield.yaml"}
+MOLECULES = ("ethanol", "malonaldehyde")
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command")
+    parser.add_argument("--molecule", choices=MOLECULES, default="ethanol")
     parser.add_argument("--epochs", type=int, default=12, help="the recipes' max_epochs")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--train", default=str(ROOT / "data/ethanol/ethanol_pbe_def2svp_train.extxyz"))
-    parser.add_argument("--test", default=str(ROOT / "data/ethanol/ethanol_pbe_def2svp_test.extxyz"))
+    parser.add_argument("--train", default=None, help="default: data/<molecule>/<molecule>_pbe_def2svp_train.extxyz")
+    parser.add_argument("--test", default=None, help="default: the same, _test")
     parser.add_argument("--n-train", type=int, default=950)
     parser.add_argument("--n-val", type=int, default=50)
     parser.add_argument("--md-ps", type=float, default=0.0, help="MD stability run length (0: none)")
-    parser.add_argument("--out", default=str(RESULTS / "dens_study.json"))
+    parser.add_argument("--out", default=None, help="default: results/dens_study[_<molecule>].json")
     parser.add_argument("--dry-run", action="store_true")
     run = sub.add_parser("run", help="one run (used by the study itself)")
     run.add_argument("--variant", choices=sorted(RECIPES), required=True)
     run.add_argument("--seed", type=int, required=True)
     run.add_argument("--max-time", default=None, help="DD:HH:MM:SS wall clock instead of --epochs")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    data = ROOT / "data" / args.molecule / f"{args.molecule}_pbe_def2svp"
+    args.train = args.train or f"{data}_train.extxyz"
+    args.test = args.test or f"{data}_test.extxyz"
+    suffix = "" if args.molecule == "ethanol" else f"_{args.molecule}"
+    args.out = args.out or str(RESULTS / f"dens_study{suffix}.json")
+    return args
 
 
 def fit_arguments(args, variant: str, seed: int, max_time: str | None) -> list[str]:
     root = Path(args.out).parent / "runs" / f"{variant}_seed{seed}"
-    arguments = ["fit", "--config", str(ROOT / "recipes" / RECIPES[variant]), "--seed_everything", str(seed),
+    arguments = ["fit", "--config", str(ROOT / "recipes" / RECIPES[variant].format(args.molecule)), "--seed_everything", str(seed),
                  "--trainer.default_root_dir", str(root), "--trainer.logger.init_args.save_dir", str(root),
                  "--data.init_args.source", args.train,
                  "--data.init_args.split", f"{{method: random, sizes: [{args.n_train}, {args.n_val}, 0], seed: {seed}}}"]
@@ -130,7 +140,7 @@ def study(args) -> None:
             if variant == "baseline_time":
                 dens_run = next(r for r in records if r["variant"] == "dens" and r["seed"] == seed)
                 max_time = _seconds_to_max_time(dens_run["fit_seconds"])
-            command = [sys.executable, __file__, "--epochs", str(args.epochs), "--train", args.train,
+            command = [sys.executable, __file__, "--molecule", args.molecule, "--epochs", str(args.epochs), "--train", args.train,
                        "--test", args.test, "--n-train", str(args.n_train), "--n-val", str(args.n_val), "--md-ps", str(args.md_ps), "--out", args.out, "run", "--variant", variant,
                        "--seed", str(seed)] + (["--max-time", max_time] if max_time else [])
             print(" ".join(command), flush=True)
@@ -151,7 +161,7 @@ def table(records: list[dict], args) -> str:
     """Mean ± standard deviation over seeds per variant."""
     columns = ["epochs", "fit_seconds", "train_structures_per_s", "energy_mae_meV", "forces_mae_meV_A",
                "forces_rmse_meV_A"] + (["md_stable_ps", "md_h_error", "md_steps_per_s"] if args.md_ps > 0 else [])
-    title = (f"DeNS study, ethanol, {args.n_train}/{args.n_val}, test {args.test}; seeds {args.seeds}; "
+    title = (f"DeNS study, {args.molecule}, {args.n_train}/{args.n_val}, test {args.test}; seeds {args.seeds}; "
              f"{os.environ.get('OMP_NUM_THREADS', '?')} thread(s)")
     lines = [title, "",
              "| variant | n | " + " | ".join(columns) + " |", "|---" * (len(columns) + 2) + "|"]

@@ -135,3 +135,21 @@ def test_dft_forces_are_the_derivative_of_the_labelled_energy():
             moved.positions[atom, axis] += sign * h
             energies.append(labelling.compute_labels(moved, level, ["energy"])["energy"])
         assert forces[atom, axis] == pytest.approx(-(energies[0] - energies[1]) / (2 * h), abs=2e-4)
+
+
+def test_previous_density_guess_saves_cycles_not_accuracy(tmp_path):
+    # nearby frames of one trajectory: the second SCF starts from the first's converged density
+    frames = [WATER.copy() for _ in range(3)]
+    for k, frame in enumerate(frames):
+        frame.positions[1, 1] += 0.01 * k
+    labels = {}
+    for reuse in (True, False):
+        labelling.label(frames, RHF, tmp_path / f"{reuse}.extxyz", properties=["energy", "forces"],
+                        progress=False, reuse_density=reuse)
+        labels[reuse] = labelling.read_structures(tmp_path / f"{reuse}.extxyz")
+    reused, fresh = labels[True], labels[False]
+    assert reused[0].info["scf_cycles"] == fresh[0].info["scf_cycles"]  # nothing to reuse yet
+    assert sum(a.info["scf_cycles"] for a in reused[1:]) < sum(a.info["scf_cycles"] for a in fresh[1:])
+    for a, b in zip(reused, fresh):
+        assert abs(a.get_potential_energy() - b.get_potential_energy()) < 1e-7
+        np.testing.assert_allclose(a.get_forces(), b.get_forces(), atol=1e-3)
