@@ -91,6 +91,7 @@ def parse_args(argv=None):
     run.add_argument("--variant", choices=sorted(VARIANTS), required=True)
     run.add_argument("--seed", type=int, required=True)
     sub.add_parser("report", help="tables, paired comparison and figures from the records")
+    sub.add_parser("baseline", help="the cheap-structure baseline alone (xTB minimum against QM9 geometry)")
     return parser.parse_args(argv)
 
 
@@ -221,6 +222,18 @@ def calibrate(args) -> None:
     print(f"calibration: {spent:.0f} s; epoch {epoch_seconds:.1f} s, start-up {overhead:.0f} s, evaluation "
           f"~{evaluate_seconds:.0f} s per run; {rounds} round(s) -> --epochs {args.epochs} "
           f"--consistency-start {args.consistency_start}", flush=True)
+
+
+def print_baseline(args) -> None:
+    import numpy as np
+
+    rmsd = np.array(list(baseline(args).values()))
+    same = rmsd < SAME_CONFORMER_RMSD
+    print(f"GFN2-xTB minimum vs QM9 geometry, {len(rmsd)} test molecules: best RMSD mean {rmsd.mean():.3f} Å, "
+          f"median {np.median(rmsd):.3f} Å, 10/25/75/90th percentiles "
+          f"{' / '.join(f'{q:.3f}' for q in np.percentile(rmsd, [10, 25, 75, 90]))} Å; "
+          f"{same.sum()} same-conformer molecules (< {SAME_CONFORMER_RMSD} Å, mean {rmsd[same].mean():.3f} Å), "
+          f"{(~same).sum()} in another conformer (mean {rmsd[~same].mean():.3f} Å)")
 
 
 def study(args, write_report: bool = True) -> None:
@@ -385,5 +398,7 @@ if __name__ == "__main__":
         run_one(arguments)
     elif arguments.command == "report":
         report(arguments)
+    elif arguments.command == "baseline":
+        print_baseline(arguments)
     else:
         study(arguments)
