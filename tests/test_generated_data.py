@@ -33,12 +33,13 @@ def test_water_hamiltonians_match_pyscf_at_their_level_of_theory():
     np.testing.assert_allclose(energies, data[keys.ORBITAL_ENERGIES].numpy(), atol=1e-6)
 
 
-def test_ethanol_labels_match_pyscf_at_their_level_of_theory():
+@pytest.mark.parametrize("molecule", ["ethanol", "malonaldehyde"])
+def test_md17_labels_match_pyscf_at_their_level_of_theory(molecule):
     from zoo.data.readers.ase_io import read_ase
     from zoo.data.units import HARTREE
     from zoo.qc.sampling import read_structures
 
-    path = DATA / "ethanol" / "ethanol_pbe_def2svp_test.extxyz"
+    path = DATA / molecule / f"{molecule}_pbe_def2svp_test.extxyz"
     frames = read_structures(path)
     info = frames[0].info
     assert (info["xc"], info["basis"], info["grid_level"], info["density_fitting"]) == ("pbe", "def2-svp", 3, False)
@@ -48,3 +49,13 @@ def test_ethanol_labels_match_pyscf_at_their_level_of_theory():
     mf = level.build_scf(level.build_mole(data[keys.ATOMIC_NUMBERS].numpy(), data[keys.POSITIONS].numpy()))
     assert float(data[keys.ENERGY]) == pytest.approx(mf.kernel() * HARTREE, abs=1e-5)
     assert data[keys.FORCES].abs().max() < 20.0  # eV/Å: a 500 K frame, not a broken one
+
+
+def test_malonaldehyde_is_the_hydrogen_bonded_enol():
+    from zoo.qc.sampling import read_structures
+
+    frames = read_structures(DATA / "malonaldehyde" / "malonaldehyde_pbe_def2svp_train.extxyz")
+    assert len(frames) == 1000
+    oxygens = [i for i, z in enumerate(frames[0].numbers) if z == 8]
+    distances = np.array([frame.get_distance(*oxygens) for frame in frames])
+    assert distances.mean() < 2.9  # the open enol has O-O ~4.2 Å
