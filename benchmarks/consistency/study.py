@@ -79,9 +79,6 @@ def parse_args(argv=None):
     parser.add_argument("--k", type=int, default=5, help="structures per molecule and mode")
     parser.add_argument("--ddim-steps", type=int, default=50)
     parser.add_argument("--jobs", type=int, default=1, help="runs at a time")
-    parser.add_argument("--budget-minutes", type=float, default=None,
-                        help="choose --epochs (and stage 2 at 60 %% of them, the recipe's proportion) so that the "
-                             "study ends within this wall clock, from a one-epoch calibration round of every run")
     parser.add_argument("--fit-args", default="",
                         help="more `zoo fit` arguments for every run, one quoted string (smoke tests)")
     parser.add_argument("--out", default=str(RESULTS / "consistency_study.json"))
@@ -196,35 +193,6 @@ def baseline(args) -> dict:
             for a in references if int(a.info["qm9_id"]) in cheap}
 
 
-def calibrate(args) -> None:
-    """Set ``args.epochs`` and ``args.consistency_start`` from one epoch of every run (see --budget-minutes)."""
-    started = time.perf_counter()
-    probe = argparse.Namespace(**{**vars(args), "epochs": 1, "consistency_start": 0, "budget_minutes": None,
-                                  "n_test": 10, "out": str(Path(args.out).parent / "calibration" / "calibration.json")})
-    Path(probe.out).unlink(missing_ok=True)
-    study(probe, write_report=False)
-    records = json.loads(Path(probe.out).read_text())
-    if len(records) < len(args.variants) * len(args.seeds):
-        raise RuntimeError(f"calibration: only {len(records)} runs succeeded; see {Path(probe.out).parent}/runs")
-    spent = time.perf_counter() - started
-    import ase.io
-
-    n_test = len(ase.io.read(args.test, index=":"))
-    n_test = min(n_test, args.n_test or n_test)
-    # a round of parallel runs: start-up, its epochs, then evaluation of every test molecule
-    overhead = max(spent - max(r["fit_seconds"] for r in records), 0.0)
-    epoch_seconds = max(r["fit_seconds"] for r in records)
-    evaluate_seconds = max(r["evaluate_seconds"] for r in records) * n_test / 10
-    rounds = -(-len(records) // args.jobs)
-    budget = args.budget_minutes * 60 - spent
-    per_round = budget / rounds - overhead - evaluate_seconds
-    args.epochs = max(int(0.9 * per_round / epoch_seconds), 2)
-    args.consistency_start = max(round(0.6 * args.epochs), 1)
-    print(f"calibration: {spent:.0f} s; epoch {epoch_seconds:.1f} s, start-up {overhead:.0f} s, evaluation "
-          f"~{evaluate_seconds:.0f} s per run; {rounds} round(s) -> --epochs {args.epochs} "
-          f"--consistency-start {args.consistency_start}", flush=True)
-
-
 def print_baseline(args) -> None:
     import numpy as np
 
@@ -237,9 +205,7 @@ def print_baseline(args) -> None:
           f"{(~same).sum()} in another conformer (mean {rmsd[~same].mean():.3f} Å)")
 
 
-def study(args, write_report: bool = True) -> None:
-    if args.budget_minutes is not None and not args.dry_run:
-        calibrate(args)
+def study(args) -> None:
     out = Path(args.out)
     records = json.loads(out.read_text()) if out.is_file() else []
     done = {(r["variant"], r["seed"]) for r in records}
@@ -279,7 +245,7 @@ def study(args, write_report: bool = True) -> None:
             temporary.replace(out)
             print(f"run {variant} seed {seed} done", flush=True)
         time.sleep(2)
-    if records and write_report and not args.dry_run:
+    if records and not args.dry_run:
         report(args)
 
 
