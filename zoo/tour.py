@@ -166,12 +166,12 @@ def consistency_section(out: Path, k: int = 4) -> Section:
     if found is None:
         section.lines.append("no consistency model is published with its data in this checkout")
         return section
-    from zoo.metrics.structure import aligned_rmsd
+    from zoo.metrics import best_rmsd
 
     name, task, _, reference = found
     smiles = reference.info["smiles"]
     generated = task.model.generate(smiles, k=k, seed=0)
-    rmsds = [aligned_rmsd(atoms.positions, reference.positions) for atoms in generated]
+    rmsds = [best_rmsd(atoms.positions, reference.positions, smiles) for atoms in generated]
     section.lines += [
         f"`{name}`: {k} structures for {smiles} (a test molecule of its recipe)",
         f"RMSD to the reference geometry after alignment: mean {np.mean(rmsds):.3f} Å, best of {k} {min(rmsds):.3f} Å",

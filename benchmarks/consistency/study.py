@@ -21,7 +21,8 @@ and DDIM sampling from noise, ``--k`` structures each, and measures:
   energies per molecule for the parity plot.
 
 The cheap-structure baseline is the same RMSD for the GFN2-xTB minima of the test molecules
-(``qm9_test_xtb.extxyz``), which start from an RDKit conformer as the training structures do.
+(``qm9_test_xtb.extxyz``), which start from an RDKit conformer as the training structures do;
+beside it, k RDKit ETKDG conformers per molecule, the one-shot mode's input before any model.
 Since the conformer an RDKit embedding lands in is often not QM9's, the report also gives every
 metric on the "same-conformer" test molecules, whose xTB minimum lies within 0.25 Å of QM9's:
 there the remaining error is the level of theory, which is what the accurate energies can fix.
@@ -193,6 +194,19 @@ def baseline(args) -> dict:
             for a in references if int(a.info["qm9_id"]) in cheap}
 
 
+def rdkit_baseline(args) -> dict:
+    """Best RMSD of ``args.k`` RDKit ETKDG conformers (seeds 0..k-1; the one-shot mode's starting
+    structures, before any model) of each test molecule to its QM9 geometry: [k] per molecule."""
+    import ase.io
+
+    from zoo.metrics import best_rmsd
+    from zoo.models.consistency import etkdg_conformer
+
+    references = ase.io.read(args.test, index=":")[:args.n_test]
+    return {int(a.info["qm9_id"]): [best_rmsd(etkdg_conformer(a.info["smiles"], seed), a.positions, a.info["smiles"])
+                                    for seed in range(args.k)] for a in references}
+
+
 def print_baseline(args) -> None:
     import numpy as np
 
@@ -292,7 +306,7 @@ def report(args) -> None:
 
     out = Path(args.out)
     records = json.loads(out.read_text())
-    base = baseline(args)
+    base, rdkit = baseline(args), rdkit_baseline(args)
     molecules = sorted(set.intersection(*(set(r["qm9_id"]) for r in records)) & set(base))
     same = [m for m in molecules if base[m] < SAME_CONFORMER_RMSD]
     columns = [f"{mode}_{name}" for mode in MODES for name in ("rmsd_mean", "rmsd_best", "gap_eV")]
@@ -323,6 +337,8 @@ def report(args) -> None:
                          f"{statistics.mean(r['fit_seconds'] for r in rows):.0f} | " + " | ".join(cells) + " |")
         cheap = f"{np.mean([base[m] for m in subset]):.3f}"  # one structure: its mean and best of k
         lines.append(f"| GFN2-xTB minimum (baseline) | – | – | – | {cheap} | {cheap} | – | {cheap} | {cheap} | – |")
+        mean, best = (f"{np.mean([f(rdkit[m]) for m in subset]):.3f}" for f in (np.mean, np.min))
+        lines.append(f"| RDKit ETKDG conformers (no model) | – | – | – | {mean} | {best} | – | – | – | – |")
         lines += ["", "Paired by seed (b − a; negative = b better; wins = seeds where b is better):", "",
                   "| comparison | metric | seeds | mean difference | wins |", "|---|---|---|---|---|"]
         for a, b in (("multitask", "consistency"), ("multitask_forces", "consistency_forces"),

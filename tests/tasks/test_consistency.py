@@ -109,6 +109,8 @@ def test_the_recipe_runs_a_few_steps_and_tests(files, tmp_path):
     config["trainer"].update(max_epochs=2, limit_train_batches=1, default_root_dir=str(tmp_path), log_every_n_steps=1)
     config["trainer"]["logger"]["init_args"]["save_dir"] = str(tmp_path)
     config["trainer"]["callbacks"] = [c for c in config["trainer"]["callbacks"] if "EMA" not in c["class_path"]]
+    export = next(c for c in config["trainer"]["callbacks"] if c["class_path"].endswith("ExportPretrained"))
+    export["init_args"]["folder"] = str(tmp_path / "pretrained")
     config["data"]["init_args"].update(source=str(files[0]), test_source=str(files[1]), batch_size=8,
                                        split={**config["data"]["init_args"]["split"], "fractions": [0.75, 0.25]})
     (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(config))
@@ -117,6 +119,13 @@ def test_the_recipe_runs_a_few_steps_and_tests(files, tmp_path):
     assert fit.datamodule.split.method == "group" and fit.datamodule.split.params["key"] == "qm9_id"
     results = fit.trainer.test(fit.model, datamodule=fit.datamodule, verbose=False)[0]
     assert results["test/rmsd"] > 0 and "test/energy_gap" in results
+    # the recipe's card is complete: the exported folder loads, with the test metrics in its card
+    from zoo.registry import load_pretrained
+
+    loaded = load_pretrained(tmp_path / "pretrained")
+    info = loaded.registry_info.info
+    assert info.family == "consistency"
+    assert info.metrics["values"]["rmsd"] == pytest.approx(results["test/rmsd"], rel=1e-5)
 
 
 def test_a_published_checkpoint_generates_the_same_structures(tmp_path):
