@@ -15,6 +15,10 @@ def test_from_ase_round_trip_and_batching():
     back = data.to_ase()
     assert np.allclose(back.positions, atoms.positions, atol=1e-6)
     assert (back.numbers == atoms.numbers).all()
+    assert "smiles" not in back.info
+    # a molecular structure's graph travels with it: the mapped SMILES in info
+    data[keys.SMILES] = "[C:1]([C:2]([O:3][H:9])([H:7])[H:8])([H:4])([H:5])[H:6]"
+    assert data.to_ase().info["smiles"] == data[keys.SMILES]
     batch = Batch.from_data_list([data, data])
     assert batch[keys.ENERGY].shape == (2,)
     assert batch[keys.DIPOLE].shape == (2, 3)

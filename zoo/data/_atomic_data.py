@@ -76,16 +76,20 @@ class AtomicData(Data):
         )
 
     def to_ase(self):
-        """The structure as :class:`ase.Atoms` (no properties attached)."""
+        """The structure as :class:`ase.Atoms`: no properties attached, but the SMILES (atom-mapped
+        in the atoms' order, see :mod:`zoo.data.molgraph`) in ``info["smiles"]`` when it has one,
+        so the molecular graph travels with the atoms."""
         from ase import Atoms
 
         cell = self[keys.CELL][0].detach().cpu().numpy() if keys.CELL in self else None
         pbc = self[keys.PBC][0].cpu().numpy() if keys.PBC in self else False
+        info = {"smiles": self[keys.SMILES]} if isinstance(self.get(keys.SMILES), str) else {}
         return Atoms(
             numbers=self[keys.ATOMIC_NUMBERS].cpu().numpy(),
             positions=self[keys.POSITIONS].detach().cpu().numpy(),
             cell=cell,
             pbc=pbc,
+            info=info,
         )
 
     @property
