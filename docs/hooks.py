@@ -1,7 +1,10 @@
-"""MkDocs hook: pages write ``<!-- model-table -->`` and get the table of published models.
+"""MkDocs hooks: the table of published models, and the benchmarks' figures.
 
-The table is generated from ``checkpoints.json`` at build time, so the docs can never list a model
-the registry does not have, nor a metric its card does not state.
+Pages write ``<!-- model-table -->`` and get the table of published models, generated from
+``checkpoints.json`` at build time, so the docs can never list a model the registry does not have,
+nor a metric its card does not state. The figures the benchmark scripts write
+(``benchmarks/<name>/results/**.png``) are added to the site as ``figures/<name>/results/...``, so
+pages show the figures of the committed results rather than copies of them.
 """
 
 from __future__ import annotations
@@ -10,7 +13,9 @@ import json
 from pathlib import Path
 
 MARKER = "<!-- model-table -->"
-MANIFEST = Path(__file__).resolve().parents[1] / "checkpoints.json"
+ROOT = Path(__file__).resolve().parents[1]
+MANIFEST = ROOT / "checkpoints.json"
+BENCHMARKS = ROOT / "benchmarks"
 
 
 def _metrics(entry: dict) -> str:
@@ -38,3 +43,14 @@ def model_table() -> str:
 
 def on_page_markdown(markdown: str, **kwargs) -> str:
     return markdown.replace(MARKER, model_table()) if MARKER in markdown else markdown
+
+
+def on_files(files, config):
+    from mkdocs.structure.files import File
+
+    for figure in sorted(BENCHMARKS.glob("*/results/**/*.png")):
+        if "runs" in figure.relative_to(BENCHMARKS).parts:  # training runs' own outputs, not results
+            continue
+        path = f"figures/{figure.relative_to(BENCHMARKS).as_posix()}"
+        files.append(File.generated(config, path, abs_src_path=str(figure)))
+    return files

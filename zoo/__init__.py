@@ -1,6 +1,6 @@
 """zoo: a PyTorch Lightning model zoo for physics-consistent molecular machine learning."""
 
-__version__ = "0.0.1"
+__version__ = "0.1.0"
 
 #: Registry functions offered at the top level; imported on first use so that ``import zoo`` stays fast.
 _REGISTRY = ("load", "list_models", "download")
