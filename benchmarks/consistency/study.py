@@ -90,6 +90,9 @@ def parse_args(argv=None):
     run.add_argument("--seed", type=int, required=True)
     sub.add_parser("report", help="tables, paired comparison and figures from the records")
     sub.add_parser("baseline", help="the cheap-structure baseline alone (xTB minimum against QM9 geometry)")
+    denoise = sub.add_parser("denoise", help="how much noise a model's one-step denoiser removes, against doing nothing")
+    denoise.add_argument("--model", default="consistency-qm9-b3lyp-631gs", help="a zoo.load name or folder")
+    denoise.add_argument("--structures", type=int, default=256, help="first N xTB minima of --train")
     return parser.parse_args(argv)
 
 
@@ -217,6 +220,40 @@ def print_baseline(args) -> None:
           f"{' / '.join(f'{q:.3f}' for q in np.percentile(rmsd, [10, 25, 75, 90]))} Å; "
           f"{same.sum()} same-conformer molecules (< {SAME_CONFORMER_RMSD} Å, mean {rmsd[same].mean():.3f} Å), "
           f"{(~same).sum()} in another conformer (mean {rmsd[~same].mean():.3f} Å)")
+
+
+def print_denoising(args) -> None:
+    """RMSD to the clean structure of the one-step estimate x0-hat (Å) at noise times t, beside
+    x_t / alpha_t, the noisy structure rescaled (what a denoiser that did nothing would give).
+    A denoiser that has learned the geometry of its training structures removes most of small
+    noise; one that has not stays close to the noisy structure."""
+    import torch
+    from torch_geometric.data import Batch
+
+    import zoo
+    from zoo.data import keys, read_ase
+    from zoo.metrics.structure import kabsch_rmsd
+
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    model = zoo.load(args.model).model.eval()
+    frames = read_ase(args.train, info_keys={"structure_kind": "structure_kind"}, results=["energy", "forces"],
+                      mask_missing=True, molecular_graph=True)
+    frames = [d for d in frames if d[keys.STRUCTURE_KIND] in ("xtb_optimized", None)][:args.structures]
+    batch = Batch.from_data_list(frames)
+    prepared, x0 = model.prepare(batch), model.normalise(batch)
+    generator = torch.Generator().manual_seed(0)
+    scale = model.position_scale
+    print(f"{args.model}: {len(frames)} xTB minima of {Path(args.train).name} (training molecules); RMSD to the clean structure, Å")
+    print("| t | noise sigma_t s (Å) | x0-hat of the denoiser | x_t / alpha_t (no denoising) |\n|---|---|---|---|")
+    for t in (5, 20, 50, 100, 200, 300, 500):
+        times = torch.full((len(frames),), t, dtype=torch.long)
+        noised = model.noise(prepared, x0, times, generator)
+        with torch.no_grad():
+            estimate, _ = model.denoise(prepared, noised.x_t, times)
+        alpha, sigma = model.schedule(times)
+        errors = [kabsch_rmsd(x * scale, x0 * scale, batch[keys.BATCH]).mean().item()
+                  for x in (estimate, noised.x_t / alpha[0])]
+        print(f"| {t} | {sigma[0].item() * scale:.3f} | {errors[0]:.3f} | {errors[1]:.3f} |")
 
 
 def study(args) -> None:
@@ -388,5 +425,7 @@ if __name__ == "__main__":
         report(arguments)
     elif arguments.command == "baseline":
         print_baseline(arguments)
+    elif arguments.command == "denoise":
+        print_denoising(arguments)
     else:
         study(arguments)
