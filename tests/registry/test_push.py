@@ -3,6 +3,7 @@ import shutil
 
 import pytest
 
+import zoo
 from zoo.registry import (
     HUB_FILES,
     IntegrityError,
@@ -35,7 +36,7 @@ def test_published_commit_depends_on_the_files_only(registry, tmp_path):
 def test_entry_from_folder(registry):
     entry = manifest_entry(registry.served / "tiny-ho", "zoo-test/tiny-ho")
     assert entry.to_dict() == registry.entries["tiny-ho"]
-    assert entry.zoo_versions == ">=0.0.1" and entry.checkpoint_format == 1
+    assert entry.zoo_versions == f">={zoo.__version__}" and entry.checkpoint_format == 1
     check_folder(registry.served / "tiny-ho", entry)
 
 
