@@ -10,6 +10,7 @@ so predictions and labels compare entry by entry.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterable
 
 import numpy as np
@@ -29,6 +30,7 @@ from zoo.nn import (
 )
 from zoo.nn._wigner import _restore_after_load
 from zoo.qc import ao
+from zoo.qc.guess import BASES, base_hamiltonian
 from zoo.qc.level import LevelOfTheory, pyscf_version
 
 
@@ -71,6 +73,12 @@ class HamiltonianModel(torch.nn.Module):
             are zero, so keep it above the largest interatomic distance of the molecules.
         num_radial: size of the pair radial basis.
         radial_hidden: width of the pair radial MLPs.
+        base: ``None`` to predict H itself, or a cheap physical Hamiltonian to which the network
+            adds a learned correction (see :func:`zoo.qc.guess.base_hamiltonian`;
+            ``"minao_fock"``: the Fock matrix of the MINAO density). The base is computed with
+            PySCF for each new geometry (one Fock build) and cached, ``base_cache_size`` geometries
+            at most; self-consistency training works unchanged, on the full H.
+        base_cache_size: geometries whose base Hamiltonian is kept in memory.
     """
 
     def __init__(
@@ -86,8 +94,15 @@ class HamiltonianModel(torch.nn.Module):
         pair_cutoff: float = 15.0,
         num_radial: int = 8,
         radial_hidden: int = 64,
+        base: str | None = None,
+        base_cache_size: int = 8192,
     ):
         super().__init__()
+        if base is not None and base not in BASES:
+            raise ValueError(f"unknown base Hamiltonian {base!r}; choose None or one of {BASES}")
+        self.base = base
+        self.base_cache_size = base_cache_size
+        self._base_cache: OrderedDict = OrderedDict()
         self.backbone = backbone
         self.level = LevelOfTheory(method=method, xc=xc, basis=basis, grid_level=grid_level,
                                    density_fitting=density_fitting, charge=charge)
@@ -224,7 +239,32 @@ class HamiltonianModel(torch.nn.Module):
 
         flat = torch.cat([v.reshape(-1) for v in values])
         hamiltonian = flat.new_zeros(layout.total).index_put((torch.cat([k.reshape(-1) for k in indices]),), flat)
+        if self.base is not None:
+            hamiltonian = hamiltonian + self.base_matrices(batch[keys.ATOMIC_NUMBERS], pos, molecule).to(hamiltonian)
         return {keys.HAMILTONIAN: hamiltonian}
+
+    def base_matrices(self, z: torch.Tensor, pos: torch.Tensor, molecule: torch.Tensor) -> torch.Tensor:
+        """The base Hamiltonian of every molecule, flattened and concatenated like the output.
+
+        Computed with PySCF (float64) once per geometry and cached; never differentiated (it
+        depends on positions only, and no loss here takes gradients with respect to them).
+        """
+        z_np = z.detach().cpu().numpy()
+        pos_np = pos.detach().cpu().double().numpy()
+        bounds = torch.cumsum(torch.bincount(molecule.cpu()), 0).tolist()
+        parts = []
+        for start, end in zip([0, *bounds[:-1]], bounds):
+            key = (z_np[start:end].tobytes(), pos_np[start:end].tobytes())
+            matrix = self._base_cache.get(key)
+            if matrix is None:
+                matrix = torch.from_numpy(base_hamiltonian(self.base, z_np[start:end], pos_np[start:end], self.level))
+                self._base_cache[key] = matrix
+                if len(self._base_cache) > self.base_cache_size:
+                    self._base_cache.popitem(last=False)
+            else:
+                self._base_cache.move_to_end(key)
+            parts.append(matrix.reshape(-1))
+        return torch.cat(parts)
 
     def _check_batch(self, batch, layout: _Layout) -> None:
         if keys.N_AO in batch and batch[keys.N_AO] is not None:
@@ -254,7 +294,8 @@ class HamiltonianModel(torch.nn.Module):
         ``structures`` are :class:`~zoo.data.AtomicData` with ``z`` and a flattened PySCF-order
         ``hamiltonian`` (labels, or any guess such as H[D_MINAO]). The invariant (0e) coupled
         components of the mean block become the biases of the element's on-site layer, so that
-        the model starts from a sensible core-level spectrum instead of zero.
+        the model starts from a sensible core-level spectrum instead of zero. With a ``base``,
+        the blocks are those of ``hamiltonian`` minus the base (the structures need ``pos``).
         """
         sums = [None] * len(self.atomic_numbers)
         counts = [0] * len(self.atomic_numbers)
@@ -266,6 +307,9 @@ class HamiltonianModel(torch.nn.Module):
             if h.numel() != n * n:
                 raise ValueError(f"a hamiltonian with {h.numel()} entries does not fit {n} AOs of {self.level.basis}")
             h = h.reshape(n, n)
+            if self.base is not None:
+                molecule = torch.zeros(z.numel(), dtype=torch.long)
+                h = h - self.base_matrices(z, data[keys.POSITIONS], molecule).reshape(n, n)
             for atom, species in enumerate(self.backbone.element_index(z).tolist()):
                 block = h[offsets[atom]:offsets[atom + 1], offsets[atom]:offsets[atom + 1]]
                 sums[species] = block if sums[species] is None else sums[species] + block

@@ -34,6 +34,25 @@ def density_from_hamiltonian(hamiltonian, overlap, n_electrons: int):
     return 2.0 * occupied @ occupied.T
 
 
+#: Base Hamiltonians a model can learn a correction to (``HamiltonianModel(base=...)``).
+BASES = ("minao_fock",)
+
+
+def base_hamiltonian(kind: str, atomic_numbers, positions_angstrom, level: LevelOfTheory) -> np.ndarray:
+    """A cheap physical Hamiltonian at ``level``, in PySCF AO order (Hartree).
+
+    ``"minao_fock"``: the Fock matrix of PySCF's MINAO guess density (superposed atomic
+    densities), ``F[D_MINAO]``: one Fock build, about a tenth of an SCF. It already holds the
+    large core and on-site terms exactly, so a model that adds a learned correction to it only
+    has to learn how bonding changes the density (about 4,700 µEh MAE on drug-like molecules,
+    against tens of Hartree for H itself).
+    """
+    if kind not in BASES:
+        raise ValueError(f"unknown base Hamiltonian {kind!r}; choose one of {BASES}")
+    mf = level.build_scf(level.build_mole(atomic_numbers, positions_angstrom))
+    return np.asarray(mf.get_fock(dm=mf.get_init_guess(key="minao")))
+
+
 def scf_cycles(mol, level: LevelOfTheory, dm0=None) -> dict:
     """Run the SCF of ``mol`` at ``level`` from ``dm0`` (default: PySCF's MINAO guess).
 

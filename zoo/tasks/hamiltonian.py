@@ -139,7 +139,8 @@ class HamiltonianTask(AtomisticTask):
         for s in structures[:8]:
             mf = level.build_scf(level.build_mole(s[keys.ATOMIC_NUMBERS].numpy(), s[keys.POSITIONS].double().numpy()))
             fock = mf.get_fock(dm=mf.get_init_guess(key="minao"))
-            out.append({keys.ATOMIC_NUMBERS: s[keys.ATOMIC_NUMBERS], keys.HAMILTONIAN: torch.as_tensor(fock).reshape(-1)})
+            out.append({keys.ATOMIC_NUMBERS: s[keys.ATOMIC_NUMBERS], keys.POSITIONS: s[keys.POSITIONS],
+                        keys.HAMILTONIAN: torch.as_tensor(fock).reshape(-1)})
         return out
 
     # ------------------------------------------------------------------------------------------
