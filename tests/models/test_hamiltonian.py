@@ -99,6 +99,25 @@ def test_predict_returns_orbitals_and_a_pyscf_guess():
     np.testing.assert_allclose(same["hamiltonian"], out["hamiltonian"])
 
 
+def test_predict_refuses_what_the_model_cannot_answer_and_drops_near_null_overlap_directions():
+    from ase import Atoms
+
+    z, pos = WATER
+    model = _model()
+    with pytest.raises(TypeError, match="predict takes an ase.Atoms or a pair"):
+        model.predict("H2O")
+    cation = Atoms(numbers=z, positions=pos, info={"charge": 1})
+    with pytest.raises(ValueError, match="charge 1 and spin 0 .* predicts charge 0, spin 0 only"):
+        model.predict(cation)
+    full = model.predict((z, pos))
+    values = np.linalg.eigvalsh(full["overlap"])
+    # canonical orthogonalisation: directions of S below lindep are dropped, the rest kept
+    reduced = model.predict((z, pos), lindep=float(values[2]) * 1.0001)
+    assert reduced["coefficients"].shape == (24, 21)
+    np.testing.assert_allclose(reduced["coefficients"].T @ full["overlap"] @ reduced["coefficients"], np.eye(21), atol=1e-10)
+    assert np.trace(reduced["density_matrix"] @ full["overlap"]) == pytest.approx(10.0)
+
+
 def _minao_fock(z, pos):
     level = LevelOfTheory()
     mf = level.build_scf(level.build_mole(z, pos))

@@ -323,37 +323,65 @@ class HamiltonianModel(torch.nn.Module):
             linear.bias.copy_(scalar.to(linear.bias.dtype))
 
     @torch.no_grad()
-    def predict(self, atoms) -> dict[str, np.ndarray | float]:
+    def predict(self, atoms, lindep: float | None = None) -> dict[str, np.ndarray | float]:
         """H, S, orbitals and density of one molecule (an :class:`ase.Atoms` or ``(z, positions Å)``).
 
+        Args:
+            atoms: the molecule; an ``Atoms`` may carry ``info["charge"]`` and ``info["spin"]``
+                (2S), which must be the model's (a model predicts one charge and spin state).
+            lindep: solve ``H C = S C ε`` without the eigen-directions of S below this value
+                (canonical orthogonalisation). Near-null directions of S turn a small error of H
+                into deep spurious orbitals; dropping them keeps the guess's occupied space
+                physical. ``None`` keeps every direction.
+
         Returns NumPy arrays in PySCF AO order, Hartree: ``hamiltonian``, ``overlap``,
-        ``orbital_energies``, ``coefficients`` (columns), ``density_matrix`` (closed shell, a
-        ready ``dm0`` for PySCF), and floats ``homo``, ``lumo``, ``gap``.
+        ``orbital_energies``, ``coefficients`` (columns; fewer than the AOs with ``lindep``),
+        ``density_matrix`` (closed shell, a ready ``dm0`` for PySCF), and floats ``homo``,
+        ``lumo``, ``gap``.
         """
-        import scipy.linalg
-
         from zoo.data import AtomicData
+        from zoo.qc.eigh import generalized_eigh
 
-        if hasattr(atoms, "numbers"):
-            z, positions = atoms.numbers, atoms.positions
-        else:
-            z, positions = atoms
+        z, positions = self._molecule(atoms)
         mol = self.level.build_mole(z, positions)  # clear errors: basis, odd electrons, overlaps
         dtype = next(self.parameters()).dtype
         data = AtomicData.from_arrays(z, positions, dtype=dtype).to(next(self.parameters()).device)
         n_ao = mol.nao
-        hamiltonian = self(data)[keys.HAMILTONIAN].reshape(n_ao, n_ao).double().cpu().numpy()
+        hamiltonian = self(data)[keys.HAMILTONIAN].reshape(n_ao, n_ao).double().cpu()
         overlap = mol.intor("int1e_ovlp")
-        energies, coefficients = scipy.linalg.eigh(hamiltonian, overlap)
+        energies, coefficients = generalized_eigh(hamiltonian, torch.from_numpy(overlap), lindep=lindep)
+        energies, coefficients = energies.numpy(), coefficients.numpy()
         n_occ = mol.nelectron // 2
         occupied = coefficients[:, :n_occ]
         homo = float(energies[n_occ - 1])
-        lumo = float(energies[n_occ]) if n_occ < n_ao else float("nan")
+        lumo = float(energies[n_occ]) if n_occ < len(energies) else float("nan")
         return {
-            "hamiltonian": hamiltonian, "overlap": overlap, "orbital_energies": energies,
+            "hamiltonian": hamiltonian.numpy(), "overlap": overlap, "orbital_energies": energies,
             "coefficients": coefficients, "density_matrix": 2.0 * occupied @ occupied.T,
             "homo": homo, "lumo": lumo, "gap": lumo - homo,
         }
+
+    def _molecule(self, atoms) -> tuple[np.ndarray, np.ndarray]:
+        """``(atomic numbers, positions Å)`` of ``atoms``, refusing what this model cannot answer."""
+        if hasattr(atoms, "numbers") and hasattr(atoms, "positions"):
+            info = getattr(atoms, "info", {}) or {}
+            charge, spin = int(info.get("charge", 0)), int(info.get("spin", 0))
+            if (charge, spin) != (self.level.charge, self.level.spin):
+                raise ValueError(
+                    f"the molecule has charge {charge} and spin {spin} (atoms.info), but this model predicts "
+                    f"charge {self.level.charge}, spin {self.level.spin} only ({self.level.describe()}); "
+                    "use a model trained for that state"
+                )
+            return np.asarray(atoms.numbers), np.asarray(atoms.positions, dtype=np.float64)
+        if isinstance(atoms, (tuple, list)) and len(atoms) == 2:
+            z, positions = np.asarray(atoms[0]), np.asarray(atoms[1], dtype=np.float64)
+            if z.ndim == 1 and positions.shape == (len(z), 3):
+                return z, positions
+        raise TypeError(
+            f"predict takes an ase.Atoms or a pair (atomic numbers [n], positions [n, 3] in Å), not "
+            f"{type(atoms).__name__} {atoms!r:.60}; for a SMILES, build a structure first (e.g. "
+            "zoo sample --smiles ... or RDKit) and pass its Atoms"
+        )
 
 
 class _Layout:

@@ -15,10 +15,11 @@ from zoo.qc.eigh import density_matrix, generalized_eigh
 from zoo.qc.level import LevelOfTheory
 
 
-def density_from_hamiltonian(hamiltonian, overlap, n_electrons: int):
+def density_from_hamiltonian(hamiltonian, overlap, n_electrons: int, lindep: float | None = None):
     """Closed-shell density ``D = 2 C_occ C_occ^T`` of the lowest orbitals of ``H C = S C ε``.
 
     NumPy in, NumPy out (ready for ``mf.kernel(dm0=D)``); torch in, torch out (differentiable).
+    ``lindep`` drops the eigen-directions of S below it (see :func:`zoo.qc.eigh.orthogonalizer`).
     """
     n_electrons = int(n_electrons)
     if n_electrons % 2:
@@ -26,12 +27,10 @@ def density_from_hamiltonian(hamiltonian, overlap, n_electrons: int):
     n_occ = n_electrons // 2
     if isinstance(hamiltonian, torch.Tensor):
         overlap = torch.as_tensor(overlap, dtype=hamiltonian.dtype, device=hamiltonian.device)
-        return density_matrix(generalized_eigh(hamiltonian, overlap)[1], n_occ)
-    import scipy.linalg
-
-    _, coefficients = scipy.linalg.eigh(np.asarray(hamiltonian), np.asarray(overlap))
-    occupied = coefficients[:, :n_occ]
-    return 2.0 * occupied @ occupied.T
+        return density_matrix(generalized_eigh(hamiltonian, overlap, lindep=lindep)[1], n_occ)
+    coefficients = generalized_eigh(torch.as_tensor(np.asarray(hamiltonian, dtype=np.float64)),
+                                    torch.as_tensor(np.asarray(overlap, dtype=np.float64)), lindep=lindep)[1]
+    return density_matrix(coefficients, n_occ).numpy()
 
 
 #: Base Hamiltonians a model can learn a correction to (``HamiltonianModel(base=...)``).
