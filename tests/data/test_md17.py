@@ -62,5 +62,5 @@ def test_inconsistent_shapes_and_nan(tmp_path):
         read_md17(path)
     energies[1] = np.nan
     np.savez(path, z=Z, R=coords, E=energies, F=forces)
-    with pytest.raises(ValueError, match=r"frames \[1\] have NaN"):
+    with pytest.raises(ValueError, match=r"bad.npz: frame 1: energy holds 1 NaN"):
         read_md17(path)

@@ -109,6 +109,10 @@ def test_predict_refuses_what_the_model_cannot_answer_and_drops_near_null_overla
     cation = Atoms(numbers=z, positions=pos, info={"charge": 1})
     with pytest.raises(ValueError, match="charge 1 and spin 0 .* predicts charge 0, spin 0 only"):
         model.predict(cation)
+    squeezed = pos.copy()
+    squeezed[1] = squeezed[0] + [0.0, 0.1, 0.0]  # an H 0.1 Å from the O
+    with pytest.raises(ValueError, match=r"atoms 0 \(O\) and 1 \(H\) are 0.100 Å apart"):
+        model.predict((z, squeezed))
     full = model.predict((z, pos))
     values = np.linalg.eigvalsh(full["overlap"])
     # canonical orthogonalisation: directions of S below lindep are dropped, the rest kept

@@ -2,9 +2,13 @@
 
 - ``tiny-ho``: served by the local Hub *and* shipped in the package dir (the offline fallback);
 - ``tiny-remote``: served by the local Hub only.
+
+``evil`` puts on sys.path a package whose import leaves a marker file: loading must never import it.
 """
 
 import shutil
+import sys
+import textwrap
 from types import SimpleNamespace
 
 import pytest
@@ -86,3 +90,25 @@ def hub_env(local_hub, monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     return tmp_path / "hf-cache"
+
+
+@pytest.fixture
+def evil(tmp_path, monkeypatch):
+    """A package ``evilmodel`` on sys.path whose import writes a marker file; returns the marker."""
+    marker = tmp_path / "imported"
+    package = tmp_path / "site" / "evilmodel"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text(textwrap.dedent(f"""
+        import pathlib
+        pathlib.Path({str(marker)!r}).write_text("evilmodel ran")
+
+        class Task:
+            pass
+
+        def make(*args, **kwargs):
+            pass
+    """))
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    monkeypatch.delitem(sys.modules, "evilmodel", raising=False)
+    yield marker
+    sys.modules.pop("evilmodel", None)

@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -6,6 +7,7 @@ from huggingface_hub import ModelCard
 from safetensors.torch import load_file
 
 import zoo
+from zoo._files import OutputBusyError, exclusive_output
 from zoo.registry import (
     CheckpointFormatError,
     UnsupportedElementsError,
@@ -134,3 +136,27 @@ def test_instantiate_task_keeps_the_full_config(tiny):
     config = task_config(task)
     assert config["init_args"]["monitor"] == "val/loss"  # defaults are recorded too
     assert task_config(instantiate_task(config)) == config
+
+
+def test_a_second_writer_of_a_model_folder_is_refused(tmp_path, registry, tiny):
+    folder = tmp_path / "model"
+    with exclusive_output(folder):
+        with pytest.raises(OutputBusyError, match="being written by another run"):
+            save_pretrained(registry.tasks["tiny-ho"], folder, tiny.info("m"))
+    assert not folder.exists()
+    save_pretrained(registry.tasks["tiny-ho"], folder, tiny.info("m"))
+    assert sorted(p.name for p in folder.iterdir()) == ["README.md", "config.json", "model.safetensors"]
+
+
+def test_a_write_that_fails_leaves_the_previous_files(tmp_path, registry, tiny, monkeypatch):
+    folder = save_pretrained(registry.tasks["tiny-ho"], tmp_path / "model", tiny.info("m"))
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+
+    def disk_full(state, path, metadata):
+        Path(path).write_bytes(b"half a file")
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(_checkpoint, "save_file", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        save_pretrained(registry.tasks["tiny-ho"], folder, tiny.info("m"))
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before  # no half file, no temporary left

@@ -1,5 +1,6 @@
 import logging
 import shutil
+from pathlib import Path
 
 import lightning.pytorch as pl
 import pytest
@@ -99,14 +100,16 @@ def test_freeze_backbone_then_unfreeze(registry, tiny, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("git") is None, reason="the local Hub needs git")
-def test_ddp_fine_tune_from_a_registry_name(registry, local_hub, hub_env, tiny, tmp_path):
+def test_ddp_fine_tune_from_a_registry_name(registry, local_hub, hub_env, tiny, tmp_path, monkeypatch):
     """Two CPU processes (gloo): rank 0 downloads, rank 1 reads the cache; the frozen backbone stays
     identical on both replicas although it keeps requires_grad under DDP."""
+    # the spawned processes unpickle PretrainedTask from this module: they need the repository on sys.path
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[2]))
     config = tiny.config()
     config["class_path"] = f"{__name__}.PretrainedTask"
     config["init_args"].update(pretrained="tiny-remote", manifest=str(registry.root / "checkpoints.json"),
                                log_dir=str(tmp_path))
-    task = instantiate_task(config)
+    task = instantiate_task(config, trusted_modules=(__name__,))
     trainer = pl.Trainer(max_epochs=1, accelerator="cpu", devices=2, strategy="ddp_spawn",
                          callbacks=[FreezeBackbone(unfreeze_at_epoch=1)], logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)

@@ -55,6 +55,23 @@ def test_malformed_entry_names_entry_and_field(registry, change, message):
         parse_manifest(_broken(registry, change), "checkpoints.json")
 
 
+@pytest.mark.parametrize("change, message", [
+    (lambda e: e["files"].update({"../../x": e["files"]["README.md"]}), "field 'files': unknown files \\['../../x'\\]"),
+    (lambda e: e["files"].update({"/etc/passwd": e["files"]["README.md"]}), "field 'files': unknown files"),
+    (lambda e: e.update(recipe="../../tmp/evil.yaml"), "field 'recipe': expected a YAML path inside the repository"),
+    (lambda e: e.update(recipe="recipes/../../x.yaml"), "field 'recipe'"),
+    (lambda e: e.update(recipe="/tmp/x.yaml"), "field 'recipe'"),
+    (lambda e: e.update(recipe="C:\\x.yaml"), "field 'recipe'"),
+    (lambda e: e.update(name="../evil"), "field 'name'"),
+    (lambda e: e.update(repo_id="org/../x"), "field 'repo_id'"),
+    (lambda e: e.update(repo_id="../x"), "field 'repo_id'"),
+])
+def test_names_in_a_manifest_cannot_leave_their_folder(registry, change, message):
+    """File names, recipes, model names and repo ids become paths: none may point out of its folder."""
+    with pytest.raises(ManifestError, match=message):
+        parse_manifest(_broken(registry, change), "checkpoints.json")
+
+
 def test_malformed_manifest(registry, tmp_path):
     data = copy.deepcopy(registry.data)
     data["models"].append(copy.deepcopy(data["models"][0]))

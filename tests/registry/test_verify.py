@@ -9,7 +9,14 @@ import pytest
 import zoo
 
 from zoo.cli import main
-from zoo.registry import MissingDataError, VerificationError, load_manifest, recipe_datamodule, verify_model
+from zoo.registry import (
+    MissingDataError,
+    UntrustedCodeError,
+    VerificationError,
+    load_manifest,
+    recipe_datamodule,
+    verify_model,
+)
 
 NAME = "qm9-u0-demo"
 
@@ -64,3 +71,12 @@ def test_a_recipe_whose_data_are_not_made_yet_names_them(offline, tmp_path):
         recipe.replace("source: qm9", "source: data/not_made/labels.h5"))
     with pytest.raises(MissingDataError, match="data/not_made/labels.h5.*data/README.md"):
         verify_model(NAME, root=tmp_path)
+
+
+def test_the_recipe_a_card_names_imports_only_zoo_data_classes(tmp_path, evil):
+    recipe = (Path(__file__).resolve().parents[2] / "recipes" / "qm9_demo.yaml").read_text()
+    (tmp_path / "recipes").mkdir()
+    (tmp_path / "recipes" / "qm9_demo.yaml").write_text(recipe.replace("zoo.data.AtomicDataModule", "evilmodel.Task"))
+    with pytest.raises(UntrustedCodeError, match="qm9_demo.yaml: data.class_path names 'evilmodel.Task'"):
+        recipe_datamodule(load_manifest().get(NAME), tmp_path / "split", root=tmp_path)
+    assert not evil.exists()

@@ -20,12 +20,14 @@ class _PositionSum(torch.nn.Module):
         return {"energy": energy, "twice": 2 * energy}
 
 
-def _loader(n=16, energy=lambda pos: pos.sum()):
+def _loader(n=16, energy=lambda pos: pos.sum(), nan_frames=()):
     gen = torch.Generator().manual_seed(0)
     data = []
     for _ in range(n):
         pos = torch.randn(3, 3, generator=gen)
         data.append(AtomicData.from_arrays([1, 1, 8], pos, energy=float(energy(pos))))
+    for i in nan_frames:  # set afterwards: from_arrays, and so every reader, refuses NaN labels
+        data[i].energy = torch.tensor([float("nan")])
     return DataLoader(data, batch_size=4)
 
 
@@ -56,13 +58,29 @@ def test_missing_labels_name_the_key():
         task.compute_loss(batch, task(batch), "train")
 
 
+def _trainer(**kwargs):
+    return pl.Trainer(max_epochs=1, logger=False, enable_progress_bar=False, enable_checkpointing=False,
+                      enable_model_summary=False, **kwargs)
+
+
 def test_nan_loss_stops_training():
     task = AtomisticTask(_PositionSum(), [Output("energy")])
-    loader = _loader(energy=lambda pos: float("nan"))
-    trainer = pl.Trainer(max_epochs=1, logger=False, enable_progress_bar=False, enable_checkpointing=False,
-                         enable_model_summary=False)
-    with pytest.raises(FloatingPointError, match="lower the learning rate"):
-        trainer.fit(task, loader)
+    with pytest.raises(FloatingPointError, match="train loss is nan on batch 0 .*lower the learning rate"):
+        _trainer().fit(task, _loader(nan_frames=range(16)))
+
+
+def test_nan_validation_loss_stops_the_fit():
+    # one NaN label in the second validation batch: the fit used to end with exit 0 and val/loss = nan
+    task = AtomisticTask(_PositionSum(), [Output("energy")])
+    trainer = _trainer(num_sanity_val_steps=0)  # the epoch's validation, not the sanity check, meets it
+    with pytest.raises(FloatingPointError, match="val loss is nan on batch 1 at training step 4: .*inputs hold NaN"):
+        trainer.fit(task, _loader(), _loader(n=8, nan_frames=[5]))
+
+
+def test_nan_test_loss_is_an_error():
+    task = AtomisticTask(_PositionSum(), [Output("energy")])
+    with pytest.raises(FloatingPointError, match="test loss is nan on batch 0 .*model produced NaN"):
+        _trainer().test(task, _loader(n=4, nan_frames=[0]))
 
 
 @pytest.mark.parametrize("kwargs, message", [

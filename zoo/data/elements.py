@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+import numpy as np
 import torch
 from ase.data import atomic_numbers as _NUMBER_OF_SYMBOL
 from ase.data import chemical_symbols as SYMBOLS
@@ -23,13 +24,28 @@ def atomic_number(element: str | int) -> int:
     return number
 
 
-def check_atomic_numbers(z: torch.Tensor) -> None:
-    """Raise a clear error if any atomic number is not a real element."""
-    if z.numel() == 0:
+def as_atomic_numbers(values) -> torch.Tensor:
+    """The atomic numbers of one structure as a long tensor [n_atoms], checked to be real elements.
+
+    Whole numbers stored as floats (``6.0``) are accepted; fractions, symbols and other types are
+    an error rather than being truncated to some element.
+    """
+    array = np.asarray(values.detach().cpu() if isinstance(values, torch.Tensor) else values)
+    if array.dtype.kind not in "iuf":
+        raise ValueError(f"atomic numbers must be integers, got dtype {array.dtype} "
+                         f"({array.reshape(-1)[:5].tolist()}...); convert symbols with zoo.data.atomic_number")
+    array = array.reshape(-1)
+    if array.size == 0:
         raise ValueError("a structure needs at least one atom")
+    if array.dtype.kind == "f":
+        fractional = array[~np.isfinite(array) | (array != np.round(array))]
+        if fractional.size:
+            raise ValueError(f"atomic numbers must be whole numbers, got {fractional[:10].tolist()}")
+    z = torch.as_tensor(array.astype(np.int64))
     bad = z[(z < 1) | (z > MAX_ATOMIC_NUMBER)]
     if bad.numel():
         raise ValueError(f"unknown atomic numbers {sorted(set(bad.tolist()))}; expected 1..{MAX_ATOMIC_NUMBER}")
+    return z
 
 
 class ElementIndex(torch.nn.Module):

@@ -1,4 +1,5 @@
-"""Neighbour lists within a cutoff, and the edge vectors they define.
+"""Neighbour lists within a cutoff, the edge vectors they define, and the check that no two atoms
+of a structure sit (nearly) on top of each other.
 
 Molecules use a dense per-structure computation in torch (no compiled extension needed);
 periodic structures use vesin's cell list. pyg-lib's ``radius_graph`` is not used because no
@@ -12,6 +13,12 @@ import torch
 from torch_geometric.transforms import BaseTransform
 
 from zoo.data import keys
+from zoo.data.elements import SYMBOLS
+
+#: The shortest distance (Å) allowed between two atoms of a structure given by a user. No chemical
+#: bond is shorter than H2's 0.74 Å; closer atoms are a duplicated atom or positions in the wrong
+#: unit, on which models return NaN or absurd values rather than failing.
+MIN_INTERATOMIC_DISTANCE = 0.5
 
 
 def radius_graph(
@@ -90,6 +97,30 @@ def edge_vectors(data, edge_index: torch.Tensor | None = None, edge_cell_shift=N
         cell = data[keys.CELL].reshape(-1, 3, 3)[batch[centre]]
         vectors = vectors + torch.einsum("ek,ekd->ed", edge_cell_shift.to(pos.dtype), cell)
     return vectors
+
+
+def check_interatomic_distances(data, minimum: float = MIN_INTERATOMIC_DISTANCE) -> None:
+    """Raise ``ValueError`` naming the closest two atoms of a structure when they are closer than
+    ``minimum`` (Å); for a periodic structure the distances are those to the nearest images.
+
+    Costs one neighbour list at a cutoff of ``minimum``, less than the graph a model builds.
+    """
+    cell = data[keys.CELL] if keys.CELL in data else None
+    pbc = data[keys.PBC] if keys.PBC in data else None
+    edge_index, shift = radius_graph(data[keys.POSITIONS], minimum, cell=cell, pbc=pbc)
+    if not edge_index.shape[1]:
+        return
+    with torch.no_grad():
+        lengths = edge_vectors(data, edge_index, shift).norm(dim=1)
+    closest = int(lengths.argmin())
+    first, second = sorted(int(atom) for atom in edge_index[:, closest])
+    z = data[keys.ATOMIC_NUMBERS]
+    pair = (f"atom {first} ({SYMBOLS[int(z[first])]}) and its periodic image" if first == second
+            else f"atoms {first} ({SYMBOLS[int(z[first])]}) and {second} ({SYMBOLS[int(z[second])]})")
+    raise ValueError(
+        f"{pair} are {float(lengths[closest]):.3f} Å apart, closer than {minimum} Å (no chemical bond is "
+        "shorter than H2's 0.74 Å): remove the duplicated atom, or give the positions (and cell) in Å"
+    )
 
 
 class RadiusGraph(BaseTransform):

@@ -16,6 +16,7 @@ import torch
 from torch_geometric.transforms import BaseTransform
 
 from zoo.data import keys
+from zoo.data._atomic_data import require_finite
 from zoo.data.elements import SYMBOLS, atomic_number
 
 #: Extensive per-structure energies, standardised per atom by default (they grow with size).
@@ -24,7 +25,8 @@ EXTENSIVE = frozenset({keys.ENERGY, keys.U0, keys.U, keys.H, keys.G, keys.ZPVE})
 
 def _values(dataset: Iterable, key: str) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """The values of ``key`` and the atomic numbers of every structure that has them (its mask,
-    if any, is true), as float64/int64 arrays."""
+    if any, is true), as float64/int64 arrays; a NaN or inf among them is an error naming the
+    structure, since it would make every statistic NaN."""
     values, numbers = [], []
     mask = keys.MASKS.get(key)
     for i, data in enumerate(dataset):
@@ -32,6 +34,10 @@ def _values(dataset: Iterable, key: str) -> tuple[list[np.ndarray], list[np.ndar
             raise KeyError(f"structure {i} has no {key!r}; it has {sorted(data.keys())}")
         if mask in data and not bool(data[mask].reshape(-1)[0]):
             continue
+        try:
+            require_finite(key, data[key])
+        except ValueError as error:
+            raise ValueError(f"structure {i}: {error}") from error
         values.append(data[key].detach().cpu().double().numpy())
         numbers.append(data[keys.ATOMIC_NUMBERS].cpu().numpy())
     if not values:
@@ -80,6 +86,8 @@ def _as_references(references: Mapping) -> dict[int, float]:
     for element, value in references.items():
         z = atomic_number(int(element) if str(element).isdigit() else element)
         out[z] = float(value)
+        if not np.isfinite(out[z]):
+            raise ValueError(f"the reference energy of {SYMBOLS[z]} is {out[z]}; it must be a number")
     return out
 
 
@@ -144,8 +152,6 @@ def compute_statistics(dataset: Iterable, key: str, per_atom: bool | None = None
     if per_atom:
         values = [v / z.size for v, z in zip(values, numbers)]
     flat = np.concatenate([v.reshape(-1) for v in values])
-    if not np.isfinite(flat).all():
-        raise ValueError(f"{key!r} contains NaN or inf values")
     return {"mean": float(flat.mean()), "std": float(flat.std()), "per_atom": per_atom, "count": int(flat.size)}
 
 

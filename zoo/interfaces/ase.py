@@ -49,6 +49,10 @@ class ZooCalculator(Calculator):
         """Energy (eV) and forces (eV/Å) of many :class:`ase.Atoms`, ``batch_size`` per model call.
 
         Returns one ``{"energy": float, "forces": [n_atoms, 3] array}`` per structure, in order.
+
+        Raises:
+            ValueError: a structure (named by its position) has two atoms closer than
+                :data:`zoo.data.neighbors.MIN_INTERATOMIC_DISTANCE`, or NaN positions.
         """
         from torch_geometric.data import Batch
 
@@ -56,7 +60,12 @@ class ZooCalculator(Calculator):
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         results = []
         for start in range(0, len(images), batch_size):
-            chunk = [AtomicData.from_ase(atoms, dtype=self.dtype) for atoms in images[start:start + batch_size]]
+            chunk = []
+            for number, atoms in enumerate(images[start:start + batch_size], start):
+                try:  # refuses atoms on top of each other, on which a model returns NaN or nonsense
+                    chunk.append(AtomicData.from_ase(atoms, dtype=self.dtype))
+                except ValueError as error:
+                    raise ValueError(f"structure {number}: {error}") from error
             batch = Batch.from_data_list(chunk).to(self.device)
             with torch.no_grad():
                 out = self.model(batch)

@@ -580,7 +580,7 @@ class ConsistencyModel(ForceFieldModel):
         return [Atoms(numbers=numbers, positions=positions[i * n:(i + 1) * n], info={"smiles": data[keys.SMILES]})
                 for i in range(k)]
 
-    def energy(self, atoms, smiles: str | None = None, forces: bool = False):
+    def energy(self, atoms, smiles: str | None = None, forces: bool = False, check_distances: bool = True):
         """The energy model's energy (eV) of an ASE structure, and its forces (eV/Å) if asked.
 
         Args:
@@ -588,6 +588,8 @@ class ConsistencyModel(ForceFieldModel):
             smiles: the molecular graph, a SMILES whose atoms (with atom-map numbers, or in the
                 order of :func:`zoo.data.molgraph.mol_from_smiles`) are those of ``atoms`` in order;
                 default ``atoms.info["smiles"]`` (as :meth:`generate` and the data files set it).
+            check_distances: refuse atoms closer than any chemical bond (a clear error naming
+                them); False to score a generated structure whatever it is.
 
         Returns:
             The energy as a float, or ``(energy, forces [n_atoms, 3] array)``.
@@ -597,21 +599,22 @@ class ConsistencyModel(ForceFieldModel):
             raise ValueError("the energy model needs the molecular graph: pass smiles= (with atom-map numbers in "
                              "the order of the atoms), or set atoms.info['smiles'] (generate() does)")
         mol = self.check_molecule(smiles)
-        data = self._graph_data(mol, atoms.positions, atoms.numbers)
+        data = self._graph_data(mol, atoms.positions, atoms.numbers, check_distances=check_distances)
         with torch.no_grad():
             out = self(data)
         energy = float(out[keys.ENERGY].reshape(()))
         return (energy, out[keys.FORCES].double().cpu().numpy()) if forces else energy
 
-    def _graph_data(self, mol, positions, atomic_numbers: Sequence[int] | None = None):
+    def _graph_data(self, mol, positions, atomic_numbers: Sequence[int] | None = None, check_distances: bool = False):
         """An AtomicData of ``mol`` at ``positions`` with its molecular graph, in the model's dtype
-        and device; ``atomic_numbers`` (a structure's) must be the molecule's in order."""
+        and device; ``atomic_numbers`` (a structure's) must be the molecule's in order.
+        ``check_distances`` refuses coincident atoms (user structures; sampling starts from noise)."""
         from zoo.data import AtomicData
         from zoo.data.molgraph import mapped_smiles
 
         numbers = [atom.GetAtomicNum() for atom in mol.GetAtoms()]
         parameter = next(self.parameters())
-        data = AtomicData.from_arrays(numbers, positions, dtype=parameter.dtype)
+        data = AtomicData.from_arrays(numbers, positions, dtype=parameter.dtype, check_distances=check_distances)
         data[keys.SMILES] = mapped_smiles(mol)
         if atomic_numbers is not None and [int(z) for z in atomic_numbers] != numbers:
             raise ValueError("the atoms are not those of the SMILES in order: write the SMILES with atom-map "

@@ -343,9 +343,10 @@ class HamiltonianModel(torch.nn.Module):
         from zoo.qc.eigh import generalized_eigh
 
         z, positions = self._molecule(atoms)
-        mol = self.level.build_mole(z, positions)  # clear errors: basis, odd electrons, overlaps
         dtype = next(self.parameters()).dtype
-        data = AtomicData.from_arrays(z, positions, dtype=dtype).to(next(self.parameters()).device)
+        # user input: refuse atoms closer than any chemical bond, naming them
+        data = AtomicData.from_arrays(z, positions, dtype=dtype, check_distances=True).to(next(self.parameters()).device)
+        mol = self.level.build_mole(z, positions)  # clear errors: basis, odd electrons
         n_ao = mol.nao
         hamiltonian = self(data)[keys.HAMILTONIAN].reshape(n_ao, n_ao).double().cpu()
         overlap = mol.intor("int1e_ovlp")

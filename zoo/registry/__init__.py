@@ -19,7 +19,7 @@ _EXPORTS = {
     # _errors
     "RegistryError": "_errors", "ManifestError": "_errors", "ModelNotFoundError": "_errors",
     "IntegrityError": "_errors", "DownloadError": "_errors", "CheckpointFormatError": "_errors",
-    "UnsupportedElementsError": "_errors",
+    "UnsupportedElementsError": "_errors", "UntrustedCodeError": "_errors",
     # _manifest
     "Manifest": "_manifest", "ModelEntry": "_manifest", "ModelInfo": "_manifest", "FileEntry": "_manifest",
     "FAMILIES": "_manifest", "HUB_FILES": "_manifest", "load_manifest": "_manifest", "parse_manifest": "_manifest",
@@ -28,6 +28,8 @@ _EXPORTS = {
     "FORMAT": "_checkpoint", "FORMAT_VERSION": "_checkpoint", "save_pretrained": "_checkpoint",
     "load_pretrained": "_checkpoint", "upgrade_config": "_checkpoint", "read_config": "_checkpoint",
     "instantiate_task": "_checkpoint", "task_config": "_checkpoint", "Provenance": "_checkpoint",
+    # _trust
+    "check_trusted": "_trust",
     # _cards
     "render_card": "_cards", "check_card": "_cards",
     # _hub

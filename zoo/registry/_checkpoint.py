@@ -3,7 +3,8 @@
 ``config.json`` holds the format name and version, the zoo version that wrote it, the task as a
 LightningCLI config (``class_path``/``init_args``) and the model's :class:`ModelInfo` (elements,
 units, level of theory, ...). ``model.safetensors`` holds the task's ``state_dict``: tensors only,
-so loading never unpickles anything. Formats are versioned (see CHANGELOG.md next to this file);
+so loading never unpickles anything; the task config may name only classes of the allow-list
+in ``_trust.py`` unless the caller opts in. Formats are versioned (see CHANGELOG.md next to this file);
 :func:`upgrade_config` is the one place that reads older versions and refuses newer ones.
 """
 
@@ -12,7 +13,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,9 +21,11 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from zoo._files import atomic_path, exclusive_output
 from zoo.registry._cards import render_card
 from zoo.registry._errors import CheckpointFormatError, ManifestError, UnsupportedElementsError
 from zoo.registry._manifest import CARD_FILE, CONFIG_FILE, WEIGHTS_FILE, ModelInfo
+from zoo.registry._trust import check_trusted
 
 log = logging.getLogger("zoo.registry")
 
@@ -112,33 +115,51 @@ def task_config(task: torch.nn.Module) -> dict[str, Any]:
     return {"class_path": class_path, "init_args": hparams}
 
 
-def instantiate_task(config: Mapping[str, Any]) -> torch.nn.Module:
+def _cannot_build(config: Mapping[str, Any], error: Exception) -> CheckpointFormatError:
+    return CheckpointFormatError(
+        f"could not build {config.get('class_path')} from its config: {error}. The checkpoint may need a "
+        "newer zoo, or the package that defines this class."
+    )
+
+
+def instantiate_task(config: Mapping[str, Any], trust_remote_code: bool = False, trusted_modules: Sequence[str] = (),
+                     where: str = "task") -> torch.nn.Module:
     """Build a LightningModule from ``{"class_path", "init_args"}`` the way LightningCLI does.
 
     Its ``hparams`` hold the full config, defaults included (not the objects built from it), as
     under LightningCLI: the task can be saved again and its Lightning checkpoints stay loadable.
+
+    Args:
+        trust_remote_code: build whatever the config names. By default it may name only zoo's
+            classes and torch.optim's optimizers and schedulers (``zoo/registry/_trust.py``), and
+            anything else is an :class:`UntrustedCodeError` before it is imported.
+        trusted_modules: module prefixes to trust besides those, e.g. ``("mylab",)``.
+        where: what the config is, for messages.
     """
     import lightning.pytorch as pl
     import yaml
     from jsonargparse import ArgumentParser
     from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters_context
 
+    check_trusted(config, where, trust_remote_code, trusted_modules)
     parser = ArgumentParser(exit_on_error=False)
     parser.add_subclass_arguments(pl.LightningModule, "task", fail_untyped=False)
     try:
         # jsonargparse turns nested dicts into Namespaces in place: parse a copy
         parsed = parser.parse_object({"task": copy.deepcopy(dict(config))})
         full = yaml.safe_load(parser.dump(parsed, skip_unset=False, skip_link_targets=False))["task"]
-        hparams = {"_class_path": full["class_path"], **full.get("init_args", {})}
+    except Exception as error:
+        raise _cannot_build(config, error) from error
+    # jsonargparse resolves a bare class name to any class imported so far: check what it will build
+    check_trusted(full, where, trust_remote_code, trusted_modules, strings=False)
+    hparams = {"_class_path": full["class_path"], **full.get("init_args", {})}
+    try:
         # LightningCLI records hparams through this same context (its _InstantiatorFn); without it,
         # save_hyperparameters would store the nn.Modules it receives instead of their config.
         with _given_hyperparameters_context(hparams=hparams, instantiator="lightning.pytorch.cli.instantiate_module"):
             return parser.instantiate(parsed).task
     except Exception as error:
-        raise CheckpointFormatError(
-            f"could not build {config.get('class_path')} from its config: {error}. The checkpoint may need a "
-            "newer zoo, or the package that defines this class."
-        ) from error
+        raise _cannot_build(config, error) from error
 
 
 def _class_name(path: str) -> str:
@@ -189,7 +210,9 @@ def save_pretrained(
     Args:
         task: a LightningModule built from a config (LightningCLI or :func:`instantiate_task`).
         folder: created if needed; ``config.json``, ``model.safetensors`` and ``README.md`` are
-            (over)written.
+            (over)written, each atomically, under the folder's single-writer lock (a second
+            writer gets :class:`~zoo._files.OutputBusyError`; the lock file ``<folder>.lock``
+            stays beside it).
         card_info: a :class:`ModelInfo` or its fields as a dict. ``elements`` and
             ``architecture`` are taken from the task config when left out.
         config: the task's ``{"class_path", "init_args"}``, for tasks not built from a config.
@@ -224,12 +247,16 @@ def save_pretrained(
         **({"finetuned_from": finetuned_from} if finetuned_from else {}),
     }
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / CONFIG_FILE).write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     # clone: safetensors refuses tensors that share storage (views, tied weights)
     state = {k: v.detach().to("cpu").contiguous().clone() for k, v in task.state_dict().items()}
-    save_file(state, folder / WEIGHTS_FILE, metadata={"format": FORMAT, "format_version": str(FORMAT_VERSION)})
-    (folder / CARD_FILE).write_text(render_card(info, document), encoding="utf-8")
+    with exclusive_output(folder.resolve(), "model folder"):
+        folder.mkdir(parents=True, exist_ok=True)
+        with atomic_path(folder / CONFIG_FILE) as tmp:
+            tmp.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        with atomic_path(folder / WEIGHTS_FILE) as tmp:
+            save_file(state, tmp, metadata={"format": FORMAT, "format_version": str(FORMAT_VERSION)})
+        with atomic_path(folder / CARD_FILE) as tmp:
+            tmp.write_text(render_card(info, document), encoding="utf-8")
     return folder
 
 
@@ -285,18 +312,28 @@ class ElementGuard:
 
 
 def load_pretrained(folder: str | Path, device: str | torch.device = "cpu", name: str | None = None,
-                    source: str = "local folder") -> torch.nn.Module:
+                    source: str = "local folder", trust_remote_code: bool = False,
+                    trusted_modules: Sequence[str] = ()) -> torch.nn.Module:
     """Build the task a checkpoint folder describes, load its weights, and put it in eval mode.
 
-    The task takes the floating dtype of its weights (float64 models stay float64).
+    The task takes the floating dtype of its weights (float64 models stay float64). Its config
+    may name only zoo's classes and torch.optim's optimizers and schedulers, unless
+    ``trust_remote_code=True`` (or ``trusted_modules``, see :func:`instantiate_task`): anything
+    else is an :class:`UntrustedCodeError`, raised before it is imported.
 
     The task refuses batches with elements outside its ``elements`` (an
     :class:`UnsupportedElementsError`) and carries a :class:`Provenance` as ``task.registry_info``.
     """
     folder = Path(folder)
     config, info = read_config(folder)
+    if config["task"].get("init_args", {}).get("pretrained") is not None:
+        # fitting the task would fetch that model (a name, a Hub repo, any folder) over its own weights
+        raise CheckpointFormatError(
+            f"{folder / CONFIG_FILE}: task.init_args.pretrained is set; a checkpoint names its parent as "
+            "finetuned_from instead (save_pretrained clears pretrained). Re-export the model with save_pretrained"
+        )
     state = read_weights(folder)
-    task = instantiate_task(config["task"])
+    task = instantiate_task(config["task"], trust_remote_code, trusted_modules, where=f"{folder / CONFIG_FILE}: task")
     # a model trained in float64 (e.g. a Hamiltonian) is built in torch's default dtype: convert it
     # before loading, or its weights would be rounded to float32
     floating = {v.dtype for v in state.values() if v.is_floating_point()}

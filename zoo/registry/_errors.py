@@ -30,3 +30,7 @@ class CheckpointFormatError(RegistryError):
 
 class UnsupportedElementsError(RegistryError, ValueError):
     """A model was asked to run on elements it was not trained on."""
+
+
+class UntrustedCodeError(RegistryError):
+    """A checkpoint's config names code outside zoo's allow-list; loading it needs ``trust_remote_code=True``."""

@@ -48,6 +48,9 @@ def load_pretrained_weights(
 ) -> LoadReport:
     """Initialise ``task`` from the weights of the registry model ``ref`` (name, hf:// or folder).
 
+    Only the checkpoint's tensors and metadata are read: the classes its config names are never
+    imported (the task is the caller's), so no trust option is needed here.
+
     Under ``torch.distributed`` one rank per node downloads and the others wait, so call it after
     the process group is up (in ``setup``), not in ``__init__``.
 

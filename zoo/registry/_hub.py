@@ -8,6 +8,10 @@ apply: ``HF_ENDPOINT`` (a mirror such as ``zoo hub serve``), ``HF_HUB_CACHE``, `
 A pinned commit never changes, so a file already in the cache is used without asking the server;
 every file, cached or downloaded, is checked against the sha256 and size the manifest pins. A file
 that fails is deleted from the cache before the error is raised, so it is never reused.
+
+A cache may be shared (``HF_HUB_CACHE`` on a cluster) and so written by others. A cached file whose
+link leads out of its repo's folder in the cache is refused unread, and deleting a bad entry
+removes only the link and a blob inside that folder, never what a link points to elsewhere.
 """
 
 from __future__ import annotations
@@ -18,10 +22,12 @@ import os
 import re
 import sys
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
 from huggingface_hub import HfApi, constants, hf_hub_download, try_to_load_from_cache
+from huggingface_hub.file_download import repo_folder_name
 from huggingface_hub.errors import (
     EntryNotFoundError,
     HfHubHTTPError,
@@ -78,29 +84,98 @@ def verify_folder(folder: Path, files: Mapping[str, FileEntry], label: str) -> N
             raise IntegrityError(f"{label}: {path}: {problem}; the folder was modified or damaged")
 
 
-def _evict(path: str) -> None:
-    """Delete a cache entry: the snapshot pointer and the blob it points to."""
-    blob = Path(os.path.realpath(path))
-    Path(path).unlink(missing_ok=True)
-    blob.unlink(missing_ok=True)
+@dataclass(frozen=True)
+class _CacheEntry:
+    """A file in the Hub cache: its snapshot pointer (``snapshots/<commit>/<name>``, a link, or a
+    copy where the file system has no links) and the blob that pointer resolves to, each as a path
+    relative to the resolved cache folder."""
+
+    cache: Path
+    repo: Path
+    pointer: Path
+    blob: Path
+
+    @classmethod
+    def of(cls, path: str, repo_id: str, cache: str) -> "_CacheEntry":
+        root = Path(os.path.realpath(cache))  # the cache folder itself may be a link the user made
+        pointer = Path(os.path.realpath(Path(path).parent)) / Path(path).name
+        blob = Path(os.path.realpath(path))
+        repo = Path(repo_folder_name(repo_id=repo_id, repo_type="model"))
+        return cls(root, repo, _relative(pointer, root), _relative(blob, root))
+
+    @property
+    def pointer_inside(self) -> bool:
+        return self.pointer.is_relative_to(self.repo / "snapshots")
+
+    @property
+    def blob_inside(self) -> bool:
+        return self.blob.is_relative_to(self.repo / "blobs") or (self.pointer_inside and self.blob == self.pointer)
+
+    def evict(self) -> bool:
+        """Delete the pointer (the link itself, never what it points to) and the blob if it lies in
+        the repo's ``blobs/``; nothing else. Returns whether the pointer is gone."""
+        if self.blob_inside:
+            _unlink_within(self.cache, self.blob)
+        return self.pointer_inside and _unlink_within(self.cache, self.pointer)
 
 
-def _check(path: str, name: str, expected: FileEntry | None, label: str, downloaded: bool) -> None:
+def _relative(path: Path, root: Path) -> Path:
+    return path.relative_to(root) if path.is_relative_to(root) else path
+
+
+def _unlink_within(root: Path, relative: Path) -> bool:
+    """Delete ``root / relative`` without following a link on the way, so that a folder swapped for
+    a link in the meantime (a shared cache is writable by others) stops the delete instead of
+    redirecting it. Returns whether the file is gone."""
+    if not {os.open, os.unlink} <= os.supports_dir_fd:  # Windows: no dir_fd, a plain delete of the checked path
+        (root / relative).unlink(missing_ok=True)
+        return True
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+    try:
+        folder = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return False
+    try:
+        for part in relative.parts[:-1]:
+            inner = os.open(part, flags, dir_fd=folder)
+            os.close(folder)
+            folder = inner
+        os.unlink(relative.name, dir_fd=folder)
+    except FileNotFoundError:
+        pass
+    except OSError as error:  # a link or a non-folder on the way, or no permission
+        log.warning("left %s in the Hub cache: %s", root / relative, error)
+        return False
+    finally:
+        os.close(folder)
+    return True
+
+
+def _check(path: str, name: str, expected: FileEntry | None, label: str, repo_id: str, cache: str,
+           downloaded: bool) -> None:
+    entry = _CacheEntry.of(path, repo_id, cache)
+    if not (entry.pointer_inside and entry.blob_inside):
+        removed = entry.evict()
+        raise IntegrityError(
+            f"{label}: {name}: the cache entry {path} leads out of the cache folder of {repo_id} (to "
+            f"{entry.cache / entry.blob}): tampered with by someone who can write to {cache}. It was not read, "
+            f"and nothing outside the cache was deleted; {'the link was removed' if removed else 'remove it'}. "
+            "Use a cache only you can write to (HF_HUB_CACHE), then run again."
+        )
     if expected is None:
         return
     problem = file_mismatch(path, expected)
     if problem is None:
         return
-    _evict(path)
+    removed = entry.evict()
     if downloaded:
         cause = (f"the file just downloaded from {hub_endpoint()} differs from what the manifest pins: truncated in "
                  "transit, or the server holds another build (check HF_ENDPOINT and the mirror)")
     else:
         cause = "the cached copy was tampered with or truncated"
-    raise IntegrityError(
-        f"{label}: {name}: {problem}; {cause}. The bad cache entry {path} was deleted and will not be "
-        "reused; run again to download a fresh copy."
-    )
+    fate = ("was deleted and will not be reused; run again to download a fresh copy" if removed else
+            "could not be deleted (see the warning above); delete it, then run again")
+    raise IntegrityError(f"{label}: {name}: {problem}; {cause}. The bad cache entry {path} {fate}.")
 
 
 def _once_more(call: Callable[[], T]) -> T:
@@ -114,6 +189,13 @@ def _once_more(call: Callable[[], T]) -> T:
         return call()
 
 
+def _unreachable(endpoint: str, error: Exception) -> DownloadError:
+    return DownloadError(
+        f"cannot reach the Hub at {endpoint} ({type(error).__name__}: {error}). Check the network, "
+        "point HF_ENDPOINT at a reachable mirror (zoo hub serve), or load from the cache with HF_HUB_OFFLINE=1"
+    )
+
+
 def _check_revision(api: HfApi, repo_id: str, revision: str, token) -> None:
     """Fail fast, with the fix, if ``repo_id@revision`` is not there (before any file request,
     which the Hub client would retry with backoff for tens of seconds on a 5xx)."""
@@ -124,10 +206,7 @@ def _check_revision(api: HfApi, repo_id: str, revision: str, token) -> None:
     except (RevisionNotFoundError, RepositoryNotFoundError, HfHubHTTPError) as error:
         failure = error
     except Exception as error:  # transport: refused, DNS, timeout
-        raise DownloadError(
-            f"cannot reach the Hub at {endpoint} ({type(error).__name__}: {error}). Check the network, "
-            "point HF_ENDPOINT at a reachable mirror (zoo hub serve), or load from the cache with HF_HUB_OFFLINE=1"
-        ) from None
+        raise _unreachable(endpoint, error) from None
     try:
         refs = _once_more(lambda: api.list_repo_refs(repo_id, token=token))
     except HfHubHTTPError:
@@ -135,6 +214,8 @@ def _check_revision(api: HfApi, repo_id: str, revision: str, token) -> None:
             f"repository {repo_id} was not found at {endpoint}. Check the repo id; for a private or gated "
             "repo set HF_TOKEN (or run `hf auth login`) with access to it"
         ) from None
+    except Exception as error:
+        raise _unreachable(endpoint, error) from None
     heads = {r.name: r.target_commit for r in [*refs.branches, *refs.tags]}
     if revision in heads or revision in heads.values():
         raise DownloadError(f"{endpoint} failed to serve {repo_id}@{revision}: {failure}") from None
@@ -172,7 +253,7 @@ def fetch(
         use_cache = pinned or not network or hub_offline()
         cached = try_to_load_from_cache(repo_id, name, cache_dir=cache, revision=revision) if use_cache else None
         if isinstance(cached, str):
-            _check(cached, name, expected, label, downloaded=False)
+            _check(cached, name, expected, label, repo_id, cache, downloaded=False)
             paths[name] = cached
         else:
             missing.append(name)
@@ -195,7 +276,13 @@ def fetch(
                 raise DownloadError(f"{label}: {repo_id} has no file {name!r} at {revision}; is it a zoo model repo?") from None
             except HfHubHTTPError as error:
                 raise DownloadError(f"{label}: downloading {name} from {endpoint} failed: {error}") from None
-            _check(path, name, files[name], label, downloaded=True)
+            except Exception as error:  # transport: the connection dropped mid-file, the server stopped, a disk error
+                raise DownloadError(
+                    f"{label}: downloading {name} from {endpoint} broke off ({type(error).__name__}: {error}). "
+                    "Run again (the download resumes where it stopped); check HF_ENDPOINT and that the server or "
+                    "mirror (zoo hub serve) is up, or load from the cache with HF_HUB_OFFLINE=1"
+                ) from None
+            _check(path, name, files[name], label, repo_id, cache, downloaded=True)
             paths[name] = path
         source = f"{endpoint} (downloaded)"
     if any(v is None for v in files.values()):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +23,9 @@ from zoo.registry._manifest import CARD_FILE, CONFIG_FILE, HUB_FILES, Manifest, 
 
 log = logging.getLogger("zoo.registry")
 
-_HF_REF = re.compile(r"^hf://(?P<repo_id>[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*)(?:@(?P<revision>[\w./-]+))?$")
+# a revision is a commit, branch or tag: slashes allowed (``refs/pr/1``), ``..`` segments not
+_HF_REF = re.compile(r"^hf://(?P<repo_id>[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*)"
+                     r"(?:@(?P<revision>(?!(?:.*/)?\.\.?(?:/|$))[\w./-]+))?$")
 
 
 @dataclass(frozen=True)
@@ -107,6 +110,8 @@ def load(
     cache_dir: str | Path | None = None,
     token: str | bool | None = None,
     manifest: Manifest | str | Path | None = None,
+    trust_remote_code: bool = False,
+    trusted_modules: Sequence[str] = (),
 ):
     """The model ``ref`` names, as its task (a LightningModule) in eval mode on ``device``.
 
@@ -116,6 +121,11 @@ def load(
         cache_dir: Hub cache (default ``HF_HUB_CACHE`` or ``~/.cache/huggingface/hub``).
         token: Hub token for private or gated repos (default: ``HF_TOKEN`` or the stored login).
         manifest: a :class:`~zoo.registry.Manifest` or a path to one (default: zoo's own).
+        trust_remote_code: build whatever classes the model's ``config.json`` names, running
+            their code. By default only zoo's own classes and torch.optim's optimizers and
+            schedulers are built; anything else is an :class:`~zoo.registry.UntrustedCodeError`
+            before it is imported (docs/security.md).
+        trusted_modules: module prefixes to trust besides those, e.g. ``("mylab",)``.
 
     Returns the task, with ``task.registry_info`` saying where it was loaded from. Its forward
     refuses elements the model was not trained on.
@@ -126,7 +136,8 @@ def load(
     from zoo.registry._checkpoint import load_pretrained
 
     resolved = resolve(ref, manifest, cache_dir, token)
-    return load_pretrained(resolved.folder, device=device, name=resolved.name, source=resolved.source)
+    return load_pretrained(resolved.folder, device=device, name=resolved.name, source=resolved.source,
+                           trust_remote_code=trust_remote_code, trusted_modules=trusted_modules)
 
 
 def download(

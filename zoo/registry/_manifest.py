@@ -46,6 +46,7 @@ _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 _REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_RECIPE = re.compile(r"^[\w./-]+\.ya?ml$")
 
 
 class _Invalid(ValueError):
@@ -152,8 +153,11 @@ def _number_map(value):
 
 
 def _recipe(value):
-    if not isinstance(value, str) or not value.endswith((".yaml", ".yml")) or value.startswith("/"):
-        raise _Invalid(f"expected a YAML path relative to the repository root (e.g. 'recipes/x.yaml'), got {value!r}")
+    # `zoo verify` reads the recipe a card names: it must stay inside the repository
+    if (not isinstance(value, str) or not _RECIPE.match(value) or value.startswith("/")
+            or ".." in value.split("/")):
+        raise _Invalid(f"expected a YAML path inside the repository, relative to its root (e.g. 'recipes/x.yaml'; "
+                       f"no '..', no absolute path), got {value!r}")
     return value
 
 
@@ -178,6 +182,10 @@ def _files(value):
     missing = [f for f in HUB_FILES if f not in value]
     if missing:
         raise _Invalid(f"missing {missing}; a model repo has {list(HUB_FILES)}")
+    # names become paths in the cache, the package copy and the published folder: no other name
+    unknown = sorted(set(value) - set(HUB_FILES))
+    if unknown:
+        raise _Invalid(f"unknown files {unknown}; a model repo has exactly {list(HUB_FILES)}, plain names in its root")
     check = _record({"sha256": (_pattern(_SHA256, "64 lowercase hex digits"), True), "size": (_size, True)})
     out = {}
     for name, entry in value.items():

@@ -11,10 +11,12 @@ from __future__ import annotations
 import importlib
 import math
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from zoo.registry._errors import RegistryError
+from zoo.registry._trust import check_trusted
 
 #: Default tolerance: relative to the card's value (float32 reductions may differ in the last digits).
 RELATIVE_TOLERANCE = 1e-3
@@ -58,27 +60,32 @@ def _repository_root() -> Path:
     return Path(__file__).resolve().parents[2]
 
 
-def recipe_datamodule(info, split_dir: str | Path, root: str | Path | None = None):
+def recipe_datamodule(info, split_dir: str | Path, root: str | Path | None = None, trust_remote_code: bool = False,
+                      trusted_modules: Sequence[str] = ()):
     """The data module of the recipe a model card names (not set up), its split saved in ``split_dir``.
 
     Recipes name files relative to the repository root; those arguments are made absolute against
-    ``root`` (default: the source checkout this package runs from).
+    ``root`` (default: the source checkout this package runs from). The card chooses the recipe,
+    so the recipe must lie under ``root`` and its data class pass the allow-list of
+    :func:`~zoo.registry.check_trusted` (``trust_remote_code``, ``trusted_modules`` as there).
 
     Raises:
         VerificationError: the card names no recipe, or it is not under ``root``, or has no data.
         MissingDataError: a data file the recipe names (a path with a folder) does not exist;
             data/README.md gives the command that makes it.
+        UntrustedCodeError: the recipe's data class is not trusted.
     """
     import yaml
 
     root = Path(root) if root is not None else _repository_root()
     recipe = root / (info.recipe or "")
-    if not info.recipe or not recipe.is_file():
+    if not info.recipe or not recipe.is_file() or not recipe.resolve().is_relative_to(root.resolve()):
         raise VerificationError(f"{info.name}: its card names recipe {info.recipe!r}, not found under {root}; "
                                 "run from a source checkout of zoo")
     config = yaml.safe_load(recipe.read_text()).get("data")
     if not config:
         raise VerificationError(f"{info.name}: {recipe} has no data section")
+    check_trusted(config, f"{recipe}: data", trust_remote_code, trusted_modules, strings=False)
     arguments = config.get("init_args", {})
     missing = [value for value in arguments.values()
                if isinstance(value, str) and "/" in value and Path(value).suffix and not (root / value).exists()]
@@ -100,19 +107,21 @@ def verify_model(name: str, tolerance: float = RELATIVE_TOLERANCE, root: str | P
         tolerance: largest accepted ``|measured - card| / |card|`` (at least the card's rounding).
         root: the source checkout whose ``recipes/`` and ``data/`` the recipe names (default:
             the one this package runs from); recipes use paths relative to it.
-        load_kwargs: passed to :func:`zoo.load` (``cache_dir``, ``manifest``, ...).
+        load_kwargs: passed to :func:`zoo.load` (``cache_dir``, ``manifest``, ``trust_remote_code``, ...);
+            the trust options apply to the recipe's data class too.
     """
     import lightning.pytorch as pl
 
     import zoo
 
     task = zoo.load(name, **load_kwargs)
+    trust = {key: load_kwargs[key] for key in ("trust_remote_code", "trusted_modules") if key in load_kwargs}
     info = task.registry_info.info
     card = {key: float(value) for key, value in (info.metrics or {}).get("values", {}).items()}
     if not card:
         raise VerificationError(f"{name}: its card has no test metrics to verify")
     with tempfile.TemporaryDirectory() as split_dir:
-        datamodule = recipe_datamodule(info, split_dir, root)
+        datamodule = recipe_datamodule(info, split_dir, root, **trust)
         trainer = pl.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
                              enable_progress_bar=False, enable_model_summary=False)
         results = trainer.test(task, datamodule=datamodule, verbose=False)[0]

@@ -117,19 +117,29 @@ class AtomisticTask(pl.LightningModule):
         return self.compute_loss(batch, self(batch), "train")
 
     def training_step(self, batch, batch_idx):
-        loss = self.training_loss(batch)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(
-                f"training loss is {loss.item()} at step {self.global_step}; lower the learning rate, "
-                "check the inputs for NaN, or enable gradient clipping (trainer.gradient_clip_val)"
-            )
-        return loss
+        return self.require_finite_loss(self.training_loss(batch), "train", batch_idx)
 
     def validation_step(self, batch, batch_idx):
-        return self.compute_loss(batch, self(batch), "val")
+        return self.require_finite_loss(self.compute_loss(batch, self(batch), "val"), "val", batch_idx)
 
     def test_step(self, batch, batch_idx):
-        return self.compute_loss(batch, self(batch), "test")
+        return self.require_finite_loss(self.compute_loss(batch, self(batch), "test"), "test", batch_idx)
+
+    def require_finite_loss(self, loss: torch.Tensor, stage: str, batch_idx: int) -> torch.Tensor:
+        """``loss``, or a ``FloatingPointError`` naming the stage and batch when it is NaN or inf.
+
+        Validation and test too: a NaN there would otherwise end the fit with exit status 0,
+        ``val/loss = nan`` and checkpoints chosen on it.
+        """
+        if not torch.isfinite(loss):
+            diverged = ("lower the learning rate or enable gradient clipping (trainer.gradient_clip_val)"
+                        if stage == "train" else "its weights have diverged")
+            raise FloatingPointError(
+                f"{stage} loss is {loss.item()} on batch {batch_idx} at training step {self.global_step}: "
+                f"either the {stage} inputs hold NaN or inf (labels, positions), or the model produced NaN "
+                f"({diverged})"
+            )
+        return loss
 
     def predict_step(self, batch, batch_idx):
         return {k: v.detach() for k, v in self(batch).items()}

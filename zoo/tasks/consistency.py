@@ -198,7 +198,7 @@ class ConsistencyTask(AtomisticTask):
         if equilibrium is not None:
             generator = torch.Generator(device=batch[keys.POSITIONS].device).manual_seed(batch_idx)
             terms["denoising"] = (self.denoising_weight, self.model.denoising_loss(equilibrium, generator=generator))
-        loss = self._loss(batch, predictions, stage, terms)
+        loss = self.require_finite_loss(self._loss(batch, predictions, stage, terms), stage, batch_idx)
         self._structure_metrics(batch, stage)
         return loss
 

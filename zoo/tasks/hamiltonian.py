@@ -214,12 +214,15 @@ class HamiltonianTask(AtomisticTask):
         # SCT runs label-free: its validation loss is measured whenever the mode trains on it
         sct = self.mode != "supervised"
         loss = self._losses(batch, "val", sct)
+        if loss is not None:
+            self.require_finite_loss(loss, "val", batch_idx)
         if sct and keys.HAMILTONIAN not in batch:  # without labels, model selection follows SCT
             self.log("val/loss", loss, batch_size=int(batch.num_graphs), sync_dist=True)
         return loss
 
     def test_step(self, batch, batch_idx):
-        return self._losses(batch, "test", sct=False)
+        loss = self._losses(batch, "test", sct=False)
+        return loss if loss is None else self.require_finite_loss(loss, "test", batch_idx)
 
     def optimizer_step(self, epoch, batch_idx, optimizer, optimizer_closure=None):
         loss = optimizer_closure()

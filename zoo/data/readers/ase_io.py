@@ -93,7 +93,9 @@ def read_ase(
             images = ase.io.read(path, index=":", format=format)
             extras = [{} for _ in images]
     except Exception as error:  # ASE raises many kinds here; the user needs the file and what was expected
-        raise ValueError(f"cannot read {path} with ase.io.read (format={format!r}): {error}; "
+        # a bare KeyError is a name ASE does not know, mostly an element symbol ('Xx')
+        detail = f"unknown element symbol or name {error}" if isinstance(error, KeyError) else error
+        raise ValueError(f"cannot read {path} with ase.io.read (format={format!r}): {detail}; "
                          f"expected {_EXPECTED}") from error
     selected = normalize_indices(indices, len(images), str(path))
     selected = range(len(images)) if selected is None else selected.tolist()
@@ -127,6 +129,9 @@ def read_ase(
                 raise ValueError(f"{path}: structure {i} has no info value {file_key!r}; "
                                  f"it has {sorted(set(atoms.info) | set(calc_results) | set(extra))}")
             if isinstance(value, str):  # a label such as a config type, kept as a plain attribute
+                if key in _NUMERIC_KEYS:
+                    raise ValueError(f"{path}: structure {i}: info value {file_key!r} is text ({value!r}), "
+                                     f"but {key!r} must be a number")
                 labels[key] = value
                 continue
             value = np.asarray(value)
@@ -165,6 +170,9 @@ def read_ase(
 def _calc_results(atoms) -> dict:
     return getattr(atoms.calc, "results", {}) if atoms.calc is not None else {}
 
+
+#: Canonical keys that hold numbers, never text.
+_NUMERIC_KEYS = keys.PER_STRUCTURE | keys.PER_ATOM | keys.AO_MATRICES | {keys.ORBITAL_ENERGIES}
 
 #: Shape of each calculator result for a structure of n atoms (the zeros of a missing one).
 _RESULT_SHAPES = {"energy": lambda n: (), "forces": lambda n: (n, 3), "stress": lambda n: (3, 3), "dipole": lambda n: (3,)}

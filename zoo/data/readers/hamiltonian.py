@@ -26,16 +26,16 @@ import dataclasses
 import os
 import shutil
 from collections.abc import Iterable, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from zoo.data import keys
-from zoo.data._atomic_data import AtomicData
+from zoo.data._atomic_data import AtomicData, require_finite
 from zoo.data.dataset import AtomicDataset, check_consistent_keys, resolve_dtype
-from zoo.data.elements import check_atomic_numbers
+from zoo.data.elements import as_atomic_numbers
 from zoo.data.readers._common import existing_file, normalize_indices
 
 FORMAT = "zoo-hamiltonian"
@@ -178,8 +178,9 @@ def _before_2_3(version: str) -> bool:
 def read_hamiltonian_metadata(path: str | os.PathLike) -> HamiltonianMetadata:
     """The validated metadata of a Hamiltonian file, without reading its structures."""
     path = existing_file(path, "Hamiltonian HDF5")
-    with _open(path) as handle:
-        return HamiltonianMetadata.from_attrs(handle.attrs, str(path))
+    with _open(path) as handle, _damaged_file(path):
+        attrs = dict(handle.attrs)
+    return HamiltonianMetadata.from_attrs(attrs, str(path))
 
 
 def write_hamiltonian_h5(
@@ -273,6 +274,8 @@ def read_hamiltonian_h5(
         An :class:`AtomicDataset` whose ``metadata["hamiltonian"]`` is the file's
         :class:`HamiltonianMetadata`.
     """
+    import h5py
+
     path = existing_file(path, "Hamiltonian HDF5")
     dtype = resolve_dtype(dtype)
     if properties is not None:
@@ -280,20 +283,31 @@ def read_hamiltonian_h5(
         if unknown:
             raise ValueError(f"unknown Hamiltonian properties {unknown}; known: {list(_OPTIONAL)}")
     with _open(path) as handle:
-        metadata = HamiltonianMetadata.from_attrs(handle.attrs, str(path))
+        with _damaged_file(path):
+            attrs = dict(handle.attrs)
+            group = handle.get(GROUP)
+            names = sorted(group) if isinstance(group, h5py.Group) else []
+        metadata = HamiltonianMetadata.from_attrs(attrs, str(path))
         if expect is not None:
             try:
                 expect.check_compatible(metadata)
             except ValueError as error:
                 raise ValueError(f"{path} was made at another level of theory than expected: {error}") from error
-        if GROUP not in handle:
+        if not isinstance(group, h5py.Group):
             raise ValueError(f"{path} has no '{GROUP}' group; it is not a complete zoo Hamiltonian file")
-        group = handle[GROUP]
-        names = sorted(group, key=int)
+        foreign = [name for name in names if not name.isdigit()]
+        if foreign:
+            raise ValueError(f"{path}: '{GROUP}' holds {foreign[:5]}, not structures numbered 000000, 000001, ...; "
+                             "write the file with zoo.data.readers.write_hamiltonian_h5")
+        names.sort(key=int)
         selected = normalize_indices(indices, len(names), str(path))
         selected = range(len(names)) if selected is None else selected.tolist()
-        data = [_read_structure(group[names[i]], f"{path}:{GROUP}/{names[i]}", metadata, properties, dtype)
-                for i in selected]
+        data = []
+        for i in selected:
+            where = f"{path}:{GROUP}/{names[i]}"
+            with _damaged_file(where):
+                item = group[names[i]]
+            data.append(_read_structure(item, where, metadata, properties, dtype))
     check_consistent_keys(data, str(path))
     return AtomicDataset(data, metadata={
         "source": str(path), "format": FORMAT, "hamiltonian": metadata,
@@ -311,23 +325,45 @@ def _open(path: Path):
                          f"(format {FORMAT!r})") from error
 
 
+@contextmanager
+def _damaged_file(where):
+    """h5py's errors on a damaged (truncated or overwritten) file as a ``ValueError`` naming it.
+
+    A damaged file opens, and then fails on some attribute, group or dataset with any of
+    KeyError, RuntimeError, OSError, TypeError or ValueError: wrap reading only, not checking.
+    """
+    try:
+        yield
+    except (KeyError, RuntimeError, OSError, TypeError, ValueError) as error:
+        raise ValueError(f"{where}: cannot read it, the HDF5 file is damaged ({error}); write it again "
+                         "or restore a copy") from error
+
+
 def _read_structure(item, where: str, metadata: HamiltonianMetadata, properties, dtype) -> AtomicData:
-    missing = [name for name in ("atomic_numbers", "positions") if name not in item]
+    import h5py
+
+    if not isinstance(item, h5py.Group):
+        raise ValueError(f"{where} is not a group of datasets; the file was not written by zoo")
+    with _damaged_file(where):
+        present = set(item)
+    missing = [name for name in ("atomic_numbers", "positions") if name not in present]
     if missing:
         raise ValueError(f"{where} lacks {missing}")
-    wanted = [name for name in _OPTIONAL if name in item] if properties is None else list(properties)
-    absent = [name for name in wanted if name not in item]
+    wanted = [name for name in _OPTIONAL if name in present] if properties is None else list(properties)
+    absent = [name for name in wanted if name not in present]
     if absent:
-        raise ValueError(f"{where} lacks {absent}; it has {sorted(item)}")
-    z = item["atomic_numbers"][()]
-    raw = {name: item[name][()] for name in wanted}
+        raise ValueError(f"{where} lacks {absent}; it has {sorted(present)}")
+    with _damaged_file(where):
+        raw = {name: item[name][()] for name in wanted}
+        z, positions = item["atomic_numbers"][()], item["positions"][()]
     values = {DATASETS[name]: value for name, value in raw.items()}
     n_ao = _n_ao(raw, where)
     if n_ao is not None:
         values[keys.N_AO] = n_ao
-    values[keys.N_ELECTRONS] = int(np.sum(z)) - metadata.charge
     try:
-        return AtomicData.from_arrays(z, item["positions"][()], dtype=dtype, **values)
+        z = as_atomic_numbers(z)
+        values[keys.N_ELECTRONS] = int(z.sum()) - metadata.charge
+        return AtomicData.from_arrays(z, positions, dtype=dtype, **values)
     except ValueError as error:
         raise ValueError(f"{where}: {error}") from error
 
@@ -348,7 +384,10 @@ def _n_ao(arrays: Mapping[str, np.ndarray], where: str) -> int | None:
                 raise ValueError(f"{where}: {name} has shape {matrix.shape}; expected [n_ao, n_ao]")
             sizes[name] = n
     if "orbital_energies" in arrays:
-        sizes["orbital_energies"] = int(np.asarray(arrays["orbital_energies"]).size)
+        energies = np.asarray(arrays["orbital_energies"])
+        if energies.ndim != 1:
+            raise ValueError(f"{where}: orbital_energies has shape {energies.shape}; expected [n_ao]")
+        sizes["orbital_energies"] = energies.size
     if len(set(sizes.values())) > 1:
         raise ValueError(f"{where}: AO dimensions disagree: {sizes}")
     return next(iter(sizes.values()), None)
@@ -375,9 +414,8 @@ def _record_arrays(record, number: int) -> dict[str, np.ndarray]:
     missing = [name for name in ("atomic_numbers", "positions") if name not in arrays]
     if missing:
         raise ValueError(f"{where}: missing {missing}")
-    z = arrays["atomic_numbers"] = arrays["atomic_numbers"].astype(np.int64).reshape(-1)
     try:
-        check_atomic_numbers(torch.as_tensor(z))
+        z = arrays["atomic_numbers"] = as_atomic_numbers(arrays["atomic_numbers"]).numpy()
     except ValueError as error:
         raise ValueError(f"{where}: {error}") from error
     n_atoms = z.size
@@ -398,6 +436,8 @@ def _record_arrays(record, number: int) -> dict[str, np.ndarray]:
             raise ValueError(f"{where}: energy must be one number, got shape {arrays['energy'].shape}")
         arrays["energy"] = arrays["energy"].astype(np.float64).reshape(())
     for name, value in arrays.items():
-        if name != "atomic_numbers" and not np.isfinite(value).all():
-            raise ValueError(f"{where}: {name} contains NaN or inf")
+        try:
+            require_finite(name, value)
+        except ValueError as error:
+            raise ValueError(f"{where}: {error}") from error
     return arrays

@@ -49,7 +49,8 @@ def read_md17(
 
     Raises:
         ValueError: the file has neither layout (the keys expected for both and those found
-            are named), or inconsistent shapes, or an unknown unit.
+            are named), inconsistent shapes, an unknown unit, pickled object arrays, or a frame
+            with NaN or inf values or unknown elements (the frame and key are named).
     """
     factor = energy_to_ev(units)
     dtype = resolve_dtype(dtype)
@@ -65,28 +66,33 @@ def read_md17(
             expected = "; ".join(f"{v}: {list(names)}" for v, names in MD17_LAYOUTS.items())
             raise ValueError(f"{path} is not an MD17/rMD17 file: expected the keys of {expected}; found {found}")
         z_key, r_key, e_key, f_key = MD17_LAYOUTS[variant]
-        z = np.asarray(archive[z_key]).reshape(-1)
-        positions, energies, forces = archive[r_key], archive[e_key], archive[f_key]
-    n_frames, n_atoms = positions.shape[0], z.size
-    energies = energies.reshape(energies.shape[0], -1)
-    if (positions.shape != (n_frames, n_atoms, 3) or forces.shape != positions.shape
-            or energies.shape != (n_frames, 1)):
+        try:
+            z, positions, energies, forces = (np.asarray(archive[name]) for name in (z_key, r_key, e_key, f_key))
+        except ValueError as error:  # numpy refuses object arrays: unpickling them could run any code
+            raise ValueError(f"{path}: cannot load its arrays ({error}); zoo reads only numeric arrays, "
+                             "never pickled objects: save the file again with numeric arrays (np.savez)") from error
+    arrays = {r_key: positions, e_key: energies, f_key: forces}
+    not_numeric = [name for name, array in arrays.items() if array.dtype.kind not in "iuf"]
+    if not_numeric:
+        raise ValueError(f"{path}: {not_numeric} are not numeric arrays; expected numbers (Å, and `units`)")
+    z = z.reshape(-1)
+    n_frames = len(positions) if positions.ndim else 0
+    if (positions.shape != (n_frames, z.size, 3) or forces.shape != positions.shape
+            or energies.shape not in ((n_frames,), (n_frames, 1))):
         raise ValueError(
             f"{path}: inconsistent shapes: {z_key} {z.shape}, {r_key} {positions.shape}, "
             f"{e_key} {energies.shape}, {f_key} {forces.shape}; expected [n_atoms], [n_frames, n_atoms, 3], "
             "[n_frames] or [n_frames, 1], [n_frames, n_atoms, 3]"
         )
+    energies = energies.reshape(n_frames)
     frames = normalize_indices(indices, n_frames, str(path))
-    frames = np.arange(n_frames) if frames is None else frames
-    finite = np.isfinite(energies[frames]).all(axis=1) & np.isfinite(forces[frames]).all(axis=(1, 2))
-    if not finite.all():
-        raise ValueError(f"{path}: frames {frames[~finite][:10].tolist()} have NaN or inf energies or forces")
-    data = [
-        AtomicData.from_arrays(
-            z, positions[i], dtype=dtype,
-            **{keys.ENERGY: energies[i, 0] * factor, keys.FORCES: forces[i] * factor},
-        )
-        for i in frames
-    ]
+    frames = range(n_frames) if frames is None else frames.tolist()
+    data = []
+    for i in frames:
+        try:
+            data.append(AtomicData.from_arrays(
+                z, positions[i], dtype=dtype, **{keys.ENERGY: energies[i] * factor, keys.FORCES: forces[i] * factor}))
+        except ValueError as error:
+            raise ValueError(f"{path}: frame {i}: {error}") from error
     return AtomicDataset(data, metadata={"source": str(path), "format": variant, "file_units": units,
                                          "units": {keys.ENERGY: "eV", keys.FORCES: "eV/Å"}})

@@ -28,6 +28,7 @@ import numpy as np
 from zoo.data import keys
 from zoo.data._atomic_data import AtomicData
 from zoo.data.dataset import AtomicDataset, check_consistent_keys, resolve_dtype
+from zoo.data.elements import as_atomic_numbers
 from zoo.data.readers._common import existing_file, normalize_indices
 from zoo.data.readers.hamiltonian import HamiltonianMetadata
 from zoo.data.units import BOHR, HARTREE
@@ -102,19 +103,24 @@ def read_qh9(
 
 
 def _structure(row, variant: str, where: str, overlap: bool, dtype) -> AtomicData:
+    try:
+        return _parse_row(row, variant, overlap, dtype)
+    except (ValueError, TypeError) as error:  # TypeError: a column of another type than QH9's
+        raise ValueError(f"{where}: {error}") from error
+
+
+def _parse_row(row, variant: str, overlap: bool, dtype) -> AtomicData:
     _, n_col, z_col, pos_col, ham_col, epot_col = _LAYOUTS[variant]
     n_atoms = int(row[n_col])
-    z = _integers(row[z_col], n_atoms, where)
+    z = as_atomic_numbers(_integers(row[z_col], n_atoms)).numpy()
     positions = np.frombuffer(row[pos_col], dtype=np.float64)
     if positions.size != 3 * n_atoms:
-        raise ValueError(
-            f"{where}: pos holds {positions.size} numbers, expected {3 * n_atoms} for {n_atoms} atoms"
-        )
+        raise ValueError(f"pos holds {positions.size} numbers, expected {3 * n_atoms} for {n_atoms} atoms")
     positions = positions.reshape(n_atoms, 3) * _POSITION_UNIT[variant]
     n_ao = int(ao.ao_offsets(z, QH9_LEVEL.basis)[-1])
     hamiltonian = np.frombuffer(row[ham_col], dtype=np.float64).copy()
     if hamiltonian.size != n_ao * n_ao:
-        raise ValueError(f"{where}: Ham holds {hamiltonian.size} numbers, expected {n_ao}² for def2-SVP")
+        raise ValueError(f"Ham holds {hamiltonian.size} numbers, expected {n_ao}² for def2-SVP")
     properties = {keys.HAMILTONIAN: hamiltonian, keys.N_AO: n_ao, keys.N_ELECTRONS: int(z.sum())}
     if epot_col is not None:
         properties[keys.ENERGY] = float(row[epot_col]) * HARTREE
@@ -123,9 +129,9 @@ def _structure(row, variant: str, where: str, overlap: bool, dtype) -> AtomicDat
     return AtomicData.from_arrays(z, positions, dtype=dtype, **properties)
 
 
-def _integers(blob, n_atoms: int, where: str) -> np.ndarray:
+def _integers(blob, n_atoms: int) -> np.ndarray:
     """Atomic numbers from a blob of int32 (QH9's release) or int64 values."""
     for integer in (np.int32, np.int64):
         if len(blob) == n_atoms * np.dtype(integer).itemsize:
             return np.frombuffer(blob, dtype=integer).astype(np.int64)
-    raise ValueError(f"{where}: Z has {len(blob)} bytes, not {n_atoms} int32 or int64 values")
+    raise ValueError(f"Z has {len(blob)} bytes, not {n_atoms} int32 or int64 values")

@@ -29,6 +29,7 @@ import numpy as np
 from zoo.data import keys
 from zoo.data._atomic_data import AtomicData
 from zoo.data.dataset import AtomicDataset, check_consistent_keys, resolve_dtype
+from zoo.data.elements import as_atomic_numbers
 from zoo.data.readers._common import existing_file, normalize_indices
 from zoo.data.readers.hamiltonian import HamiltonianMetadata
 from zoo.data.units import HARTREE
@@ -94,32 +95,48 @@ def read_schnorb(
 
 
 def _structure(row, mean_energy: float, where: str, dtype) -> AtomicData:
-    z = np.asarray(row.numbers, dtype=np.int64)
+    try:
+        return _parse_row(row, mean_energy, dtype)
+    except (ValueError, TypeError) as error:  # TypeError: an entry of another type than SchNOrb's
+        raise ValueError(f"{where}: {error}") from error
+
+
+def _parse_row(row, mean_energy: float, dtype) -> AtomicData:
+    z = as_atomic_numbers(row.numbers).numpy()
     basis = SCHNORB_LEVEL.basis
     n_ao = int(ao.ao_offsets(z, basis)[-1])
     properties = {keys.N_AO: n_ao, keys.N_ELECTRONS: int(z.sum())}
     for name, key in (("hamiltonian", keys.HAMILTONIAN), ("overlap", keys.OVERLAP)):
-        matrix = _array(row.data, name, where).astype(np.float64)
+        matrix = _array(row.data, name).astype(np.float64)
         if matrix.shape != (n_ao, n_ao):
-            raise ValueError(f"{where}: {name} has shape {matrix.shape}, expected ({n_ao}, {n_ao}) for def2-SVP")
+            raise ValueError(f"{name} has shape {matrix.shape}, expected ({n_ao}, {n_ao}) for def2-SVP")
         properties[key] = ao.orca_to_pyscf(matrix, z, basis)
     if "energy" in row.data:
-        properties[keys.ENERGY] = (float(np.ravel(_array(row.data, "energy", where))[0]) + mean_energy) * HARTREE
+        energy = _array(row.data, "energy")
+        if energy.size != 1:
+            raise ValueError(f"energy has shape {energy.shape}, expected one number")
+        properties[keys.ENERGY] = (float(energy.item()) + mean_energy) * HARTREE
     if "forces" in row.data:
-        properties[keys.FORCES] = _array(row.data, "forces", where).reshape(len(z), 3) * HARTREE
+        forces = _array(row.data, "forces")
+        if forces.size != 3 * len(z):
+            raise ValueError(f"forces has shape {forces.shape}, expected ({len(z)}, 3)")
+        properties[keys.FORCES] = forces.reshape(len(z), 3) * HARTREE
     return AtomicData.from_arrays(z, np.array(row.positions), dtype=dtype, **properties)
 
 
-def _array(data, name: str, where: str) -> np.ndarray:
+def _array(data, name: str) -> np.ndarray:
     """``data[name]`` as an array: plain, or SchNetPack 0.3's base64 with shape and dtype entries."""
     if name not in data:
-        raise ValueError(f"{where}: row data lacks {name!r}; it has {sorted(data)}")
+        raise ValueError(f"row data lacks {name!r}; it has {sorted(data)}")
     value = data[name]
     if isinstance(value, (str, bytes)):
         shape, dtype = data.get(f"_shape_{name}"), data.get(f"_dtype_{name}")
         if shape is None or dtype is None:
-            raise ValueError(f"{where}: {name!r} is encoded but _shape_{name}/_dtype_{name} are missing")
-        return np.frombuffer(b64decode(value), dtype=str(dtype)).reshape(tuple(shape)).copy()
+            raise ValueError(f"{name!r} is encoded but _shape_{name}/_dtype_{name} are missing")
+        try:
+            return np.frombuffer(b64decode(value), dtype=str(dtype)).reshape(tuple(shape)).copy()
+        except (ValueError, TypeError) as error:  # binascii.Error is a ValueError
+            raise ValueError(f"{name!r} is not base64 {dtype} data of shape {tuple(shape)} ({error})") from error
     return np.array(value)
 
 
