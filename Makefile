@@ -36,9 +36,14 @@ ZOO := $(VENV)/bin/zoo
 data/water/water_md500K.extxyz: | $(STAMP)
 	$(ZOO) sample --smiles O --optimize --md --temperature 500 --frames 500 --interval 20 --seed 0 -o $@
 
-data-water: data/water/water_md500K.extxyz
-	OMP_NUM_THREADS=1 $(ZOO) label $< --method rks --xc b3lyp5 --basis def2-svp --grid 3 \
-		--properties fock,overlap,density_matrix,orbital_energies -o data/water/water_b3lyp5_def2svp.h5
+# an independent trajectory (seed 1) for testing on geometries no training run saw
+data/water/water_md500K_test.extxyz: | $(STAMP)
+	$(ZOO) sample --smiles O --optimize --md --temperature 500 --frames 200 --interval 20 --seed 1 -o $@
+
+data-water: data/water/water_md500K.extxyz data/water/water_md500K_test.extxyz
+	for part in "" _test; do OMP_NUM_THREADS=1 $(ZOO) label data/water/water_md500K$$part.extxyz --method rks \
+		--xc b3lyp5 --basis def2-svp --grid 3 --properties fock,overlap,density_matrix,orbital_energies \
+		-o data/water/water_b3lyp5_def2svp$$part.h5 || exit 1; done
 
 # MD17-like force-field molecules: 1000 training and 200 test frames from two independent 500 K
 # GFN2-xTB trajectories, labelled at rMD17's level (PBE/def2-SVP). Test set first, so that a
