@@ -58,7 +58,7 @@ def test_fit_on_embedded_qm9_writes_a_checkpoint_and_the_split(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     run = tmp_path / "runs" / "qm9_demo" / "version_0"
     assert (run / "split.npz").is_file() and (run / "config.yaml").is_file()
-    assert list((run / "checkpoints").glob("*.ckpt"))
+    assert sorted(p.name for p in (run / "checkpoints").glob("*.ckpt")) == ["best.ckpt", "last.ckpt"]
 
 
 def test_unknown_command_lists_the_commands(capsys):

@@ -15,13 +15,16 @@ DEMO_RECIPE = "qm9_demo.yaml"
 
 
 def lightning_main(argv: list[str]):
-    """Run LightningCLI on ``argv`` (starting with a subcommand); returns the CLI object."""
-    from lightning.pytorch.cli import LightningCLI
+    """Run LightningCLI on ``argv`` (starting with a subcommand); returns the CLI object.
 
+    It is zoo's :class:`~zoo._lightning_cli.ZooCLI`: ``--ckpt_path last`` continues the recipe's
+    latest run in its own folder, and a run folder has one writer at a time.
+    """
+    from zoo._lightning_cli import ZooCLI
     from zoo.data.datamodule import AtomicDataModule
     from zoo.tasks import AtomisticTask
 
-    return LightningCLI(
+    return ZooCLI(
         AtomisticTask,
         AtomicDataModule,
         subclass_mode_model=True,
@@ -79,6 +82,7 @@ USAGE = """usage: zoo <command> [options]
 
 training (LightningCLI; see `zoo fit --help`, `zoo fit --print_config`):
   fit, validate, test, predict
+  (`zoo fit --config <recipe> --ckpt_path last` continues the recipe's latest run in its folder)
 tools:
   tour      every published model at work in a few minutes (the README's first command)
   demo      short fit of the backbone on embedded QM9 data
@@ -102,7 +106,14 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     command, rest = argv[0], argv[1:]
     if command in LIGHTNING_COMMANDS:
-        lightning_main(argv)
+        from zoo._files import OutputBusyError
+        from zoo._lightning_cli import NothingToResumeError
+
+        try:
+            lightning_main(argv)
+        except (NothingToResumeError, OutputBusyError) as error:
+            print(f"zoo {command}: error: {error}", file=sys.stderr)
+            return 1
         return 0
     if command not in TOOLS:
         print(f"zoo: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
