@@ -4,6 +4,10 @@
 - ``tiny-remote``: served by the local Hub only.
 
 ``evil`` puts on sys.path a package whose import leaves a marker file: loading must never import it.
+
+Every test starts with a fresh memory of unreachable Hubs (the registry keeps it per process, and
+a later test may get the port of a server an earlier one stopped). The Hub client's telemetry, which
+would ask huggingface.co, is off.
 """
 
 import shutil
@@ -13,10 +17,11 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from huggingface_hub import constants
 from torch_geometric.data import Batch
 
 from zoo.data import AtomicData
-from zoo.registry import LocalHub, instantiate_task, manifest_entry, parse_manifest, save_pretrained
+from zoo.registry import LocalHub, _hub, _load, instantiate_task, manifest_entry, parse_manifest, save_pretrained
 
 REPO_ORG = "zoo-test"
 
@@ -49,6 +54,20 @@ def water_batch(numbers=(8, 1, 1), seed=0):
     data = [AtomicData.from_arrays(list(numbers), torch.randn(len(numbers), 3, generator=generator))
             for _ in range(2)]
     return Batch.from_data_list(data)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def no_telemetry():
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")  # for the subprocesses
+        patch.setattr(constants, "HF_HUB_DISABLE_TELEMETRY", True)  # read when huggingface_hub was imported
+        yield
+
+
+@pytest.fixture(autouse=True)
+def no_endpoint_remembered(monkeypatch):
+    monkeypatch.setattr(_hub, "_unreachable_endpoints", {})
+    monkeypatch.setattr(_load, "_announced_unreachable", set())
 
 
 @pytest.fixture(scope="session")

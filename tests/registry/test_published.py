@@ -36,6 +36,8 @@ def test_published_model_loads_offline_from_the_package_and_predicts(name, monke
             predictions = task(Batch.from_data_list(data))
         assert all(torch.isfinite(v).all() for v in predictions.values())
     assert main(["info", name]) == 0
+    assert capsys.readouterr().out.startswith(f"{name}: a {task.registry_info.info.family} model\n")
+    assert main(["info", name, "--raw"]) == 0
     assert f"# {name}" in capsys.readouterr().out
 
 

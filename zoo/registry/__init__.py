@@ -4,6 +4,7 @@ One place publishes, downloads, verifies, caches and loads models::
 
     import zoo
     zoo.list_models()                       # names in checkpoints.json
+    zoo.list_models(family="hamiltonian", pattern="*-water-*")
     task = zoo.load("qm9-u0-demo")          # LightningModule in eval mode, sha256-verified
     task = zoo.load("hf://org/repo@<commit>")
     task = zoo.load("path/to/folder")
@@ -31,11 +32,12 @@ _EXPORTS = {
     # _trust
     "check_trusted": "_trust",
     # _cards
-    "render_card": "_cards", "check_card": "_cards",
+    "render_card": "_cards", "check_card": "_cards", "describe": "_cards", "metric_unit": "_cards",
     # _hub
     "fetch": "_hub", "sha256_file": "_hub",
     # _load
-    "load": "_load", "download": "_load", "list_models": "_load", "model_card": "_load", "resolve": "_load",
+    "load": "_load", "download": "_load", "list_models": "_load", "select_models": "_load", "model_card": "_load",
+    "resolve": "_load",
     # _server
     "LocalHub": "_server", "build_repo": "_server", "build_mirrors": "_server", "git_revision": "_server",
     # _push

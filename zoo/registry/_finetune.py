@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 from lightning.pytorch.callbacks import BaseFinetuning
+from lightning.pytorch.utilities import rank_zero_info
 
 from zoo.registry._checkpoint import _find_elements, _symbols, read_config, read_weights
 from zoo.registry._errors import CheckpointFormatError
@@ -88,8 +89,9 @@ def load_pretrained_weights(
             + (f"; excluded {excluded}" if excluded else "") + ". Use strict=False to load the tensors that match."
         )
     task.load_state_dict(loaded, strict=False)
-    log.info("initialised %s from %r (%s): %d of %d tensors", type(task).__name__, resolved.name,
-             resolved.source, len(loaded), len(target))
+    # among Lightning's start-up messages, which are shown by default, and once: on rank zero
+    rank_zero_info(f"zoo: initialised {type(task).__name__} from the pretrained weights of {resolved.name!r} "
+                   f"({resolved.source}): {len(loaded)} of {len(target)} tensors")
     for problem in problems:
         log.warning("fine-tuning from %r: %s", resolved.name, problem)
     return LoadReport(resolved.source, sorted(loaded), missing, unexpected, mismatched, excluded)

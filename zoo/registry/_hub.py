@@ -5,6 +5,11 @@ apply: ``HF_ENDPOINT`` (a mirror such as ``zoo hub serve``), ``HF_HUB_CACHE``, `
 ``HF_TOKEN`` for private or gated repos. zoo reads these when it fetches, not when
 ``huggingface_hub`` was imported, so they can be changed inside a running program.
 
+Before downloading, zoo checks that the endpoint answers at all, waiting ``ZOO_HUB_TIMEOUT`` seconds
+(default 5). An endpoint that does not answer (refused, unknown host, no answer in time) is
+remembered for the rest of the process and not asked again, so that a program loading many models
+on a machine without network waits once, not once per model.
+
 A pinned commit never changes, so a file already in the cache is used without asking the server;
 every file, cached or downloaded, is checked against the sha256 and size the manifest pins. A file
 that fails is deleted from the cache before the error is raised, so it is never reused.
@@ -26,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from huggingface_hub import HfApi, constants, hf_hub_download, try_to_load_from_cache
+from huggingface_hub import HfApi, constants, get_session, hf_hub_download, try_to_load_from_cache
 from huggingface_hub.file_download import repo_folder_name
 from huggingface_hub.errors import (
     EntryNotFoundError,
@@ -35,13 +40,37 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 
-from zoo.registry._errors import DownloadError, IntegrityError
+from zoo.registry._errors import DownloadError, IntegrityError, RegistryError
 from zoo.registry._manifest import FileEntry
 
 log = logging.getLogger("zoo.registry")
 
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
 T = TypeVar("T")
+
+#: Seconds to wait for the Hub to answer at all before a download, unless ZOO_HUB_TIMEOUT says otherwise.
+DEFAULT_TIMEOUT = 5.0
+
+#: Endpoints that did not answer in this process, with why: they are not asked again (see fetch).
+_unreachable_endpoints: dict[str, str] = {}
+
+
+class HubUnreachableError(DownloadError):
+    """The endpoint did not answer (connection refused, unknown host, no answer within the timeout)."""
+
+    def __init__(self, endpoint: str, cause: str):
+        super().__init__(
+            f"cannot reach the Hub at {endpoint} ({cause}). Check the network, point HF_ENDPOINT at a reachable "
+            "mirror (zoo hub serve), set ZOO_HUB_TIMEOUT to wait longer (seconds), or load from the cache with "
+            "HF_HUB_OFFLINE=1"
+        )
+        self.endpoint = endpoint
+        self.cause = cause
+
+
+class NotCachedError(DownloadError):
+    """Files are not in the cache, and the network was not to be asked: ``HF_HUB_OFFLINE`` is set, or
+    this is a rank waiting for its node's download, which failed (and said why)."""
 
 
 def hub_endpoint() -> str:
@@ -50,6 +79,20 @@ def hub_endpoint() -> str:
 
 def hub_offline() -> bool:
     return constants.HF_HUB_OFFLINE or os.environ.get("HF_HUB_OFFLINE", "").upper() in {"1", "ON", "YES", "TRUE"}
+
+
+def hub_timeout() -> float:
+    """Seconds to wait for the Hub to answer: ``ZOO_HUB_TIMEOUT``, default :data:`DEFAULT_TIMEOUT`."""
+    value = os.environ.get("ZOO_HUB_TIMEOUT")
+    if value is None:
+        return DEFAULT_TIMEOUT
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = 0.0
+    if not seconds > 0:
+        raise RegistryError(f"ZOO_HUB_TIMEOUT={value!r} is not a number of seconds > 0; set it to e.g. 5, or unset it")
+    return seconds
 
 
 def hub_cache(cache_dir: str | Path | None = None) -> str:
@@ -189,11 +232,24 @@ def _once_more(call: Callable[[], T]) -> T:
         return call()
 
 
-def _unreachable(endpoint: str, error: Exception) -> DownloadError:
-    return DownloadError(
-        f"cannot reach the Hub at {endpoint} ({type(error).__name__}: {error}). Check the network, "
-        "point HF_ENDPOINT at a reachable mirror (zoo hub serve), or load from the cache with HF_HUB_OFFLINE=1"
-    )
+def _unreachable(endpoint: str, error: Exception, timeout: float | None = None) -> HubUnreachableError:
+    """Remember that ``endpoint`` did not answer, and say so."""
+    cause = f"{type(error).__name__}: {error}"
+    if timeout is not None and "Timeout" in type(error).__name__:  # ReadTimeout, ConnectTimeout, ...
+        cause += f", no answer within {timeout:g} s"
+    _unreachable_endpoints[endpoint] = cause
+    return HubUnreachableError(endpoint, cause)
+
+
+def _check_answers(endpoint: str) -> None:
+    """Raise :class:`HubUnreachableError` unless ``endpoint`` answers (any HTTP status) within
+    :func:`hub_timeout` seconds. Asked before any request of the Hub client, whose first request
+    may itself first wait for the Hub (its telemetry), with a timeout of its own."""
+    timeout = hub_timeout()
+    try:
+        get_session().head(endpoint, timeout=timeout)
+    except Exception as error:  # transport: refused, unknown host, no answer in time
+        raise _unreachable(endpoint, error, timeout) from None
 
 
 def _check_revision(api: HfApi, repo_id: str, revision: str, token) -> None:
@@ -261,12 +317,15 @@ def fetch(
     if missing:
         if not network or hub_offline():
             why = "HF_HUB_OFFLINE is set" if hub_offline() else "the download on this node's first rank failed"
-            raise DownloadError(
+            raise NotCachedError(
                 f"{label}: {', '.join(missing)} not in the Hugging Face cache {cache}, and {why}. Fix: unset "
                 f"HF_HUB_OFFLINE, or run `zoo download` where there is network and copy {cache} (or set "
                 "HF_HUB_CACHE to a shared copy), or serve the models on the local network with `zoo hub serve`"
             )
         endpoint = hub_endpoint()
+        if endpoint in _unreachable_endpoints:
+            raise HubUnreachableError(endpoint, f"{_unreachable_endpoints[endpoint]}; not asked again in this process")
+        _check_answers(endpoint)
         api = HfApi(endpoint=endpoint, token=token)
         _check_revision(api, repo_id, revision, token)
         for name in missing:

@@ -7,10 +7,15 @@ A model is named in one of three ways:
 - a Hub reference, ``"hf://org/repo@revision"`` (revision optional, default ``main``): checked
   when the manifest lists that repo and revision, taken as served otherwise;
 - a folder in Hub layout (any path with a ``/``, or a :class:`~pathlib.Path`).
+
+A named model that cannot be fetched is loaded from the package's copy. That is said once per
+process when the Hub is unreachable (a program loading a dozen models says it once), not at all when
+``HF_HUB_OFFLINE`` asks for no network, and every time, with the error, when the Hub answered wrongly.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import logging
 import os
 import re
@@ -19,9 +24,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from zoo.registry._errors import CheckpointFormatError, DownloadError
-from zoo.registry._manifest import CARD_FILE, CONFIG_FILE, HUB_FILES, Manifest, ModelEntry, as_manifest
+from zoo.registry._manifest import CARD_FILE, CONFIG_FILE, FAMILIES, HUB_FILES, Manifest, ModelEntry, as_manifest
 
 log = logging.getLogger("zoo.registry")
+
+#: Endpoints this process has already said are unreachable.
+_announced_unreachable: set[str] = set()
 
 # a revision is a commit, branch or tag: slashes allowed (``refs/pr/1``), ``..`` segments not
 _HF_REF = re.compile(r"^hf://(?P<repo_id>[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*)"
@@ -99,9 +107,26 @@ def resolve(
         if not (package / CONFIG_FILE).is_file():
             raise
         verify_folder(package, {f: entry.files[f] for f in files}, f"the package copy of {entry.name!r}")
-        log.warning("%s\n-> using the copy of %r shipped with the zoo package: %s", error, entry.name, package)
+        _report_fallback(error, entry.name, package)
         return Resolved(package, f"the zoo package ({package})", entry.name, entry)
     return Resolved(folder, source, entry.name, entry)
+
+
+def _report_fallback(error: DownloadError, name: str, package: Path) -> None:
+    """Say (or not, see the module docstring) that ``name`` comes from its package copy ``package``."""
+    from zoo.registry._hub import HubUnreachableError, NotCachedError
+
+    fallback = f"using the copy of {name!r} shipped with the zoo package: {package}"
+    if isinstance(error, NotCachedError):  # HF_HUB_OFFLINE, or a rank whose node's first rank said why
+        log.debug("%s\n-> %s", error, fallback)
+    elif isinstance(error, HubUnreachableError):
+        if error.endpoint not in _announced_unreachable:
+            _announced_unreachable.add(error.endpoint)
+            log.warning("zoo: the Hub at %s is unreachable (%s); using the models shipped with zoo "
+                        "(set HF_HUB_OFFLINE=1 to skip the check)", error.endpoint, error.cause)
+        log.debug("%s\n-> %s", error, fallback)
+    else:  # the Hub answered, wrongly: a revision it lacks, a file cut off
+        log.warning("%s\n-> %s", error, fallback)
 
 
 def load(
@@ -150,9 +175,29 @@ def download(
     return resolve(ref, manifest, cache_dir, token).folder
 
 
-def list_models(family: str | None = None, manifest: Manifest | str | Path | None = None) -> list[str]:
-    """Names of the published models, optionally of one family (``"force-field"``, ...)."""
-    return [m.name for m in as_manifest(manifest).models if family is None or m.family == family]
+def list_models(
+    family: str | None = None,
+    pattern: str | Sequence[str] | None = None,
+    manifest: Manifest | str | Path | None = None,
+) -> list[str]:
+    """Names of the published models, as ``zoo list`` shows them.
+
+    Args:
+        family: only models of this family (one of :data:`~zoo.registry.FAMILIES`: ``"force-field"``, ...).
+        pattern: only names matching this shell wildcard (``"hamiltonian-*"``), or any of several.
+        manifest: a :class:`~zoo.registry.Manifest` or a path to one (default: zoo's own).
+    """
+    return [m.name for m in select_models(as_manifest(manifest), family, pattern)]
+
+
+def select_models(manifest: Manifest, family: str | None = None,
+                  pattern: str | Sequence[str] | None = None) -> list[ModelEntry]:
+    """The entries of ``manifest`` of ``family`` whose names match ``pattern`` (see :func:`list_models`)."""
+    if family is not None and family not in FAMILIES:
+        raise ValueError(f"unknown model family {family!r}; the families are {', '.join(FAMILIES)}")
+    patterns = [pattern] if isinstance(pattern, str) else list(pattern or ())
+    return [m for m in manifest.models if family in (None, m.family)
+            and (not patterns or any(fnmatch.fnmatchcase(m.name, p) for p in patterns))]
 
 
 def model_card(

@@ -8,19 +8,29 @@ manifest); :func:`build_repo` writes the repo with git plumbing and checks the t
 olah serves git repos laid out as ``<mirrors-path>/models/<org>/<name>`` with the Hub's HTTP API
 (``[accessibility] offline = true``: it never contacts huggingface.co), so ``hf_hub_download``
 with ``HF_ENDPOINT`` pointing at it works unchanged: the way an air-gapped cluster gets the zoo.
+
+olah runs as a child process that never outlives its parent: :meth:`LocalHub.stop` (and leaving the
+``with`` block) ends its whole process group, and on Linux the kernel sends it SIGTERM when the parent
+dies, even by SIGKILL. A port already in use is refused before anything starts, and the server counts
+as started only once it answers the Hub API for a served model.
 """
 
 from __future__ import annotations
 
+import ctypes
+import errno
+import functools
 import hashlib
 import importlib.util
 import logging
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 from zoo.registry._errors import ManifestError, RegistryError
@@ -131,6 +141,31 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
+def check_port_free(host: str, port: int) -> None:
+    """Raise :class:`RegistryError` naming the port and the fix if ``host:port`` cannot be listened on."""
+    with socket.socket() as s:
+        # as the server itself binds: a port left in TIME_WAIT by a server that just stopped is free
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as error:
+            if error.errno != errno.EADDRINUSE:
+                raise RegistryError(
+                    f"cannot listen on {host}:{port}: {error.strerror}; check --host and --port") from None
+            raise RegistryError(
+                f"port {port} on {host} is already in use (another `zoo hub serve`, or another server). Stop it, "
+                f"or serve on another port: zoo hub serve --port {port + 1 if port < 65535 else port - 1} "
+                "(LocalHub(port=None) takes a free one)"
+            ) from None
+
+
+def _die_with_parent(parent: int) -> None:
+    """In the child, before it runs olah: ask Linux to send it SIGTERM when its parent dies."""
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os._exit(1)
+
+
 class LocalHub:
     """Serve the manifest's model folders over the Hub API with olah; a context manager.
 
@@ -143,8 +178,12 @@ class LocalHub:
         models_dir: where their folders are (default: the manifest's package copies, ``zoo/_hub``).
         workdir: holds the git repos (``mirrors/``), olah's config, cache and log (default:
             ``~/.cache/zoo/hub``).
-        host, port: where to listen; ``port=None`` takes a free port.
+        host, port: where to listen; ``port=None`` takes a free port, a port in use is a
+            :class:`RegistryError`.
         timeout: seconds to wait for the server to answer.
+
+    On Linux olah is stopped when the thread that started it ends: start it from the main thread,
+    or from a thread that lives as long as the server should.
     """
 
     def __init__(self, manifest: Manifest | str | Path | None = None, models_dir: str | Path | None = None,
@@ -184,43 +223,73 @@ class LocalHub:
         return config
 
     def start(self) -> "LocalHub":
+        """Build the repos, start olah and return once it answers; on any failure, olah is stopped."""
         if importlib.util.find_spec("olah") is None:
             raise RegistryError("the local Hub needs olah: pip install olah")
+        check_port_free(self.host, self.port)
         self.workdir.mkdir(parents=True, exist_ok=True)
         config = self.write_config()
-        with open(self.log_file, "wb") as out:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "olah.server", "--config", str(config), "--log-path", str(self.workdir / "logs")],
-                stdout=out, stderr=subprocess.STDOUT, cwd=self.workdir,
-            )
-        self._wait_until_up()
+        try:
+            with open(self.log_file, "wb") as out:
+                self.process = subprocess.Popen(
+                    [sys.executable, "-m", "olah.server", "--config", str(config),
+                     "--log-path", str(self.workdir / "logs")],
+                    stdout=out, stderr=subprocess.STDOUT, cwd=self.workdir,
+                    # its own process group, so that stop() ends whatever olah starts, and a Ctrl-C in
+                    # the terminal reaches only the parent, which stops olah itself
+                    start_new_session=os.name == "posix",
+                    preexec_fn=functools.partial(_die_with_parent, os.getpid()) if sys.platform == "linux" else None,
+                )
+            self._wait_until_up()
+        except BaseException:  # including a KeyboardInterrupt or SIGTERM while waiting
+            self.stop()
+            raise
         log.info("local hub: %d models at %s (olah pid %d)", len(self.revisions), self.endpoint, self.process.pid)
         return self
 
+    def _probe_url(self) -> str:
+        """A Hub API request that only a server of these repos answers with 200."""
+        name, revision = next(iter(self.revisions.items()))
+        return f"{self.endpoint}/api/models/{self.manifest.get(name).repo_id}/revision/{revision}"
+
     def _wait_until_up(self) -> None:
-        deadline = time.monotonic() + self.timeout
+        url, deadline = self._probe_url(), time.monotonic() + self.timeout
+        direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never through http_proxy
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 tail = self.log_file.read_text(errors="replace")[-2000:]
                 raise RegistryError(f"olah exited with code {self.process.returncode}:\n{tail}")
             try:
-                with socket.create_connection((self.host, self.port), timeout=0.5):
-                    return
-            except OSError:
-                time.sleep(0.1)
-        self.stop()
-        raise RegistryError(f"olah did not answer on {self.endpoint} within {self.timeout} s; see {self.log_file}")
+                with direct.open(url, timeout=2) as response:
+                    answered = response.status == 200
+            except OSError:  # not listening yet, or not serving yet (an HTTP error status)
+                answered = False
+            if answered and self.process.poll() is None:
+                return
+            time.sleep(0.1)
+        raise RegistryError(f"olah did not answer {url} within {self.timeout} s; see {self.log_file}")
 
     def stop(self) -> None:
+        """Stop olah and anything it started (SIGTERM, then SIGKILL after 10 s)."""
         if self.process is None:
             return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        if self.process.poll() is None:  # once reaped, its pid may be another process's
+            self._signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._signal(getattr(signal, "SIGKILL", signal.SIGTERM))
+                self.process.wait()
         self.process = None
+
+    def _signal(self, number: int) -> None:
+        try:
+            if os.name == "posix":
+                os.killpg(self.process.pid, number)  # olah's own group (start_new_session)
+            else:
+                self.process.kill()  # no process groups to signal: TerminateProcess
+        except ProcessLookupError:  # exited meanwhile
+            pass
 
     def __enter__(self) -> "LocalHub":
         return self.start()

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import functools
+import json
 import logging
+import signal
 import sys
 from pathlib import Path
 
@@ -50,34 +52,72 @@ def _manifest(args):
 
 @_commands
 def list_main(argv: list[str]) -> int:
-    """zoo list: the published models."""
-    parser = argparse.ArgumentParser(prog="zoo list", description="List the published models.")
-    parser.add_argument("--family", help="only this family")
+    """zoo list [PATTERN ...]: the published models, with their headline metric."""
+    from zoo.registry._manifest import FAMILIES
+
+    parser = argparse.ArgumentParser(
+        prog="zoo list", description="List the published models: family, headline test metric, size of the "
+                                     "weights, elements, level of theory. `zoo info NAME` says more.")
+    parser.add_argument("pattern", nargs="*",
+                        help="only names matching one of these shell wildcards, e.g. 'hamiltonian-*'")
+    parser.add_argument("--family", choices=FAMILIES, help="only this family")
     _manifest_arguments(parser)
     args = parser.parse_args(argv)
+    from zoo.registry._cards import file_size, headline, short_level_of_theory
+    from zoo.registry._load import select_models
+    from zoo.registry._manifest import WEIGHTS_FILE
+
     manifest = _manifest(args)
-    rows = [("name", "family", "architecture", "elements", "hub", "license")]
-    rows += [(m.name, m.family, m.architecture, ",".join(m.elements), f"{m.repo_id}@{m.revision[:8]}", m.license)
-             for m in manifest.models if args.family in (None, m.family)]
-    if len(rows) == 1:
-        print(f"no published models in {manifest.source}")
-        return 0
-    widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
+    models = select_models(manifest, args.family, args.pattern)
+    if not models:
+        if not manifest.models:
+            print(f"no published models in {manifest.source}")
+            return 0
+        wanted = " ".join([*(repr(p) for p in args.pattern), *([f"--family {args.family}"] if args.family else [])])
+        print(f"zoo list: no published model matches {wanted}; `zoo list` shows all {len(manifest.models)}",
+              file=sys.stderr)
+        return 1
+    # the level of theory last: it may be a long sentence (where data made elsewhere comes from)
+    rows = [("name", "family", "test metric", "size", "elements", "level of theory")]
+    rows += [(m.name, m.family, headline(m), file_size(m.files[WEIGHTS_FILE].size), ",".join(m.elements),
+              short_level_of_theory(m)) for m in models]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
-        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip())
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
     return 0
 
 
 @_commands
 def info_main(argv: list[str]) -> int:
-    """zoo info NAME: print the model card."""
-    parser = argparse.ArgumentParser(prog="zoo info", description="Print a model's card (README.md).")
+    """zoo info NAME: a model's card, as text (or as published, with --raw)."""
+    parser = argparse.ArgumentParser(
+        prog="zoo info", description="Describe a model: its card (README.md) as text, every metric with its unit.")
     parser.add_argument("name", help="model name, hf://org/repo@revision, or folder")
+    parser.add_argument("--raw", action="store_true",
+                        help="print the card as published: YAML front matter and Markdown")
     _hub_arguments(parser)
     args = parser.parse_args(argv)
-    from zoo.registry._load import model_card
+    from zoo.registry._load import model_card, resolve
+    from zoo.registry._manifest import CARD_FILE, CONFIG_FILE
 
-    print(model_card(args.name, args.cache_dir, args.token, _manifest(args)))
+    manifest = _manifest(args)
+    if args.raw:
+        print(model_card(args.name, args.cache_dir, args.token, manifest))
+        return 0
+    from zoo.registry._cards import describe
+
+    resolved = resolve(args.name, manifest, args.cache_dir, args.token, files=(CONFIG_FILE, CARD_FILE))
+    if resolved.entry is not None:
+        # the manifest's record of a published model; its config.json (pinned by sha256) adds the
+        # parent of a fine-tuned model and the writer's version, and is read without importing torch
+        info, hub = resolved.entry, f"{resolved.entry.repo_id}@{resolved.entry.revision}"
+        config = json.loads((resolved.folder / CONFIG_FILE).read_text(encoding="utf-8"))
+    else:
+        from zoo.registry._checkpoint import read_config
+
+        config, info = read_config(resolved.folder)
+        hub = None
+    print(describe(info, config, args.name, hub))
     return 0
 
 
@@ -133,19 +173,38 @@ def verify_main(argv: list[str]) -> int:
     return 1 if failed else 0
 
 
+class _Stop(Exception):
+    """A stop signal (SIGTERM, SIGHUP) turned into an exception, so that ``with`` blocks unwind."""
+
+
+def _raise_stop(number, frame) -> None:
+    signal.signal(number, signal.SIG_IGN)  # a second one must not interrupt the stopping
+    raise _Stop(signal.Signals(number).name)
+
+
 def _serve(args) -> int:
+    from zoo.registry._errors import RegistryError
     from zoo.registry._server import LocalHub
 
     hub = LocalHub(_manifest(args), args.models_dir, args.workdir, args.host, args.port)
-    with hub:
-        for name, revision in hub.revisions.items():
-            print(f"serving {name} at {revision}")
-        print(f"local Hub at {hub.endpoint}; on the clients:\n  export HF_ENDPOINT={hub.endpoint}\n"
-              f"(olah log: {hub.log_file}; Ctrl-C stops)", flush=True)
-        try:
-            hub.process.wait()
-        except KeyboardInterrupt:
-            pass
+    # SIGTERM (kill, systemd, a scheduler) and SIGHUP (the terminal closed) stop olah like Ctrl-C does,
+    # instead of ending this process and leaving olah holding the port
+    stops = [getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)]
+    previous = {number: signal.signal(number, _raise_stop) for number in stops}
+    try:
+        with hub:
+            for name, revision in hub.revisions.items():
+                print(f"serving {name} at {revision}")
+            print(f"local Hub at {hub.endpoint}; on the clients:\n  export HF_ENDPOINT={hub.endpoint}\n"
+                  f"(olah log: {hub.log_file}; Ctrl-C stops)", flush=True)
+            code = hub.process.wait()
+            if code:  # olah stopped by itself: say why instead of exiting as if asked to
+                raise RegistryError(f"olah exited with code {code}; see {hub.log_file}")
+    except (KeyboardInterrupt, _Stop) as stop:
+        print(f"zoo hub serve: stopped ({str(stop) or 'Ctrl-C'})", file=sys.stderr)
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
     return 0
 
 
