@@ -82,3 +82,30 @@ def test_add_publishes_a_folder_in_one_command(registry, tmp_path, capsys):
     entries = json.loads(manifest_path.read_text())["models"]
     assert [(e["name"], e["repo_id"], e["zoo_versions"]) for e in entries] == [
         ("tiny-remote", "zoo-test/other", ">=0.0.1,<1")]
+
+
+def test_a_published_model_is_never_overwritten_and_a_successor_supersedes_it(registry, tmp_path, monkeypatch):
+    manifest_path, hub = tmp_path / "checkpoints.json", tmp_path / "hub"
+    add_model(registry.served / "tiny-ho", "zoo-test/tiny-ho", manifest_path, hub)
+    # other weights under the published name: refused, with the way to publish them
+    other = tmp_path / "other" / "tiny-ho"
+    shutil.copytree(registry.served / "tiny-remote", other)
+    config = json.loads((other / "config.json").read_text())
+    config["name"] = "tiny-ho"
+    (other / "config.json").write_text(json.dumps(config))
+    with pytest.raises(zoo.registry.ManifestError, match="never overwritten.*--supersedes tiny-ho"):
+        add_model(other, "zoo-test/tiny-ho", manifest_path, hub)
+    with pytest.raises(zoo.registry.ManifestError, match="--supersedes 'nope': no such model"):
+        add_model(registry.served / "tiny-remote", "zoo-test/tiny-remote", manifest_path, hub, supersedes="nope")
+    # a successor under a new name marks the old one; both stay in the manifest and loadable
+    add_model(registry.served / "tiny-remote", "zoo-test/tiny-remote", manifest_path, hub, supersedes="tiny-ho")
+    manifest = load_manifest(manifest_path, hub)
+    assert manifest.get("tiny-ho").superseded_by == "tiny-remote" and manifest.get("tiny-remote").superseded_by is None
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.warns(zoo.registry.SupersededModelWarning, match="'tiny-ho' is superseded by 'tiny-remote'"):
+        zoo.registry.download("tiny-ho", manifest=manifest, cache_dir=tmp_path / "cache")
+    # a dangling successor is a manifest error
+    data = json.loads(manifest_path.read_text())
+    data["models"] = [m for m in data["models"] if m["name"] == "tiny-ho"]
+    with pytest.raises(zoo.registry.ManifestError, match="superseded_by.*must name another model"):
+        parse_manifest(data)

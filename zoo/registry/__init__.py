@@ -20,7 +20,7 @@ _EXPORTS = {
     # _errors
     "RegistryError": "_errors", "ManifestError": "_errors", "ModelNotFoundError": "_errors",
     "IntegrityError": "_errors", "DownloadError": "_errors", "CheckpointFormatError": "_errors",
-    "UnsupportedElementsError": "_errors", "UntrustedCodeError": "_errors",
+    "UnsupportedElementsError": "_errors", "UntrustedCodeError": "_errors", "SupersededModelWarning": "_errors",
     # _manifest
     "Manifest": "_manifest", "ModelEntry": "_manifest", "ModelInfo": "_manifest", "FileEntry": "_manifest",
     "FAMILIES": "_manifest", "HUB_FILES": "_manifest", "load_manifest": "_manifest", "parse_manifest": "_manifest",

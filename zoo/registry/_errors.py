@@ -34,3 +34,7 @@ class UnsupportedElementsError(RegistryError, ValueError):
 
 class UntrustedCodeError(RegistryError):
     """A checkpoint's config names code outside zoo's allow-list; loading it needs ``trust_remote_code=True``."""
+
+
+class SupersededModelWarning(UserWarning):
+    """The model loaded has a better-trained successor in the manifest (``superseded_by``)."""

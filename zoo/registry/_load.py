@@ -19,11 +19,12 @@ import fnmatch
 import logging
 import os
 import re
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from zoo.registry._errors import CheckpointFormatError, DownloadError
+from zoo.registry._errors import CheckpointFormatError, DownloadError, SupersededModelWarning
 from zoo.registry._manifest import CARD_FILE, CONFIG_FILE, FAMILIES, HUB_FILES, Manifest, ModelEntry, as_manifest
 
 log = logging.getLogger("zoo.registry")
@@ -97,6 +98,10 @@ def resolve(
     manifest = as_manifest(manifest)
     entry = manifest.get(ref)
     _check_loadable(entry)
+    if entry.superseded_by is not None:
+        warnings.warn(f"model {entry.name!r} is superseded by {entry.superseded_by!r} (zoo info "
+                      f"{entry.superseded_by}); it stays loadable for reproducibility", SupersededModelWarning,
+                      stacklevel=3)
     try:
         folder, source = fetch_once(
             entry.repo_id, entry.revision, {f: entry.files[f] for f in files},

@@ -297,6 +297,9 @@ class ModelEntry(ModelInfo):
         files: ``{filename: FileEntry}`` for ``config.json``, ``model.safetensors``, ``README.md``.
         checkpoint_format: the checkpoint format version of its ``config.json``.
         zoo_versions: the zoo versions that can load it, as a specifier (``">=0.1,<0.3"``).
+        superseded_by: the name of the model that replaces this one (a better-trained
+            successor). A published model is never removed or overwritten: it stays loadable,
+            and loading it says what superseded it.
     """
 
     repo_id: str = _check(_pattern(_REPO_ID, "a Hub repo id 'org/name'"))
@@ -304,6 +307,7 @@ class ModelEntry(ModelInfo):
     files: dict[str, FileEntry] = _check(_files)
     checkpoint_format: int = _check(_positive_int)
     zoo_versions: str = _check(_specifier)
+    superseded_by: str | None = _check(_name, default=None)
 
     def __post_init__(self):
         for required in ("architecture", "training_data", "metrics", "recipe"):
@@ -377,7 +381,8 @@ class Manifest:
         return None
 
     def replace(self, entry: ModelEntry) -> "Manifest":
-        """A copy with ``entry`` added, or replacing the entry of the same name."""
+        """A copy with ``entry`` added, or replacing the entry of the same name (to change its
+        metadata; :func:`~zoo.registry.add_model` refuses to replace a model's weights)."""
         models = [m for m in self.models if m.name != entry.name] + [entry]
         return Manifest(sorted(models, key=lambda m: m.name), self.source, self.hub_dir)
 
@@ -415,6 +420,10 @@ def parse_manifest(data: Any, source: str = "checkpoints.json", hub_dir: Path = 
             raise ManifestError(f"{where}: field 'name': {entry.name!r} is used by another entry")
         seen.add(entry.name)
         models.append(entry)
+    for entry in models:
+        if entry.superseded_by is not None and (entry.superseded_by not in seen or entry.superseded_by == entry.name):
+            raise ManifestError(f"{source}: model {entry.name!r}: field 'superseded_by': {entry.superseded_by!r} "
+                                "must name another model of the manifest")
     return Manifest(models, source, Path(hub_dir))
 
 

@@ -10,6 +10,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import logging
 import shutil
 import tempfile
@@ -88,12 +90,18 @@ def stage(folder: str | Path, out: str | Path) -> Path:
 
 
 def add_model(folder: str | Path, repo_id: str, manifest_path: str | Path | None = None,
-              hub_dir: str | Path | None = None, zoo_versions: str | None = None) -> ModelEntry:
+              hub_dir: str | Path | None = None, zoo_versions: str | None = None,
+              supersedes: str | None = None) -> ModelEntry:
     """Publish a checkpoint folder into the registry: package copy plus manifest entry.
 
-    The Hub files are copied to ``<hub_dir>/<name>/`` and the entry is added to (or replaces the
-    one of the same name in) the manifest. With the default manifest, both the checkout's
-    ``checkpoints.json`` and the package's copy are written, so they never disagree.
+    The Hub files are copied to ``<hub_dir>/<name>/`` and the entry is added to the manifest. With
+    the default manifest, both the checkout's ``checkpoints.json`` and the package's copy are
+    written, so they never disagree.
+
+    A published model is never overwritten: adding a folder under a name the manifest already
+    has is allowed only for the same files (to change metadata such as ``repo_id``). A better
+    model is published under a new name with ``supersedes=<old name>``, which marks the old
+    entry ``superseded_by`` the new one; the old one stays loadable.
     """
     entry = manifest_entry(folder, repo_id, zoo_versions)
     paths = [Path(manifest_path)] if manifest_path is not None else [default_manifest_path()]
@@ -102,10 +110,21 @@ def add_model(folder: str | Path, repo_id: str, manifest_path: str | Path | None
     manifest = as_manifest(paths[0]) if paths[0].is_file() else Manifest([], str(paths[0]))
     if hub_dir is not None:
         manifest.hub_dir = Path(hub_dir)
+    published = {m.name: m for m in manifest.models}
+    if entry.name in published and published[entry.name].files != entry.files:
+        raise ManifestError(
+            f"model {entry.name!r} is published with other weights ({published[entry.name].repo_id}@"
+            f"{published[entry.name].revision}); a published model is never overwritten. Give the new one "
+            f"another name (its card's name, e.g. {entry.name}-v2) and pass --supersedes {entry.name}"
+        )
+    if supersedes is not None and supersedes not in published:
+        raise ManifestError(f"--supersedes {supersedes!r}: no such model in {paths[0]}")
     target = manifest.hub_dir / entry.name
     if Path(folder).resolve() != target.resolve():
         stage(folder, target)
     updated = manifest.replace(entry)
+    if supersedes is not None:
+        updated = updated.replace(dataclasses.replace(published[supersedes], superseded_by=entry.name))
     for path in paths:
         path.parent.mkdir(parents=True, exist_ok=True)
         updated.save(path)

@@ -79,7 +79,7 @@ def list_main(argv: list[str]) -> int:
         return 1
     # the level of theory last: it may be a long sentence (where data made elsewhere comes from)
     rows = [("name", "family", "test metric", "size", "elements", "level of theory")]
-    rows += [(m.name, m.family, headline(m), file_size(m.files[WEIGHTS_FILE].size), ",".join(m.elements),
+    rows += [(m.name + (f" (superseded by {m.superseded_by})" if m.superseded_by else ""), m.family, headline(m), file_size(m.files[WEIGHTS_FILE].size), ",".join(m.elements),
               short_level_of_theory(m)) for m in models]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
@@ -211,8 +211,9 @@ def _serve(args) -> int:
 def _add(args) -> int:
     from zoo.registry._push import add_model
 
-    entry = add_model(args.folder, args.repo_id, args.manifest, args.hub_dir, args.zoo_versions)
-    print(f"added {entry.name}: {entry.repo_id}@{entry.revision}")
+    entry = add_model(args.folder, args.repo_id, args.manifest, args.hub_dir, args.zoo_versions, args.supersedes)
+    print(f"added {entry.name}: {entry.repo_id}@{entry.revision}"
+          + (f"; {args.supersedes} is now superseded by it" if args.supersedes else ""))
     return 0
 
 
@@ -249,6 +250,8 @@ def hub_main(argv: list[str]) -> int:
     add.add_argument("--zoo-versions", help="zoo versions that load it (default: >= the version that wrote it)")
     add.add_argument("--manifest", type=Path, help="checkpoints.json to update (default: zoo's own and its package copy)")
     add.add_argument("--hub-dir", type=Path, help="where the package copy goes (default: zoo/_hub)")
+    add.add_argument("--supersedes", metavar="NAME", help="a published model this one replaces: marked superseded "
+                                                           "in the manifest, kept loadable")
     add.set_defaults(run=_add)
 
     push = sub.add_parser("push", help="check a model's exact folder and upload it (HfApi.upload_folder)")
