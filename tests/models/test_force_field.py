@@ -7,8 +7,8 @@ from ase.build import molecule
 from torch_geometric.data import Batch
 
 from zoo.data import AtomicData, keys
-from zoo.models import EquivariantBackbone, ForceFieldModel
-from zoo.models.force_field import NODE_FEATURES, shortest_distance
+from zoo.models import EquivariantBackbone, ExtrapolationWarning, ForceFieldModel
+from zoo.models.force_field import NODE_FEATURES
 from zoo.testing import assert_equivariant
 
 SMALL = {"elements": ["H", "C", "O"], "channels": 8, "l_max": 2, "num_layers": 2, "cutoff": 4.0, "radial_hidden": 16}
@@ -103,19 +103,31 @@ def test_energy_only_and_unknown_element():
         model(AtomicData.from_ase(molecule("NH3")))
 
 
-def test_warns_about_atoms_closer_than_the_training_data():
+def test_the_calculator_warns_about_atoms_closer_than_the_training_data():
     torch.manual_seed(0)
-    model = ForceFieldModel(EquivariantBackbone(**SMALL), hidden=16).eval()
+    model = ForceFieldModel(EquivariantBackbone(**SMALL), hidden=16)
     batch = _ethanols(torch.float32)
-    seen = shortest_distance(batch.to_data_list(), cutoff=4.0)
-    assert 0.9 < seen < 1.2  # a C-H or O-H bond
-    model.min_distance.fill_(seen)
+    model.domain.fit(batch.to_data_list())
+    assert 0.9 < model.domain.shortest_distance.min() < 1.2  # a C-H or O-H bond
+    calculator = model.as_calculator()
+    squeezed = [data.to_ase() for data in batch.to_data_list()]
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        model(batch)  # nothing closer than what was seen
-        squeezed = _ethanols(torch.float32)
-        squeezed.pos = squeezed.pos * 0.95
-        model(squeezed)  # slightly closer: within the slack
-    squeezed.pos = squeezed.pos * 0.6 / 0.95
-    with pytest.warns(UserWarning, match=r"Å apart, closer than any pair in the training data"):
-        model(squeezed)
+        model.eval()(batch)  # the model itself never checks: training and DeNS pass off-distribution inputs
+        for atoms in squeezed:
+            atoms.positions *= 0.95
+        calculator.predict(squeezed)  # slightly closer: within the slack
+    for atoms in squeezed:
+        atoms.positions *= 0.6 / 0.95
+    with pytest.warns(ExtrapolationWarning, match=r"structure 0: atoms \d+ \(\w\) and \d+ \(\w\) are 0\.\d+ Å apart, "
+                                                  r"under 0.9 × the shortest \w–\w distance in the training data"):
+        calculator.predict(squeezed)
+
+
+def test_an_old_force_field_keeps_its_shortest_distance_as_the_domain():
+    model = ForceFieldModel(EquivariantBackbone(**SMALL), hidden=16)
+    state = {k: v for k, v in model.state_dict().items() if not k.startswith("domain.")}
+    model.load_state_dict({**state, "min_distance": torch.tensor(0.88)}, strict=True)
+    assert torch.equal(model.domain.shortest_distance, torch.full((3, 3), 0.88)) and model.domain.max_atoms == 0
+    model.load_state_dict({**state, "min_distance": torch.tensor(0.0)}, strict=True)  # never recorded
+    assert not model.domain.shortest_distance.any()

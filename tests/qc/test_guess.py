@@ -59,3 +59,23 @@ def test_published_model_guess_starts_pyscf_and_refuses_another_level(monkeypatc
         model_guess(name, other.build_scf(other.build_mole(*WATER)))
     with pytest.raises(ValueError, match="basis '6-31g'"):
         model_guess(name, LEVEL.build_mole(*WATER))
+
+
+def test_a_base_model_guess_builds_its_base_on_the_users_scf_object():
+    from zoo.models import EquivariantBackbone, HamiltonianModel
+    from zoo.qc.guess import base_hamiltonian, model_guess
+
+    torch.manual_seed(0)
+    backbone = EquivariantBackbone(["H", "O"], channels=4, l_max=2, num_layers=1, cutoff=4.0, parity="full")
+    model = HamiltonianModel(backbone, basis="6-31g", grid_level=1, head_channels=4, pair_cutoff=8.0,
+                             base="minao_fock").double()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.zero_()
+    mf = LEVEL.build_scf(LEVEL.build_mole(*WATER))
+    dm0 = model_guess(model, mf)
+    # a zero network predicts the base alone: the guess is the density of F[D_MINAO]
+    base = base_hamiltonian("minao_fock", *WATER, LEVEL)
+    np.testing.assert_allclose(dm0, density_from_hamiltonian(base, mf.get_ovlp(), 10), atol=1e-10)
+    assert mf.grids.coords is not None  # the grids the SCF will reuse
+    assert mf.kernel(dm0=dm0) and mf.converged

@@ -148,3 +148,15 @@ def test_fine_tune_keeps_or_refits_the_pretrained_statistics(registry, tiny, tmp
         assert torch.equal(task.model.shift, pretrained.shift) and torch.equal(task.model.scale, pretrained.scale)
     else:
         assert torch.allclose(task.model.shift, torch.tensor([data.statistics["energy"]["mean"]], dtype=torch.float32))
+
+
+def test_a_checkpoint_from_before_the_training_domain_loads_strictly(registry, tiny, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    old = tmp_path / "tiny-ho"
+    shutil.copytree(registry.served / "tiny-ho", old)
+    weights = load_file(old / "model.safetensors")
+    save_file({k: v for k, v in weights.items() if ".domain." not in k}, old / "model.safetensors")
+    task = instantiate_task(tiny.config())
+    report = load_pretrained_weights(task, old, strict=True)  # the module's upgrade hook fills the domain
+    assert not report.missing and not report.unexpected

@@ -76,7 +76,8 @@ def test_recipe_fits_a_few_steps_and_logs_metrics(tmp_path, recipe):
         assert task.dens.encoding.force_scale.item() == pytest.approx(
             lightning_cli.datamodule.statistics[keys.FORCES]["std"])
     assert task.model.scale.item() == pytest.approx(lightning_cli.datamodule.statistics[keys.FORCES]["std"])
-    assert 0.8 < task.model.min_distance.item() < 1.2  # the shortest bond of the training frames
+    domain = task.model.domain  # the training frames: their shortest bonds, their size
+    assert 0.8 < domain.shortest_distance.min().item() < 1.2 and domain.max_atoms.item() == 9
 
 
 def _task(**dens):

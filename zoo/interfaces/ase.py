@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from typing import ClassVar
 
@@ -10,6 +11,7 @@ import torch
 from ase.calculators.calculator import Calculator, all_changes
 
 from zoo.data import AtomicData, keys
+from zoo.models import TrainingDomain
 
 
 class ZooCalculator(Calculator):
@@ -22,12 +24,17 @@ class ZooCalculator(Calculator):
         atoms.get_potential_energy(), atoms.get_forces()
         results = atoms.calc.predict(list_of_atoms, batch_size=64)  # many structures at once
 
-    The model is switched to eval mode; positions are passed in the model's dtype and device.
+    The calculator evaluates ``model`` itself when it is already on ``device`` in ``dtype``, so
+    later changes to its weights show; otherwise it evaluates a copy converted to them, and the
+    caller's model is neither moved nor cast (``as_calculator(dtype=torch.float64)`` on a float32
+    model, or the reverse). The model runs in eval mode during a calculation and gets its own
+    mode back after it. A model with a :class:`~zoo.models.TrainingDomain` warns
+    (:class:`~zoo.models.ExtrapolationWarning`, once per call) about structures outside it.
 
     Args:
         model: the model (or task).
         device: where to run (default: where the model's parameters are).
-        dtype: floating dtype of the inputs (default: the model's parameters').
+        dtype: floating dtype of the calculation (default: the model's parameters').
     """
 
     implemented_properties: ClassVar[list[str]] = ["energy", "free_energy", "forces"]
@@ -38,7 +45,10 @@ class ZooCalculator(Calculator):
         parameter = next(model.parameters())
         self.device = torch.device(device) if device is not None else parameter.device
         self.dtype = dtype or parameter.dtype
-        self.model = model.to(self.device).eval()
+        if (parameter.device, parameter.dtype) != (self.device, self.dtype):
+            model = copy.deepcopy(model).to(self.device, self.dtype)
+        self.model = model
+        self.domain = TrainingDomain.of(model)
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)
@@ -49,6 +59,7 @@ class ZooCalculator(Calculator):
         """Energy (eV) and forces (eV/Å) of many :class:`ase.Atoms`, ``batch_size`` per model call.
 
         Returns one ``{"energy": float, "forces": [n_atoms, 3] array}`` per structure, in order.
+        Structures outside the model's training domain get one warning, naming them by position.
 
         Raises:
             ValueError: a structure (named by its position) has two atoms closer than
@@ -58,21 +69,30 @@ class ZooCalculator(Calculator):
 
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        results = []
-        for start in range(0, len(images), batch_size):
-            chunk = []
-            for number, atoms in enumerate(images[start:start + batch_size], start):
-                try:  # refuses atoms on top of each other, on which a model returns NaN or nonsense
-                    chunk.append(AtomicData.from_ase(atoms, dtype=self.dtype))
-                except ValueError as error:
-                    raise ValueError(f"structure {number}: {error}") from error
-            batch = Batch.from_data_list(chunk).to(self.device)
-            with torch.no_grad():
-                out = self.model(batch)
-            energies = out[keys.ENERGY].detach().double().cpu().numpy().reshape(-1)
-            forces = out[keys.FORCES].detach().double().cpu().numpy()
-            offsets = np.cumsum([0] + [len(d[keys.ATOMIC_NUMBERS]) for d in chunk])
-            results += [
-                {"energy": float(energies[i]), "forces": forces[offsets[i]:offsets[i + 1]]} for i in range(len(chunk))
-            ]
+        results, outliers = [], []
+        training = self.model.training
+        self.model.eval()
+        try:
+            for start in range(0, len(images), batch_size):
+                chunk = []
+                for number, atoms in enumerate(images[start:start + batch_size], start):
+                    try:  # refuses atoms on top of each other, on which a model returns NaN or nonsense
+                        chunk.append(AtomicData.from_ase(atoms, dtype=self.dtype))
+                    except ValueError as error:
+                        raise ValueError(f"structure {number}: {error}") from error
+                batch = Batch.from_data_list(chunk).to(self.device)
+                if self.domain is not None:
+                    outliers += self.domain.outliers(batch, first=start)
+                with torch.no_grad():
+                    out = self.model(batch)
+                energies = out[keys.ENERGY].detach().double().cpu().numpy().reshape(-1)
+                forces = out[keys.FORCES].detach().double().cpu().numpy()
+                offsets = np.cumsum([0] + [len(d[keys.ATOMIC_NUMBERS]) for d in chunk])
+                results += [
+                    {"energy": float(energies[i]), "forces": forces[offsets[i]:offsets[i + 1]]}
+                    for i in range(len(chunk))
+                ]
+        finally:
+            self.model.train(training)
+        TrainingDomain.warn(outliers)
         return results

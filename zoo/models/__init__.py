@@ -1,5 +1,6 @@
 """Backbones and the heads that turn their features into predictions."""
 
+from zoo.models._domain import ExtrapolationWarning, TrainingDomain
 from zoo.models.backbone import BackboneOutput, EquivariantBackbone
 from zoo.models.consistency import ConsistencyModel, DiffusionSchedule
 from zoo.models.force_field import ForceFieldModel
@@ -7,4 +8,5 @@ from zoo.models.hamiltonian import HamiltonianModel
 from zoo.models.mpnn import MPNN, EdgeNetwork
 from zoo.models.property import PropertyModel
 
-__all__ = ["BackboneOutput", "ConsistencyModel", "DiffusionSchedule", "EdgeNetwork", "EquivariantBackbone", "ForceFieldModel", "HamiltonianModel", "MPNN", "PropertyModel"]
+__all__ = ["BackboneOutput", "ConsistencyModel", "DiffusionSchedule", "EdgeNetwork", "EquivariantBackbone",
+           "ExtrapolationWarning", "ForceFieldModel", "HamiltonianModel", "MPNN", "PropertyModel", "TrainingDomain"]

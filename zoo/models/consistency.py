@@ -48,6 +48,7 @@ from __future__ import annotations
 import copy
 import itertools
 import math
+import warnings
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -59,6 +60,7 @@ from torch_geometric.utils import scatter
 from zoo.data import keys
 from zoo.data.elements import SYMBOLS
 from zoo.data.transforms import ATOM_FEATURE_NAMES, MolecularGraph
+from zoo.models._domain import ExtrapolationWarning
 from zoo.models.force_field import ForceFieldModel
 from zoo.nn import DenoisingHead
 
@@ -517,8 +519,9 @@ class ConsistencyModel(ForceFieldModel):
         the model supports.
 
         Raises:
-            ValueError: RDKit cannot parse the SMILES, or the molecule is charged or a radical, has
-                elements the model does not know, or more than ``max_atoms`` atoms.
+            ValueError: RDKit cannot parse the SMILES, or the molecule has elements the model was
+                not trained on, is several molecules (fragments), is charged or a radical, or has
+                more than ``max_atoms`` atoms.
         """
         from rdkit import Chem
 
@@ -534,6 +537,18 @@ class ConsistencyModel(ForceFieldModel):
         else:
             raise TypeError(f"expected a SMILES string or an RDKit molecule, got {type(molecule).__name__}")
         name = molecule if isinstance(molecule, str) else Chem.MolToSmiles(Chem.RemoveHs(mol))
+        # unknown elements first: RDKit calls a lone metal atom such as [Au] a radical
+        unknown = sorted({SYMBOLS[a.GetAtomicNum()] for a in mol.GetAtoms()} - set(self.elements))
+        if unknown:
+            which = (f"element {unknown[0]} is not one" if len(unknown) == 1
+                     else f"elements {', '.join(unknown)} are not ones")
+            raise ValueError(f"{name!r}: {which} the model was trained on ({', '.join(self.elements)}); "
+                             "use a model trained on such molecules")
+        fragments = Chem.GetMolFrags(mol, asMols=True)
+        if len(fragments) > 1:
+            names = ", ".join(repr(Chem.MolToSmiles(Chem.RemoveHs(f))) for f in fragments)
+            raise ValueError(f"{name!r}: one molecule per SMILES; got {len(fragments)} fragments ({names}): "
+                             "give each molecule on its own")
         charge = formal_charge(mol)
         if charge:
             raise ValueError(f"{name!r} has a total formal charge of {charge:+d}; this model supports neutral "
@@ -541,10 +556,6 @@ class ConsistencyModel(ForceFieldModel):
         if any(atom.GetNumRadicalElectrons() for atom in mol.GetAtoms()):
             raise ValueError(f"{name!r} is a radical; this model supports closed-shell molecules only: "
                              "add the missing hydrogens")
-        unknown = sorted({SYMBOLS[a.GetAtomicNum()] for a in mol.GetAtoms()} - set(self.elements))
-        if unknown:
-            raise ValueError(f"{name!r} contains {', '.join(unknown)}, which this model was not trained on; "
-                             f"it knows {', '.join(self.elements)}")
         if mol.GetNumAtoms() > self.max_atoms:
             raise ValueError(f"{name!r} has {mol.GetNumAtoms()} atoms with hydrogens, more than this model "
                              f"supports (max_atoms={self.max_atoms}); it was trained on smaller molecules")
@@ -557,6 +568,8 @@ class ConsistencyModel(ForceFieldModel):
         The atoms are in the order of the SMILES (:func:`zoo.data.molgraph.mol_from_smiles`: the
         written atoms, then their hydrogens), and each structure's ``info["smiles"]`` is the mapped
         SMILES of that order, so :meth:`energy` and :func:`zoo.metrics.best_rmsd` take it as is.
+        Warns (:class:`~zoo.models.ExtrapolationWarning`) for a molecule far larger than the
+        training molecules.
 
         Args:
             molecule: a SMILES or an RDKit molecule.
@@ -573,6 +586,7 @@ class ConsistencyModel(ForceFieldModel):
             raise ValueError(f"k must be >= 1, got {k}")
         mol = self.check_molecule(molecule)
         data = self._graph_data(mol, np.zeros((mol.GetNumAtoms(), 3)))
+        self.domain.check(data, geometry=False)  # the positions are placeholders
         batch = Batch.from_data_list([data] * k)
         with torch.no_grad():
             positions = self.generate_positions(batch, mode, steps, start, seed).double().cpu().numpy()
@@ -583,13 +597,21 @@ class ConsistencyModel(ForceFieldModel):
     def energy(self, atoms, smiles: str | None = None, forces: bool = False, check_distances: bool = True):
         """The energy model's energy (eV) of an ASE structure, and its forces (eV/Å) if asked.
 
+        The atoms are matched to the SMILES by the bonds of the geometry (its closest atom pairs,
+        :func:`zoo.data.molgraph.match_to_smiles`): atoms in another order than the SMILES's are
+        reordered for the model, and the forces come back in the order of ``atoms``. Warns
+        (:class:`~zoo.models.ExtrapolationWarning`) for a structure outside the training domain.
+
         Args:
-            atoms: the structure, its atoms in the order of ``smiles``.
-            smiles: the molecular graph, a SMILES whose atoms (with atom-map numbers, or in the
-                order of :func:`zoo.data.molgraph.mol_from_smiles`) are those of ``atoms`` in order;
-                default ``atoms.info["smiles"]`` (as :meth:`generate` and the data files set it).
-            check_distances: refuse atoms closer than any chemical bond (a clear error naming
-                them); False to score a generated structure whatever it is.
+            atoms: the structure.
+            smiles: the molecular graph, a SMILES (with atom-map numbers, or in the order of
+                :func:`zoo.data.molgraph.mol_from_smiles`); default ``atoms.info["smiles"]`` (as
+                :meth:`generate` and the data files set it).
+            check_distances: check the geometry against the graph: refuse atoms closer than any
+                chemical bond, match the atoms to the SMILES by their bonds (a structure whose
+                bonds form the graph in no order is an error, or a warning if its elements are
+                in the order of the SMILES). False takes the atoms as they are, in the order of
+                the SMILES, to score a generated structure whatever it is.
 
         Returns:
             The energy as a float, or ``(energy, forces [n_atoms, 3] array)``.
@@ -599,22 +621,32 @@ class ConsistencyModel(ForceFieldModel):
             raise ValueError("the energy model needs the molecular graph: pass smiles= (with atom-map numbers in "
                              "the order of the atoms), or set atoms.info['smiles'] (generate() does)")
         mol = self.check_molecule(smiles)
-        data = self._graph_data(mol, atoms.positions, atoms.numbers, check_distances=check_distances)
+        order = np.arange(len(atoms))
+        if check_distances:
+            from zoo.data import AtomicData
+
+            AtomicData.from_ase(atoms)  # atoms on top of each other: an error naming them, before matching bonds
+            order = _smiles_order(atoms, smiles)
+        data = self._graph_data(mol, atoms.positions[order], atoms.numbers[order])
+        self.domain.check(data)
         with torch.no_grad():
             out = self(data)
         energy = float(out[keys.ENERGY].reshape(()))
-        return (energy, out[keys.FORCES].double().cpu().numpy()) if forces else energy
+        if not forces:
+            return energy
+        in_atoms_order = np.empty((len(atoms), 3))
+        in_atoms_order[order] = out[keys.FORCES].double().cpu().numpy()
+        return energy, in_atoms_order
 
-    def _graph_data(self, mol, positions, atomic_numbers: Sequence[int] | None = None, check_distances: bool = False):
+    def _graph_data(self, mol, positions, atomic_numbers: Sequence[int] | None = None):
         """An AtomicData of ``mol`` at ``positions`` with its molecular graph, in the model's dtype
-        and device; ``atomic_numbers`` (a structure's) must be the molecule's in order.
-        ``check_distances`` refuses coincident atoms (user structures; sampling starts from noise)."""
+        and device; ``atomic_numbers`` (a structure's) must be the molecule's in order."""
         from zoo.data import AtomicData
         from zoo.data.molgraph import mapped_smiles
 
         numbers = [atom.GetAtomicNum() for atom in mol.GetAtoms()]
         parameter = next(self.parameters())
-        data = AtomicData.from_arrays(numbers, positions, dtype=parameter.dtype, check_distances=check_distances)
+        data = AtomicData.from_arrays(numbers, positions, dtype=parameter.dtype, check_distances=False)
         data[keys.SMILES] = mapped_smiles(mol)
         if atomic_numbers is not None and [int(z) for z in atomic_numbers] != numbers:
             raise ValueError("the atoms are not those of the SMILES in order: write the SMILES with atom-map "
@@ -635,6 +667,43 @@ def score_target(forces: torch.Tensor, alpha: torch.Tensor, sigma: torch.Tensor,
     if not kT > 0:
         raise ValueError(f"kT must be positive (eV), got {kT}")
     return -sigma * position_scale * forces / (alpha * kT)
+
+
+def _smiles_order(atoms, smiles: str) -> np.ndarray:
+    """The indices of ``atoms`` in the atom order of ``smiles``, from the bonds of the geometry.
+
+    Atoms whose bonds form the graph of the SMILES in the order given keep it; others are matched
+    to the graph and reordered. A structure whose bonds form the graph in no order (stretched or
+    broken bonds, as in a poorly generated structure) keeps its order if its elements are in the
+    order of the SMILES, with an :class:`~zoo.models.ExtrapolationWarning`.
+
+    Raises:
+        ValueError: the elements differ, or they are in another order than the SMILES's and the
+            bonds of the geometry form its graph in no order.
+    """
+    from ase import Atoms
+
+    from zoo.data.molgraph import match_to_smiles, mol_from_smiles, same_connectivity
+
+    elements = [atom.GetAtomicNum() for atom in mol_from_smiles(smiles).GetAtoms()]
+    if sorted(elements) != sorted(atoms.numbers.tolist()):
+        raise ValueError(f"the structure is {atoms.get_chemical_formula()} but the SMILES {smiles!r} is "
+                         f"{Atoms(numbers=elements).get_chemical_formula()}: give the SMILES of this structure")
+    in_order = elements == atoms.numbers.tolist()
+    if in_order and same_connectivity(atoms, smiles):
+        return np.arange(len(atoms))
+    labelled = Atoms(numbers=atoms.numbers, positions=atoms.positions)
+    labelled.set_array("index", np.arange(len(atoms)))  # per-atom arrays follow the reordering
+    try:
+        return match_to_smiles(labelled, smiles).get_array("index")
+    except ValueError as error:
+        if not in_order:
+            raise ValueError(f"{error}; its atoms are not in the order of the SMILES either, so the structure "
+                             "cannot be read on the SMILES's graph: give the SMILES of this structure") from None
+        warnings.warn(f"{error}. Its atoms are taken in the order of the SMILES, as given, and its energy is "
+                      "extrapolated; pass check_distances=False to score such structures without this check",
+                      ExtrapolationWarning, stacklevel=3)
+        return np.arange(len(atoms))
 
 
 def etkdg_conformer(smiles: str, seed: int) -> np.ndarray:

@@ -3,21 +3,15 @@
 from __future__ import annotations
 
 import copy
-import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 
 import torch
 
 from zoo.data import keys
-from zoo.data.neighbors import edge_vectors, radius_graph
 from zoo.models.property import PropertyModel
 
 #: Output key of the backbone's node features, returned on request (DeNS heads read them).
 NODE_FEATURES = "node_features"
-
-#: A pair closer than this fraction of the training data's shortest distance triggers a warning
-#: (some slack: validation and MD frames of the same distribution dip slightly below it).
-CLOSE_FRACTION = 0.9
 
 
 class ForceFieldModel(PropertyModel):
@@ -35,6 +29,10 @@ class ForceFieldModel(PropertyModel):
     where the inputs are copied out of inference mode first. The graph of the forces is kept
     (for a force loss, or Hessians) only when the caller has gradients enabled.
 
+    The ASE calculator (:meth:`as_calculator`) warns about structures outside ``domain``, the
+    training domain; the forward pass never checks, as training (DeNS) corrupts structures on
+    purpose.
+
     Args:
         backbone: an equivariant backbone (``irreps_out``, ``forward(data, extra_node_features)``),
             e.g. :class:`~zoo.models.EquivariantBackbone`.
@@ -45,7 +43,7 @@ class ForceFieldModel(PropertyModel):
     def __init__(self, backbone: torch.nn.Module, hidden: int = 64, forces: bool = True):
         super().__init__(backbone, [keys.ENERGY], pooling="sum", hidden=hidden)
         self.forces = forces
-        self.register_buffer("min_distance", torch.zeros(()))
+        self.register_load_state_dict_pre_hook(_upgrade_min_distance)
 
     def set_statistics(self, statistics: Mapping[str, Mapping]) -> None:
         """Shift and reference energies from the energy's statistics, as :class:`PropertyModel`.
@@ -83,8 +81,6 @@ class ForceFieldModel(PropertyModel):
 
     def _energy(self, batch, extra, node_features: bool) -> dict[str, torch.Tensor]:
         features = self.backbone(batch) if extra is None else self.backbone(batch, extra)
-        if not self.training and self.min_distance > 0 and features.edge_vectors.numel():
-            self._warn_if_closer(features.edge_vectors.detach().norm(dim=-1), features.edge_index)
         out = self.pool(batch, features.node_features)
         if node_features:
             out[NODE_FEATURES] = features.node_features
@@ -102,15 +98,6 @@ class ForceFieldModel(PropertyModel):
             out = {k: v.detach() for k, v in out.items()}
         return out
 
-    def _warn_if_closer(self, lengths: torch.Tensor, edge_index: torch.Tensor) -> None:
-        shortest = int(lengths.argmin())
-        if lengths[shortest] < CLOSE_FRACTION * self.min_distance:
-            j, i = edge_index[:, shortest].tolist()
-            warnings.warn(
-                f"atoms {i} and {j} (of the batch) are {lengths[shortest].item():.3f} Å apart, closer than any pair in "
-                f"the training data ({self.min_distance.item():.3f} Å): energies and forces there are extrapolated"
-            )
-
     def as_calculator(self, **kwargs):
         """This model as an ASE calculator (eV, eV/Å); see :class:`zoo.interfaces.ZooCalculator`."""
         from zoo.interfaces.ase import ZooCalculator
@@ -118,15 +105,14 @@ class ForceFieldModel(PropertyModel):
         return ZooCalculator(self, **kwargs)
 
 
-def shortest_distance(structures: Iterable, cutoff: float) -> float:
-    """The shortest interatomic distance (Å) within ``cutoff`` over ``structures`` (periodic
-    images included), e.g. of a training set, for :attr:`ForceFieldModel.min_distance`; 0 (unknown)
-    when no two atoms are within ``cutoff``."""
-    shortest = float("inf")
-    for data in structures:
-        edge_index, shift = data.get(keys.EDGE_INDEX), data.get(keys.EDGE_CELL_SHIFT)
-        if edge_index is None:
-            edge_index, shift = radius_graph(data[keys.POSITIONS], cutoff, None, data.get(keys.CELL), data.get(keys.PBC))
-        if edge_index.numel():
-            shortest = min(shortest, float(edge_vectors(data, edge_index, shift).norm(dim=-1).min()))
-    return shortest if shortest < float("inf") else 0.0
+def _upgrade_min_distance(module: ForceFieldModel, state_dict, prefix, *args) -> None:
+    # Force fields saved before the training domain (the published ones) carry the shortest
+    # interatomic distance of their training set as one number, `min_distance`: it bounds the
+    # shortest distance of every element pair from below, so it keeps their warning about
+    # compressed atoms (0: not recorded, an unfitted domain). Their training set's size is unknown.
+    legacy = state_dict.pop(prefix + "min_distance", None)
+    domain = prefix + "domain."
+    if legacy is None or float(legacy) <= 0 or any(key.startswith(domain) for key in state_dict):
+        return
+    state_dict[domain + "shortest_distance"] = torch.full_like(module.domain.shortest_distance, float(legacy))
+    state_dict[domain + "max_atoms"] = torch.zeros_like(module.domain.max_atoms)

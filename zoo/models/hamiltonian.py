@@ -20,6 +20,7 @@ from torch_geometric.utils import scatter
 
 from zoo.data import keys
 from zoo.data.elements import SYMBOLS
+from zoo.models._domain import TrainingDomain
 from zoo.nn import (
     AOBlockExpansion,
     RadialEmbedding,
@@ -70,7 +71,10 @@ class HamiltonianModel(torch.nn.Module):
             backbone must exist in the basis.
         head_channels: multiplicity of each irrep in the heads.
         pair_cutoff: range (Å) of the radial basis of atom pairs; blocks of atoms farther apart
-            are zero, so keep it above the largest interatomic distance of the molecules.
+            are zero, so keep it above the largest interatomic distance of the molecules. It is
+            also the range of ``domain``, the :class:`~zoo.models.TrainingDomain` (shortest
+            distance per element pair, largest molecule) that the task fits on the training set
+            and :meth:`predict` checks.
         num_radial: size of the pair radial basis.
         radial_hidden: width of the pair radial MLPs.
         base: ``None`` to predict H itself, or a cheap physical Hamiltonian to which the network
@@ -107,6 +111,7 @@ class HamiltonianModel(torch.nn.Module):
         self.level = LevelOfTheory(method=method, xc=xc, basis=basis, grid_level=grid_level,
                                    density_fitting=density_fitting, charge=charge)
         self.atomic_numbers = list(backbone.element_index.atomic_numbers)
+        self.domain = TrainingDomain(self.atomic_numbers, pair_cutoff)
         n_elements = len(self.atomic_numbers)
         irreps_ao = [ao.ao_irreps(self.level.basis, z) for z in self.atomic_numbers]  # raises for a missing element
         # blocks come out in PySCF order: B_pyscf = T_a^T B_e3nn T_b with x_e3nn = T x_pyscf
@@ -254,7 +259,7 @@ class HamiltonianModel(torch.nn.Module):
         bounds = torch.cumsum(torch.bincount(molecule.cpu()), 0).tolist()
         parts = []
         for start, end in zip([0, *bounds[:-1]], bounds):
-            key = (z_np[start:end].tobytes(), pos_np[start:end].tobytes())
+            key = _geometry_key(z_np[start:end], pos_np[start:end])
             matrix = self._base_cache.get(key)
             if matrix is None:
                 matrix = torch.from_numpy(base_hamiltonian(self.base, z_np[start:end], pos_np[start:end], self.level))
@@ -323,7 +328,7 @@ class HamiltonianModel(torch.nn.Module):
             linear.bias.copy_(scalar.to(linear.bias.dtype))
 
     @torch.no_grad()
-    def predict(self, atoms, lindep: float | None = None) -> dict[str, np.ndarray | float]:
+    def predict(self, atoms, lindep: float | None = None, base: np.ndarray | None = None) -> dict[str, np.ndarray | float]:
         """H, S, orbitals and density of one molecule (an :class:`ase.Atoms` or ``(z, positions Å)``).
 
         Args:
@@ -333,11 +338,17 @@ class HamiltonianModel(torch.nn.Module):
                 (canonical orthogonalisation). Near-null directions of S turn a small error of H
                 into deep spurious orbitals; dropping them keeps the guess's occupied space
                 physical. ``None`` keeps every direction.
+            base: the model's base Hamiltonian of this molecule if the caller already has it
+                (:func:`zoo.qc.guess.model_guess` builds it on the user's own SCF object, whose
+                grids the SCF then reuses); computed here otherwise.
 
         Returns NumPy arrays in PySCF AO order, Hartree: ``hamiltonian``, ``overlap``,
         ``orbital_energies``, ``coefficients`` (columns; fewer than the AOs with ``lindep``),
         ``density_matrix`` (closed shell, a ready ``dm0`` for PySCF), and floats ``homo``,
         ``lumo``, ``gap``.
+
+        Warns (:class:`~zoo.models.ExtrapolationWarning`) when the molecule is outside the
+        training domain: an atom pair closer than the training data's, or far more atoms.
         """
         from zoo.data import AtomicData
         from zoo.qc.eigh import generalized_eigh
@@ -347,6 +358,9 @@ class HamiltonianModel(torch.nn.Module):
         # user input: refuse atoms closer than any chemical bond, naming them
         data = AtomicData.from_arrays(z, positions, dtype=dtype, check_distances=True).to(next(self.parameters()).device)
         mol = self.level.build_mole(z, positions)  # clear errors: basis, odd electrons
+        self.domain.check(data)
+        if base is not None and self.base is not None:
+            self._base_cache[_geometry_key(np.asarray(z, dtype=np.int64), positions)] = torch.as_tensor(base)
         n_ao = mol.nao
         hamiltonian = self(data)[keys.HAMILTONIAN].reshape(n_ao, n_ao).double().cpu()
         overlap = mol.intor("int1e_ovlp")
@@ -383,6 +397,11 @@ class HamiltonianModel(torch.nn.Module):
             f"{type(atoms).__name__} {atoms!r:.60}; for a SMILES, build a structure first (e.g. "
             "zoo sample --smiles ... or RDKit) and pass its Atoms"
         )
+
+
+def _geometry_key(z: np.ndarray, positions: np.ndarray) -> tuple[bytes, bytes]:
+    """Cache key of a molecule's base Hamiltonian: its atomic numbers (int64) and positions (float64)."""
+    return np.asarray(z, dtype=np.int64).tobytes(), np.asarray(positions, dtype=np.float64).tobytes()
 
 
 class _Layout:

@@ -21,6 +21,7 @@ from torch_geometric.utils import scatter
 from zoo.data import keys
 from zoo.data.elements import MAX_ATOMIC_NUMBER, ElementIndex
 from zoo.data.neighbors import edge_vectors, radius_graph
+from zoo.models._domain import TrainingDomain
 from zoo.nn import RadialEmbedding
 
 AGGREGATIONS = ("sum", "mean")
@@ -78,6 +79,8 @@ class MPNN(torch.nn.Module):
     ``setup``), so the network learns standardised targets whatever their units, and extensive
     energies (U0, U, H, G) get their per-element reference energies added back. All targets
     share the message passing and the readout; only the last linear layer is per target.
+    ``domain`` (a :class:`~zoo.models.TrainingDomain` within the cutoff) records what the
+    training set held; the task fits it.
 
     Args:
         elements: the elements the model knows (symbols or atomic numbers).
@@ -112,6 +115,7 @@ class MPNN(torch.nn.Module):
         self.cutoff = float(cutoff)
         self.num_steps = num_steps
         self.element_index = ElementIndex(elements)
+        self.domain = TrainingDomain(elements, cutoff)
         self.embedding = torch.nn.Embedding(len(self.element_index), channels)
         self.radial = RadialEmbedding(cutoff, num_radial, basis="gaussian")
         self.message = EdgeNetwork(num_radial, channels, edge_hidden, aggregation)

@@ -9,6 +9,7 @@ from torch_geometric.utils import scatter
 
 from zoo.data import keys
 from zoo.data.elements import MAX_ATOMIC_NUMBER
+from zoo.models._domain import TrainingDomain
 
 
 class PropertyModel(torch.nn.Module):
@@ -16,10 +17,13 @@ class PropertyModel(torch.nn.Module):
 
     Each target is ``shift + scale * pool(MLP(scalars))``, pooled by sum (extensive targets such
     as energies) or mean (intensive ones such as orbital energies). ``shift`` and ``scale`` start
-    at 0 and 1; :meth:`set_statistics` sets them from training-set statistics.
+    at 0 and 1; :meth:`set_statistics` sets them from training-set statistics. ``domain`` (a
+    :class:`~zoo.models.TrainingDomain` within the backbone's cutoff) records what the training
+    set held; the task fits it.
 
     Args:
-        backbone: a module with ``irreps_out`` and ``forward(batch).node_features``.
+        backbone: a module with ``irreps_out``, ``element_index``, ``cutoff`` and
+            ``forward(batch).node_features``, e.g. :class:`~zoo.models.EquivariantBackbone`.
         targets: canonical keys to predict.
         pooling: ``"sum"`` or ``"mean"`` per target (a dict), or one value for all.
         hidden: width of the readout MLP.
@@ -36,6 +40,7 @@ class PropertyModel(torch.nn.Module):
         if not targets:
             raise ValueError("PropertyModel needs at least one target")
         self.backbone = backbone
+        self.domain = TrainingDomain(backbone.element_index.atomic_numbers, backbone.cutoff)
         self.targets = list(targets)
         pooling = {t: pooling for t in self.targets} if isinstance(pooling, str) else dict(pooling)
         bad = {t: p for t, p in pooling.items() if p not in ("sum", "mean")}

@@ -46,9 +46,13 @@ def base_hamiltonian(kind: str, atomic_numbers, positions_angstrom, level: Level
     has to learn how bonding changes the density (about 4,700 µEh MAE on drug-like molecules,
     against tens of Hartree for H itself).
     """
+    return base_hamiltonian_of(kind, level.build_scf(level.build_mole(atomic_numbers, positions_angstrom)))
+
+
+def base_hamiltonian_of(kind: str, mf) -> np.ndarray:
+    """:func:`base_hamiltonian` on a given PySCF SCF object (which keeps the grids it builds)."""
     if kind not in BASES:
         raise ValueError(f"unknown base Hamiltonian {kind!r}; choose one of {BASES}")
-    mf = level.build_scf(level.build_mole(atomic_numbers, positions_angstrom))
     return np.asarray(mf.get_fock(dm=mf.get_init_guess(key="minao")))
 
 
@@ -70,7 +74,7 @@ def scf_cycles(mol, level: LevelOfTheory, dm0=None) -> dict:
     }
 
 
-def model_guess(model, mf) -> np.ndarray:
+def model_guess(model, mf, lindep: float | None = None) -> np.ndarray:
     """The density matrix a Hamiltonian model predicts for ``mf``'s molecule: a ``dm0`` for PySCF.
 
     ::
@@ -82,6 +86,7 @@ def model_guess(model, mf) -> np.ndarray:
         model: a registry name or folder (loaded with :func:`zoo.load`), a Hamiltonian task, or a
             :class:`~zoo.models.HamiltonianModel`.
         mf: a PySCF RKS/RHF object (or a built ``Mole``, which skips the functional check).
+        lindep: see :meth:`~zoo.models.HamiltonianModel.predict`.
 
     Raises:
         ValueError: the molecule's basis, functional or charge differs from the model's level of
@@ -110,4 +115,8 @@ def model_guess(model, mf) -> np.ndarray:
         raise ValueError(f"the SCF differs from the model's level of theory ({level.describe()}): "
                          f"{'; '.join(problems)}. Run the SCF at the model's level, or use a model trained at yours "
                          "(zoo list)")
-    return model.predict((mol.atom_charges(), mol.atom_coords(unit="Angstrom")))["density_matrix"]
+    base = None
+    if getattr(model, "base", None) is not None and mf is not mol:
+        # the base on the user's own SCF object: its grids and integrals are then built once, for both
+        base = base_hamiltonian_of(model.base, mf)
+    return model.predict((mol.atom_charges(), mol.atom_coords(unit="Angstrom")), lindep=lindep, base=base)["density_matrix"]

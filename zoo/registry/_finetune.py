@@ -66,12 +66,17 @@ def load_pretrained_weights(
     source = read_weights(resolved.folder)
     target = task.state_dict()
     excluded = sorted(k for k in source if any(fnmatch.fnmatchcase(k, p) for p in exclude))
-    unexpected = [k for k in source if k not in target]
     mismatched = [f"{k}: {tuple(v.shape)} -> {tuple(target[k].shape)}" for k, v in source.items()
                   if k in target and k not in excluded and v.shape != target[k].shape]
-    loaded = {k: v for k, v in source.items()
-              if k in target and k not in excluded and v.shape == target[k].shape}
-    missing = [k for k in target if k not in source]
+    candidate = {k: v for k, v in source.items()
+                 if k not in excluded and (k not in target or v.shape == target[k].shape)}
+    # missing and unexpected tensors as load_state_dict sees them, after the modules' own upgrade
+    # hooks (an older checkpoint without a training domain, say); undone below if refused
+    before = {k: v.detach().clone() for k, v in target.items()}
+    report = task.load_state_dict(candidate, strict=False)
+    unexpected = list(report.unexpected_keys)
+    missing = [k for k in report.missing_keys if k not in source]  # excluded and reshaped ones are reported as such
+    loaded = {k: v for k, v in candidate.items() if k not in unexpected}
     task_elements = _find_elements(dict(getattr(task, "hparams", {})))
     new_elements = sorted(set(_symbols(task_elements)) - set(info.elements)) if task_elements else []
 
@@ -84,11 +89,11 @@ def load_pretrained_weights(
         if keys:
             problems.append(f"{len(keys)} tensors {what}: {', '.join(keys[:6])}{', ...' if len(keys) > 6 else ''}")
     if strict and (problems or excluded):
+        task.load_state_dict(before, strict=False)
         raise CheckpointFormatError(
             f"cannot load {resolved.name!r} strictly into {type(task).__name__}: " + "; ".join(problems)
             + (f"; excluded {excluded}" if excluded else "") + ". Use strict=False to load the tensors that match."
         )
-    task.load_state_dict(loaded, strict=False)
     # among Lightning's start-up messages, which are shown by default, and once: on rank zero
     rank_zero_info(f"zoo: initialised {type(task).__name__} from the pretrained weights of {resolved.name!r} "
                    f"({resolved.source}): {len(loaded)} of {len(target)} tensors")

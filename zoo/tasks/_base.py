@@ -8,6 +8,7 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
+from zoo.models import TrainingDomain
 from zoo.tasks._outputs import Output
 
 STAGES = ("train", "val", "test")
@@ -65,13 +66,23 @@ class AtomisticTask(pl.LightningModule):
         # and then the statistics of its own training set (re-fitted reference energies).
         if stage != "fit" or self._trainer is None:
             return
-        if self.pretrained and self.trainer.ckpt_path is None:
+        fresh = self.trainer.ckpt_path is None
+        if self.pretrained and fresh:
             # here rather than in __init__: DDP is up, so one process per node downloads
             from zoo.registry import load_pretrained_weights
 
             load_pretrained_weights(self, self.pretrained)
-            if self.keep_pretrained_statistics:
-                return
+        domain = TrainingDomain.of(self.model)
+        if domain is not None and fresh:
+            # what the model is trained on, so that inference can warn about what it was not: the
+            # unlabelled structures of self-consistency training count, and a fine-tune widens
+            # the pretrained domain
+            for name in ("train_dataset", "unlabelled_dataset"):
+                structures = getattr(self.trainer.datamodule, name, None)
+                if structures is not None:
+                    domain.fit(structures)
+        if self.pretrained and fresh and self.keep_pretrained_statistics:
+            return
         statistics = getattr(self.trainer.datamodule, "statistics", None)
         if statistics and hasattr(self.model, "set_statistics"):
             self.model.set_statistics(statistics)
@@ -131,11 +142,11 @@ class AtomisticTask(pl.LightningModule):
         Validation and test too: a NaN there would otherwise end the fit with exit status 0,
         ``val/loss = nan`` and checkpoints chosen on it.
         """
-        if not torch.isfinite(loss):
+        if not torch.isfinite(torch.as_tensor(loss)):  # a task with nothing to measure may return a float
             diverged = ("lower the learning rate or enable gradient clipping (trainer.gradient_clip_val)"
                         if stage == "train" else "its weights have diverged")
             raise FloatingPointError(
-                f"{stage} loss is {loss.item()} on batch {batch_idx} at training step {self.global_step}: "
+                f"{stage} loss is {float(loss)} on batch {batch_idx} at training step {self.global_step}: "
                 f"either the {stage} inputs hold NaN or inf (labels, positions), or the model produced NaN "
                 f"({diverged})"
             )

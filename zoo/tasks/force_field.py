@@ -11,7 +11,6 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
 from zoo.data import keys
 from zoo.dens import DeNS
-from zoo.models.force_field import shortest_distance
 from zoo.tasks._base import STAGES, AtomisticTask
 from zoo.tasks._outputs import METRICS, Output, energy_force_outputs
 
@@ -63,13 +62,10 @@ class ForceFieldTask(AtomisticTask):
         statistics = getattr(datamodule, "statistics", None)
         if self.dens is not None and statistics:
             self.dens.set_statistics(statistics)
-        train = getattr(datamodule, "train_dataset", None)
-        if train is not None and hasattr(self.model, "min_distance") and self.trainer.ckpt_path is None:
-            # what the model has seen, so that it can warn when asked about closer atoms
-            self.model.min_distance.fill_(shortest_distance(train, self.model.backbone.cutoff))
 
     def as_calculator(self, **kwargs):
-        """The model as an ASE calculator (see :class:`zoo.interfaces.ZooCalculator`)."""
+        """The model as an ASE calculator (see :class:`zoo.interfaces.ZooCalculator`; ``device``
+        and ``dtype`` may differ from the model's, the calculator then works on a converted copy)."""
         from zoo.interfaces.ase import ZooCalculator
 
         return ZooCalculator(self.model, **kwargs)
