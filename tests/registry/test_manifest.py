@@ -115,3 +115,12 @@ def test_listing_models_does_not_import_torch():
     """`zoo list` and `zoo.list_models()` stay fast: the manifest is read without torch."""
     code = "import sys, zoo; zoo.list_models(); assert 'torch' not in sys.modules, 'torch was imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_manifest_versions_up_to_this_zoos_are_read_and_newer_ones_refused():
+    from zoo.registry._manifest import MANIFEST_VERSION
+
+    for version in range(1, MANIFEST_VERSION + 1):
+        assert parse_manifest({"format": "zoo-manifest", "format_version": version, "models": []}).models == []
+    with pytest.raises(ManifestError, match=f"format_version {MANIFEST_VERSION + 1} is not one this zoo reads"):
+        parse_manifest({"format": "zoo-manifest", "format_version": MANIFEST_VERSION + 1, "models": []})

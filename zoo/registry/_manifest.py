@@ -25,7 +25,8 @@ from packaging.version import Version
 from zoo.registry._errors import CheckpointFormatError, ManifestError, ModelNotFoundError
 
 MANIFEST_FORMAT = "zoo-manifest"
-MANIFEST_VERSION = 1
+#: The version this zoo writes; it reads every version up to it (zoo/registry/CHANGELOG.md).
+MANIFEST_VERSION = 2
 
 #: The model families; a manifest entry names one.
 FAMILIES = ("property", "force-field", "hamiltonian", "consistency")
@@ -403,10 +404,11 @@ def parse_manifest(data: Any, source: str = "checkpoints.json", hub_dir: Path = 
         raise ManifestError(f"{source}: expected an object with 'format', 'format_version' and 'models'")
     if data.get("format") != MANIFEST_FORMAT:
         raise ManifestError(f"{source}: field 'format' must be {MANIFEST_FORMAT!r}, got {data.get('format')!r}")
-    if data.get("format_version") != MANIFEST_VERSION:
+    version = data.get("format_version")
+    if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= MANIFEST_VERSION:
         raise ManifestError(
-            f"{source}: manifest format_version {data.get('format_version')!r} is not {MANIFEST_VERSION}, the "
-            "version this zoo reads; update zoo (pip install -U zoo) or the manifest"
+            f"{source}: manifest format_version {version!r} is not one this zoo reads (1 to {MANIFEST_VERSION}); "
+            "update zoo (pip install -U zoo) or the manifest"
         )
     unknown = sorted(set(data) - {"format", "format_version", "models"})
     if unknown or not isinstance(data.get("models"), list):
