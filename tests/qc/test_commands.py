@@ -91,3 +91,18 @@ def test_sample_qm9_in_shards_then_perturb_then_label_keeps_the_info(tmp_path, c
     assert "--rows takes START:STOP" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         sample_main(["--smiles", "O", "--all-frames", "-o", str(tmp_path / "o.extxyz")])
+
+
+def test_a_second_writer_of_a_label_file_stops_at_once_and_loses_nothing(tmp_path, capsys):
+    from zoo._files import exclusive_output
+
+    water = tmp_path / "water.xyz"
+    water.write_text("3\nwater\nO 0 0 0.117\nH 0 0.757 -0.469\nH 0 -0.757 -0.469\n")
+    labelled = tmp_path / "water_hf.extxyz"
+    argv = [str(water), "--method", "rhf", "--basis", "sto-3g", "--properties", "energy", "--quiet",
+            "-o", str(labelled)]
+    with exclusive_output(labelled):  # another run labelling into the same file
+        assert label_main(argv) == 1
+    assert "is being written by another run (pid" in capsys.readouterr().err
+    assert not labelled.exists()
+    assert label_main(argv) == 0 and len(read_structures(labelled)) == 1

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from zoo._files import OutputBusyError
 from zoo.qc.labelling import PROPERTIES
 
 SAMPLE_EXAMPLES = """examples:
@@ -276,7 +277,7 @@ def label_main(argv: list[str] | None = None) -> int:
             shard=None if args.shard is None else _parse_shard(args.shard),
             failures=args.failures, max_cycle=args.max_cycle, conv_tol=args.conv_tol,
             retry_failures=args.retry_failures, progress=not args.quiet)
-    except (ValueError, FileNotFoundError, FileExistsError) as error:
+    except (ValueError, FileNotFoundError, FileExistsError, OutputBusyError) as error:
         print(f"zoo label: error: {error}", file=sys.stderr)
         return 1
     note = f" (see {summary['failures']})" if summary["failed"] else ""

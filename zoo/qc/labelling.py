@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from zoo._files import exclusive_output
 from zoo.data.readers.ase_io import write_extxyz
 from zoo.data.units import BOHR, HARTREE
 from zoo.qc.level import LevelOfTheory, pyscf_version
@@ -197,45 +198,46 @@ def label(
     properties = _check_properties(properties, hdf5)
     metadata = label_metadata(level)
 
-    done = _stored_indices(out, metadata, hdf5)
-    failed_before = set() if retry_failures else _failed_indices(failures, level)
-    mine = range(len(frames)) if shard is None else range(shard[0], len(frames), shard[1])
-    todo = [i for i in mine if i not in done and i not in failed_before]
-    _check_structures(frames, todo, level)
-    where = f"label {out.name}"
-    if progress:
-        log(f"[{where}] {level.describe()}: {len(todo)} to do, {len(mine) - len(todo)} of "
-            f"{len(mine)} already labelled or failed")
-
-    start, counts = time.perf_counter(), {"labelled": 0, "failed": 0}
-    previous = (None, None)  # atomic numbers and converged density of the last structure labelled
-    for n_done, index in enumerate(todo, 1):
-        atoms = frames[index]
-        tick = time.perf_counter()
-        same_atoms = reuse_density and previous[0] is not None and np.array_equal(previous[0], atoms.numbers)
-        try:
-            result = compute_labels(atoms, level, properties, max_cycle=max_cycle, conv_tol=conv_tol,
-                                    guess=previous[1] if same_atoms else None)
-        except SCFNotConverged as error:
-            _record_failure(failures, index, level, str(error), error.cycles, max_cycle)
-            counts["failed"] += 1
-        except (ValueError, np.linalg.LinAlgError) as error:  # overlapping atoms, singular overlap
-            _record_failure(failures, index, level, f"{type(error).__name__}: {error}", 0, max_cycle)
-            counts["failed"] += 1
-        else:
-            previous = (atoms.numbers.copy(), result["converged_density"])
-            if hdf5:
-                _append_h5(out, [_h5_record(atoms, result, properties)], [(index, result)], metadata)
-            else:
-                write_extxyz(out, [_labelled_atoms(atoms, index, result, properties, metadata)], append=True)
-            counts["labelled"] += 1
+    with exclusive_output(out, "label file"):  # a second writer would interleave and lose labels
+        done = _stored_indices(out, metadata, hdf5)
+        failed_before = set() if retry_failures else _failed_indices(failures, level)
+        mine = range(len(frames)) if shard is None else range(shard[0], len(frames), shard[1])
+        todo = [i for i in mine if i not in done and i not in failed_before]
+        _check_structures(frames, todo, level)
+        where = f"label {out.name}"
         if progress:
-            elapsed = time.perf_counter() - start
-            eta = elapsed / n_done * (len(todo) - n_done)
-            log(f"[{where}] {n_done}/{len(todo)} (source {index}, {time.perf_counter() - tick:.1f} s; "
-                f"{counts['failed']} failed) ETA {_duration(eta)}")
-    return {"out": out, "failures": failures, **counts, "skipped": len(mine) - len(todo),
-            "seconds": time.perf_counter() - start}
+            log(f"[{where}] {level.describe()}: {len(todo)} to do, {len(mine) - len(todo)} of "
+                f"{len(mine)} already labelled or failed")
+
+        start, counts = time.perf_counter(), {"labelled": 0, "failed": 0}
+        previous = (None, None)  # atomic numbers and converged density of the last structure labelled
+        for n_done, index in enumerate(todo, 1):
+            atoms = frames[index]
+            tick = time.perf_counter()
+            same_atoms = reuse_density and previous[0] is not None and np.array_equal(previous[0], atoms.numbers)
+            try:
+                result = compute_labels(atoms, level, properties, max_cycle=max_cycle, conv_tol=conv_tol,
+                                        guess=previous[1] if same_atoms else None)
+            except SCFNotConverged as error:
+                _record_failure(failures, index, level, str(error), error.cycles, max_cycle)
+                counts["failed"] += 1
+            except (ValueError, np.linalg.LinAlgError) as error:  # overlapping atoms, singular overlap
+                _record_failure(failures, index, level, f"{type(error).__name__}: {error}", 0, max_cycle)
+                counts["failed"] += 1
+            else:
+                previous = (atoms.numbers.copy(), result["converged_density"])
+                if hdf5:
+                    _append_h5(out, [_h5_record(atoms, result, properties)], [(index, result)], metadata)
+                else:
+                    write_extxyz(out, [_labelled_atoms(atoms, index, result, properties, metadata)], append=True)
+                counts["labelled"] += 1
+            if progress:
+                elapsed = time.perf_counter() - start
+                eta = elapsed / n_done * (len(todo) - n_done)
+                log(f"[{where}] {n_done}/{len(todo)} (source {index}, {time.perf_counter() - tick:.1f} s; "
+                    f"{counts['failed']} failed) ETA {_duration(eta)}")
+        return {"out": out, "failures": failures, **counts, "skipped": len(mine) - len(todo),
+                "seconds": time.perf_counter() - start}
 
 
 def merge(inputs: Sequence[str | os.PathLike], out: str | os.PathLike) -> int:
