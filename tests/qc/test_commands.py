@@ -106,3 +106,15 @@ def test_a_second_writer_of_a_label_file_stops_at_once_and_loses_nothing(tmp_pat
     assert "is being written by another run (pid" in capsys.readouterr().err
     assert not labelled.exists()
     assert label_main(argv) == 0 and len(read_structures(labelled)) == 1
+
+
+def test_a_second_writer_of_sampled_structures_stops_at_once(tmp_path, capsys):
+    from zoo._files import exclusive_output
+
+    out, reference = tmp_path / "xtb.extxyz", tmp_path / "reference.extxyz"
+    with exclusive_output(reference):
+        assert sample_qm9_main(["--rows", "0:2", "-o", str(out), "--reference-out", str(reference)]) == 1
+        assert "is being written by another run" in capsys.readouterr().err
+        assert sample_main(["--smiles", "O", "-o", str(reference)]) == 1
+        assert "is being written by another run" in capsys.readouterr().err
+    assert not out.exists() and not reference.exists()

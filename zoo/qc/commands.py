@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from zoo._files import OutputBusyError
+from zoo._files import OutputBusyError, exclusive_output
 from zoo.qc.labelling import PROPERTIES
 
 SAMPLE_EXAMPLES = """examples:
@@ -112,7 +112,12 @@ def sample_main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, IndexError, RuntimeError) as error:
         print(f"zoo sample: error: {error}", file=sys.stderr)
         return 1
-    path = sampling.write_extxyz(args.output, frames)
+    try:
+        with exclusive_output(args.output, "structure file"):
+            path = sampling.write_extxyz(args.output, frames)
+    except OutputBusyError as error:
+        print(f"zoo sample: error: {error}", file=sys.stderr)
+        return 1
     sampling.log(f"zoo sample: wrote {len(frames)} structures to {path}")
     return 0
 
@@ -202,7 +207,7 @@ def sample_qm9_main(argv: list[str] | None = None) -> int:
             steps=args.steps, max_heavy_atoms=args.max_heavy_atoms, min_heavy_atoms=args.min_heavy_atoms,
             shard=None if args.shard is None else _parse_shard(args.shard), failures=args.failures,
             retry_failures=args.retry_failures, progress=not args.quiet)
-    except (ValueError, FileNotFoundError, FileExistsError, IndexError) as error:
+    except (ValueError, FileNotFoundError, FileExistsError, IndexError, OutputBusyError) as error:
         print(f"zoo sample-qm9: error: {error}", file=sys.stderr)
         return 1
     note = f" (see {summary['failures']})" if summary["failed"] else ""

@@ -18,6 +18,7 @@ perturbed copies. ``info["structure_kind"]`` says which is which.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -27,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from zoo._files import exclusive_output
 from zoo.data.readers.ase_io import write_extxyz
 
 XTB_METHOD = "GFN2-xTB"
@@ -459,46 +461,50 @@ def sample_qm9(
     out = None if out is None else shard_path(out, shard)
     failures = Path(failures) if failures is not None else failures_path(out or reference_out)
     sampler = qm9_sampler(seed, fmax) if out is not None else "QM9 geometry"
-    referenced = _stored_rows(reference_out, None)
-    done = referenced if out is None else _stored_rows(out, sampler)
-    failed_before = set() if retry_failures else _failed_rows(failures, sampler)
-    todo = [row for row in rows if row not in done and row not in failed_before]
-    molecules = read_qm9(indices=todo, properties=[], dtype="float64") if todo else []
-    where = f"sample-qm9 {(out or reference_out).name}"
-    if progress:
-        log(f"[{where}] {sampler}: {len(todo)} to do, {len(rows) - len(todo)} of {len(rows)} done or failed before")
-
-    start, counts = time.perf_counter(), {"done": 0, "failed": 0, "filtered": 0}
-    for n_done, (row, data) in enumerate(zip(todo, molecules), 1):
-        tick = time.perf_counter()
-        heavy = int((data.z > 1).sum())
-        if (max_heavy_atoms is not None and heavy > max_heavy_atoms) or (
-                min_heavy_atoms is not None and heavy < min_heavy_atoms):
-            counts["filtered"] += 1
-            continue
-        try:
-            if out is None:
-                cheap, reference = None, qm9_reference(data, row)
-            else:
-                cheap, reference = qm9_molecule(data, row, seed=seed, fmax=fmax, steps=steps)
-        except ValueError as error:
-            _append_json_line(failures, {"qm9_row": row, "qm9_id": int(data.qm9_id[0]), "smiles": data.smiles,
-                                         "reason": str(error), "sampler": sampler})
-            counts["failed"] += 1
-            status = f"failed: {error}"
-        else:
-            if row not in referenced:
-                write_extxyz(reference_out, [reference], append=True)
-            if cheap is not None:
-                write_extxyz(out, [cheap], append=True)
-            counts["done"] += 1
-            status = "QM9 geometry" if cheap is None else f"E_xTB = {cheap.info['xtb_energy']:.4f} eV"
+    with contextlib.ExitStack() as writers:  # one run per output: a second would interleave and duplicate rows
+        for path in (reference_out, out):
+            if path is not None:
+                writers.enter_context(exclusive_output(path, "structure file"))
+        referenced = _stored_rows(reference_out, None)
+        done = referenced if out is None else _stored_rows(out, sampler)
+        failed_before = set() if retry_failures else _failed_rows(failures, sampler)
+        todo = [row for row in rows if row not in done and row not in failed_before]
+        molecules = read_qm9(indices=todo, properties=[], dtype="float64") if todo else []
+        where = f"sample-qm9 {(out or reference_out).name}"
         if progress:
-            eta = (time.perf_counter() - start) / n_done * (len(todo) - n_done)
-            log(f"[{where}] {n_done}/{len(todo)} row {row} {data.smiles} ({time.perf_counter() - tick:.1f} s) "
-                f"{status}; ETA {eta / 60:.0f} min")
-    return {"out": out, "reference_out": reference_out, "failures": failures, **counts,
-            "skipped": len(rows) - len(todo), "seconds": time.perf_counter() - start}
+            log(f"[{where}] {sampler}: {len(todo)} to do, {len(rows) - len(todo)} of {len(rows)} done or failed before")
+
+        start, counts = time.perf_counter(), {"done": 0, "failed": 0, "filtered": 0}
+        for n_done, (row, data) in enumerate(zip(todo, molecules), 1):
+            tick = time.perf_counter()
+            heavy = int((data.z > 1).sum())
+            if (max_heavy_atoms is not None and heavy > max_heavy_atoms) or (
+                    min_heavy_atoms is not None and heavy < min_heavy_atoms):
+                counts["filtered"] += 1
+                continue
+            try:
+                if out is None:
+                    cheap, reference = None, qm9_reference(data, row)
+                else:
+                    cheap, reference = qm9_molecule(data, row, seed=seed, fmax=fmax, steps=steps)
+            except ValueError as error:
+                _append_json_line(failures, {"qm9_row": row, "qm9_id": int(data.qm9_id[0]), "smiles": data.smiles,
+                                             "reason": str(error), "sampler": sampler})
+                counts["failed"] += 1
+                status = f"failed: {error}"
+            else:
+                if row not in referenced:
+                    write_extxyz(reference_out, [reference], append=True)
+                if cheap is not None:
+                    write_extxyz(out, [cheap], append=True)
+                counts["done"] += 1
+                status = "QM9 geometry" if cheap is None else f"E_xTB = {cheap.info['xtb_energy']:.4f} eV"
+            if progress:
+                eta = (time.perf_counter() - start) / n_done * (len(todo) - n_done)
+                log(f"[{where}] {n_done}/{len(todo)} row {row} {data.smiles} ({time.perf_counter() - tick:.1f} s) "
+                    f"{status}; ETA {eta / 60:.0f} min")
+        return {"out": out, "reference_out": reference_out, "failures": failures, **counts,
+                "skipped": len(rows) - len(todo), "seconds": time.perf_counter() - start}
 
 
 def merge_structures(inputs, out: str | os.PathLike, key: str = "qm9_row") -> int:
