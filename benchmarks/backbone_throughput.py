@@ -1,7 +1,9 @@
 """Training throughput of the equivariant backbone on real QM9 molecules.
 
-For each batch size, batches of molecules drawn from the first QM9 rows of ``qm9pack`` (edges
-precomputed within the cutoff, as the data module does) go through one training step:
+For each interaction (``two_body``, NequIP's; ``many_body``, MACE's product basis of body order
+``correlation + 1``, at the same channels) and batch size, batches of molecules drawn from the
+first QM9 rows of ``qm9pack`` (edges precomputed within the cutoff, as the data module does) go
+through one training step:
 
 - ``energy``: forward, a scalar loss on the node features, backward to the parameters;
 - ``forces``: forward, forces = -dE/dpos with ``create_graph=True``, a loss on the forces,
@@ -11,6 +13,8 @@ Each configuration runs in its own process so that its peak memory can be read: 
 resident set size minus the one before the first step on CPU, ``max_memory_allocated`` on CUDA.
 
     python benchmarks/backbone_throughput.py            # writes benchmarks/results/backbone_throughput.md
+    python benchmarks/backbone_throughput.py --batch-sizes 32 --interactions two_body many_body \
+        --output benchmarks/results/backbone_product_basis.md
 """
 
 from __future__ import annotations
@@ -40,6 +44,8 @@ def parse_args(argv=None):
     parser.add_argument("--layers", type=int, default=3)
     parser.add_argument("--cutoff", type=float, default=5.0)
     parser.add_argument("--parity", default="natural")
+    parser.add_argument("--interactions", nargs="+", default=["two_body"], choices=["two_body", "many_body"])
+    parser.add_argument("--correlation", type=int, default=3, help="of the many_body interaction")
     parser.add_argument("--repeats", type=int, default=5, help="timed steps (each on a different batch)")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
@@ -78,6 +84,7 @@ def measure(config: dict) -> dict:
     model = EquivariantBackbone(
         ["H", "C", "N", "O", "F"], channels=config["channels"], l_max=config["l_max"],
         num_layers=config["layers"], cutoff=config["cutoff"], parity=config["parity"],
+        interaction=config["interaction"], correlation=config["correlation"],
     ).to(device)
     scalars = model.irreps_out.slices()[0]
 
@@ -121,24 +128,32 @@ def measure(config: dict) -> dict:
         "seconds": statistics.median(times),
         "best_seconds": min(times),
         "peak_mib": peak,
+        "parameters": sum(p.numel() for p in model.parameters()),
         "threads": torch.get_num_threads(),
     }
 
 
 def table(results: list[dict]) -> str:
     lines = [
-        "| batch | mode | atoms (mean) | edges (mean) | step (ms), median / best | structures/s, median / best "
-        "| ms per layer, best | peak memory (MiB) |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|",
+        "| interaction | parameters | batch | mode | atoms (mean) | edges (mean) | step (ms), median / best "
+        "| structures/s, median / best | ms per layer, best | peak memory (MiB) |",
+        "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         lines.append(
-            f"| {r['batch_size']} | {r['mode']} | {r['atoms']:.0f} | {r['edges']:.0f} "
+            f"| {_interaction(r)} | {r['parameters']:,} | {r['batch_size']} | {r['mode']} | {r['atoms']:.0f} "
+            f"| {r['edges']:.0f} "
             f"| {1e3 * r['seconds']:.0f} / {1e3 * r['best_seconds']:.0f} "
             f"| {r['batch_size'] / r['seconds']:.0f} / {r['batch_size'] / r['best_seconds']:.0f} "
             f"| {1e3 * r['best_seconds'] / r['layers']:.0f} | {r['peak_mib']:.0f} |"
         )
     return "\n".join(lines)
+
+
+def _interaction(result: dict) -> str:
+    if result["interaction"] == "many_body":
+        return f"many_body (correlation {result['correlation']})"
+    return result["interaction"]
 
 
 def main(argv=None) -> int:
@@ -151,17 +166,19 @@ def main(argv=None) -> int:
 
     load = os.getloadavg()
     results = []
-    for batch_size in args.batch_sizes:
-        for mode in args.modes:
-            config = {
-                "batch_size": batch_size, "mode": mode, "molecules": args.molecules, "channels": args.channels,
-                "l_max": args.l_max, "layers": args.layers, "cutoff": args.cutoff, "parity": args.parity,
-                "repeats": args.repeats, "warmup": args.warmup, "threads": args.threads, "device": args.device,
-            }
-            out = subprocess.run([sys.executable, __file__, "--worker", json.dumps(config)],
-                                 check=True, capture_output=True, text=True).stdout
-            results.append(json.loads(out.strip().splitlines()[-1]))
-            print(f"batch {batch_size:>3} {mode:<6} {results[-1]['seconds']:.3f} s", flush=True)
+    for interaction in args.interactions:
+        for batch_size in args.batch_sizes:
+            for mode in args.modes:
+                config = {
+                    "batch_size": batch_size, "mode": mode, "molecules": args.molecules, "channels": args.channels,
+                    "l_max": args.l_max, "layers": args.layers, "cutoff": args.cutoff, "parity": args.parity,
+                    "interaction": interaction, "correlation": args.correlation,
+                    "repeats": args.repeats, "warmup": args.warmup, "threads": args.threads, "device": args.device,
+                }
+                out = subprocess.run([sys.executable, __file__, "--worker", json.dumps(config)],
+                                     check=True, capture_output=True, text=True).stdout
+                results.append(json.loads(out.strip().splitlines()[-1]))
+                print(f"{interaction:<9} batch {batch_size:>3} {mode:<6} {results[-1]['seconds']:.3f} s", flush=True)
     load_after = os.getloadavg()
 
     command = "python benchmarks/backbone_throughput.py " + " ".join(sys.argv[1:] if argv is None else argv)
@@ -175,7 +192,8 @@ def main(argv=None) -> int:
         f"device {args.device}",
         f"- Load average (1 min) before/after: {load[0]:.1f} / {load_after[0]:.1f} (other jobs on the machine slow the steps)",
         f"- Model: `EquivariantBackbone(channels={args.channels}, l_max={args.l_max}, num_layers={args.layers}, "
-        f"cutoff={args.cutoff}, parity={args.parity!r})`, elements H C N O F",
+        f"cutoff={args.cutoff}, parity={args.parity!r}, interaction=..., correlation={args.correlation})`, "
+        "elements H C N O F",
         f"- Data: random batches from the first {args.molecules} QM9 molecules (qm9pack), edges within the cutoff "
         f"precomputed; {args.repeats} timed steps, each on a new batch, after {args.warmup} warm-up steps",
         "- energy: forward + backward of a loss on the node features; forces: forward, forces by autograd "

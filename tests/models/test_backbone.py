@@ -1,3 +1,5 @@
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -5,8 +7,8 @@ from ase.build import bulk, molecule
 from e3nn import o3
 from torch_geometric.data import Batch
 
-from zoo.data import AtomicData, RadiusGraph
-from zoo.models import BackboneOutput, EquivariantBackbone
+from zoo.data import AtomicData, RadiusGraph, keys
+from zoo.models import BackboneOutput, EquivariantBackbone, ForceFieldModel
 from zoo.testing import assert_backbone_equivariant, wigner_D
 
 SMALL = dict(elements=["H", "C", "N", "O"], channels=8, l_max=2, num_layers=2, cutoff=4.0, radial_hidden=16)
@@ -27,6 +29,12 @@ def _molecules(dtype=torch.float32, names=("CH3CH2OH", "CH3NO2")):
 def models():
     torch.manual_seed(0)
     return {parity: EquivariantBackbone(**SMALL, parity=parity) for parity in ("natural", "full")}
+
+
+@pytest.fixture(scope="module")
+def many_body():
+    torch.manual_seed(0)
+    return EquivariantBackbone(**SMALL, parity="full", interaction="many_body", correlation=3)
 
 
 @pytest.fixture(scope="module")
@@ -68,6 +76,67 @@ def test_equivariance(models, parity, dtype):
     finally:
         model.float()
     assert set(errors) == {"rotation", "reflection", "translation", "permutation"}
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_many_body_equivariance(many_body, dtype):
+    model = many_body.to(dtype)
+    try:
+        batch = Batch.from_data_list(_molecules(dtype))
+        errors = assert_backbone_equivariant(model, batch, generator=torch.Generator().manual_seed(5))
+    finally:
+        model.float()
+    assert set(errors) == {"rotation", "reflection", "translation", "permutation"}
+
+
+def test_many_body_layout_and_parameters(many_body, models):
+    model, two_body = many_body, models["full"]
+    assert model.irreps_out == two_body.irreps_out
+    out = model(Batch.from_data_list(_molecules()))
+    assert out.node_features.shape[1] == model.irreps_out.dim
+    assert min(_block_norms(model, out.node_features)) > 1e-3
+    # the product basis's weights exist only with the option, so two-body state dicts are unchanged
+    many_keys, two_keys = set(model.state_dict()), set(two_body.state_dict())
+    assert two_keys < many_keys
+    assert {key.split(".")[2] for key in many_keys - two_keys} == {"product_basis"}
+
+
+@pytest.mark.parametrize("interaction", ["two_body", "many_body"])
+def test_one_layer_sees_angles_only_with_many_body(interaction):
+    """Body order: with one interaction, a two-body layer's invariants for an atom are sums over
+    single neighbours (distances only; the gate and self-connection act on those sums), while the
+    product basis couples pairs of neighbours, so bending two bonds at fixed lengths changes them."""
+    torch.manual_seed(0)
+    model = EquivariantBackbone(["H", "O"], channels=4, l_max=2, num_layers=1, cutoff=4.0, radial_hidden=8,
+                                avg_num_neighbors=2.0, interaction=interaction).double()
+    invariants = []
+    for angle in (90.0, 120.0):
+        bent = [[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [math.cos(math.radians(angle)), math.sin(math.radians(angle)), 0.0]]
+        features = model(AtomicData.from_arrays([8, 1, 1], bent, dtype=torch.float64)).node_features
+        invariants.append(features[0, model.irreps_out.slices()[0]])  # the oxygen's scalars
+    change = (invariants[0] - invariants[1]).abs().max()
+    if interaction == "two_body":
+        assert change < 1e-12
+    else:
+        assert change > 1e-4
+
+
+def test_many_body_force_field_forces_match_finite_differences():
+    torch.manual_seed(0)
+    backbone = EquivariantBackbone(["H", "C", "O"], channels=4, l_max=2, num_layers=2, cutoff=4.0, radial_hidden=8,
+                                   interaction="many_body", correlation=3)
+    model = ForceFieldModel(backbone, hidden=8).double()
+    data = _molecules(torch.float64, ("CH3OH",))[0]
+    forces = model(data)[keys.FORCES]
+    step = 1e-5
+    for atom, axis in [(0, 0), (1, 2), (3, 1), (5, 0)]:
+        energies = []
+        for sign in (1, -1):
+            moved = data.clone()
+            moved.pos[atom, axis] += sign * step
+            energies.append(model(moved)[keys.ENERGY].item())
+        numeric = -(energies[0] - energies[1]) / (2 * step)
+        assert forces[atom, axis].item() == pytest.approx(numeric, abs=1e-8)
 
 
 def test_periodic_structure_equivariance(models):
@@ -173,9 +242,11 @@ def test_forces_match_finite_differences():
             assert abs(numeric[atom, axis] - grad[atom, axis]) < 1e-6 * max(1.0, abs(grad[atom, axis]))
 
 
-def test_twice_differentiable_in_positions():
+@pytest.mark.parametrize("interaction", ["two_body", "many_body"])
+def test_twice_differentiable_in_positions(interaction):
     torch.manual_seed(0)
-    model = EquivariantBackbone(["H", "O"], channels=4, l_max=2, num_layers=2, cutoff=4.0, radial_hidden=8).double()
+    model = EquivariantBackbone(["H", "O"], channels=4, l_max=2, num_layers=2, cutoff=4.0, radial_hidden=8,
+                                interaction=interaction).double()
     data = _molecules(torch.float64, ("H2O",))[0]
 
     def energy(pos):
@@ -193,9 +264,11 @@ def test_twice_differentiable_in_positions():
     assert radial.grad is not None and radial.grad.abs().max() > 0
 
 
-def test_smooth_when_an_atom_leaves_the_cutoff():
+@pytest.mark.parametrize("interaction", ["two_body", "many_body"])
+def test_smooth_when_an_atom_leaves_the_cutoff(interaction):
     torch.manual_seed(0)
-    model = EquivariantBackbone(["H", "O"], channels=4, l_max=2, num_layers=2, cutoff=3.0, radial_hidden=8).double()
+    model = EquivariantBackbone(["H", "O"], channels=4, l_max=2, num_layers=2, cutoff=3.0, radial_hidden=8,
+                                interaction=interaction).double()
 
     def energy_and_force(distance):
         pos = torch.tensor([[0.0, 0.0, 0.0], [distance, 0.0, 0.0]], dtype=torch.float64, requires_grad=True)
@@ -213,9 +286,10 @@ def test_smooth_when_an_atom_leaves_the_cutoff():
         assert abs(near[1]) < 1e2 * gap**2
 
 
-def test_reset_parameters_changes_the_output(models):
+@pytest.mark.parametrize("interaction", ["two_body", "many_body"])
+def test_reset_parameters_changes_the_output(interaction):
     torch.manual_seed(0)
-    model = EquivariantBackbone(**SMALL, extra_node_irreps="1x1o")
+    model = EquivariantBackbone(**SMALL, extra_node_irreps="1x1o", interaction=interaction)
     data = _molecules()[0]
     extra = torch.randn(9, 3)
     before = model(data, extra).node_features
@@ -233,6 +307,10 @@ def test_radial_options_and_bad_arguments():
         EquivariantBackbone(["H"], radial_basis="sine")
     with pytest.raises(ValueError, match="num_layers"):
         EquivariantBackbone(["H"], num_layers=0)
+    with pytest.raises(ValueError, match="interaction must be one of"):
+        EquivariantBackbone(["H"], interaction="three_body")
+    with pytest.raises(ValueError, match="correlation"):
+        EquivariantBackbone(["H"], interaction="many_body", correlation=0)
 
 
 def test_built_from_a_config_like_lightning_cli():
@@ -242,9 +320,11 @@ def test_built_from_a_config_like_lightning_cli():
     parser.add_class_arguments(EquivariantBackbone, "backbone")
     config = parser.parse_object({"backbone": {
         "elements": ["H", 6, "O"], "channels": 4, "l_max": 1, "num_layers": 1, "extra_node_irreps": "1x1o",
+        "interaction": "many_body", "correlation": 2,
     }})
     model = parser.instantiate_classes(config).backbone
     assert model.element_index.symbols == ["H", "C", "O"] and str(model.irreps_extra) == "1x1o"
+    assert model.interactions[0].product_basis.correlation == 2
 
 
 def _with_edge_features(data, cutoff=8.0, dim=3, seed=0):

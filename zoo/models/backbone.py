@@ -11,7 +11,10 @@ from e3nn import o3
 from zoo.data import keys
 from zoo.data.elements import ElementIndex
 from zoo.data.neighbors import edge_vectors, radius_graph
-from zoo.nn import ElementEmbedding, Interaction, RadialEmbedding, hidden_irreps
+from zoo.nn import ElementEmbedding, Interaction, ManyBodyInteraction, RadialEmbedding, hidden_irreps
+
+#: The interaction layers :class:`EquivariantBackbone` can be built with.
+INTERACTIONS = ("two_body", "many_body")
 
 
 class BackboneOutput(NamedTuple):
@@ -38,9 +41,20 @@ class BackboneOutput(NamedTuple):
 class EquivariantBackbone(torch.nn.Module):
     """NequIP/MACE-style E(3)-equivariant message passing with depthwise tensor products.
 
-    Atoms start from an element embedding (``channels x 0e``); each of ``num_layers``
-    :class:`zoo.nn.Interaction` layers convolves them with the spherical harmonics of the edges and
-    gates the result. The output has ``channels`` copies of each irrep l <= ``l_max`` (see
+    Atoms start from an element embedding (``channels x 0e``); each of ``num_layers`` interaction
+    layers convolves them with the spherical harmonics of the edges and gates the result:
+
+    - ``interaction="two_body"`` (NequIP's, the default): :class:`zoo.nn.Interaction`, whose
+      messages are sums over single neighbours, so one layer's invariants see distances only and
+      angles enter through the equivariant features of the next layer;
+    - ``interaction="many_body"`` (MACE's): :class:`zoo.nn.ManyBodyInteraction`, where the summed
+      messages (the atomic basis A) are raised to channel-wise tensor powers up to
+      ``correlation`` by a :class:`zoo.nn.ProductBasis` with weights per element, before the
+      same per-element self-connection and gate. One layer then has body order
+      ``correlation + 1``: its invariants already depend on the angles between pairs of
+      neighbours (and, from ``correlation=3``, on the shape of triples of neighbours).
+
+    The output has ``channels`` copies of each irrep l <= ``l_max`` (see
     :func:`zoo.nn.hidden_irreps` for ``parity``). Outputs rotate with ``irreps_out.D_from_matrix``,
     are invariant to translations and follow permutations of the atoms; everything is twice
     differentiable in the positions, so force heads can train on forces.
@@ -65,6 +79,10 @@ class EquivariantBackbone(torch.nn.Module):
             column of the given ``edge_index``). They join the radial basis at the input of every
             radial MLP, multiplied by the same cutoff envelope, so that messages still vanish
             smoothly at the cutoff. 0 for none.
+        interaction: ``"two_body"`` or ``"many_body"`` (see above); the product basis's
+            parameters exist only with ``"many_body"``.
+        correlation: highest power of the atomic basis in a ``"many_body"`` interaction (MACE's
+            default 3: body order 4); unused by ``"two_body"``.
     """
 
     def __init__(
@@ -81,12 +99,18 @@ class EquivariantBackbone(torch.nn.Module):
         avg_num_neighbors: float = 10.0,
         extra_node_irreps: str | None = None,
         edge_scalar_dim: int = 0,
+        interaction: str = "two_body",
+        correlation: int = 3,
     ):
         super().__init__()
         if num_layers < 1:
             raise ValueError(f"num_layers must be at least 1, got {num_layers}")
         if edge_scalar_dim < 0:
             raise ValueError(f"edge_scalar_dim must be >= 0, got {edge_scalar_dim}")
+        if interaction not in INTERACTIONS:
+            raise ValueError(f"interaction must be one of {INTERACTIONS}, got {interaction!r}")
+        if correlation < 1:
+            raise ValueError(f"correlation must be at least 1, got {correlation}")
         self.edge_scalar_dim = int(edge_scalar_dim)
         self.cutoff = float(cutoff)
         self.element_index = ElementIndex(elements)
@@ -110,10 +134,13 @@ class EquivariantBackbone(torch.nn.Module):
 
         self.interactions = torch.nn.ModuleList()
         for _ in range(num_layers):
-            self.interactions.append(Interaction(
-                irreps, self.irreps_out, self.irreps_sh, num_radial + self.edge_scalar_dim, radial_hidden,
-                avg_num_neighbors, num_elements=len(self.element_index),
-            ))
+            args = (irreps, self.irreps_out, self.irreps_sh, num_radial + self.edge_scalar_dim, radial_hidden,
+                    avg_num_neighbors)
+            if interaction == "two_body":
+                layer = Interaction(*args, num_elements=len(self.element_index))
+            else:
+                layer = ManyBodyInteraction(*args, num_elements=len(self.element_index), correlation=correlation)
+            self.interactions.append(layer)
             irreps = self.irreps_out
 
     def reset_parameters(self) -> None:

@@ -1,4 +1,5 @@
-"""Equivariant building blocks on e3nn: radial bases, embeddings, convolutions, gates, interactions, heads."""
+"""Equivariant building blocks on e3nn: radial bases, embeddings, convolutions, gates, product bases,
+interactions, heads."""
 
 from zoo.nn._ao_blocks import AOBlockExpansion, coupled_irreps
 from zoo.nn._convolution import DepthwiseConvolution
@@ -10,6 +11,7 @@ from zoo.nn._interaction import Interaction
 from zoo.nn._irreps import PARITIES, depthwise_tensor_product, hidden_irreps
 from zoo.nn._linear import ElementLinear
 from zoo.nn._mlp import RadialMLP
+from zoo.nn._product_basis import ManyBodyInteraction, ProductBasis
 from zoo.nn._radial import RADIAL_BASES, BesselBasis, GaussianBasis, RadialEmbedding
 from zoo.nn._wigner import restore_wigner_3j
 
@@ -23,8 +25,10 @@ __all__ = [
     "EquivariantGate",
     "GaussianBasis",
     "Interaction",
+    "ManyBodyInteraction",
     "PARITIES",
     "PolynomialCutoff",
+    "ProductBasis",
     "RADIAL_BASES",
     "RadialEmbedding",
     "RadialMLP",
