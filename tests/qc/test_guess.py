@@ -45,7 +45,7 @@ def test_published_model_guess_starts_pyscf_and_refuses_another_level(monkeypatc
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
-    name = "hamiltonian-water-b3lyp5-def2svp"
+    name = "hamiltonian-water-b3lyp5-def2svp-v2"
     level = LevelOfTheory(xc="b3lyp5", basis="def2-svp", grid_level=3)
     mol = level.build_mole(*WATER)
     mf = level.build_scf(mol)

@@ -80,7 +80,7 @@ def model_guess(model, mf, lindep: float | None = None) -> np.ndarray:
     ::
 
         mf = dft.RKS(mol, xc="b3lyp5")
-        mf.kernel(dm0=model_guess("hamiltonian-water-b3lyp5-def2svp", mf))
+        mf.kernel(dm0=model_guess("hamiltonian-water-b3lyp5-def2svp-v2", mf))
 
     Args:
         model: a registry name or folder (loaded with :func:`zoo.load`), a Hamiltonian task, or a
