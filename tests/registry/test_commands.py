@@ -13,12 +13,14 @@ PUBLISHED = load_manifest()
 
 def _table(out: str) -> list[list[str]]:
     """The rows of `zoo list`, split at the two-space column gaps."""
-    return [[cell.strip() for cell in line.split("  ") if cell.strip()] for line in out.splitlines()]
+    table = out.split("\n\n")[0]  # superseded models are named below the table
+    return [[cell.strip() for cell in line.split("  ") if cell.strip()] for line in table.splitlines()]
 
 
 def test_list_shows_what_tells_models_apart(capsys):
     assert list_main([]) == 0
-    rows = _table(capsys.readouterr().out)
+    out = capsys.readouterr().out
+    rows = _table(out)
     assert rows[0] == ["name", "family", "test metric", "size", "elements", "level of theory"]
     by_name = {row[0]: row for row in rows[1:]}
     assert sorted(by_name) == PUBLISHED.names()
@@ -27,6 +29,7 @@ def test_list_shows_what_tells_models_apart(capsys):
     assert by_name["ethanol-dens-pbe-def2svp"][2] == "forces_mae 0.04247 eV/Å"
     assert by_name["qm9-u0-demo"][2:4] == ["U0_mae 0.1395 eV", "453 kB"]
     assert by_name["qm9-u0-demo"][-1].startswith("QM9 (Ramakrishnan et al. 2014), B3LYP/6-31G(2df,p)")
+    assert "hamiltonian-water-b3lyp5-def2svp is superseded by hamiltonian-water-b3lyp5-def2svp-v2" in out
 
 
 @pytest.mark.parametrize("argv, family, pattern", [

@@ -79,11 +79,14 @@ def list_main(argv: list[str]) -> int:
         return 1
     # the level of theory last: it may be a long sentence (where data made elsewhere comes from)
     rows = [("name", "family", "test metric", "size", "elements", "level of theory")]
-    rows += [(m.name + (f" (superseded by {m.superseded_by})" if m.superseded_by else ""), m.family, headline(m), file_size(m.files[WEIGHTS_FILE].size), ",".join(m.elements),
+    rows += [(m.name, m.family, headline(m), file_size(m.files[WEIGHTS_FILE].size), ",".join(m.elements),
               short_level_of_theory(m)) for m in models]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+    for m in models:
+        if m.superseded_by:
+            print(f"\n{m.name} is superseded by {m.superseded_by} (still loadable, for reproducibility)")
     return 0
 
 
