@@ -78,6 +78,27 @@ def test_converted_to_float64_keeps_exact_coupling_coefficients():
     assert torch.allclose(rotated, basis(x, species) @ wigner_D(BASIS, rotation).T, atol=1e-12)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_a_copy_has_the_same_tensors_in_the_same_order(dtype):
+    """What an EMA's averaged model relies on: it pairs the copy's tensors with the model's by order."""
+    import copy
+
+    torch.manual_seed(0)
+    basis = ProductBasis(BASIS, BASIS, correlation=3, num_elements=3).to(dtype).eval()
+    basis.weights[0].requires_grad_(False)
+    clone = copy.deepcopy(basis)
+    for copied, original in ((clone.named_parameters(), basis.named_parameters()),
+                             (clone.named_buffers(), basis.named_buffers())):
+        copied, original = list(copied), list(original)
+        assert [name for name, _ in copied] == [name for name, _ in original]
+        for (_, a), (_, b) in zip(copied, original):
+            assert a.dtype == b.dtype and torch.equal(a, b) and (a.numel() == 0 or a.data_ptr() != b.data_ptr())
+    assert [p.requires_grad for p in clone.parameters()] == [p.requires_grad for p in basis.parameters()]
+    assert not clone.training
+    x, species = _inputs(BASIS, dtype=dtype)
+    assert torch.equal(clone(x, species), basis(x, species))
+
+
 def test_output_is_a_polynomial_of_degree_correlation():
     # B^(nu) is homogeneous of degree nu in the atomic basis: f(t A) is a cubic in t for
     # correlation 3 (body order 4), so its third finite difference is nonzero and its fourth zero

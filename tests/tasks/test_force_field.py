@@ -41,16 +41,19 @@ def _ethanol_frames(path: Path) -> Path:
     return path
 
 
-@pytest.mark.parametrize("recipe", ["ethanol_forcefield.yaml", "ethanol_forcefield_dens.yaml"])
-def test_recipe_fits_a_few_steps_and_logs_metrics(tmp_path, recipe):
+@pytest.mark.parametrize("recipe,interaction", [("ethanol_forcefield.yaml", "two_body"),
+                                                 ("ethanol_forcefield_dens.yaml", "two_body"),
+                                                 ("ethanol_forcefield.yaml", "many_body")])
+def test_recipe_fits_a_few_steps_and_logs_metrics(tmp_path, recipe, interaction):
     config = yaml.safe_load((ROOT / "recipes" / recipe).read_text())
     # validation stays in Lightning's default inference mode: the model must cope with it
     assert "inference_mode" not in config["trainer"]
     backbone = config["model"]["init_args"]["model"]["init_args"]["backbone"]["init_args"]
-    backbone.update(channels=8, num_layers=1, radial_hidden=16)  # small: this tests the plumbing
+    backbone.update(channels=8, num_layers=1, radial_hidden=16, interaction=interaction)  # small: tests the plumbing
     config["trainer"].update(max_steps=3, default_root_dir=str(tmp_path), log_every_n_steps=1)
     config["trainer"]["logger"]["init_args"]["save_dir"] = str(tmp_path)
-    config["trainer"]["callbacks"] = [c for c in config["trainer"]["callbacks"] if "EMA" not in c["class_path"]]
+    if interaction == "two_body":  # the many-body layer keeps the EMA: its averaged copy must pair up
+        config["trainer"]["callbacks"] = [c for c in config["trainer"]["callbacks"] if "EMA" not in c["class_path"]]
     config["data"]["init_args"].update(source=str(_ethanol_frames(tmp_path / "ethanol.extxyz")), test_source=None,
                                        split={"method": "random", "sizes": [8, 4, 0], "seed": 0}, batch_size=4)
     if "dens" in config["model"]["init_args"]:

@@ -74,6 +74,20 @@ class ProductBasis(torch.nn.Module):
         restore_wigner_3j(self)
         return self
 
+    def __deepcopy__(self, memo):
+        # e3nn copies its generated code by re-tracing it, which turns the Wigner 3j buffers of
+        # these products into extra float32 constants: a plain deepcopy (an EMA's averaged model)
+        # would list more buffers than the original, in another order. Rebuild and copy the state.
+        reference = self.linear.weight
+        clone = type(self)(self.irreps_in, self.irreps_out, self.correlation, self.num_elements)
+        clone.to(device=reference.device, dtype=reference.dtype)
+        clone.load_state_dict(self.state_dict())
+        for copied, original in zip(clone.parameters(), self.parameters()):
+            copied.requires_grad_(original.requires_grad)
+        clone.train(self.training)
+        memo[id(self)] = clone
+        return clone
+
     def forward(self, atomic_basis: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
         """[n_atoms, irreps_in.dim], [n_atoms] element indices -> [n_atoms, irreps_out.dim]."""
         powers = [atomic_basis]
