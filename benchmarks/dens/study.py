@@ -55,6 +55,9 @@ def parse_args(argv=None):
     run.add_argument("--variant", choices=sorted(RECIPES), required=True)
     run.add_argument("--seed", type=int, required=True)
     run.add_argument("--max-time", default=None, help="DD:HH:MM:SS wall clock instead of --epochs")
+    run.add_argument("--interaction", choices=["two_body", "many_body"], default="two_body",
+                     help="the backbone's interaction (many_body: its run folder and record say so)")
+    run.add_argument("--split-file", default=None, help="a saved split instead of the random one of the seed")
     args = parser.parse_args(argv)
     data = ROOT / "data" / args.molecule / f"{args.molecule}_pbe_def2svp"
     args.train = args.train or f"{data}_train.extxyz"
@@ -64,12 +67,20 @@ def parse_args(argv=None):
     return args
 
 
-def fit_arguments(args, variant: str, seed: int, max_time: str | None) -> list[str]:
-    root = Path(args.out).parent / "runs" / f"{variant}_seed{seed}"
+def run_name(variant: str, interaction: str = "two_body") -> str:
+    return variant if interaction == "two_body" else f"{variant}-{interaction}"
+
+
+def fit_arguments(args, variant: str, seed: int, max_time: str | None, interaction: str = "two_body",
+                  split_file: str | None = None) -> list[str]:
+    root = Path(args.out).parent / "runs" / f"{run_name(variant, interaction)}_seed{seed}"
     arguments = ["fit", "--config", str(ROOT / "recipes" / RECIPES[variant].format(args.molecule)), "--seed_everything", str(seed),
                  "--trainer.default_root_dir", str(root), "--trainer.logger.init_args.save_dir", str(root),
                  "--data.init_args.source", args.train,
-                 "--data.init_args.split", f"{{method: random, sizes: [{args.n_train}, {args.n_val}, 0], seed: {seed}}}"]
+                 "--data.init_args.split", f"{{method: random, sizes: [{args.n_train}, {args.n_val}, 0], seed: {seed}}}",
+                 "--model.init_args.model.init_args.backbone.init_args.interaction", interaction]
+    if split_file is not None:
+        arguments += ["--data.init_args.split_file", split_file]
     if max_time is None:  # a max_time far away still installs Lightning's Timer, which times the fit
         arguments += ["--trainer.max_epochs", str(args.epochs), "--trainer.max_time", "99:00:00:00"]
     else:  # the epoch limit is lifted: the clock decides
@@ -100,11 +111,12 @@ def run_one(args) -> dict:
     from zoo.cli import lightning_main
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
-    cli = lightning_main(fit_arguments(args, args.variant, args.seed, args.max_time))
+    cli = lightning_main(fit_arguments(args, args.variant, args.seed, args.max_time, args.interaction, args.split_file))
     trainer, model = cli.trainer, cli.model.model
     # the training loop's own time (validation included), without start-up and data reading
     fit_seconds = next(c for c in trainer.callbacks if isinstance(c, Timer)).time_elapsed("train")
-    record = {"variant": args.variant, "seed": args.seed, "epochs": trainer.current_epoch,
+    record = {"variant": run_name(args.variant, args.interaction), "interaction": args.interaction,
+              "seed": args.seed, "epochs": trainer.current_epoch,
               "steps": trainer.global_step, "fit_seconds": fit_seconds,
               "train_structures_per_s": trainer.current_epoch * len(cli.datamodule.train_dataset) / fit_seconds,
               **test_metrics(model, args.test)}
