@@ -90,6 +90,9 @@ def parse_args(argv=None):
     run.add_argument("--seed", type=int, required=True)
     sub.add_parser("report", help="tables, paired comparison and figures from the records")
     sub.add_parser("baseline", help="the cheap-structure baseline alone (xTB minimum against QM9 geometry)")
+    published = sub.add_parser("published", help="a trained model (zoo.load name or folder) on the test molecules, "
+                                                 "beside the baselines: RMSD, best of k and validity")
+    published.add_argument("--model", default="consistency-qm9-b3lyp-631gs")
     denoise = sub.add_parser("denoise", help="how much noise a model's one-step denoiser removes, against doing nothing")
     denoise.add_argument("--model", default="consistency-qm9-b3lyp-631gs", help="a zoo.load name or folder")
     denoise.add_argument("--structures", type=int, default=256, help="first N xTB minima of --train")
@@ -146,6 +149,7 @@ def evaluate(model, test_file: str, n_test: int | None, k: int, steps: int, seed
     import numpy as np
     from ase import Atoms
 
+    from zoo.data.validity import structure_validity
     from zoo.metrics import best_rmsd
 
     references = ase.io.read(test_file, index=":")[:n_test]
@@ -155,9 +159,11 @@ def evaluate(model, test_file: str, n_test: int | None, k: int, steps: int, seed
         generated = generate_all(model, references, mode, k, steps, seed)
         rmsd = [[best_rmsd(x, a.positions, a.info["smiles"]) for x in samples]
                 for samples, a in zip(generated, references)]
+        valid = [[structure_validity(x, a.info["smiles"]).valid for x in samples]
+                 for samples, a in zip(generated, references)]
         energy = [model.energy(Atoms(numbers=a.numbers, positions=samples[0], info=a.info), check_distances=False)
                   for samples, a in zip(generated, references)]
-        per_mode[mode] = {"rmsd": rmsd, "energy": energy}
+        per_mode[mode] = {"rmsd": rmsd, "valid": valid, "energy": energy}
     return {"qm9_id": [int(a.info["qm9_id"]) for a in references], "reference_energy": reference_energy,
             **{f"{mode}_{name}": values for mode, result in per_mode.items() for name, values in result.items()}}
 
@@ -208,6 +214,74 @@ def rdkit_baseline(args) -> dict:
     references = ase.io.read(args.test, index=":")[:args.n_test]
     return {int(a.info["qm9_id"]): [best_rmsd(etkdg_conformer(a.info["smiles"], seed), a.positions, a.info["smiles"])
                                     for seed in range(args.k)] for a in references}
+
+
+def mmff_minimum(smiles: str, positions):
+    """``positions`` of the molecule relaxed with RDKit's MMFF94 (at most 2000 steps)."""
+    from rdkit import Chem
+    from rdkit.Chem import AllChem
+    from rdkit.Geometry import Point3D
+
+    from zoo.data.molgraph import mol_from_smiles
+
+    mol = mol_from_smiles(smiles)
+    conformer = Chem.Conformer(mol.GetNumAtoms())
+    for i, (x, y, z) in enumerate(positions):
+        conformer.SetAtomPosition(i, Point3D(float(x), float(y), float(z)))
+    mol.AddConformer(conformer, assignId=True)
+    AllChem.MMFFOptimizeMolecule(mol, maxIters=2000)
+    return mol.GetConformer().GetPositions()
+
+
+def evaluate_published(args) -> None:
+    """RMSD (mean and best of k) and validity of a trained model's structures for the test
+    molecules, both modes, beside the RDKit ETKDG conformers and the GFN2-xTB minima; written to
+    ``results/published_<model>.{json,md}``."""
+    import ase.io
+    import numpy as np
+    import torch
+
+    import zoo
+    from zoo.data.validity import structure_validity
+    from zoo.metrics import best_rmsd
+    from zoo.models.consistency import etkdg_conformer
+
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    model = zoo.load(args.model).model.eval()
+    record = {"model": args.model, "k": args.k, "ddim_steps": args.ddim_steps,
+              **evaluate(model, args.test, args.n_test, args.k, args.ddim_steps)}
+    references = ase.io.read(args.test, index=":")[:args.n_test]
+    cheap = {int(a.info["qm9_id"]): a for a in ase.io.read(args.test_xtb, index=":")}
+    etkdg = [[etkdg_conformer(a.info["smiles"], seed) for seed in range(args.k)] for a in references]
+    record["etkdg_rmsd"] = [[best_rmsd(x, a.positions, a.info["smiles"]) for x in c] for c, a in zip(etkdg, references)]
+    record["etkdg_valid"] = [[structure_validity(x, a.info["smiles"]).valid for x in c]
+                             for c, a in zip(etkdg, references)]
+    mmff = [[mmff_minimum(a.info["smiles"], x) for x in c] for c, a in zip(etkdg, references)]
+    record["mmff_rmsd"] = [[best_rmsd(x, a.positions, a.info["smiles"]) for x in c] for c, a in zip(mmff, references)]
+    record["mmff_valid"] = [[structure_validity(x, a.info["smiles"]).valid for x in c] for c, a in zip(mmff, references)]
+    xtb = [cheap[int(a.info["qm9_id"])] for a in references]
+    record["xtb_rmsd"] = [best_rmsd(x.positions, a.positions, a.info["smiles"]) for x, a in zip(xtb, references)]
+    record["xtb_valid"] = [structure_validity(x, a.info["smiles"]).valid for x, a in zip(xtb, references)]
+    name = Path(args.model).name
+    out = RESULTS / f"published_{name}.json"
+    out.write_text(json.dumps(record) + "\n")
+    rows = [("GFN2-xTB minimum", np.mean(record["xtb_rmsd"]), np.mean(record["xtb_rmsd"]), np.mean(record["xtb_valid"])),
+            (f"RDKit ETKDG, {args.k} conformers", np.mean(record["etkdg_rmsd"]),
+             np.mean(np.min(record["etkdg_rmsd"], axis=1)), np.mean(record["etkdg_valid"])),
+            (f"RDKit ETKDG+MMFF94, {args.k} conformers", np.mean(record["mmff_rmsd"]),
+             np.mean(np.min(record["mmff_rmsd"], axis=1)), np.mean(record["mmff_valid"]))]
+    for mode in MODES:
+        rmsd = np.array(record[f"{mode}_rmsd"])
+        rows.append((f"{args.model}, {mode}", rmsd.mean(), rmsd.min(axis=1).mean(), np.mean(record[f"{mode}_valid"])))
+    lines = [f"# {args.model} on {len(references)} held-out QM9 molecules", "",
+             f"`python benchmarks/consistency/study.py --k {args.k} --ddim-steps {args.ddim_steps} published "
+             f"--model {args.model}`; RMSD (Å) to QM9's B3LYP/6-31G(2df,p) geometry after symmetry-aware "
+             "superposition; valid = every bond within 0.75-1.25x its covalent radii sum and no clash "
+             "(`zoo.data.validity`).", "",
+             "| structures | RMSD mean | best-of-k RMSD | valid |", "|---|---|---|---|"]
+    lines += [f"| {label} | {mean:.3f} | {best:.3f} | {100 * valid:.1f} % |" for label, mean, best, valid in rows]
+    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
 
 
 def print_baseline(args) -> None:
@@ -316,6 +390,8 @@ def summarise(record: dict, molecules: list[int]) -> dict[str, float]:
         summary[f"{mode}_rmsd_mean"] = float(rmsd.mean())
         summary[f"{mode}_rmsd_best"] = float(rmsd.min(axis=1).mean())
         summary[f"{mode}_gap_eV"] = float(gap.mean())
+        if f"{mode}_valid" in record:  # records before the validity check have none
+            summary[f"{mode}_valid"] = float(np.array(record[f"{mode}_valid"])[rows].mean())
     return summary
 
 
@@ -347,6 +423,8 @@ def report(args) -> None:
     molecules = sorted(set.intersection(*(set(r["qm9_id"]) for r in records)) & set(base))
     same = [m for m in molecules if base[m] < SAME_CONFORMER_RMSD]
     columns = [f"{mode}_{name}" for mode in MODES for name in ("rmsd_mean", "rmsd_best", "gap_eV")]
+    if all("ddim_valid" in r for r in records):
+        columns += [f"{mode}_valid" for mode in MODES]
     first = records[0]
     lines = [f"# Consistency study (QM9, {first['n_train']} training structures, {len(molecules)} test molecules)", "",
              f"Records: `{out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}`; k = {args.k} structures "
@@ -427,5 +505,7 @@ if __name__ == "__main__":
         print_baseline(arguments)
     elif arguments.command == "denoise":
         print_denoising(arguments)
+    elif arguments.command == "published":
+        evaluate_published(arguments)
     else:
         study(arguments)

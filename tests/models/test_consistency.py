@@ -205,7 +205,7 @@ def test_ddim_lands_on_the_data_for_an_exact_denoiser(model, batch, monkeypatch,
 
 def test_generate_returns_k_structures_in_smiles_order(model):
     for mode in ("ddim", "one_shot"):
-        structures = model.generate("OCC#N", k=3, mode=mode, steps=3, seed=0)
+        structures = model.generate("OCC#N", k=3, mode=mode, steps=3, seed=0, check=False)  # untrained
         assert len(structures) == 3
         order = [a.GetAtomicNum() for a in mol_from_smiles("OCC#N").GetAtoms()]
         for atoms in structures:
@@ -219,6 +219,29 @@ def test_generate_returns_k_structures_in_smiles_order(model):
     assert isinstance(energy, float) and forces.shape == (len(order), 3)
     assert energy == pytest.approx(model.energy(structures[0], smiles=structures[0].info["smiles"],
                                                 check_distances=False))
+
+
+def test_generated_structures_are_checked_for_validity(model, monkeypatch):
+    import warnings
+
+    from zoo.data.validity import InvalidStructureWarning
+    from zoo.models.consistency import etkdg_conformer
+
+    conformer = torch.as_tensor(etkdg_conformer("CCO", 0))
+    for scale, valid in ((1.0, True), (0.6, False)):  # 0.6: every bond about 0.6x its length
+        monkeypatch.setattr(model, "generate_positions", lambda batch, *args, scale=scale: (
+            scale * conformer).repeat(batch.num_graphs, 1))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            structures = model.generate("CCO", k=2)
+        assert [a.info["valid"] for a in structures] == [valid, valid]
+        told = [str(w.message) for w in caught if issubclass(w.category, InvalidStructureWarning)]
+        if valid:
+            assert told == []
+        else:
+            assert len(told) == 1 and told[0].startswith("2 of 2 generated structures of 'CCO' are not physical")
+            assert "x the covalent radii sum" in told[0]
+    assert "valid" not in model.generate("CCO", check=False)[0].info
 
 
 @pytest.mark.parametrize("smiles, message", [

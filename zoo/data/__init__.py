@@ -22,6 +22,7 @@ from zoo.data.splits import (
     random_split,
     size_split,
 )
+from zoo.data.validity import InvalidStructureWarning, StructureValidity, structure_validity
 from zoo.data.transforms import (
     Standardize,
     SubtractReferenceEnergies,
@@ -35,7 +36,7 @@ __all__ = [
     "read_structures", "read_qm9", "read_md17", "read_ase", "read_hamiltonian_h5", "write_hamiltonian_h5",
     "HamiltonianMetadata", "Split", "random_split", "group_split", "group_labels", "size_split", "load_split",
     "fit_reference_energies", "SubtractReferenceEnergies", "Standardize", "compute_statistics",
-    "AtomicDataModule",
+    "AtomicDataModule", "structure_validity", "StructureValidity", "InvalidStructureWarning",
 ]
 
 

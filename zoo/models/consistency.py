@@ -562,7 +562,7 @@ class ConsistencyModel(ForceFieldModel):
         return mol
 
     def generate(self, molecule, k: int = 1, mode: str = "ddim", steps: int = 50, start: float | None = None,
-                 seed: int | None = None) -> list:
+                 seed: int | None = None, check: bool = True) -> list:
         """``k`` equilibrium structures of a molecule as :class:`ase.Atoms`.
 
         The atoms are in the order of the SMILES (:func:`zoo.data.molgraph.mol_from_smiles`: the
@@ -571,10 +571,16 @@ class ConsistencyModel(ForceFieldModel):
         Warns (:class:`~zoo.models.ExtrapolationWarning`) for a molecule far larger than the
         training molecules.
 
+        Each structure is checked against the molecular graph (:func:`zoo.data.validity.structure_validity`:
+        bond lengths within 0.75-1.25x the covalent radii sum, no steric clash): ``info["valid"]``
+        says whether it passed, and an :class:`~zoo.data.validity.InvalidStructureWarning` names
+        the worst defect of the invalid ones.
+
         Args:
             molecule: a SMILES or an RDKit molecule.
             k: number of structures (independent noise, and conformers in one-shot mode).
             mode, steps, start, seed: see :meth:`generate_positions`.
+            check: check the structures' validity (``False``: no check, no ``info["valid"]``).
 
         Raises:
             ValueError: for a molecule the model does not support (see :meth:`check_molecule`).
@@ -591,8 +597,11 @@ class ConsistencyModel(ForceFieldModel):
         with torch.no_grad():
             positions = self.generate_positions(batch, mode, steps, start, seed).double().cpu().numpy()
         numbers, n = data[keys.ATOMIC_NUMBERS].tolist(), data[keys.POSITIONS].shape[0]
-        return [Atoms(numbers=numbers, positions=positions[i * n:(i + 1) * n], info={"smiles": data[keys.SMILES]})
-                for i in range(k)]
+        structures = [Atoms(numbers=numbers, positions=positions[i * n:(i + 1) * n],
+                            info={"smiles": data[keys.SMILES]}) for i in range(k)]
+        if check:
+            _check_validity(structures, mol, molecule if isinstance(molecule, str) else data[keys.SMILES])
+        return structures
 
     def energy(self, atoms, smiles: str | None = None, forces: bool = False, check_distances: bool = True):
         """The energy model's energy (eV) of an ASE structure, and its forces (eV/Å) if asked.
@@ -657,6 +666,21 @@ class ConsistencyModel(ForceFieldModel):
     def extra_repr(self) -> str:
         return (f"position_scale={self.position_scale} Å, time_features={self.time_features}, "
                 f"max_graph_distance={self.max_graph_distance}, max_atoms={self.max_atoms}")
+
+
+def _check_validity(structures: list, mol, name: str) -> None:
+    """Mark each structure's ``info["valid"]``; warn about the invalid ones, naming the worst defect."""
+    from zoo.data.validity import InvalidStructureWarning, structure_validity
+
+    results = [structure_validity(atoms, mol) for atoms in structures]
+    for atoms, result in zip(structures, results):
+        atoms.info["valid"] = result.valid
+    invalid = [i for i, result in enumerate(results) if not result.valid]
+    if invalid:
+        first = results[invalid[0]]
+        warnings.warn(f"{len(invalid)} of {len(structures)} generated structures of {name!r} are not physical "
+                      f"(structure {invalid[0]}: {first.describe(limit=1)}); info['valid'] marks them",
+                      InvalidStructureWarning, stacklevel=3)
 
 
 def score_target(forces: torch.Tensor, alpha: torch.Tensor, sigma: torch.Tensor, position_scale: float,
