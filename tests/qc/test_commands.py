@@ -1,6 +1,7 @@
 """``zoo sample``, ``zoo sample-qm9`` and ``zoo label`` called as functions with argv lists, on small molecules."""
 
 import importlib.util
+import sys
 
 import pytest
 
@@ -27,7 +28,8 @@ def test_sample_md_then_label_in_shards_and_merge(tmp_path):
     assert len(sampled) == 3 and "xtb_energy" in sampled[0].info and sampled[0].calc is None
 
     labelled = tmp_path / "water_hf.extxyz"
-    common = ["--method", "rhf", "--basis", "sto-3g", "--properties", "energy,forces", "--quiet", "-o", str(labelled)]
+    common = ["--method", "rhf", "--basis", "sto-3g", "--properties", "energy,forces", "--quiet", "--workers", "0",
+              "-o", str(labelled)]
     for shard in ("0/2", "1/2"):
         assert label_main([str(frames), *common, "--shard", shard]) == 0
     shards = [str(tmp_path / f"water_hf.shard-{i}-of-2.extxyz") for i in range(2)]
@@ -64,7 +66,8 @@ def test_bad_input_is_one_clear_line(tmp_path, capsys):
 def test_sample_qm9_in_shards_then_perturb_then_label_keeps_the_info(tmp_path, capsys):
     out, reference = tmp_path / "xtb.extxyz", tmp_path / "reference.extxyz"
     for shard in ("0/2", "1/2"):  # ammonia, water, acetylene
-        assert sample_qm9_main(["--rows", "1:6:2,2", "--exclude-rows", "5", "--shard", shard, "--quiet", "-o", str(out),
+        assert sample_qm9_main(["--rows", "1:6:2,2", "--exclude-rows", "5", "--shard", shard, "--quiet", "--workers", "0",
+                                "-o", str(out),
                                 "--reference-out", str(reference)]) == 0
     for name in (out, reference):
         shards = [str(name.with_name(f"{name.stem}.shard-{i}-of-2.extxyz")) for i in range(2)]
@@ -74,7 +77,7 @@ def test_sample_qm9_in_shards_then_perturb_then_label_keeps_the_info(tmp_path, c
 
     perturbed = tmp_path / "perturbed.extxyz"
     assert sample_main(["--xyz", str(out), "--all-frames", "--displace", "random", "-n", "2", "--amplitude",
-                        "0.05", "--seed", "3", "-o", str(perturbed)]) == 0
+                        "0.05", "--seed", "3", "--workers", "0", "-o", str(perturbed)]) == 0
     frames = read_structures(perturbed)
     assert [f.info["qm9_row"] for f in frames] == [1, 1, 2, 2, 3, 3]
     assert all(f.info["structure_kind"] == "perturbed" and "xtb_energy" not in f.info for f in frames)
@@ -82,7 +85,7 @@ def test_sample_qm9_in_shards_then_perturb_then_label_keeps_the_info(tmp_path, c
 
     labelled = tmp_path / "perturbed_hf.extxyz"
     assert label_main([str(perturbed), "--method", "rhf", "--basis", "sto-3g", "--properties", "energy",
-                       "--quiet", "-o", str(labelled)]) == 0
+                       "--quiet", "--workers", "0", "-o", str(labelled)]) == 0
     for source, label in zip(frames, read_structures(labelled)):
         assert {k: label.info[k] for k in ("smiles", "qm9_id", "qm9_row", "structure_kind")} == {
             k: source.info[k] for k in ("smiles", "qm9_id", "qm9_row", "structure_kind")}
@@ -99,7 +102,7 @@ def test_a_second_writer_of_a_label_file_stops_at_once_and_loses_nothing(tmp_pat
     water = tmp_path / "water.xyz"
     water.write_text("3\nwater\nO 0 0 0.117\nH 0 0.757 -0.469\nH 0 -0.757 -0.469\n")
     labelled = tmp_path / "water_hf.extxyz"
-    argv = [str(water), "--method", "rhf", "--basis", "sto-3g", "--properties", "energy", "--quiet",
+    argv = [str(water), "--method", "rhf", "--basis", "sto-3g", "--properties", "energy", "--quiet", "--workers", "0",
             "-o", str(labelled)]
     with exclusive_output(labelled):  # another run labelling into the same file
         assert label_main(argv) == 1
@@ -118,3 +121,27 @@ def test_a_second_writer_of_sampled_structures_stops_at_once(tmp_path, capsys):
         assert sample_main(["--smiles", "O", "-o", str(reference)]) == 1
         assert "is being written by another run" in capsys.readouterr().err
     assert not out.exists() and not reference.exists()
+
+
+def test_the_holder_of_an_output_is_named_and_its_lock_freed_when_it_is_killed(tmp_path, capsys):
+    import socket
+    import subprocess
+
+    water = tmp_path / "water.xyz"
+    water.write_text("3\nwater\nO 0 0 0.117\nH 0 0.757 -0.469\nH 0 -0.757 -0.469\n")
+    labelled = tmp_path / "water_hf.extxyz"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from zoo._files import exclusive_output\n"
+         "with exclusive_output(sys.argv[1]):\n    print('locked', flush=True); time.sleep(120)", str(labelled)],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        argv = [str(water), "--method", "rhf", "--basis", "sto-3g", "--properties", "energy", "--quiet",
+                "--workers", "0", "-o", str(labelled)]
+        assert label_main(argv) == 1
+        assert f"being written by another run (pid {holder.pid} on {socket.gethostname()}" in capsys.readouterr().err
+    finally:
+        holder.kill()  # SIGKILL: the lock file and its holder record stay behind
+        holder.wait()
+    assert labelled.with_name(labelled.name + ".lock").exists()
+    assert label_main(argv) == 0 and len(read_structures(labelled)) == 1  # the stale lock is taken over

@@ -9,7 +9,9 @@ from ase import units
 pytest.importorskip("tblite")
 pytest.importorskip("rdkit")
 
-from zoo.qc import sampling  # noqa: E402
+from zoo.qc import jobs, sampling  # noqa: E402
+
+SERIAL = jobs.Workers(0)  # in this process: the sampling logic without Dask
 
 
 @pytest.fixture(scope="module")
@@ -144,7 +146,7 @@ def test_sample_qm9_resumes_filters_and_records_failures(tmp_path):
     import json
 
     out, reference = tmp_path / "xtb.extxyz", tmp_path / "reference.extxyz"
-    run = lambda rows, **kw: sampling.sample_qm9(rows, out, reference, progress=False, **kw)  # noqa: E731
+    run = lambda rows, **kw: sampling.sample_qm9(rows, out, reference, progress=False, workers=SERIAL, **kw)  # noqa: E731
     first = run([0], steps=0)  # methane cannot reach fmax in 0 optimiser steps
     assert (first["done"], first["failed"]) == (0, 1) and not out.exists() and not reference.exists()
     failure = json.loads(first["failures"].read_text())
@@ -163,10 +165,27 @@ def test_sample_qm9_resumes_filters_and_records_failures(tmp_path):
 
 def test_sample_qm9_reference_only_filters_by_size_and_resumes(tmp_path):
     reference = tmp_path / "reference.extxyz"
-    run = lambda rows, **kw: sampling.sample_qm9(rows, None, reference, progress=False, **kw)  # noqa: E731
+    run = lambda rows, **kw: sampling.sample_qm9(rows, None, reference, progress=False, workers=SERIAL,  # noqa: E731
+                                                 **kw)
     first = run([0, 1, 2, 3, 4], min_heavy_atoms=2)  # rows 0-2 (CH4, NH3, H2O) have one heavy atom
     assert (first["done"], first["filtered"]) == (2, 3)
     frames = sampling.read_structures(reference)
     assert [f.info["qm9_row"] for f in frames] == [3, 4]
     assert all(f.info["structure_kind"] == sampling.QM9_REFERENCE and "xtb_energy" not in f.info for f in frames)
     assert run([3, 4, 5], min_heavy_atoms=2)["skipped"] == 2
+
+
+@pytest.mark.skipif(importlib.util.find_spec("qm9pack") is None, reason="qm9pack not installed")
+def test_sample_qm9_writes_in_row_order_whatever_order_the_workers_finish_in(tmp_path, monkeypatch):
+    # positions in these files are the source_index of labels made from them: they must not depend
+    # on which worker finished first
+    serial_run = jobs.run
+
+    def last_first(function, tasks, workers, name):
+        yield from reversed(list(serial_run(function, tasks, jobs.Workers(0), name)))
+
+    monkeypatch.setattr(jobs, "run", last_first)
+    reference = tmp_path / "reference.extxyz"
+    summary = sampling.sample_qm9([4, 2, 3, 0], None, reference, progress=False)
+    assert summary["done"] == 4
+    assert [f.info["qm9_row"] for f in sampling.read_structures(reference)] == [4, 2, 3, 0]

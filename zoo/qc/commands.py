@@ -2,6 +2,8 @@
 
 All return an exit status instead of raising on bad input, so that a user sees one clear line
 (``zoo sample: error: ...``) rather than a traceback; argparse handles ``--help`` and usage errors.
+Their per-structure work runs as tasks on Dask workers (:mod:`zoo.qc.jobs`); the options of
+:func:`_add_worker_options` say where.
 """
 
 from __future__ import annotations
@@ -12,6 +14,15 @@ import sys
 from zoo._files import OutputBusyError, exclusive_output
 from zoo.qc.labelling import PROPERTIES
 
+#: What the commands report as one line: bad input, a busy output, an unreachable Dask scheduler.
+_USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, IndexError, OutputBusyError, ConnectionError)
+
+WORKER_NOTES = """
+Tasks run on local Dask worker processes, one per core (--workers N; --workers 0 runs them in
+this process, one after the other), or on a running Dask cluster (--scheduler ADDRESS,
+--dask-config FILE, --slurm-jobs N). This process alone writes the output, as results come back.
+"""
+
 SAMPLE_EXAMPLES = """examples:
   zoo sample --smiles CCO --md --temperature 500 --frames 1000 --interval 10 --seed 0 -o ethanol.extxyz
   zoo sample --xyz water.xyz --displace normal_modes -n 50 --temperature 300 -o water_nm.extxyz
@@ -19,7 +30,10 @@ SAMPLE_EXAMPLES = """examples:
   zoo sample --smiles CCO --optimize -o ethanol_opt.extxyz
   zoo sample --smiles 'O/C=C\\C=O' --conformers 10 --md --frames 200 -o malonaldehyde.extxyz
   zoo sample --xyz qm9_xtb.extxyz --all-frames --displace random -n 1 --amplitude 0.05 -o qm9_perturbed.extxyz
-"""
+
+With several start structures (--all-frames), each is one task; the file is written once, when
+all are done, in the order of the start structures.
+""" + WORKER_NOTES
 
 SAMPLE_QM9_EXAMPLES = """examples:
   zoo sample-qm9 --rows 0:2000 --seed 0 -o qm9_xtb.extxyz --reference-out qm9_reference.extxyz
@@ -29,7 +43,7 @@ SAMPLE_QM9_EXAMPLES = """examples:
 
 A rerun with the same arguments resumes: rows already written (or recorded as failed in the
 failures file) are skipped.
-"""
+""" + WORKER_NOTES
 
 LABEL_EXAMPLES = """examples:
   zoo label ethanol.extxyz --xc pbe --basis def2-svp --grid 3 --properties energy,forces \
@@ -37,9 +51,12 @@ LABEL_EXAMPLES = """examples:
   zoo label --merge ethanol_pbe.shard-*-of-4.extxyz -o ethanol_pbe.extxyz
   zoo label water.extxyz --xc b3lyp5 --basis def2-svp -o water_b3lyp5.h5   # Fock, overlap, density, ...
 
+  zoo label water.extxyz --method rhf --basis sto-3g --workers 0 -o water_hf.extxyz   # in this process
+  zoo label qm9.extxyz --xc b3lyp --basis '6-31g*' --dask-config slurm.yaml --slurm-jobs 32 -o qm9.extxyz
+
 A rerun with the same arguments resumes: structures already in the output (or recorded as
-failed in the failures file) are skipped. PySCF uses OMP_NUM_THREADS threads.
-"""
+failed at the same settings in the failures file) are skipped.
+""" + WORKER_NOTES
 
 
 def sample_parser() -> argparse.ArgumentParser:
@@ -85,12 +102,13 @@ def sample_parser() -> argparse.ArgumentParser:
                         help="standard deviation of random displacements, Å (default 0.05)")
     parser.add_argument("--seed", type=int, default=0, help="random seed: embedding, velocities, displacements")
     parser.add_argument("-o", "--output", required=True, help="output extended XYZ file (written atomically)")
+    _add_worker_options(parser)
     return parser
 
 
 def sample_main(argv: list[str] | None = None) -> int:
     """Entry point of ``zoo sample``; returns the exit status."""
-    from zoo.qc import sampling
+    from zoo.qc import jobs, sampling
 
     parser = sample_parser()
     args = parser.parse_args(argv)
@@ -108,36 +126,68 @@ def sample_main(argv: list[str] | None = None) -> int:
             starts = sampling.read_structures(args.xyz, index=":" if args.all_frames else args.frame)
         else:
             starts = [sampling.from_qm9(args.qm9_index)]
-        frames = [frame for k, atoms in enumerate(starts) for frame in _sample(atoms, args, args.seed + k)]
-    except (ValueError, FileNotFoundError, IndexError, RuntimeError) as error:
-        print(f"zoo sample: error: {error}", file=sys.stderr)
-        return 1
-    try:
-        with exclusive_output(args.output, "structure file"):
+        tasks = [(atoms, args.seed + k, args.optimize, args.fmax, _md_settings(args), _displacement_settings(args))
+                 for k, atoms in enumerate(starts)]
+        with exclusive_output(args.output, "structure file"), _workers(args) as workers:
+            # one start structure is one task: nothing to distribute, so no cluster to start
+            outcomes = jobs.run(sampling.sample_start, tasks, workers if len(tasks) > 1 else jobs.Workers(0),
+                                name="sample")
+            sampled = {}
+            for outcome in outcomes:
+                if outcome.error is not None:
+                    raise RuntimeError(f"start structure {outcome.task}: {outcome.error}")
+                sampled[outcome.task] = outcome.value
+                if len(tasks) > 1:
+                    sampling.log(f"zoo sample: start structure {outcome.task}: {len(outcome.value)} structures "
+                                 f"({outcome.seconds:.1f} s), {len(sampled)}/{len(tasks)} done")
+            frames = [frame for k in range(len(tasks)) for frame in sampled[k]]
             path = sampling.write_extxyz(args.output, frames)
-    except OutputBusyError as error:
+    except (*_USER_ERRORS, RuntimeError) as error:
         print(f"zoo sample: error: {error}", file=sys.stderr)
         return 1
     sampling.log(f"zoo sample: wrote {len(frames)} structures to {path}")
     return 0
 
 
-def _sample(atoms, args, seed: int) -> list:
-    """The structures ``zoo sample`` makes from one start structure."""
-    from zoo.qc import sampling
+def _md_settings(args) -> dict | None:
+    """Keyword arguments of :func:`zoo.qc.sampling.md_sample` (None without --md)."""
+    if not args.md:
+        return None
+    return {"n_frames": args.n, "interval": args.interval, "temperature_K": args.temperature,
+            "timestep_fs": args.timestep, "thermostat": args.thermostat, "equilibration_steps": args.equilibrate,
+            "friction_per_fs": args.friction}
 
-    if args.optimize or args.displace == "normal_modes":
-        atoms = sampling.xtb_optimize(atoms, fmax=args.fmax)
-        sampling.log(f"zoo sample: GFN2-xTB minimum, E = {atoms.info['xtb_energy']:.6f} eV")
-    if args.md:
-        return sampling.md_sample(
-            atoms, n_frames=args.n, interval=args.interval, temperature_K=args.temperature,
-            timestep_fs=args.timestep, thermostat=args.thermostat, equilibration_steps=args.equilibrate,
-            friction_per_fs=args.friction, seed=seed)
-    if args.displace:
-        return sampling.displace(atoms, args.n, amplitude=args.amplitude, mode=args.displace,
-                                 temperature_K=args.temperature, seed=seed)
-    return [atoms]
+
+def _displacement_settings(args) -> dict | None:
+    """Keyword arguments of :func:`zoo.qc.sampling.displace` (None without --displace)."""
+    if not args.displace:
+        return None
+    return {"n": args.n, "amplitude": args.amplitude, "mode": args.displace, "temperature_K": args.temperature}
+
+
+def _add_worker_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("where the tasks run (dask.distributed)")
+    group.add_argument("--workers", type=int, default=None, metavar="N",
+                       help="local worker processes (default: one per core, divided by --threads-per-worker, "
+                            "and at most one per task); 0 runs every task in this process, one after the other")
+    group.add_argument("--threads-per-worker", type=int, default=1, metavar="T",
+                       help="OpenMP threads of each local worker, i.e. of one PySCF or xTB calculation (default 1)")
+    group.add_argument("--scheduler", metavar="ADDRESS",
+                       help="use the workers of a running Dask cluster, e.g. tcp://10.0.0.5:8786")
+    group.add_argument("--dask-config", metavar="FILE",
+                       help="YAML file of Dask settings for this run, read as data (never executed): e.g. "
+                            "scheduler-address, distributed.scheduler.allowed-failures, jobqueue.slurm")
+    group.add_argument("--slurm-jobs", type=int, metavar="N",
+                       help="submit N SLURM jobs of Dask workers (dask-jobqueue, set up by the jobqueue.slurm "
+                            "settings of --dask-config); they are cancelled when the run ends")
+
+
+def _workers(args):
+    """The :class:`zoo.qc.jobs.Workers` of the command line, with its Dask settings in force."""
+    from zoo.qc import jobs
+
+    return jobs.configured_workers(n=args.workers, threads=args.threads_per_worker, scheduler=args.scheduler,
+                                   dask_config=args.dask_config, slurm_jobs=args.slurm_jobs)
 
 
 def sample_qm9_parser() -> argparse.ArgumentParser:
@@ -178,6 +228,7 @@ def sample_qm9_parser() -> argparse.ArgumentParser:
                         help="JSON-lines file of failed molecules (default: OUTPUT stem + .failures.jsonl)")
     parser.add_argument("--retry-failures", action="store_true", help="recompute rows recorded as failed")
     parser.add_argument("--quiet", action="store_true", help="no progress messages")
+    _add_worker_options(parser)
     return parser
 
 
@@ -202,12 +253,14 @@ def sample_qm9_main(argv: list[str] | None = None) -> int:
         if args.exclude_rows is not None:
             excluded = set(_parse_rows(args.exclude_rows, "--exclude-rows"))
             rows = [row for row in rows if row not in excluded]
-        summary = sampling.sample_qm9(
-            rows, None if args.reference_only else args.output, args.reference_out, seed=args.seed, fmax=args.fmax,
-            steps=args.steps, max_heavy_atoms=args.max_heavy_atoms, min_heavy_atoms=args.min_heavy_atoms,
-            shard=None if args.shard is None else _parse_shard(args.shard), failures=args.failures,
-            retry_failures=args.retry_failures, progress=not args.quiet)
-    except (ValueError, FileNotFoundError, FileExistsError, IndexError, OutputBusyError) as error:
+        with _workers(args) as workers:
+            summary = sampling.sample_qm9(
+                rows, None if args.reference_only else args.output, args.reference_out, seed=args.seed,
+                fmax=args.fmax, steps=args.steps, max_heavy_atoms=args.max_heavy_atoms,
+                min_heavy_atoms=args.min_heavy_atoms, shard=None if args.shard is None else _parse_shard(args.shard),
+                failures=args.failures, retry_failures=args.retry_failures, progress=not args.quiet,
+                workers=workers)
+    except _USER_ERRORS as error:
         print(f"zoo sample-qm9: error: {error}", file=sys.stderr)
         return 1
     note = f" (see {summary['failures']})" if summary["failed"] else ""
@@ -252,8 +305,10 @@ def label_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-cycle", type=int, default=100, help="SCF iteration limit (default 100)")
     parser.add_argument("--conv-tol", type=float, default=1e-10, help="SCF energy tolerance, Hartree (default 1e-10)")
     parser.add_argument("--retry-failures", action="store_true",
-                        help="recompute structures recorded as failed by an earlier run")
+                        help="recompute structures recorded as failed by an earlier run at the same settings "
+                             "(failures at another --max-cycle, --conv-tol, level or PySCF version are always retried)")
     parser.add_argument("--quiet", action="store_true", help="no progress messages")
+    _add_worker_options(parser)
     return parser
 
 
@@ -276,18 +331,22 @@ def label_main(argv: list[str] | None = None) -> int:
             method=args.method,
             xc=(args.xc or "b3lyp5") if args.method == "rks" else args.xc,
             basis=args.basis, grid_level=args.grid, density_fitting=args.density_fitting, charge=args.charge)
-        summary = labelling.label(
-            args.inputs[0], level, args.output,
-            properties=None if args.properties is None else [p.strip() for p in args.properties.split(",")],
-            shard=None if args.shard is None else _parse_shard(args.shard),
-            failures=args.failures, max_cycle=args.max_cycle, conv_tol=args.conv_tol,
-            retry_failures=args.retry_failures, progress=not args.quiet)
-    except (ValueError, FileNotFoundError, FileExistsError, OutputBusyError) as error:
+        with _workers(args) as workers:
+            summary = labelling.label(
+                args.inputs[0], level, args.output,
+                properties=None if args.properties is None else [p.strip() for p in args.properties.split(",")],
+                shard=None if args.shard is None else _parse_shard(args.shard),
+                failures=args.failures, max_cycle=args.max_cycle, conv_tol=args.conv_tol,
+                retry_failures=args.retry_failures, progress=not args.quiet, workers=workers)
+    except _USER_ERRORS as error:
         print(f"zoo label: error: {error}", file=sys.stderr)
         return 1
     note = f" (see {summary['failures']})" if summary["failed"] else ""
-    print(f"zoo label: {summary['labelled']} labelled, {summary['failed']} failed{note}, "
-          f"{summary['skipped']} done before; output {summary['out']}", file=sys.stderr)
+    before = summary["skipped"] - summary["failed_before"]
+    skipped = (f", {summary['failed_before']} skipped as failed before at these settings (see {summary['failures']}; "
+               "--retry-failures tries them again)") if summary["failed_before"] else ""
+    print(f"zoo label: {summary['labelled']} labelled, {summary['failed']} failed{note}, {before} labelled "
+          f"before{skipped}; output {summary['out']}", file=sys.stderr)
     return 0
 
 

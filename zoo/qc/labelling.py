@@ -10,10 +10,12 @@ structure and stores what was asked for:
 
 Every label records the level of theory (xc, basis, grid level, density fitting, PySCF version,
 charge, spin) and the 0-based position of its structure in the input (``source_index``).
-Labels are appended atomically after each structure (a temporary copy moved over the file), so
-a killed job loses at most the structure in progress, and a rerun skips every ``source_index``
-already stored. A structure whose SCF does not converge becomes one JSON line in the failures
-file and never a label.
+Each structure is one task (:mod:`zoo.qc.jobs`: Dask workers, or this process); its labels are
+appended atomically as soon as it comes back (a temporary copy moved over the file), so a killed
+run loses at most the structures in progress, and a rerun skips every ``source_index`` already
+stored. A finished run leaves the labels in source order. A structure whose SCF does not
+converge (or that the workers could not compute) becomes one JSON line in the failures file,
+with the settings that failed it, and never a label.
 
 For job arrays, ``shard=(i, n)`` labels structures i, i+n, i+2n, ... into its own file
 (:func:`shard_path`); :func:`merge` joins the shards in source order.
@@ -25,15 +27,18 @@ import json
 import os
 import shutil
 import time
+import uuid
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from zoo._files import exclusive_output
+from zoo._files import atomic_path, exclusive_output
 from zoo.data.readers.ase_io import write_extxyz
-from zoo.data.units import BOHR, HARTREE
+from zoo.qc import jobs
+from zoo.qc.jobs import Workers
+from zoo.qc.label_task import SCFNotConverged, compute_labels, label_structure  # the first two: public here too
 from zoo.qc.level import LevelOfTheory, pyscf_version
 from zoo.qc.sampling import log, read_structures
 
@@ -48,68 +53,7 @@ _H5_NAMES = {"fock": "hamiltonian", "overlap": "overlap", "density_matrix": "den
              "orbital_energies": "orbital_energies", "energy": "energy", "forces": "forces"}
 
 
-class SCFNotConverged(RuntimeError):
-    """The SCF stopped before convergence; ``cycles`` is the number of iterations it ran."""
-
-    def __init__(self, message: str, cycles: int):
-        super().__init__(message)
-        self.cycles = cycles
-
-
 # --- one structure ----------------------------------------------------------------------------
-
-
-def compute_labels(atoms, level: LevelOfTheory, properties: Sequence[str],
-                   max_cycle: int = 100, conv_tol: float = 1e-10, guess: np.ndarray | None = None) -> dict:
-    """PySCF labels of one structure, in zoo's units.
-
-    ``guess`` is an initial density matrix (PySCF AO order), e.g. the converged one of the
-    previous frame of an MD trajectory: fewer SCF cycles, the same converged result. One of
-    the wrong shape is ignored (PySCF's default guess is used).
-
-    Returns:
-        A dict with the requested ``properties``: ``energy`` (eV), ``forces`` (eV/Å, minus the
-        analytic gradient, with the grid response for DFT), ``dipole`` (e·Å), ``fock``, ``overlap``, ``density_matrix``
-        ([n_ao, n_ao], Hartree, the Fock matrix built on the converged density) and
-        ``orbital_energies`` ([n_ao], Hartree); plus ``cycles``, the SCF iterations, and
-        ``converged_density``, the density matrix (a guess for the next structure).
-
-    Raises:
-        SCFNotConverged: the SCF did not converge within ``max_cycle`` iterations.
-        ValueError: the structure cannot be built (see :meth:`LevelOfTheory.build_mole`).
-    """
-    mol = level.build_mole(atoms.numbers, atoms.positions)
-    mf = level.build_scf(mol, conv_tol=conv_tol, max_cycle=max_cycle)
-    if guess is not None and np.shape(guess) != (mol.nao, mol.nao):
-        guess = None
-    mf.kernel(dm0=guess)
-    cycles = int(getattr(mf, "cycles", -1))
-    if not mf.converged:
-        raise SCFNotConverged(f"SCF not converged in {max_cycle} cycles (E = {mf.e_tot:.8f} Eh)", cycles)
-    result = {"cycles": cycles}
-    if "energy" in properties:
-        result["energy"] = float(mf.e_tot) * HARTREE
-    if "forces" in properties:
-        gradient = mf.nuc_grad_method()
-        if hasattr(gradient, "grid_response"):
-            # the exact derivative of the DFT energy (the grid moves with the atoms): a conservative
-            # force field cannot fit forces that are not -dE/dR (off by ~3 meV/Å for ethanol)
-            gradient.grid_response = True
-        result["forces"] = -gradient.kernel() * (HARTREE / BOHR)
-    if "dipole" in properties:
-        result["dipole"] = np.asarray(mf.dip_moment(unit="AU", verbose=0)) * BOHR
-    density = mf.make_rdm1()
-    result["converged_density"] = density
-    if "fock" in properties:
-        # rebuilt on the final density without DIIS/damping: exactly H[D], the SCT target
-        result["fock"] = mf.get_fock(dm=density)
-    if "overlap" in properties:
-        result["overlap"] = mf.get_ovlp()
-    if "density_matrix" in properties:
-        result["density_matrix"] = density
-    if "orbital_energies" in properties:
-        result["orbital_energies"] = np.asarray(mf.mo_energy)
-    return result
 
 
 def label_metadata(level: LevelOfTheory):
@@ -160,6 +104,7 @@ def label(
     retry_failures: bool = False,
     progress: bool = True,
     reuse_density: bool = True,
+    workers: Workers = Workers(),
 ) -> dict:
     """Label ``structures`` with PySCF at ``level`` into ``out``, resuming where a previous run stopped.
 
@@ -174,70 +119,71 @@ def label(
         shard: ``(i, n)`` labels structures i, i+n, i+2n, ... (one job of an n-job array).
         failures: JSON-lines file for SCF failures (default :func:`failures_path` of the output).
         max_cycle, conv_tol: SCF iteration limit and energy tolerance (Hartree).
-        retry_failures: recompute structures that a previous run recorded as failed
-            (otherwise they are skipped: at unchanged settings they fail again).
+        retry_failures: recompute structures that a previous run recorded as failed at the same
+            settings (level of theory, PySCF version, ``max_cycle``, ``conv_tol``); failures
+            recorded at other settings are recomputed anyway.
         progress: print progress with an ETA to stderr.
-        reuse_density: start each SCF from the converged density of the structure labelled just
-            before it when both have the same atoms in the same order (frames of one trajectory:
-            13 -> 11 SCF cycles for malonaldehyde frames 10 fs apart); otherwise from PySCF's
-            default guess.
+        reuse_density: start each SCF from the converged density of the structure its worker
+            labelled just before, when both have the same atoms in the same order (frames of one
+            trajectory: 13 -> 11 SCF cycles for malonaldehyde frames 10 fs apart); otherwise from
+            PySCF's default guess. In this process (``Workers(0)``) that is the previous structure.
+        workers: where the SCFs run (:class:`~zoo.qc.jobs.Workers`): by default one local Dask
+            worker per core; ``Workers(0)`` in this process.
 
     Returns:
         A summary: ``out``, ``failures`` (paths), ``labelled`` and ``failed`` (counts in this
-        run), ``skipped`` (already done before), ``seconds``.
+        run), ``skipped`` (labelled or failed before), ``failed_before`` (of those, the failures
+        at these settings, not retried), ``seconds``.
 
     Raises:
-        ValueError: unknown or unstorable properties, a bad shard, an output made at another
-            level of theory, or a structure the level cannot describe (element not in the
-            basis, odd electron count, charge mismatch) — checked before any SCF runs.
+        ValueError: unknown or unstorable properties, a functional or basis PySCF does not know,
+            a bad shard, an output made at another level of theory, or structures the level
+            cannot describe (element not in the basis, odd electron count, charge mismatch) —
+            checked before any SCF runs.
     """
     frames = read_structures(structures) if isinstance(structures, (str, os.PathLike)) else list(structures)
     out = shard_path(out, _check_shard(shard))
     failures = Path(failures) if failures is not None else failures_path(out)
     hdf5 = out.suffix.lower() in HDF5_SUFFIXES
     properties = _check_properties(properties, hdf5)
+    level.check_available()
     metadata = label_metadata(level)
+    settings = _failure_settings(level, max_cycle, conv_tol)
 
     with exclusive_output(out, "label file"):  # a second writer would interleave and lose labels
         done = _stored_indices(out, metadata, hdf5)
-        failed_before = set() if retry_failures else _failed_indices(failures, level)
         mine = range(len(frames)) if shard is None else range(shard[0], len(frames), shard[1])
+        failed_before = set() if retry_failures else _failed_indices(failures, settings) & (set(mine) - done)
         todo = [i for i in mine if i not in done and i not in failed_before]
         _check_structures(frames, todo, level)
         where = f"label {out.name}"
         if progress:
-            log(f"[{where}] {level.describe()}: {len(todo)} to do, {len(mine) - len(todo)} of "
-                f"{len(mine)} already labelled or failed")
+            log(f"[{where}] {level.describe()}: {len(todo)} to do, {len(mine) - len(todo) - len(failed_before)} "
+                f"of {len(mine)} labelled before" + _failed_before_note(failed_before, failures))
 
         start, counts = time.perf_counter(), {"labelled": 0, "failed": 0}
-        previous = (None, None)  # atomic numbers and converged density of the last structure labelled
-        for n_done, index in enumerate(todo, 1):
-            atoms = frames[index]
-            tick = time.perf_counter()
-            same_atoms = reuse_density and previous[0] is not None and np.array_equal(previous[0], atoms.numbers)
-            try:
-                result = compute_labels(atoms, level, properties, max_cycle=max_cycle, conv_tol=conv_tol,
-                                        guess=previous[1] if same_atoms else None)
-            except SCFNotConverged as error:
-                _record_failure(failures, index, level, str(error), error.cycles, max_cycle)
-                counts["failed"] += 1
-            except (ValueError, np.linalg.LinAlgError) as error:  # overlapping atoms, singular overlap
-                _record_failure(failures, index, level, f"{type(error).__name__}: {error}", 0, max_cycle)
+        tracker = jobs.Progress(where, len(todo), enabled=progress)
+        run = uuid.uuid4().hex  # the workers' previous densities are guesses only within this run
+        tasks = [(frames[i], level, properties, max_cycle, conv_tol, run if reuse_density else None) for i in todo]
+        for outcome in jobs.run(label_structure, tasks, workers, name="label"):
+            index = todo[outcome.task]
+            answer = outcome.value or {"failure": outcome.error, "cycles": -1}
+            if "failure" in answer:
+                _record_failure(failures, index, answer["failure"], answer["cycles"], settings)
                 counts["failed"] += 1
             else:
-                previous = (atoms.numbers.copy(), result["converged_density"])
+                result = answer["result"]
                 if hdf5:
-                    _append_h5(out, [_h5_record(atoms, result, properties)], [(index, result)], metadata)
+                    _append_h5(out, [_h5_record(frames[index], result, properties)], [(index, result)], metadata)
                 else:
-                    write_extxyz(out, [_labelled_atoms(atoms, index, result, properties, metadata)], append=True)
+                    write_extxyz(out, [_labelled_atoms(frames[index], index, result, properties, metadata)],
+                                 append=True)
                 counts["labelled"] += 1
-            if progress:
-                elapsed = time.perf_counter() - start
-                eta = elapsed / n_done * (len(todo) - n_done)
-                log(f"[{where}] {n_done}/{len(todo)} (source {index}, {time.perf_counter() - tick:.1f} s; "
-                    f"{counts['failed']} failed) ETA {_duration(eta)}")
+            tracker.update(f"source {index}", outcome.seconds, "failure" in answer)
+        if counts["labelled"]:
+            _sort_by_source(out, hdf5)
         return {"out": out, "failures": failures, **counts, "skipped": len(mine) - len(todo),
-                "seconds": time.perf_counter() - start}
+                "failed_before": len(failed_before), "seconds": time.perf_counter() - start}
 
 
 def merge(inputs: Sequence[str | os.PathLike], out: str | os.PathLike) -> int:
@@ -318,8 +264,9 @@ def _check_properties(properties, hdf5: bool) -> tuple[str, ...]:
 def _check_structures(frames, todo, level: LevelOfTheory) -> None:
     """Fail before any SCF on what no SCF can fix: elements, electron count, charge.
 
-    One structure per composition is built (PySCF's checks depend only on the elements and the
-    charge, besides overlapping atoms, which only fail that structure).
+    These depend only on the composition and the charge, so one structure per composition is
+    checked. A broken geometry (overlapping atoms) fails only its own structure, as a recorded
+    failure, wherever it is in the input.
     """
     seen = set()
     for index in todo:
@@ -333,7 +280,7 @@ def _check_structures(frames, todo, level: LevelOfTheory) -> None:
             continue
         seen.add(composition)
         try:
-            level.build_mole(atoms.numbers, atoms.positions)
+            level.check_atoms(atoms.numbers)
         except ValueError as error:
             raise ValueError(f"structure {index} ({atoms.get_chemical_formula()}): {error}") from error
 
@@ -467,10 +414,43 @@ def _check_level(path: Path, metadata, hdf5: bool) -> None:
         raise ValueError(f"{path} holds labels at another level of theory: {error}") from error
 
 
-def _record_failure(path: Path, index: int, level: LevelOfTheory, reason: str, cycles: int, max_cycle: int):
-    """One JSON line per failure, appended and flushed at once."""
-    line = json.dumps({"index": int(index), "level": level.as_dict(), "pyscf_version": pyscf_version(),
-                       "reason": reason, "cycles": int(cycles), "max_cycle": int(max_cycle)})
+def _sort_by_source(out: Path, hdf5: bool) -> None:
+    """Put the labels in ``source_index`` order (workers finish out of order), atomically.
+
+    A resumed or parallel run then leaves the same file as one uninterrupted serial run.
+    """
+    if hdf5:
+        import h5py
+
+        from zoo.data.readers.hamiltonian import GROUP
+
+        with h5py.File(out, "r") as handle:
+            names = sorted(handle[GROUP], key=int)
+            order = sorted(names, key=lambda name: _source_index(handle[GROUP][name], out))
+        if order == names:
+            return
+        with atomic_path(out, copy_existing=True) as work, h5py.File(work, "a") as handle:
+            group = handle[GROUP]  # renaming links moves no data
+            for name in names:
+                group.move(name, f"unsorted-{name}")
+            for number, name in enumerate(order):
+                group.move(f"unsorted-{name}", f"{number:06d}")
+        return
+    frames = read_structures(out)
+    indices = [int(frame.info["source_index"]) for frame in frames]
+    if indices != sorted(indices):
+        write_extxyz(out, sorted(frames, key=lambda frame: int(frame.info["source_index"])))
+
+
+def _failure_settings(level: LevelOfTheory, max_cycle: int, conv_tol: float) -> dict:
+    """The settings a failure is recorded with: another value of any of them may not fail."""
+    return {"level": level.as_dict(), "pyscf_version": pyscf_version(), "max_cycle": int(max_cycle),
+            "conv_tol": float(conv_tol)}
+
+
+def _record_failure(path: Path, index: int, reason: str, cycles: int, settings: dict) -> None:
+    """One JSON line per failure, with the settings that failed it, appended and flushed at once."""
+    line = json.dumps({"index": int(index), **settings, "reason": reason, "cycles": int(cycles)})
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as stream:
         stream.write(line + "\n")
@@ -478,8 +458,8 @@ def _record_failure(path: Path, index: int, level: LevelOfTheory, reason: str, c
         os.fsync(stream.fileno())
 
 
-def _failed_indices(path: Path, level: LevelOfTheory) -> set[int]:
-    """Indices recorded as failed at ``level``; a torn last line (killed mid-write) is ignored."""
+def _failed_indices(path: Path, settings: dict) -> set[int]:
+    """Indices recorded as failed at exactly ``settings``; a torn last line (killed mid-write) is ignored."""
     if not path.is_file():
         return set()
     indices = set()
@@ -488,12 +468,13 @@ def _failed_indices(path: Path, level: LevelOfTheory) -> set[int]:
             entry = json.loads(line)
         except json.JSONDecodeError:
             continue
-        if entry.get("level") == level.as_dict():
+        if all(entry.get(key) == value for key, value in settings.items()):
             indices.add(int(entry["index"]))
     return indices
 
 
-def _duration(seconds: float) -> str:
-    seconds = int(round(seconds))
-    hours, rest = divmod(seconds, 3600)
-    return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
+def _failed_before_note(failed_before: set, failures: Path) -> str:
+    if not failed_before:
+        return ""
+    return (f"; {len(failed_before)} skipped as failed before at these settings (see {failures}; "
+            "--retry-failures tries them again, as does a change of --max-cycle or --conv-tol)")

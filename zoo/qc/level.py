@@ -23,6 +23,8 @@ MIN_DISTANCE_ANGSTROM = 0.1
 #: Bases suggested, in this order, when an element is missing from the requested one.
 _FALLBACK_BASES = ("def2-svp", "def2-tzvp", "cc-pvdz", "6-31g*", "sto-3g")
 _METHODS = ("rks", "rhf")
+#: A basis name PySCF knows defines at least one of these elements (most define H).
+_BASIS_PROBE_ELEMENTS = ("H", "C", "Li", "Na", "K", "Rb", "Cs")
 #: def2 bases replace the core of elements beyond Kr with an effective core potential.
 _DEF2_FIRST_ECP_ELEMENT = 37
 
@@ -117,21 +119,38 @@ class LevelOfTheory:
             raise ValueError(f"unknown level-of-theory fields {sorted(unknown)}; expected {sorted(known)}")
         return cls(**data)
 
-    def build_mole(self, atomic_numbers, positions_angstrom):
-        """A built :class:`pyscf.gto.Mole` for atoms ``atomic_numbers`` at positions in Å.
+    def check_available(self) -> None:
+        """Fail before any work if PySCF does not know the functional or the basis.
 
-        Raises ``ValueError`` for an element the basis does not cover, an odd electron count
-        (closed-shell methods only), or two atoms closer than :data:`MIN_DISTANCE_ANGSTROM`.
+        Otherwise an unknown ``xc`` only surfaces as a libxc ``KeyError`` inside the first SCF,
+        after the input was read and the run announced.
+
+        Raises:
+            ValueError: naming the unknown functional or basis, and how to find valid names.
         """
-        from pyscf import gto
+        from pyscf.dft import libxc
+
+        if self.is_dft:
+            try:
+                libxc.parse_xc(self.xc)
+            except (KeyError, ValueError):
+                raise ValueError(
+                    f"unknown functional xc={self.xc!r}: PySCF/libxc has none of that name; use one such as "
+                    "'b3lyp5', 'pbe', 'pbe0' or 'wb97x' (see pyscf.dft.libxc.XC_CODES)") from None
+        if not any(basis_has_element(self.basis, symbol) for symbol in _BASIS_PROBE_ELEMENTS):
+            raise ValueError(
+                f"unknown basis {self.basis!r}: PySCF's basis library has no basis of that name; use a "
+                "name such as 'def2-svp', 'cc-pvdz', '6-31g*' or 'sto-3g' (see pyscf/gto/basis)")
+
+    def check_atoms(self, atomic_numbers) -> None:
+        """Fail for what no geometry can fix: an element the basis lacks, an odd electron count.
+
+        Raises ``ValueError`` naming the element (and a basis that has it) or the electron count.
+        """
         from pyscf.data.elements import ELEMENTS
 
         z = np.asarray(atomic_numbers, dtype=int).reshape(-1)
-        pos = np.asarray(positions_angstrom, dtype=float).reshape(-1, 3)
-        if len(z) == 0 or len(z) != len(pos):
-            raise ValueError(f"need one position per atom: {len(z)} atomic numbers, {len(pos)} positions")
-        symbols = [ELEMENTS[int(n)] for n in z]
-        for symbol in sorted(set(symbols)):
+        for symbol in sorted({ELEMENTS[int(n)] for n in z}):
             if not basis_has_element(self.basis, symbol):
                 alternatives = [b for b in _FALLBACK_BASES if basis_has_element(b, symbol)]
                 hint = f"; {alternatives[0]!r} has it" if alternatives else ""
@@ -143,6 +162,23 @@ class LevelOfTheory:
                 f"{self.method.upper()} with spin=0 cannot describe; set spin=1 and use an "
                 "open-shell method (not supported here), or change the charge"
             )
+
+    def build_mole(self, atomic_numbers, positions_angstrom):
+        """A built :class:`pyscf.gto.Mole` for atoms ``atomic_numbers`` at positions in Å.
+
+        Raises ``ValueError`` for an element the basis does not cover, an odd electron count
+        (closed-shell methods only; :meth:`check_atoms`), or two atoms closer than
+        :data:`MIN_DISTANCE_ANGSTROM`.
+        """
+        from pyscf import gto
+        from pyscf.data.elements import ELEMENTS
+
+        z = np.asarray(atomic_numbers, dtype=int).reshape(-1)
+        pos = np.asarray(positions_angstrom, dtype=float).reshape(-1, 3)
+        if len(z) == 0 or len(z) != len(pos):
+            raise ValueError(f"need one position per atom: {len(z)} atomic numbers, {len(pos)} positions")
+        self.check_atoms(z)
+        symbols = [ELEMENTS[int(n)] for n in z]
         for i, j in combinations(range(len(z)), 2):
             distance = float(np.linalg.norm(pos[i] - pos[j]))
             if distance < MIN_DISTANCE_ANGSTROM:

@@ -22,7 +22,6 @@ import contextlib
 import itertools
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
@@ -30,6 +29,8 @@ import numpy as np
 
 from zoo._files import exclusive_output
 from zoo.data.readers.ase_io import write_extxyz
+from zoo.qc import jobs
+from zoo.qc.jobs import Workers, log
 
 XTB_METHOD = "GFN2-xTB"
 THERMOSTATS = ("langevin", "nvt")
@@ -294,6 +295,24 @@ def displace(
     return frames
 
 
+def sample_start(atoms, seed: int, optimize: bool = False, fmax: float = 0.01, md: dict | None = None,
+                 displacement: dict | None = None) -> list:
+    """The structures made from one start structure (one task of ``zoo sample``).
+
+    The start is relaxed with GFN2-xTB first when ``optimize`` (or for normal-mode displacements,
+    which need a minimum); then ``md`` (keyword arguments of :func:`md_sample`) gives MD frames,
+    ``displacement`` (keyword arguments of :func:`displace`) displaced copies, and neither the
+    (relaxed) start structure itself. ``seed`` drives the MD or the displacements.
+    """
+    if optimize or (displacement or {}).get("mode") == "normal_modes":
+        atoms = xtb_optimize(atoms, fmax=fmax)
+    if md is not None:
+        return md_sample(atoms, seed=seed, **md)
+    if displacement is not None:
+        return displace(atoms, seed=seed, **displacement)
+    return [atoms]
+
+
 def normal_modes(atoms, delta: float = 0.005) -> tuple[np.ndarray, np.ndarray]:
     """Internal vibrational modes of ``atoms`` from a GFN2-xTB finite-difference Hessian.
 
@@ -418,13 +437,17 @@ def sample_qm9(
     failures: str | os.PathLike | None = None,
     retry_failures: bool = False,
     progress: bool = True,
+    workers: Workers = Workers(),
 ) -> dict:
     """Cheap structures and reference geometries of QM9 molecules (:func:`qm9_molecule`), resumable.
 
-    Both frames of a molecule are appended (atomically, reference first) to ``reference_out`` and
-    ``out`` as soon as it is done; a molecule that fails becomes one JSON line in ``failures``
-    (``qm9_row``, ``qm9_id``, ``smiles``, ``reason``, ``sampler``) and appears in neither file.
-    A rerun skips the rows already in ``out`` or recorded as failed with the same settings.
+    Each molecule is one task (:mod:`zoo.qc.jobs`). Both frames of a molecule are appended
+    (atomically, reference first) to ``reference_out`` and ``out``, in the order of ``rows``
+    whatever order the workers finish in, so a parallel or resumed run writes the same files as
+    one serial run (a label's ``source_index`` is a position in these files). A molecule that
+    fails becomes one JSON line in ``failures`` (``qm9_row``, ``qm9_id``, ``smiles``, ``reason``,
+    ``sampler``) and appears in neither file. A rerun skips the rows already in ``out`` or
+    recorded as failed with the same settings.
 
     Args:
         rows: 0-based qm9pack rows (a row given twice is done once).
@@ -439,6 +462,7 @@ def sample_qm9(
         failures: JSON-lines file (default :func:`zoo.qc.labelling.failures_path` of ``out``).
         retry_failures: recompute rows recorded as failed (otherwise skipped).
         progress: print progress with an ETA to stderr.
+        workers: where the molecules are computed (:class:`~zoo.qc.jobs.Workers`).
 
     Returns:
         ``out``, ``reference_out``, ``failures`` (paths) and the counts ``done``, ``failed``,
@@ -470,41 +494,63 @@ def sample_qm9(
         failed_before = set() if retry_failures else _failed_rows(failures, sampler)
         todo = [row for row in rows if row not in done and row not in failed_before]
         molecules = read_qm9(indices=todo, properties=[], dtype="float64") if todo else []
+        kept = [(row, data) for row, data in zip(todo, molecules) if _heavy_atoms_within(data, min_heavy_atoms,
+                                                                                        max_heavy_atoms)]
         where = f"sample-qm9 {(out or reference_out).name}"
         if progress:
-            log(f"[{where}] {sampler}: {len(todo)} to do, {len(rows) - len(todo)} of {len(rows)} done or failed before")
+            log(f"[{where}] {sampler}: {len(todo)} to do ({len(todo) - len(kept)} filtered by size), "
+                f"{len(rows) - len(todo)} of {len(rows)} done or failed before")
 
-        start, counts = time.perf_counter(), {"done": 0, "failed": 0, "filtered": 0}
-        for n_done, (row, data) in enumerate(zip(todo, molecules), 1):
-            tick = time.perf_counter()
-            heavy = int((data.z > 1).sum())
-            if (max_heavy_atoms is not None and heavy > max_heavy_atoms) or (
-                    min_heavy_atoms is not None and heavy < min_heavy_atoms):
-                counts["filtered"] += 1
-                continue
-            try:
-                if out is None:
-                    cheap, reference = None, qm9_reference(data, row)
-                else:
-                    cheap, reference = qm9_molecule(data, row, seed=seed, fmax=fmax, steps=steps)
-            except ValueError as error:
+        start, counts = time.perf_counter(), {"done": 0, "failed": 0, "filtered": len(todo) - len(kept)}
+        tracker = jobs.Progress(where, len(kept), enabled=progress)
+        tasks = [(data, row, seed, fmax, steps, out is not None) for row, data in kept]
+        settled, next_to_write = {}, 0  # task position -> its frames (None: failed), and the next to write
+        for outcome in jobs.run(sample_qm9_row, tasks, workers, name="sample-qm9"):
+            row, data = kept[outcome.task]
+            answer = outcome.value or {"failure": outcome.error}
+            if "failure" in answer:
                 _append_json_line(failures, {"qm9_row": row, "qm9_id": int(data.qm9_id[0]), "smiles": data.smiles,
-                                             "reason": str(error), "sampler": sampler})
+                                             "reason": answer["failure"], "sampler": sampler})
                 counts["failed"] += 1
-                status = f"failed: {error}"
+                status = f"failed: {answer['failure']}"
             else:
-                if row not in referenced:
-                    write_extxyz(reference_out, [reference], append=True)
-                if cheap is not None:
-                    write_extxyz(out, [cheap], append=True)
                 counts["done"] += 1
+                cheap = answer.get("cheap")
                 status = "QM9 geometry" if cheap is None else f"E_xTB = {cheap.info['xtb_energy']:.4f} eV"
-            if progress:
-                eta = (time.perf_counter() - start) / n_done * (len(todo) - n_done)
-                log(f"[{where}] {n_done}/{len(todo)} row {row} {data.smiles} ({time.perf_counter() - tick:.1f} s) "
-                    f"{status}; ETA {eta / 60:.0f} min")
+            settled[outcome.task] = None if "failure" in answer else answer
+            tracker.update(f"row {row} {data.smiles}: {status}", outcome.seconds, "failure" in answer)
+            # in row order, whatever order the workers finish in: positions in these files are the
+            # source_index of labels made from them, so they must not depend on the run
+            while next_to_write in settled:
+                frames = settled.pop(next_to_write)
+                if frames is not None:
+                    if kept[next_to_write][0] not in referenced:
+                        write_extxyz(reference_out, [frames["reference"]], append=True)
+                    if frames.get("cheap") is not None:
+                        write_extxyz(out, [frames["cheap"]], append=True)
+                next_to_write += 1
         return {"out": out, "reference_out": reference_out, "failures": failures, **counts,
                 "skipped": len(rows) - len(todo), "seconds": time.perf_counter() - start}
+
+
+def sample_qm9_row(data, row: int, seed: int, fmax: float, steps: int, with_xtb: bool) -> dict:
+    """The task of one QM9 molecule, run by a worker: ``{"reference", "cheap"}`` frames or ``{"failure": why}``.
+
+    A molecule :func:`qm9_molecule` rejects is an answer, returned rather than raised: rerunning
+    it elsewhere would reject it again. Without ``with_xtb`` only QM9's geometry is made.
+    """
+    try:
+        if not with_xtb:
+            return {"reference": qm9_reference(data, row)}
+        cheap, reference = qm9_molecule(data, row, seed=seed, fmax=fmax, steps=steps)
+    except ValueError as error:
+        return {"failure": str(error)}
+    return {"reference": reference, "cheap": cheap}
+
+
+def _heavy_atoms_within(data, minimum: int | None, maximum: int | None) -> bool:
+    heavy = int((data.z > 1).sum())
+    return (minimum is None or heavy >= minimum) and (maximum is None or heavy <= maximum)
 
 
 def merge_structures(inputs, out: str | os.PathLike, key: str = "qm9_row") -> int:
@@ -594,8 +640,3 @@ def _with_xtb_results(work):
     frame.info["xtb_energy"] = float(work.get_potential_energy())
     frame.arrays["xtb_forces"] = work.get_forces().copy()
     return frame
-
-
-def log(message: str) -> None:
-    """Progress messages go to stderr, so that stdout stays clean for pipes."""
-    print(message, file=sys.stderr, flush=True)
