@@ -220,3 +220,24 @@ def test_a_run_killed_with_sigkill_resumes_with_nothing_lost_or_twice(tmp_path):
     expected = labelling.compute_labels(frames[-1], RHF, ["energy"])["energy"]
     assert abs(resumed[-1].get_potential_energy() - expected) < 1e-7
     assert not summary["failures"].exists()
+
+
+@pytest.mark.parametrize("suffix", [".extxyz", ".h5"])
+def test_labels_end_in_source_order_whatever_order_the_workers_finish_in(tmp_path, monkeypatch, suffix):
+    serial_run = jobs.run
+
+    def last_first(function, tasks, workers, name):
+        yield from reversed(list(serial_run(function, tasks, SERIAL, name)))
+
+    monkeypatch.setattr(jobs, "run", last_first)
+    out = tmp_path / f"h2{suffix}"
+    labelling.label(h2(4), RHF, out, properties=["energy", "forces"], progress=False, workers=SERIAL)
+    if suffix == ".h5":
+        distances = [float(d.pos[1, 2]) for d in read_hamiltonian_h5(out)]
+        indices = [index for index, _ in labelling._read_h5_entries(out)]
+    else:
+        frames = labelling.read_structures(out)
+        distances = [f.positions[1, 2] for f in frames]
+        indices = [f.info["source_index"] for f in frames]
+    assert indices == [0, 1, 2, 3]
+    np.testing.assert_allclose(distances, [0.70, 0.73, 0.76, 0.79])

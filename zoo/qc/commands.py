@@ -50,9 +50,9 @@ LABEL_EXAMPLES = """examples:
       -o ethanol_pbe.extxyz --shard 0/4
   zoo label --merge ethanol_pbe.shard-*-of-4.extxyz -o ethanol_pbe.extxyz
   zoo label water.extxyz --xc b3lyp5 --basis def2-svp -o water_b3lyp5.h5   # Fock, overlap, density, ...
-
   zoo label water.extxyz --method rhf --basis sto-3g --workers 0 -o water_hf.extxyz   # in this process
   zoo label qm9.extxyz --xc b3lyp --basis '6-31g*' --dask-config slurm.yaml --slurm-jobs 32 -o qm9.extxyz
+
 
 A rerun with the same arguments resumes: structures already in the output (or recorded as
 failed at the same settings in the failures file) are skipped.
