@@ -145,3 +145,59 @@ def test_the_holder_of_an_output_is_named_and_its_lock_freed_when_it_is_killed(t
         holder.wait()
     assert labelled.with_name(labelled.name + ".lock").exists()
     assert label_main(argv) == 0 and len(read_structures(labelled)) == 1  # the stale lock is taken over
+
+
+@pytest.mark.slow
+def test_slurm_jobs_of_workers_label_and_are_cancelled_at_the_end(tmp_path, monkeypatch, capsys):
+    """``--slurm-jobs`` end to end against a stand-in for SLURM: ``sbatch`` runs the job script
+    dask-jobqueue writes as a local background process, ``scancel`` kills it."""
+    import os
+    import signal
+    import time
+
+    pytest.importorskip("dask_jobqueue")
+    bin_dir, jobs_dir = tmp_path / "bin", tmp_path / "jobs"
+    bin_dir.mkdir()
+    jobs_dir.mkdir()
+    (bin_dir / "sbatch").write_text(
+        "#!/usr/bin/env bash\n"
+        f'script={jobs_dir}/job-$$.sh; cp "$1" "$script"\n'
+        f'setsid bash "$script" > "$script.log" 2>&1 < /dev/null &\n'
+        'echo "Submitted batch job $!"\n')
+    (bin_dir / "scancel").write_text(f'#!/usr/bin/env bash\necho "$@" >> {jobs_dir}/cancelled\n'
+                                     'kill -TERM -- "-$1" 2>/dev/null; exit 0\n')
+    for tool in ("sbatch", "scancel"):
+        (bin_dir / tool).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    config = tmp_path / "slurm.yaml"
+    config.write_text("jobqueue:\n  slurm:\n    cores: 1\n    processes: 1\n    memory: 1GB\n"
+                      "    job-script-prologue: ['export OMP_NUM_THREADS=1']\n")
+    water = tmp_path / "water.xyz"
+    water.write_text("".join(f"3\nwater {k}\nO 0 0 0.117\nH 0 0.757 -0.469\nH 0 -0.757 {-0.469 - 0.01 * k}\n"
+                             for k in range(3)))
+    labelled = tmp_path / "water_hf.extxyz"
+    assert label_main([str(water), "--method", "rhf", "--basis", "sto-3g", "--properties", "energy", "--quiet",
+                       "--dask-config", str(config), "--slurm-jobs", "2", "-o", str(labelled)]) == 0
+    assert "3 labelled, 0 failed" in capsys.readouterr().err
+    assert [f.info["source_index"] for f in read_structures(labelled)] == [0, 1, 2]
+    submitted = sorted(jobs_dir.glob("job-*.sh"))
+    assert len(submitted) == 2 and "export OMP_NUM_THREADS=1" in submitted[0].read_text()
+    cancelled = (jobs_dir / "cancelled").read_text().split()
+    assert len(cancelled) == 2  # both jobs, when the run ended
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and any(_alive(int(job)) for job in cancelled):
+        time.sleep(0.2)
+    for job in cancelled:  # leave no worker behind, whatever happened
+        if _alive(int(job)):
+            os.killpg(int(job), signal.SIGKILL)
+            pytest.fail(f"job {job} was still running 30 s after scancel")
+
+
+def _alive(process_group: int) -> bool:
+    import os
+
+    try:
+        os.killpg(process_group, 0)
+    except ProcessLookupError:
+        return False
+    return True
