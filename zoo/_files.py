@@ -9,8 +9,9 @@ do not interleave their writes:
 - :func:`exclusive_output` holds an OS file lock (``filelock``) on ``<output>.lock`` for the
   life of a run. A second writer fails at once with :class:`OutputBusyError`, naming the holder
   (host, pid, command, start time). The lock is the kernel's, so a writer killed with ``kill -9``
-  releases it: a stale lock file is simply taken over by the next run. The empty lock file
-  stays beside the output.
+  releases it: a stale lock file is simply taken over by the next run, which also removes the
+  temporary files such a writer left (``.<output>.*.tmp``). The empty lock file stays beside
+  the output.
 
 Example:
     >>> import tempfile, pathlib
@@ -25,6 +26,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
 import shutil
@@ -73,6 +75,10 @@ def exclusive_output(output: str | os.PathLike, what: str = "output") -> Iterato
             f"{output} is being written by another run ({_describe_holder(lock_path)}). Wait for it to "
             f"finish, stop it, or write to another {what}; two writers of one {what} would corrupt it"
         ) from None
+    # whoever wrote these is gone (the lock is ours): a writer killed between writing its
+    # temporary copy and moving it over the output (atomic_path's, or write_extxyz's)
+    for leftover in output.parent.glob(f".{glob.escape(output.name)}.*.tmp"):
+        leftover.unlink(missing_ok=True)
     holder = _holder_file(lock_path)
     try:
         holder.write_text(json.dumps({

@@ -220,6 +220,18 @@ def test_a_run_killed_with_sigkill_resumes_with_nothing_lost_or_twice(tmp_path):
     expected = labelling.compute_labels(frames[-1], RHF, ["energy"])["energy"]
     assert abs(resumed[-1].get_potential_energy() - expected) < 1e-7
     assert not summary["failures"].exists()
+    assert not list(tmp_path.glob(".labels.extxyz.*")), "a temporary of the killed run is left behind"
+
+
+def test_temporaries_of_a_killed_writer_are_removed_by_the_next(tmp_path):
+    out = tmp_path / "h2.h5"
+    leftovers = [tmp_path / ".h2.h5.4242.tmp", tmp_path / ".h2.h5.labelling", tmp_path / ".h2.h5.labelling.tmp"]
+    for path in leftovers:
+        path.write_text("half a file")
+    unrelated = tmp_path / ".other.h5.4242.tmp"
+    unrelated.write_text("another output's")
+    labelling.label(h2(1), RHF, out, properties=["energy"], progress=False, workers=SERIAL)
+    assert not any(path.exists() for path in leftovers) and unrelated.exists()
 
 
 @pytest.mark.parametrize("suffix", [".extxyz", ".h5"])

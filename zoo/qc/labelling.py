@@ -151,6 +151,7 @@ def label(
     settings = _failure_settings(level, max_cycle, conv_tol)
 
     with exclusive_output(out, "label file"):  # a second writer would interleave and lose labels
+        _h5_work_file(out).unlink(missing_ok=True)  # left by a run killed mid-append
         done = _stored_indices(out, metadata, hdf5)
         mine = range(len(frames)) if shard is None else range(shard[0], len(frames), shard[1])
         failed_before = set() if retry_failures else _failed_indices(failures, settings) & (set(mine) - done)
@@ -347,7 +348,7 @@ def _append_h5(path: Path, records: list, extras: list, metadata) -> None:
     from zoo.data.readers.hamiltonian import GROUP, write_hamiltonian_h5
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    work = path.with_name(f".{path.name}.labelling")
+    work = _h5_work_file(path)
     try:
         if path.exists():
             shutil.copyfile(path, work)
@@ -361,6 +362,11 @@ def _append_h5(path: Path, records: list, extras: list, metadata) -> None:
         os.replace(work, path)
     finally:
         work.unlink(missing_ok=True)
+
+
+def _h5_work_file(path: Path) -> Path:
+    """The private copy :func:`_append_h5` appends to before it replaces ``path``."""
+    return path.with_name(f".{path.name}.labelling")
 
 
 def _read_h5_entries(path: Path) -> list:
