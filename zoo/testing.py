@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 import torch
 from e3nn import o3
 
-from zoo.data import keys
+from zoo.data import batch_index, keys
 
 #: Default tolerance on the largest error relative to the largest output (at least 1).
 TOLERANCE = {torch.float32: 1e-4, torch.float64: 1e-10}
@@ -41,11 +41,10 @@ def random_rotation(
 
 def random_permutation(data, generator: torch.Generator | None = None) -> torch.Tensor:
     """A permutation of the atoms that keeps every atom within its structure (batches stay valid)."""
-    n_atoms = data[keys.POSITIONS].shape[0]
-    batch = data[keys.BATCH] if keys.BATCH in data else torch.zeros(n_atoms, dtype=torch.long)
-    order = torch.randperm(n_atoms, generator=generator)
+    structure = batch_index(data).cpu()
+    order = torch.randperm(structure.numel(), generator=generator)
     # stable sort by structure of a random order: a random permutation inside each structure
-    return order[torch.sort(batch[order].cpu(), stable=True).indices].to(batch.device)
+    return order[torch.sort(structure[order], stable=True).indices].to(data[keys.POSITIONS].device)
 
 
 def transform(

@@ -6,7 +6,7 @@ import yaml
 from ase.build import molecule
 from ase.calculators.singlepoint import SinglePointCalculator
 
-from zoo.data import AtomicDataModule, keys
+from zoo.data import AtomicDataModule, Statistics, keys
 from zoo.data.splits import load_split
 
 RECIPE = """
@@ -30,9 +30,10 @@ def test_setup_splits_saves_the_split_and_fits_statistics(tmp_path):
     assert batch.num_graphs == 8 and keys.EDGE_INDEX in batch and batch[keys.U0].shape == (8,)
 
     stats = dm.statistics
-    refs = stats[keys.U0]["reference_energies"]
-    assert set(refs) == {1, 6, 7, 8}
-    assert stats[keys.U0]["per_atom"] and not stats[keys.GAP]["per_atom"]
+    assert isinstance(stats, Statistics)
+    refs = stats.reference_energies(keys.U0)
+    assert set(refs) == {1, 6, 7, 8} and stats[keys.U0]["reference_energies"] == refs
+    assert stats.per_atom(keys.U0) and not stats.per_atom(keys.GAP)
     # the data keep physical values; U0 minus the fitted references is a few eV, not ~10 keV
     batches = list(dm.train_dataloader())
     totals = torch.cat([b[keys.U0] for b in batches])
@@ -42,7 +43,8 @@ def test_setup_splits_saves_the_split_and_fits_statistics(tmp_path):
     assert (totals - fitted.to(totals)).abs().max() < 5.0
     assert abs(stats[keys.U0]["mean"]) < 1.0
     gaps = np.array([d[keys.GAP].item() for d in dm.train_dataset])
-    assert stats[keys.GAP]["mean"] == pytest.approx(gaps.mean(), rel=1e-5)  # training set only
+    assert stats.mean(keys.GAP) == pytest.approx(gaps.mean(), rel=1e-5)  # training set only
+    assert stats.std(keys.GAP) == pytest.approx(gaps.std(), rel=1e-4) and stats.std(keys.MU) is None
 
     again = AtomicDataModule(**yaml.safe_load(RECIPE), split_file=str(dm.split_path))
     again.setup("fit")

@@ -5,7 +5,8 @@ from ase.build import molecule
 from torch_geometric.data import Batch
 
 from zoo.data import AtomicData, keys
-from zoo.dens import Corruption, DenoisingHead, DeNS, ForceEncoding, corrupt
+from zoo.dens import Corruption, DenoisingForward, DenoisingHead, DeNS, ForceEncoding, corrupt
+from zoo.losses import Forward, Progress, Step
 from zoo.models import EquivariantBackbone, ForceFieldModel
 from zoo.testing import assert_equivariant
 
@@ -86,7 +87,7 @@ def test_corruption_statistics_and_normalised_target():
 
 def test_loss_weight_schedule():
     dens = DeNS()  # the MD17 recipe: 5 -> 0, linear
-    assert [dens.weight(p) for p in (0.0, 0.5, 1.0, 2.0)] == [5.0, 2.5, 0.0, 0.0]
+    assert [dens.weight(Progress(fraction=p)) for p in (0.0, 0.5, 1.0, 2.0)] == [5.0, 2.5, 0.0, 0.0]
 
 
 @pytest.mark.parametrize("extra", [EXTRA, "4x0e+2x1o"])  # any extra irreps the encoding can reach
@@ -99,13 +100,18 @@ def test_attach_and_forward(extra):
     assert dens.encoding.irreps_out == model.backbone.irreps_extra
     batch = _ethanols()
     corruption = dens.corrupt(batch, torch.Generator().manual_seed(0))
-    predictions, loss = dens(model, batch, corruption)
-    assert set(predictions) == {keys.ENERGY, keys.FORCES} and loss.ndim == 0
+    forward = dens.predict(model, batch, corruption)
+    assert isinstance(forward, DenoisingForward) and set(forward.predictions) == {keys.ENERGY, keys.FORCES}
+    assert torch.equal(forward.atoms, ~corruption.mask)  # the outputs train on the uncorrupted atoms
+    loss = dens(Step(model, batch, forward, "train"))
+    assert loss.ndim == 0
     # the predictions are those of the corrupted structures, with the forces encoded
     plain = model(batch)
-    assert not torch.allclose(predictions[keys.ENERGY], plain[keys.ENERGY])
+    assert not torch.allclose(forward.predictions[keys.ENERGY], plain[keys.ENERGY])
     loss.backward()
     assert all(p.grad is not None for p in dens.parameters())
+    with pytest.raises(TypeError, match="DeNS.predict"):
+        dens(Step(model, batch, Forward(plain), "train"))
 
 
 def _ambiguous_pairs():
@@ -137,7 +143,7 @@ def _final_denoising_loss(encode_forces: bool, steps: int = 80) -> float:
     optimizer = torch.optim.Adam([*model.parameters(), *dens.parameters()], lr=1e-2)
     for _ in range(steps):
         optimizer.zero_grad()
-        _, loss = dens(model, batch, corruption)
+        loss = dens(Step(model, batch, dens.predict(model, batch, corruption), "train"))
         loss.backward()
         optimizer.step()
     return loss.item()

@@ -1,5 +1,3 @@
-import copy
-
 import numpy as np
 import pytest
 import torch
@@ -9,7 +7,7 @@ from zoo.data import AtomicData, keys
 from zoo.data.molgraph import mol_from_smiles
 from zoo.data.transforms import ATOM_FEATURE_NAMES, MolecularGraph
 from zoo.models import ConsistencyModel, DiffusionSchedule, EquivariantBackbone
-from zoo.models.consistency import centre, molecular_edges, score_target
+from zoo.models.consistency import centre, molecular_edges
 from zoo.testing import assert_equivariant, toy_consistency_frames
 
 TIME_FEATURES = 8
@@ -113,72 +111,6 @@ def test_forces_are_the_negative_energy_gradient(model, batch):
             energies.append(model(moved, forces=False)[keys.ENERGY].sum())
         numeric = -(energies[0] - energies[1]) / (2 * step)
         assert abs(numeric - forces[atom, axis]) < 1e-6 * max(1.0, abs(float(forces[atom, axis])))
-
-
-def _generator_parameters(model):
-    readout = {id(p) for p in model.readout.parameters()}
-    return [(name, p) for name, p in model.named_parameters() if id(p) not in readout]
-
-
-def test_optimality_loss_differentiates_the_generator_through_a_frozen_energy_model(batch):
-    model = _model(seed=1)
-    t = _times(batch, 5)
-    loss, gap = model.optimality_loss(batch, t, generator=torch.Generator().manual_seed(3))
-    loss.backward()
-    # the energy readout is the energy model's alone: no gradient at all
-    assert all(p.grad is None or not p.grad.any() for p in model.readout.parameters())
-
-    # reference: the generated structure scored by a separate, frozen copy of the energy model
-    frozen = copy.deepcopy(model).requires_grad_(False)
-    model.zero_grad()
-    generated = model.one_shot(batch, batch.pos, t, torch.Generator().manual_seed(3))
-    moved = copy.copy(batch)
-    moved.pos = generated
-    energy = frozen(moved, forces=False)[keys.ENERGY]
-    reference_energy = frozen(batch, forces=False)[keys.ENERGY]
-    assert torch.allclose(gap, (energy - reference_energy).detach(), atol=1e-10)
-    assert torch.allclose(loss, ((energy - reference_energy) / batch.n_atoms).mean(), atol=1e-10)
-    ((energy - reference_energy) / batch.n_atoms).mean().backward()
-    expected = {name: p.grad.clone() for name, p in _generator_parameters(model)}
-
-    model.zero_grad()
-    model.optimality_loss(batch, t, generator=torch.Generator().manual_seed(3))[0].backward()
-    checked = 0
-    for name, p in _generator_parameters(model):
-        assert torch.allclose(p.grad, expected[name], atol=1e-10, rtol=1e-7), name
-        checked += bool(p.grad.abs().max() > 0)
-    assert checked > 10  # the backbone and the noise head are trained by it
-
-
-def test_score_consistency_loss_vanishes_for_the_boltzmann_score(batch, monkeypatch):
-    model = _model(seed=2)
-    t = _times(batch, 1)
-    kT = 0.05
-
-    def boltzmann_v(prepared, x_t, times):
-        molecule = prepared.batch
-        alpha, sigma = (a[molecule].unsqueeze(-1) for a in model.schedule(times))
-        forces = model.frozen_energy(prepared, x_t * model.position_scale / alpha)[keys.FORCES]
-        epsilon = centre(score_target(forces, alpha, sigma, model.position_scale, kT), molecule, prepared.num_graphs)
-        return (epsilon - sigma * x_t) / alpha  # the v whose epsilon-hat is the target
-
-    loss = model.score_consistency_loss(batch, t, kT, torch.Generator().manual_seed(0))
-    assert loss > 1e-3
-    monkeypatch.setattr(model, "predict_v", boltzmann_v)
-    assert model.score_consistency_loss(batch, t, kT, torch.Generator().manual_seed(0)) < 1e-20
-
-
-def test_score_target_is_the_exact_score_of_a_gaussian_at_small_noise():
-    # Boltzmann distribution of E = kT |R - mu|^2 / (2 tau^2): a Gaussian, whose noised score is exact
-    kT, tau, mu = 0.03, 0.4, torch.tensor([[0.3, -0.2, 0.5]], dtype=torch.float64)
-    schedule = DiffusionSchedule(1000)
-    x = torch.randn(50, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
-    for t in (1, 5, 20):
-        alpha, sigma = schedule(torch.tensor(t))
-        forces = -kT * (x / alpha - mu) / tau**2
-        exact = sigma * (x - alpha * mu) / (alpha**2 * tau**2 + sigma**2)  # -sigma * score of x_t
-        relative = ((score_target(forces, alpha, sigma, 1.0, kT) - exact).norm() / exact.norm()).item()
-        assert relative < 1.5 * (sigma / (alpha * tau)).item() ** 2
 
 
 def test_ddim_is_deterministic_under_a_seed(model, batch):

@@ -59,7 +59,7 @@ def test_reference_energies_and_statistics(model64):
     assert abs(energy - reference) < 2.0 * 9 * 10
     model = ForceFieldModel(EquivariantBackbone(**SMALL), hidden=16)
     model.set_statistics({keys.ENERGY: {"mean": 0.0, "std": 0.01}, keys.FORCES: {"mean": 0.0, "std": 1.5}})
-    assert model.scale.item() == pytest.approx(1.5)  # the forces' spread, not the energy's
+    assert model.rescale.scale.item() == pytest.approx(1.5)  # the forces' spread, not the energy's
 
 
 def test_energy_invariant_forces_equivariant(model64):

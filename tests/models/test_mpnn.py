@@ -71,7 +71,7 @@ def test_statistics_give_units_and_reference_energies(molecules):
     assert torch.allclose(out["U0"], references + n_atoms * (0.5 - 2.0))
     # reset_parameters re-draws the weights and keeps the statistics
     model.reset_parameters()
-    assert model.head[-1].weight.abs().sum() > 0 and model.scale.tolist() == [0.5, 1.5]
+    assert model.head[-1].weight.abs().sum() > 0 and model.rescale.scale.tolist() == [0.5, 1.5]
 
 
 def test_bad_input(molecules):
@@ -89,7 +89,7 @@ def _standardised_mse(model, batch):
     # per atom for extensive energies, as the model's statistics are
     with torch.no_grad():
         out, n_atoms = model(batch), batch.n_atoms.to(batch.pos.dtype)
-        return sum(((out[t] - batch[t]) / (model.scale[i] * (n_atoms if model.per_atom[i] else 1))).square().mean()
+        return sum(((out[t] - batch[t]) / (model.rescale.scale[i] * (n_atoms if model.per_atom[i] else 1))).square().mean()
                    for i, t in enumerate(model.targets))
 
 
@@ -109,7 +109,7 @@ def test_short_fit_reduces_the_loss(tmp_path):
     trainer = pl.Trainer(max_epochs=30, default_root_dir=tmp_path, logger=False, enable_progress_bar=False,
                          enable_checkpointing=False, enable_model_summary=False)
     trainer.fit(task, datamodule=data)
-    assert model.atomref[0, 6] != 0 and model.per_atom.tolist() == [True, False]
+    assert model.reference_energies.atomref[0, 6] != 0 and model.per_atom.tolist() == [True, False]
     assert _standardised_mse(model, train) < 0.5 * before
 
 

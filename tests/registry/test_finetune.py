@@ -47,7 +47,7 @@ def test_new_heads_start_fresh_and_the_backbone_is_loaded(registry, tiny):
     assert report.source == "local folder"
     assert _same(_backbone(task), _backbone(registry.tasks["tiny-ho"]))
     mismatched = {m.split(":")[0] for m in report.mismatched}  # the per-target tensors of the head
-    assert {"model.shift", "model.readout.2.weight"} <= mismatched
+    assert {"model.rescale.shift", "model.reference_energies.atomref", "model.readout.2.weight"} <= mismatched
     assert not any(k.startswith("model.backbone") for k in mismatched)
     assert "model.readout.0.weight" in report.loaded and not report.missing and not report.unexpected
     with pytest.raises(CheckpointFormatError, match="cannot load 'tiny-ho' strictly.*tensors of another shape"):
@@ -56,11 +56,11 @@ def test_new_heads_start_fresh_and_the_backbone_is_loaded(registry, tiny):
 
 def test_exclude_and_strict(registry, tiny):
     task = instantiate_task(tiny.config())
-    before = task.model.shift.clone()
-    report = load_pretrained_weights(task, registry.served / "tiny-ho", exclude=["model.shift", "model.readout.*"])
-    assert report.excluded == sorted(["model.shift", "model.readout.0.weight", "model.readout.0.bias",
-                                      "model.readout.2.weight", "model.readout.2.bias"])
-    assert torch.equal(task.model.shift, before)
+    before = task.model.rescale.shift.clone()
+    report = load_pretrained_weights(task, registry.served / "tiny-ho", exclude=["model.rescale.*", "model.readout.*"])
+    assert report.excluded == sorted(["model.rescale.shift", "model.rescale.scale", "model.readout.0.weight",
+                                      "model.readout.0.bias", "model.readout.2.weight", "model.readout.2.bias"])
+    assert torch.equal(task.model.rescale.shift, before)
     report = load_pretrained_weights(task, registry.served / "tiny-ho", strict=True)
     assert _same(task.state_dict(), registry.tasks["tiny-ho"].state_dict())
 
@@ -145,9 +145,10 @@ def test_fine_tune_keeps_or_refits_the_pretrained_statistics(registry, tiny, tmp
     trainer.fit(task, datamodule=data)
     pretrained = registry.tasks["tiny-ho"].model
     if keep:
-        assert torch.equal(task.model.shift, pretrained.shift) and torch.equal(task.model.scale, pretrained.scale)
+        assert torch.equal(task.model.rescale.shift, pretrained.rescale.shift)
+        assert torch.equal(task.model.rescale.scale, pretrained.rescale.scale)
     else:
-        assert torch.allclose(task.model.shift, torch.tensor([data.statistics["energy"]["mean"]], dtype=torch.float32))
+        assert torch.allclose(task.model.rescale.shift, torch.tensor([data.statistics.mean("energy")]))
 
 
 def test_a_checkpoint_from_before_the_training_domain_loads_strictly(registry, tiny, tmp_path):
@@ -160,3 +161,25 @@ def test_a_checkpoint_from_before_the_training_domain_loads_strictly(registry, t
     task = instantiate_task(tiny.config())
     report = load_pretrained_weights(task, old, strict=True)  # the module's upgrade hook fills the domain
     assert not report.missing and not report.unexpected
+
+
+def test_a_checkpoint_with_the_statistics_of_zoo_0_1_0_loads_and_fine_tunes(registry, tiny, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from zoo.registry import load_pretrained
+
+    old = tmp_path / "tiny-ho"
+    shutil.copytree(registry.served / "tiny-ho", old)
+    weights = load_file(old / "model.safetensors")
+    renamed = {"model.rescale.shift": "model.shift", "model.rescale.scale": "model.scale",
+               "model.reference_energies.atomref": "model.atomref"}
+    save_file({renamed.get(k, k): v for k, v in weights.items()}, old / "model.safetensors")
+    published = registry.tasks["tiny-ho"].model
+    loaded = load_pretrained(old).model  # strict: every tensor finds its new name
+    assert torch.equal(loaded.rescale.scale, published.rescale.scale)
+    assert torch.equal(loaded.reference_energies.atomref, published.reference_energies.atomref)
+    # a fine-tune to more targets: the statistics of the old layout are of another shape, reported as such
+    task = instantiate_task(tiny.config(targets=("energy", "gap")))
+    report = load_pretrained_weights(task, old)
+    assert {"model.rescale.shift", "model.reference_energies.atomref"} <= {m.split(":")[0] for m in report.mismatched}
+    assert "model.readout.0.weight" in report.loaded and not report.unexpected

@@ -7,7 +7,7 @@ import yaml
 from torch_geometric.data import Batch
 
 from zoo import cli
-from zoo.data import AtomicDataModule, keys, read_ase
+from zoo.data import AtomicDataModule, keys, kind_mask, read_ase
 from zoo.data.readers.ase_io import write_extxyz
 from zoo.data.transforms import ATOM_FEATURE_NAMES
 from zoo.models import ConsistencyModel, EquivariantBackbone
@@ -50,13 +50,13 @@ def test_labels_count_only_where_they_exist(files):
     assert batch.has_energy.sum() == 2 * len(SMILES) and not batch.has_energy.all()
     task = _task().double()
     predictions = task.model(batch)
-    total = task._loss(batch, predictions, "train", {})
+    total = task.compute_loss(batch, predictions, "train")
     labelled = batch.has_energy
     atoms = labelled[batch.batch]
     energy = torch.nn.functional.mse_loss(predictions[keys.ENERGY][labelled], batch.energy[labelled])
     forces = torch.nn.functional.mse_loss(predictions[keys.FORCES][atoms], batch.forces[atoms])
     assert torch.allclose(total, energy + 10 * forces)
-    assert task._kind_mask(batch, ["xtb_optimized"]).tolist() == [k == "xtb_optimized" for k in batch.structure_kind]
+    assert kind_mask(batch, ["xtb_optimized"]).tolist() == [k == "xtb_optimized" for k in batch.structure_kind]
 
 
 def test_two_stages_switch_the_consistency_losses_on(files, tmp_path):
@@ -166,4 +166,4 @@ def test_bad_settings_are_clear_errors():
         ConsistencyTask(task.model, score_max_time=2.0)
     water = AtomicData.from_arrays([8, 1, 1], [[0, 0, 0], [0, 0, 1], [0, 1, 0]], energy=1.0)
     with pytest.raises(ValueError, match="no molecular graph"):
-        task.training_loss(Batch.from_data_list([water]))
+        task.step_loss(Batch.from_data_list([water]), "train")

@@ -72,13 +72,13 @@ def test_recipe_fits_a_few_steps_and_logs_metrics(tmp_path, recipe, interaction)
     val = [float(row["val/forces_mae"]) for row in rows if row.get("val/forces_mae")]
     assert val and np.isfinite(val).all()
     task = lightning_cli.model
-    assert isinstance(task, ForceFieldTask) and (task.dens is not None) == ("dens" in recipe)
-    if task.dens is not None:
-        assert "train/dens_loss" in logged
+    assert isinstance(task, ForceFieldTask) and list(task.auxiliary_losses) == (["dens"] if "dens" in recipe else [])
+    forces_std = lightning_cli.datamodule.statistics.std(keys.FORCES)
+    if "dens" in recipe:
+        assert {"train/dens_loss", "train/dens_weight"} <= logged
         # statistics from the data: the force encoding is scaled by the forces' spread
-        assert task.dens.encoding.force_scale.item() == pytest.approx(
-            lightning_cli.datamodule.statistics[keys.FORCES]["std"])
-    assert task.model.scale.item() == pytest.approx(lightning_cli.datamodule.statistics[keys.FORCES]["std"])
+        assert task.dens.encoding.force_scale.item() == pytest.approx(forces_std)
+    assert task.model.rescale.scale.item() == pytest.approx(forces_std)
     domain = task.model.domain  # the training frames: their shortest bonds, their size
     assert 0.8 < domain.shortest_distance.min().item() < 1.2 and domain.max_atoms.item() == 9
 
@@ -108,14 +108,14 @@ def test_dens_force_loss_only_on_uncorrupted_atoms(monkeypatch):
     corruption = task.dens.corrupt(batch, torch.Generator().manual_seed(0))
     assert corruption.mask.any() and not corruption.mask.all()
     monkeypatch.setattr(task.dens, "corrupt", lambda b: corruption)
-    reference = task.training_loss(batch).item()
+    reference = task.step_loss(batch, "train").item()
     # with the encoding off, other labels on the corrupted atoms change nothing: their forces
     # are not trained on ...
     task.dens.encode_forces = False
-    without_encoding = task.training_loss(batch).item()
+    without_encoding = task.step_loss(batch, "train").item()
     changed = batch.clone()
     changed[keys.FORCES][corruption.mask] = 1e6
-    assert task.training_loss(changed).item() == pytest.approx(without_encoding, rel=1e-6)
+    assert task.step_loss(changed, "train").item() == pytest.approx(without_encoding, rel=1e-6)
     # ... while the encoding does see them
     task.dens.encode_forces = True
     assert without_encoding != pytest.approx(reference, rel=1e-6)
@@ -123,7 +123,7 @@ def test_dens_force_loss_only_on_uncorrupted_atoms(monkeypatch):
     everything = Corruption(corruption.positions, torch.ones_like(corruption.mask), corruption.target,
                             corruption.sigma, corruption.denoised)
     monkeypatch.setattr(task.dens, "corrupt", lambda b: everything)
-    assert torch.isfinite(task.training_loss(batch))
+    assert torch.isfinite(task.step_loss(batch, "train"))
 
 
 def test_bad_inputs_are_named():
@@ -132,7 +132,7 @@ def test_bad_inputs_are_named():
     task, batch = _task(), _batch()
     batch[keys.FORCES][0, 0] = float("nan")
     with pytest.raises(ValueError, match="NaN"):
-        task.training_loss(batch)
+        task.step_loss(batch, "train")
 
 
 def test_dens_task_round_trips_through_the_registry(tmp_path):
@@ -144,7 +144,7 @@ def test_dens_task_round_trips_through_the_registry(tmp_path):
     card = {"name": "ethanol-dens-test", "family": "force-field", "license": "mit", "description": "test",
             "units": {"positions": "Å", "energy": "eV", "forces": "eV/Å"}}
     loaded = load_pretrained(save_pretrained(task, tmp_path / "model", card))
-    assert isinstance(loaded, ForceFieldTask) and loaded.dens is not None
+    assert isinstance(loaded, ForceFieldTask) and isinstance(loaded.dens, DeNS)
     atoms = molecule("CH3CH2OH")
     atoms.calc = loaded.as_calculator()
     expected = task.eval().model(AtomicData.from_ase(atoms))

@@ -46,9 +46,9 @@ def test_sct_loss_vanishes_at_the_scf_solution_and_its_gradient_reaches_the_mode
     assert torch.isfinite(grads).all() and grads.abs().max() > 0
     # the pair head too: the gradient goes through eigensolver and Fock response to every block
     assert task.model.offsite[1].weight.grad.abs().max() > 0
-    assert len(task._builders) == 2  # one Fock builder per geometry, reused
+    assert len(task.sct._builders) == 2  # one Fock builder per geometry, reused
     task.self_consistency_loss(batch, batch[keys.HAMILTONIAN])
-    assert len(task._builders) == 2
+    assert len(task.sct._builders) == 2
 
 
 def test_supervised_fit_reduces_the_hamiltonian_error(tmp_path):
@@ -78,13 +78,13 @@ def test_level_of_theory_mismatch_is_an_error(tmp_path):
 @pytest.mark.parametrize("fault", ["nan", "explode"])
 def test_bad_sct_step_is_skipped_and_counted(water, tmp_path, fault):
     task = _task(mode="sct", fit_reference=False, max_sct_grad_norm=1e3, sct_grid_level=1)
-    original = task.self_consistency_loss
+    original = task.sct.mean_squared_residual
 
     def faulty(batch, hamiltonian):
         loss = original(batch, hamiltonian)
         return loss * float("nan") if fault == "nan" else loss * 1e12
 
-    task.self_consistency_loss = faulty
+    task.sct.mean_squared_residual = faulty
     before = {k: v.clone() for k, v in task.model.state_dict().items()}
     _trainer(tmp_path, steps=1).fit(task, DataLoader([water[0], water[1]], batch_size=2))
     assert int(task.skipped_steps) == 1
@@ -100,8 +100,8 @@ def test_mixed_mode_trains_on_labelled_and_unlabelled_loaders(water, tmp_path):
     task = _task(mode="mixed", sct_fraction=0.5, sct_weight=10.0, sct_grid_level=1)
     task.model.fit_onsite_reference([water[0]])
     sct_losses = []
-    original = task.self_consistency_loss
-    task.self_consistency_loss = lambda b, h: sct_losses.append(keys.HAMILTONIAN in b) or original(b, h)
+    original = task.sct.mean_squared_residual
+    task.sct.mean_squared_residual = lambda b, h: sct_losses.append(keys.HAMILTONIAN in b) or original(b, h)
     loaders = {"labelled": DataLoader([water[0], water[1]], batch_size=2),
                "unlabelled": DataLoader(unlabelled, batch_size=2)}
     before = task.model.offsite[0].weight.detach().clone()

@@ -2,6 +2,8 @@
 
 from zoo.data import keys, units
 from zoo.data._atomic_data import AtomicData
+from zoo.data._batch import atom_ranges, batch_index, kind_mask, n_structures, select_structures
+from zoo.data._statistics import Statistics, StatisticsSource, UsesStatistics
 from zoo.data.dataset import AtomicDataset
 from zoo.data.elements import ElementIndex, atomic_number
 from zoo.data.neighbors import RadiusGraph, edge_vectors, radius_graph
@@ -32,6 +34,8 @@ from zoo.data.transforms import (
 
 __all__ = [
     "keys", "units", "AtomicData", "AtomicDataset", "ElementIndex", "atomic_number",
+    "batch_index", "n_structures", "atom_ranges", "kind_mask", "select_structures",
+    "Statistics", "StatisticsSource", "UsesStatistics",
     "RadiusGraph", "edge_vectors", "radius_graph",
     "read_structures", "read_qm9", "read_md17", "read_ase", "read_hamiltonian_h5", "write_hamiltonian_h5",
     "HamiltonianMetadata", "Split", "random_split", "group_split", "group_labels", "size_split", "load_split",

@@ -9,6 +9,7 @@ import lightning.pytorch as pl
 from torch_geometric.loader import DataLoader
 from torch_geometric.transforms import Compose
 
+from zoo.data._statistics import Statistics
 from zoo.data.dataset import AtomicDataset, resolve_dtype
 from zoo.data.neighbors import RadiusGraph
 from zoo.data.readers import read_structures
@@ -37,8 +38,9 @@ class AtomicDataModule(pl.LightningDataModule):
 
     :meth:`setup` reads the source, checks that the targets exist, splits it, saves the split to
     ``split_dir`` (default: the trainer's log directory) as ``split.npz``, and fits the training
-    set's statistics. The data stay in physical units; :attr:`statistics` tells a model how to
-    scale its outputs and which reference energies were removed.
+    set's statistics. The data stay in physical units; :attr:`statistics` (a
+    :class:`~zoo.data.Statistics`) tells a model how to scale its outputs and which reference
+    energies were removed.
 
     Args:
         source: ``"qm9"`` or a file path (format from the extension, or ``reader_kwargs["format"]``).
@@ -126,7 +128,7 @@ class AtomicDataModule(pl.LightningDataModule):
         self.unlabelled_dataset = None
         self.split: Split | None = None
         self.split_path: Path | None = None
-        self.statistics: dict[str, dict] = {}
+        self.statistics = Statistics()
         self.metadata: dict = {}
         self.train_dataset = self.val_dataset = self.test_dataset = None
 
@@ -175,7 +177,7 @@ class AtomicDataModule(pl.LightningDataModule):
             if not stats["std"] > 0:
                 raise ValueError(f"{key!r} is constant on the training set; it cannot be standardised")
             statistics.setdefault(key, {}).update(stats)
-        self.statistics = statistics
+        self.statistics = Statistics(statistics)
 
         transform = RadiusGraph(self.cutoff) if self.cutoff is not None else None
         self.train_dataset = dataset.subset(split.train, transform)

@@ -13,6 +13,7 @@ import torch
 from torch_geometric.transforms import BaseTransform
 
 from zoo.data import keys
+from zoo.data._batch import batch_index
 from zoo.data.elements import SYMBOLS
 
 #: The shortest distance (Å) allowed between two atoms of a structure given by a user. No chemical
@@ -92,9 +93,7 @@ def edge_vectors(data, edge_index: torch.Tensor | None = None, edge_cell_shift=N
     if edge_cell_shift is None:
         edge_cell_shift = data.get(keys.EDGE_CELL_SHIFT) if hasattr(data, "get") else None
     if edge_cell_shift is not None and keys.CELL in data and bool(edge_cell_shift.any()):
-        batch = data[keys.BATCH] if keys.BATCH in data and data[keys.BATCH] is not None else \
-            torch.zeros(pos.shape[0], dtype=torch.long, device=pos.device)
-        cell = data[keys.CELL].reshape(-1, 3, 3)[batch[centre]]
+        cell = data[keys.CELL].reshape(-1, 3, 3)[batch_index(data)[centre]]
         vectors = vectors + torch.einsum("ek,ekd->ed", edge_cell_shift.to(pos.dtype), cell)
     return vectors
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from zoo.data import keys
+from zoo.data import batch_index, keys, n_structures
 
 
 @dataclass
@@ -27,15 +27,6 @@ class Corruption:
     target: torch.Tensor
     sigma: torch.Tensor
     denoised: torch.Tensor
-
-
-def structure_index(batch) -> tuple[torch.Tensor, int]:
-    """The structure of each atom and the number of structures, for a batch or a single structure."""
-    pos = batch[keys.POSITIONS]
-    index = batch[keys.BATCH] if keys.BATCH in batch and batch[keys.BATCH] is not None else \
-        torch.zeros(pos.shape[0], dtype=torch.long, device=pos.device)
-    n_structures = int(batch[keys.N_ATOMS].numel()) if keys.N_ATOMS in batch else int(index.max()) + 1
-    return index, n_structures
 
 
 def check_recipe(probability: float, corrupt_ratio: float, sigma: float | Sequence[float]) -> torch.Tensor:
@@ -66,18 +57,18 @@ def corrupt(
     """
     sigmas = check_recipe(probability, corrupt_ratio, sigma)
     pos = batch[keys.POSITIONS]
-    index, n_structures = structure_index(batch)
+    index, size = batch_index(batch), n_structures(batch)
     device = pos.device
 
     def uniform(n):  # drawn on the CPU generator, then moved: reproducible on any device
         return torch.rand(n, generator=generator, dtype=torch.float64).to(device)
 
     if per_batch:
-        denoised = (uniform(1) < probability).expand(n_structures)
+        denoised = (uniform(1) < probability).expand(size)
     else:
-        denoised = uniform(n_structures) < probability
+        denoised = uniform(size) < probability
     mask = denoised[index] & (uniform(pos.shape[0]) < corrupt_ratio)
-    choice = torch.randint(sigmas.numel(), (n_structures,), generator=generator)
+    choice = torch.randint(sigmas.numel(), (size,), generator=generator)
     sigma_atom = sigmas[choice].to(device=device, dtype=pos.dtype)[index]
     normal = torch.randn(pos.shape, generator=generator, dtype=torch.float64).to(device=device, dtype=pos.dtype)
     target = normal * mask[:, None]

@@ -1,29 +1,46 @@
-"""The DeNS training recipe as a module any force-field task can switch on."""
+"""The DeNS training recipe as an auxiliary loss any force-field task can switch on."""
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 
-from zoo.data import keys
+from zoo.data import Statistics, keys, n_structures
 from zoo.dens._corruption import Corruption, check_recipe, corrupt
 from zoo.dens._encoding import ForceEncoding
 from zoo.dens._head import DenoisingHead
+from zoo.losses import AuxiliaryLoss, Forward, Progress, Step, check_loss_name, masked_loss
 from zoo.models.force_field import NODE_FEATURES
 
 
-class DeNS(torch.nn.Module):
-    """Denoising non-equilibrium structures (Liao et al., TMLR 2024) as an auxiliary training task.
+@dataclass(kw_only=True)
+class DenoisingForward(Forward):
+    """The forward pass of a DeNS training step: the model's predictions on the corrupted
+    structures, with the uncorrupted ``atoms``, and what the denoising loss compares.
 
-    On a training batch, :meth:`corrupt` chooses structures and atoms and noises their positions;
-    :meth:`forward` runs the model on the corrupted structures with the *original* forces of the
-    corrupted atoms encoded into the backbone's extra node inputs (:class:`ForceEncoding`), and
+    Attributes:
+        noise: [n_atoms, 3] the head's prediction of noise / sigma.
+        corruption: the noise drawn for the batch.
+    """
+
+    noise: torch.Tensor
+    corruption: Corruption
+
+
+class DeNS(AuxiliaryLoss):
+    """Denoising non-equilibrium structures (Liao et al., TMLR 2024) as an auxiliary loss.
+
+    On a training batch, :meth:`predict` draws noise with :meth:`corrupt` (the structures and atoms
+    whose positions are noised) and runs the model on the corrupted structures with the *original* forces
+    of the corrupted atoms encoded into the backbone's extra node inputs (:class:`ForceEncoding`);
     a :class:`DenoisingHead` predicts noise / sigma for those atoms. The task trains the energy on
-    the original structure's energy and the forces only on uncorrupted atoms, and adds
-    ``weight(progress) * denoising loss``. Knowing the forces makes the target well defined: many
-    originals (with different forces) lead to the same corrupted structure.
+    the original structure's energy and the forces only on uncorrupted atoms (the forward pass's
+    ``atoms``), and adds ``weight(progress) * denoising loss`` (:meth:`forward`). Knowing the
+    forces makes the target well defined: many originals (with different forces) lead to the same
+    corrupted structure.
 
     Inference never uses any of this: without extra inputs the backbone sees zeros, exactly what
     uncorrupted atoms see in training.
@@ -45,8 +62,10 @@ class DeNS(torch.nn.Module):
             ambiguous).
         l_max: degree of the force encoding's spherical harmonics.
         head_hidden: width of the denoising head.
-        loss: a loss name of :data:`zoo.tasks.LOSSES` for the noise.
+        loss: a loss name of :data:`zoo.losses.LOSSES` for the noise.
     """
+
+    name = "dens"
 
     def __init__(
         self,
@@ -61,19 +80,14 @@ class DeNS(torch.nn.Module):
         head_hidden: int = 16,
         loss: str = "mse",
     ):
-        super().__init__()
-        # here, not at the top: zoo.tasks imports zoo.dens for ForceFieldTask
-        from zoo.tasks._outputs import LOSSES
-
-        if loss not in LOSSES:
-            raise ValueError(f"unknown DeNS loss {loss!r}; choose one of {sorted(LOSSES)}")
         if loss_weight < 0 or final_loss_weight < 0:
             raise ValueError(f"DeNS loss weights must be >= 0, got {loss_weight} -> {final_loss_weight}")
+        super().__init__(loss_weight)
+        check_loss_name(loss, "DeNS")
         self.probability, self.corrupt_ratio, self.per_batch = probability, corrupt_ratio, per_batch
         self.sigma = sigma if isinstance(sigma, (int, float)) else list(sigma)
-        self.loss_weight, self.final_loss_weight = float(loss_weight), float(final_loss_weight)
+        self.final_loss_weight = float(final_loss_weight)
         self.encode_forces, self.l_max, self.head_hidden, self.loss = encode_forces, l_max, head_hidden, loss
-        self.loss_function = LOSSES[loss]
         check_recipe(probability, corrupt_ratio, self.sigma)  # fail when built, not mid-training
         self.encoding: ForceEncoding | None = None
         self.head: DenoisingHead | None = None
@@ -96,28 +110,32 @@ class DeNS(torch.nn.Module):
         dtype = next(model.parameters()).dtype
         return self.to(dtype)
 
-    def set_statistics(self, statistics: Mapping[str, Mapping]) -> None:
-        """The force encoding's scale from the data module's ``forces`` standard deviation."""
-        std = statistics.get(keys.FORCES, {}).get("std")
+    def set_statistics(self, statistics: Statistics) -> None:
+        """The force encoding's scale from the training set's ``forces`` standard deviation."""
+        std = statistics.std(keys.FORCES)
         if std:
             self._built().encoding.set_statistics(std)
 
-    def weight(self, progress: float) -> float:
-        """The denoising loss weight at ``progress`` (0 at the start of training, 1 at its end)."""
-        progress = min(max(float(progress), 0.0), 1.0)
-        return self.loss_weight + (self.final_loss_weight - self.loss_weight) * progress
+    def weight(self, progress: Progress) -> float:
+        """The denoising loss weight, linear from ``loss_weight`` at the start of training to
+        ``final_loss_weight`` at its end (``progress.fraction`` 0 and 1)."""
+        fraction = min(max(float(progress.fraction), 0.0), 1.0)
+        return self.loss_weight + (self.final_loss_weight - self.loss_weight) * fraction
 
     def corrupt(self, batch, generator: torch.Generator | None = None) -> Corruption:
         """Draw this recipe's noise for ``batch`` (see :func:`zoo.dens.corrupt`)."""
         return corrupt(batch, self.probability, self.corrupt_ratio, self.sigma, self.per_batch, generator)
 
-    def forward(self, model: torch.nn.Module, batch, corruption: Corruption) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-        """Predictions on the corrupted batch and the denoising loss of its corrupted atoms.
+    def predict(self, model: torch.nn.Module, batch, corruption: Corruption | None = None) -> DenoisingForward:
+        """The forward pass of a training step on ``batch`` corrupted by ``corruption`` (default:
+        one drawn by :meth:`corrupt`).
 
         The predictions' energy and forces are those of the corrupted structures (with encoded
-        forces); the task compares them with the original labels as the recipe says.
+        forces); the outputs compare them with the original labels, the forces on the uncorrupted
+        atoms only.
         """
         self._built()
+        corruption = self.corrupt(batch) if corruption is None else corruption
         corrupted = copy.copy(batch)
         corrupted[keys.POSITIONS] = corruption.positions
         for key in (keys.EDGE_INDEX, keys.EDGE_CELL_SHIFT):  # neighbours move: recompute the graph
@@ -128,12 +146,17 @@ class DeNS(torch.nn.Module):
             extra = self.encoding(batch[keys.FORCES], corruption.mask)
         predictions = dict(model(corrupted, extra, node_features=True))
         noise = self.head(predictions.pop(NODE_FEATURES))
-        mask = corruption.mask
-        if mask.any():
-            loss = self.loss_function(noise[mask], corruption.target[mask])
-        else:  # keeps the head in the graph (DDP expects every parameter to get a gradient)
-            loss = noise.sum() * 0.0
-        return predictions, loss
+        return DenoisingForward(predictions, atoms=~corruption.mask, noise=noise, corruption=corruption)
+
+    def forward(self, step: Step) -> torch.Tensor:
+        """The denoising loss of the corrupted atoms, from the forward pass of :meth:`predict`;
+        logs the weight of this step as ``train/dens_weight``."""
+        forward = step.forward
+        if not isinstance(forward, DenoisingForward):
+            raise TypeError("the DeNS loss reads the forward pass of DeNS.predict; the task made another one")
+        step.log(f"{step.stage}/dens_weight", self.weight(step.progress), batch_size=n_structures(step.batch))
+        corruption = forward.corruption
+        return masked_loss(self.loss, forward.noise, corruption.target, corruption.mask)
 
     def _built(self) -> DeNS:
         if self.encoding is None:

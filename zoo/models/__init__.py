@@ -1,6 +1,7 @@
 """Backbones and the heads that turn their features into predictions."""
 
 from zoo.models._domain import ExtrapolationWarning, TrainingDomain
+from zoo.models._rescale import ReferenceEnergies, RescaledModel, ScaleShift
 from zoo.models.backbone import BackboneOutput, EquivariantBackbone
 from zoo.models.consistency import ConsistencyModel, DiffusionSchedule
 from zoo.models.force_field import ForceFieldModel
@@ -9,4 +10,5 @@ from zoo.models.mpnn import MPNN, EdgeNetwork
 from zoo.models.property import PropertyModel
 
 __all__ = ["BackboneOutput", "ConsistencyModel", "DiffusionSchedule", "EdgeNetwork", "EquivariantBackbone",
-           "ExtrapolationWarning", "ForceFieldModel", "HamiltonianModel", "MPNN", "PropertyModel", "TrainingDomain"]
+           "ExtrapolationWarning", "ForceFieldModel", "HamiltonianModel", "MPNN", "PropertyModel", "ReferenceEnergies",
+           "RescaledModel", "ScaleShift", "TrainingDomain"]

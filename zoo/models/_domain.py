@@ -24,6 +24,7 @@ from collections.abc import Iterable, Sequence
 import torch
 
 from zoo.data import keys
+from zoo.data._batch import batch_index, n_structures
 from zoo.data.elements import SYMBOLS, ElementIndex
 from zoo.data.neighbors import edge_vectors, radius_graph
 
@@ -112,9 +113,8 @@ class TrainingDomain(torch.nn.Module):
         are no input.
         """
         z = batch[keys.ATOMIC_NUMBERS]
-        structure = _structure_of_atoms(batch)
-        n_structures = int(batch[keys.N_ATOMS].numel()) if keys.N_ATOMS in batch else int(structure.max()) + 1
-        n_atoms = torch.bincount(structure, minlength=n_structures)
+        structure = batch_index(batch)
+        n_atoms = torch.bincount(structure, minlength=n_structures(batch))
         start = torch.cumsum(n_atoms, 0) - n_atoms
         findings: dict[int, list[str]] = {}
 
@@ -176,20 +176,13 @@ class TrainingDomain(torch.nn.Module):
         ``edge_index`` and length (Å) of each."""
         cell = data[keys.CELL] if keys.CELL in data else None
         pbc = data[keys.PBC] if keys.PBC in data else None
-        edge_index, shift = radius_graph(data[keys.POSITIONS], self.cutoff, _structure_of_atoms(data), cell, pbc)
+        edge_index, shift = radius_graph(data[keys.POSITIONS], self.cutoff, batch_index(data), cell, pbc)
         lengths = edge_vectors(data, edge_index, shift).detach().norm(dim=-1)
         species = self.element_index(data[keys.ATOMIC_NUMBERS])
         return species[edge_index[0]] * len(self.element_index) + species[edge_index[1]], edge_index, lengths
 
     def extra_repr(self) -> str:
         return f"cutoff={self.cutoff:g} Å, elements={self.element_index.symbols}"
-
-
-def _structure_of_atoms(data) -> torch.Tensor:
-    if keys.BATCH in data and data[keys.BATCH] is not None:
-        return data[keys.BATCH]
-    pos = data[keys.POSITIONS]
-    return torch.zeros(pos.shape[0], dtype=torch.long, device=pos.device)
 
 
 def _load_absent_as_unfitted(module: TrainingDomain, state_dict, prefix, *args) -> None:

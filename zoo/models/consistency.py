@@ -33,14 +33,10 @@ Conventions of the diffusion (a decision, documented here once):
   :math:`|\hat v - v|^2 = |\hat\epsilon - \epsilon|^2 + |\hat x_0 - x_0|^2` is the ε-MSE plus the
   x0-MSE.
 
-**The frozen energy model** of the consistency losses (:meth:`ConsistencyModel.optimality_loss`,
-:meth:`ConsistencyModel.score_consistency_loss`): with a shared backbone, the energy model's
-parameters are also the generator's, so "frozen" cannot mean "these parameters get no gradient".
-It means the energy model is a fixed function of the positions inside these losses: it is
-evaluated on detached positions, without a graph to its parameters, and enters the loss only
-through its value and its gradient in the positions. The parameters (backbone included) get
-gradient only through the generator's output, exactly as if a frozen copy of the energy model
-scored the generated structure.
+**The frozen energy model** (:meth:`ConsistencyModel.frozen_energy`) is how the consistency losses
+of :mod:`zoo.losses` (optimality and score consistency) score generated structures: the energy model
+as a fixed function of the positions, without a graph to its parameters (the docs of those losses
+say why).
 """
 
 from __future__ import annotations
@@ -57,7 +53,7 @@ import torch
 from e3nn import o3
 from torch_geometric.utils import scatter
 
-from zoo.data import keys
+from zoo.data import batch_index, keys, n_structures
 from zoo.data.elements import SYMBOLS
 from zoo.data.transforms import ATOM_FEATURE_NAMES, MolecularGraph
 from zoo.models._domain import ExtrapolationWarning
@@ -321,7 +317,7 @@ class ConsistencyModel(ForceFieldModel):
                              f"{len(ATOM_FEATURE_NAMES)} (zoo.data.transforms.ATOM_FEATURE_NAMES)")
         dtype = batch[keys.POSITIONS].dtype
         embedding = time_embedding(t, self.schedule.timesteps, self.time_features, dtype)
-        return torch.cat([atom_features.to(dtype), embedding[_molecule_of_atoms(batch)]], dim=-1)
+        return torch.cat([atom_features.to(dtype), embedding[batch_index(batch)]], dim=-1)
 
     # --- the energy model ---------------------------------------------------------------------
 
@@ -334,7 +330,7 @@ class ConsistencyModel(ForceFieldModel):
             node_features: also return the backbone's node features.
         """
         prepared = self.prepare(batch)
-        t = torch.zeros(_n_molecules(batch), dtype=torch.long, device=prepared[keys.POSITIONS].device)
+        t = torch.zeros(n_structures(batch), dtype=torch.long, device=prepared[keys.POSITIONS].device)
         conditioning = self._conditioning(prepared, t)
         if not forces:
             return self._energy(prepared, conditioning, node_features)
@@ -353,12 +349,12 @@ class ConsistencyModel(ForceFieldModel):
     def normalise(self, batch, positions: torch.Tensor | None = None) -> torch.Tensor:
         """Centred positions (Å, default the batch's) in the diffusion's units, x = R / s."""
         positions = batch[keys.POSITIONS] if positions is None else positions
-        return centre(positions, _molecule_of_atoms(batch), _n_molecules(batch)) / self.position_scale
+        return centre(positions, batch_index(batch), n_structures(batch)) / self.position_scale
 
     def noise(self, batch, x0: torch.Tensor, t: torch.Tensor, generator: torch.Generator | None = None) -> Noised:
         """Noise normalised positions ``x0`` to integer times ``t`` [n_molecules] with centred noise."""
-        molecule = _molecule_of_atoms(batch)
-        epsilon = centre(_randn(x0, generator), molecule, _n_molecules(batch))
+        molecule = batch_index(batch)
+        epsilon = centre(_randn(x0, generator), molecule, n_structures(batch))
         alpha, sigma = (a.to(x0.dtype)[molecule].unsqueeze(-1) for a in self.schedule(t))
         return Noised(alpha * x0 + sigma * epsilon, t, epsilon, alpha * epsilon - sigma * x0)
 
@@ -368,12 +364,12 @@ class ConsistencyModel(ForceFieldModel):
         noisy = copy.copy(prepared)
         noisy[keys.POSITIONS] = x_t * self.position_scale
         features = self.backbone(noisy, self._conditioning(prepared, t)).node_features
-        return centre(self.noise_head(features), _molecule_of_atoms(prepared), _n_molecules(prepared))
+        return centre(self.noise_head(features), batch_index(prepared), n_structures(prepared))
 
     def denoise(self, prepared, x_t: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         r"""One-step predictions :math:`(\hat x_0, \hat\epsilon)` in normalised units."""
         v = self.predict_v(prepared, x_t, t)
-        alpha, sigma = (a.to(x_t.dtype)[_molecule_of_atoms(prepared)].unsqueeze(-1) for a in self.schedule(t))
+        alpha, sigma = (a.to(x_t.dtype)[batch_index(prepared)].unsqueeze(-1) for a in self.schedule(t))
         return alpha * x_t - sigma * v, sigma * x_t + alpha * v
 
     def denoising_loss(self, batch, t: torch.Tensor | None = None,
@@ -383,7 +379,7 @@ class ConsistencyModel(ForceFieldModel):
         prepared = self.prepare(batch)
         x0 = self.normalise(batch)
         if t is None:
-            t = _random_times(_n_molecules(batch), 1, self.schedule.timesteps, x0.device, generator)
+            t = random_times(n_structures(batch), 1, self.schedule.timesteps, x0.device, generator)
         noised = self.noise(prepared, x0, t, generator)
         return torch.nn.functional.mse_loss(self.predict_v(prepared, noised.x_t, t), noised.v)
 
@@ -405,7 +401,7 @@ class ConsistencyModel(ForceFieldModel):
         time is visited: the deterministic reverse process of the schedule.
         """
         prepared = self.prepare(batch)
-        molecule, n_molecules = _molecule_of_atoms(prepared), _n_molecules(prepared)
+        molecule, n_molecules = batch_index(prepared), n_structures(prepared)
         reference = prepared[keys.POSITIONS]
         times = self.schedule.times(steps, start)
         t = torch.full((n_molecules,), times[0], dtype=torch.long, device=reference.device)
@@ -452,65 +448,9 @@ class ConsistencyModel(ForceFieldModel):
         fraction = self.one_shot_start if start is None else float(start)
         if not 0 < fraction <= 1:
             raise ValueError(f"the one-shot starting time is a fraction of T in (0, 1], got {fraction}")
-        t = torch.full((_n_molecules(batch),), max(1, round(fraction * self.schedule.timesteps)),
+        t = torch.full((n_structures(batch),), max(1, round(fraction * self.schedule.timesteps)),
                        dtype=torch.long, device=reference.device)
         return self.one_shot(batch, initial, t, generator)
-
-    # --- the consistency losses ---------------------------------------------------------------
-
-    def optimality_loss(self, batch, t: torch.Tensor, reference_energy: torch.Tensor | None = None,
-                        generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        r"""Optimality consistency: the generated structure should be a minimum of the energy model.
-
-        :math:`\hat R` is the one-shot structure from ``batch``'s positions noised to ``t``; the
-        loss is the mean over molecules of :math:`E_{\bar\theta}(G, \hat R) / n_{atoms}`, with the
-        energy model frozen (module docs). It is computed as the first-order expansion of the
-        frozen energy around :math:`\hat R`, whose value and gradient are those of
-        :math:`E_{\bar\theta}(G, \hat R(\theta))`: one energy-and-force evaluation, no graph
-        through the energy model.
-
-        Args:
-            reference_energy: [n_molecules] energies of the input structures, subtracted from the
-                value (not the gradient), which then reads as the energy gap per atom (eV);
-                default: the frozen model's energy of the input structures.
-
-        Returns:
-            The loss (eV per atom) and the energy gaps :math:`E(\hat R) - E(R)` [n_molecules] (eV).
-        """
-        generated = self.one_shot(batch, batch[keys.POSITIONS], t, generator)
-        frozen = self.frozen_energy(batch, generated)
-        if reference_energy is None:
-            reference_energy = self.frozen_energy(batch, batch[keys.POSITIONS])[keys.ENERGY]
-        gap = frozen[keys.ENERGY] - reference_energy.detach().reshape(-1)
-        # the gradient of E at R-hat dotted with the displacement from R-hat: 0 in value, dE in gradient
-        first_order = ((-frozen[keys.FORCES]) * (generated - generated.detach())).sum(-1)
-        n_molecules = _n_molecules(batch)
-        per_molecule = gap + scatter(first_order, _molecule_of_atoms(batch), dim=0, dim_size=n_molecules)
-        n_atoms = batch[keys.N_ATOMS].reshape(-1).to(gap.dtype)
-        return (per_molecule / n_atoms).mean(), gap.detach()
-
-    def score_consistency_loss(self, batch, t: torch.Tensor, kT: float,
-                               generator: torch.Generator | None = None) -> torch.Tensor:
-        r"""Score consistency: at small noise the generator's score matches the Boltzmann score
-        of the frozen energy model, :math:`s_\theta(x_t, t) \approx -\nabla_x E_{\bar\theta}/kT`.
-
-        With :math:`s_\theta = -\hat\epsilon / \sigma_t` and the Boltzmann density of
-        :math:`R = s\,x_t / \alpha_t` (exact as :math:`\sigma_t \to 0`), the target noise is
-        :func:`score_target`; the loss is the mean squared error of :math:`\hat\epsilon` against
-        it (in noise units, as the denoising loss).
-
-        Args:
-            batch: the structures to noise (any kind: the Boltzmann score holds everywhere).
-            t: [n_molecules] small integer times.
-            kT: the temperature of the Boltzmann distribution, eV.
-        """
-        prepared = self.prepare(batch)
-        noised = self.noise(prepared, self.normalise(prepared), t, generator)
-        _, epsilon = self.denoise(prepared, noised.x_t, t)
-        alpha, sigma = (a.to(epsilon.dtype)[_molecule_of_atoms(prepared)].unsqueeze(-1) for a in self.schedule(t))
-        forces = self.frozen_energy(batch, noised.x_t * self.position_scale / alpha)[keys.FORCES]
-        target = score_target(forces, alpha, sigma, self.position_scale, kT)
-        return torch.nn.functional.mse_loss(epsilon, centre(target, _molecule_of_atoms(prepared), _n_molecules(prepared)))
 
     # --- molecules in, ASE structures out ------------------------------------------------------
 
@@ -683,16 +623,6 @@ def _check_validity(structures: list, mol, name: str) -> None:
                       InvalidStructureWarning, stacklevel=3)
 
 
-def score_target(forces: torch.Tensor, alpha: torch.Tensor, sigma: torch.Tensor, position_scale: float,
-                 kT: float) -> torch.Tensor:
-    r"""The noise :math:`\epsilon^* = -\sigma_t\, s\, F / (\alpha_t\, kT)` whose score
-    :math:`-\epsilon^*/\sigma_t` is the Boltzmann score :math:`s F(R) / (\alpha_t kT)` in normalised
-    units, for forces F (eV/Å) at :math:`R = s\,x_t/\alpha_t`, ``position_scale`` s (Å), kT (eV)."""
-    if not kT > 0:
-        raise ValueError(f"kT must be positive (eV), got {kT}")
-    return -sigma * position_scale * forces / (alpha * kT)
-
-
 def _smiles_order(atoms, smiles: str) -> np.ndarray:
     """The indices of ``atoms`` in the atom order of ``smiles``, from the bonds of the geometry.
 
@@ -747,20 +677,10 @@ def etkdg_conformer(smiles: str, seed: int) -> np.ndarray:
     return mol.GetConformer().GetPositions()
 
 
-def _n_molecules(batch) -> int:
-    return int(batch[keys.N_ATOMS].numel())
-
-
-def _molecule_of_atoms(batch) -> torch.Tensor:
-    if keys.BATCH in batch and batch[keys.BATCH] is not None:
-        return batch[keys.BATCH]
-    return torch.zeros(batch[keys.POSITIONS].shape[0], dtype=torch.long, device=batch[keys.POSITIONS].device)
-
-
 def _randn(like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
     return torch.randn(like.shape, dtype=like.dtype, device=like.device, generator=generator)
 
 
-def _random_times(n: int, low: int, high: int, device, generator: torch.Generator | None = None) -> torch.Tensor:
+def random_times(n: int, low: int, high: int, device, generator: torch.Generator | None = None) -> torch.Tensor:
     """``n`` integer times uniform in ``low..high``."""
     return torch.randint(low, high + 1, (n,), device=device, generator=generator)

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 
 import torch
 
-from zoo.data import keys
+from zoo.data import Statistics, keys
 from zoo.models.property import PropertyModel
 
 #: Output key of the backbone's node features, returned on request (DeNS heads read them).
@@ -19,8 +19,8 @@ class ForceFieldModel(PropertyModel):
     forces :math:`F = -\partial E / \partial r`.
 
     The energy is :class:`PropertyModel`'s sum-pooled readout of the backbone's invariant
-    features, with its shift ``mu`` (mean energy per atom), scale ``s`` and per-element reference
-    energies (``atomref``) set by :meth:`set_statistics`. Forces are the exact negative gradient
+    features, with its shift ``mu`` (mean energy per atom), scale ``s`` (:attr:`rescale`) and
+    per-element reference energies (:attr:`reference_energies`) set by :meth:`set_statistics`. Forces are the exact negative gradient
     of that energy, so the force field is conservative (energy is conserved in NVE MD). Works in
     float32 and float64 (``model.double()``; the data must match).
 
@@ -43,18 +43,19 @@ class ForceFieldModel(PropertyModel):
     def __init__(self, backbone: torch.nn.Module, hidden: int = 64, forces: bool = True):
         super().__init__(backbone, [keys.ENERGY], pooling="sum", hidden=hidden)
         self.forces = forces
-        self.register_load_state_dict_pre_hook(_upgrade_min_distance)
 
-    def set_statistics(self, statistics: Mapping[str, Mapping]) -> None:
+    def set_statistics(self, statistics: Statistics | Mapping[str, Mapping]) -> None:
         """Shift and reference energies from the energy's statistics, as :class:`PropertyModel`.
 
         The scale is the forces' standard deviation when the data module standardises
         ``forces`` (NequIP's choice): energy differences within one molecule are far smaller than
         the spread of per-atom energies across molecules, and the forces are what is fitted.
         """
+        statistics = Statistics.of(statistics)
         super().set_statistics(statistics)
-        if keys.FORCES in statistics and "std" in statistics[keys.FORCES]:
-            self.scale[0] = float(statistics[keys.FORCES]["std"])
+        forces_std = statistics.std(keys.FORCES)
+        if forces_std is not None:
+            self.rescale.scale[0] = forces_std
 
     def forward(
         self, batch, extra_node_features: torch.Tensor | None = None, node_features: bool = False
@@ -103,16 +104,3 @@ class ForceFieldModel(PropertyModel):
         from zoo.interfaces.ase import ZooCalculator
 
         return ZooCalculator(self, **kwargs)
-
-
-def _upgrade_min_distance(module: ForceFieldModel, state_dict, prefix, *args) -> None:
-    # Force fields saved before the training domain (the published ones) carry the shortest
-    # interatomic distance of their training set as one number, `min_distance`: it bounds the
-    # shortest distance of every element pair from below, so it keeps their warning about
-    # compressed atoms (0: not recorded, an unfitted domain). Their training set's size is unknown.
-    legacy = state_dict.pop(prefix + "min_distance", None)
-    domain = prefix + "domain."
-    if legacy is None or float(legacy) <= 0 or any(key.startswith(domain) for key in state_dict):
-        return
-    state_dict[domain + "shortest_distance"] = torch.full_like(module.domain.shortest_distance, float(legacy))
-    state_dict[domain + "max_atoms"] = torch.zeros_like(module.domain.max_atoms)

@@ -18,7 +18,7 @@ import torch
 from e3nn import o3
 from torch_geometric.utils import scatter
 
-from zoo.data import keys
+from zoo.data import batch_index, keys
 from zoo.data.elements import SYMBOLS
 from zoo.models._domain import TrainingDomain
 from zoo.nn import (
@@ -195,9 +195,7 @@ class HamiltonianModel(torch.nn.Module):
         """``{"hamiltonian": [sum over molecules of n_ao²]}``: each molecule's H, PySCF order, row-major."""
         out = self.backbone(batch)
         x, species = out.node_features, out.species
-        pos = batch[keys.POSITIONS]
-        molecule = batch[keys.BATCH] if keys.BATCH in batch and batch[keys.BATCH] is not None else \
-            torch.zeros(pos.shape[0], dtype=torch.long, device=pos.device)
+        pos, molecule = batch[keys.POSITIONS], batch_index(batch)
         layout = _Layout(self.n_ao_table[species], molecule)
         self._check_batch(batch, layout)
 

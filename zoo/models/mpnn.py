@@ -18,10 +18,11 @@ import torch
 from torch_geometric.nn.aggr import Set2Set
 from torch_geometric.utils import scatter
 
-from zoo.data import keys
-from zoo.data.elements import MAX_ATOMIC_NUMBER, ElementIndex
+from zoo.data import Statistics, batch_index, keys, n_structures
+from zoo.data.elements import ElementIndex
 from zoo.data.neighbors import edge_vectors, radius_graph
 from zoo.models._domain import TrainingDomain
+from zoo.models._rescale import RescaledModel
 from zoo.nn import RadialEmbedding
 
 AGGREGATIONS = ("sum", "mean")
@@ -69,13 +70,14 @@ class EdgeNetwork(torch.nn.Module):
         return scatter(messages, centre, dim=0, dim_size=h.shape[0], reduce=self.aggregation) + self.bias
 
 
-class MPNN(torch.nn.Module):
+class MPNN(RescaledModel):
     """Gilmer et al.'s MPNN (edge network, GRU, set2set) predicting per-structure scalar targets.
 
-    Each target is ``(scale * y + shift) * (n_atoms if per-atom else 1) + sum_atoms atomref[Z]``,
-    where ``y`` is one output of the network: for extensive energies, whose statistics are per
-    atom, the network predicts the standardised energy per atom. ``shift``, ``scale`` and ``atomref`` start at 0, 1
-    and 0; :meth:`set_statistics` sets them from the training set (the task does this in
+    Each target is ``rescale(y) * (n_atoms if per-atom else 1) + sum_atoms reference_energies(Z)``,
+    where ``y`` is one output of the network and :attr:`rescale` its :class:`~zoo.models.ScaleShift`:
+    for extensive energies, whose statistics are per atom, the network predicts the standardised
+    energy per atom. Shift, scale and references start at 0, 1 and 0; :meth:`set_statistics` sets
+    them from the training set (the task does this in
     ``setup``), so the network learns standardised targets whatever their units, and extensive
     energies (U0, U, H, G) get their per-element reference energies added back. All targets
     share the message passing and the readout; only the last linear layer is per target.
@@ -106,12 +108,11 @@ class MPNN(torch.nn.Module):
         edge_hidden: int = 128,
         aggregation: str = "sum",
     ):
-        super().__init__()
         if not targets:
             raise ValueError("MPNN needs at least one target")
         if num_steps < 1 or set2set_steps < 1:
             raise ValueError(f"num_steps and set2set_steps must be >= 1, got {num_steps}, {set2set_steps}")
-        self.targets = list(targets)
+        super().__init__(targets)
         self.cutoff = float(cutoff)
         self.num_steps = num_steps
         self.element_index = ElementIndex(elements)
@@ -124,10 +125,7 @@ class MPNN(torch.nn.Module):
         self.head = torch.nn.Sequential(
             torch.nn.Linear(2 * channels, channels), torch.nn.SiLU(), torch.nn.Linear(channels, len(self.targets))
         )
-        self.register_buffer("shift", torch.zeros(len(self.targets)))
-        self.register_buffer("scale", torch.ones(len(self.targets)))
         self.register_buffer("per_atom", torch.zeros(len(self.targets), dtype=torch.bool))
-        self.register_buffer("atomref", torch.zeros(len(self.targets), MAX_ATOMIC_NUMBER + 1))
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -140,20 +138,13 @@ class MPNN(torch.nn.Module):
             if hasattr(layer, "reset_parameters"):
                 layer.reset_parameters()
 
-    def set_statistics(self, statistics: Mapping[str, Mapping]) -> None:
-        """Set shift, scale and reference energies from a data module's ``statistics``.
-
-        ``{target: {"mean", "std", "per_atom", "reference_energies": {Z: value}}}`` as made by
-        :class:`zoo.data.AtomicDataModule`; a target it does not mention keeps shift 0, scale 1.
-        """
+    def set_statistics(self, statistics: Statistics | Mapping[str, Mapping]) -> None:
+        """Shift, scale and reference energies as :class:`~zoo.models._rescale.RescaledModel`, and
+        whether each target's statistics are per atom (then the network predicts per atom)."""
+        statistics = Statistics.of(statistics)
+        super().set_statistics(statistics)
         for i, target in enumerate(self.targets):
-            stats = statistics.get(target, {})
-            self.shift[i] = float(stats.get("mean", 0.0))
-            self.scale[i] = float(stats.get("std", 1.0))
-            self.per_atom[i] = bool(stats.get("per_atom", False))
-            self.atomref[i].zero_()
-            for z, value in stats.get("reference_energies", {}).items():
-                self.atomref[i, int(z)] = float(value)
+            self.per_atom[i] = statistics.per_atom(target)
 
     def forward(self, batch) -> dict[str, torch.Tensor]:
         """``{target: [n_structures]}`` in the targets' own units for a structure or a batch."""
@@ -161,9 +152,7 @@ class MPNN(torch.nn.Module):
         if pos.dtype != self.embedding.weight.dtype:
             raise ValueError(f"positions are {pos.dtype} but the model's parameters are "
                              f"{self.embedding.weight.dtype}; convert one of them")
-        index = batch[keys.BATCH] if keys.BATCH in batch and batch[keys.BATCH] is not None else \
-            torch.zeros_like(z)
-        n_structures = int(batch[keys.N_ATOMS].numel()) if keys.N_ATOMS in batch else int(index.max()) + 1
+        index, size = batch_index(batch), n_structures(batch)
         if keys.EDGE_INDEX in batch:
             edge_index, shift = batch[keys.EDGE_INDEX], None
         else:
@@ -174,11 +163,11 @@ class MPNN(torch.nn.Module):
         matrices = self.message.matrices(self.radial(distances))
         for _ in range(self.num_steps):
             h = self.update(self.message(h, edge_index, matrices), h)
-        y = self.head(self.set2set(h, index, dim_size=n_structures))
+        y = self.head(self.set2set(h, index, dim_size=size))
 
         # per-atom statistics (extensive energies): the network predicts the standardised energy
         # per atom, which has unit variance by construction, rather than a total growing with size
-        n_atoms = scatter(torch.ones_like(pos[:, :1]), index, dim=0, dim_size=n_structures)
-        y = y * self.scale + self.shift
-        y = torch.where(self.per_atom, n_atoms * y, y) + scatter(self.atomref[:, z].T, index, dim=0, dim_size=n_structures)
+        n_atoms = scatter(torch.ones_like(pos[:, :1]), index, dim=0, dim_size=size)
+        y = self.rescale(y)
+        y = torch.where(self.per_atom, n_atoms * y, y) + scatter(self.reference_energies(z), index, dim=0, dim_size=size)
         return {t: y[:, i] for i, t in enumerate(self.targets)}

@@ -7,17 +7,19 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch_geometric.utils import scatter
 
-from zoo.data import keys
-from zoo.data.elements import MAX_ATOMIC_NUMBER
+from zoo.data import batch_index, keys, n_structures
 from zoo.models._domain import TrainingDomain
+from zoo.models._rescale import RescaledModel
 
 
-class PropertyModel(torch.nn.Module):
+class PropertyModel(RescaledModel):
     """Predicts per-structure scalar targets from a backbone's invariant (0e) node features.
 
-    Each target is ``shift + scale * pool(MLP(scalars))``, pooled by sum (extensive targets such
-    as energies) or mean (intensive ones such as orbital energies). ``shift`` and ``scale`` start
-    at 0 and 1; :meth:`set_statistics` sets them from training-set statistics. ``domain`` (a
+    Each target pools ``rescale(MLP(scalars)) + reference_energies(Z)`` over the atoms, by sum
+    (extensive targets such as energies) or mean (intensive ones such as orbital energies). The
+    per-atom shift and scale (:class:`~zoo.models.ScaleShift`) start at 0 and 1 and the per-element
+    references (:class:`~zoo.models.ReferenceEnergies`) at 0; :meth:`set_statistics` sets them
+    from training-set statistics. ``domain`` (a
     :class:`~zoo.models.TrainingDomain` within the backbone's cutoff) records what the training
     set held; the task fits it.
 
@@ -36,12 +38,11 @@ class PropertyModel(torch.nn.Module):
         pooling: str | Mapping[str, str] = "sum",
         hidden: int = 64,
     ):
-        super().__init__()
         if not targets:
             raise ValueError("PropertyModel needs at least one target")
+        super().__init__(targets)
         self.backbone = backbone
         self.domain = TrainingDomain(backbone.element_index.atomic_numbers, backbone.cutoff)
-        self.targets = list(targets)
         pooling = {t: pooling for t in self.targets} if isinstance(pooling, str) else dict(pooling)
         bad = {t: p for t, p in pooling.items() if p not in ("sum", "mean")}
         if bad or set(pooling) != set(self.targets):
@@ -55,29 +56,11 @@ class PropertyModel(torch.nn.Module):
         self.readout = torch.nn.Sequential(
             torch.nn.Linear(n_scalars, hidden), torch.nn.SiLU(), torch.nn.Linear(hidden, len(self.targets))
         )
-        self.register_buffer("shift", torch.zeros(len(self.targets)))
-        self.register_buffer("scale", torch.ones(len(self.targets)))
-        # per-element reference values [n_targets, Z_max + 1], added to atomwise contributions
-        self.register_buffer("atomref", torch.zeros(len(self.targets), MAX_ATOMIC_NUMBER + 1))
 
     def reset_parameters(self) -> None:
         for layer in self.readout:
             if hasattr(layer, "reset_parameters"):
                 layer.reset_parameters()
-
-    def set_statistics(self, statistics: Mapping[str, Mapping]) -> None:
-        """Set shift, scale and reference values from a data module's ``statistics``.
-
-        ``{target: {"mean": m, "std": s, "reference_energies": {Z: value}}}``, with mean and std
-        per atom for sum-pooled targets (see :class:`zoo.data.AtomicDataModule`).
-        """
-        for i, target in enumerate(self.targets):
-            stats = statistics.get(target, {})
-            self.shift[i] = float(stats.get("mean", 0.0))
-            self.scale[i] = float(stats.get("std", 1.0))
-            self.atomref[i].zero_()
-            for z, value in stats.get("reference_energies", {}).items():
-                self.atomref[i, int(z)] = float(value)
 
     def forward(self, batch, extra_node_features: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Predictions ``{target: [n_structures]}``; ``extra_node_features`` go to the backbone
@@ -91,11 +74,10 @@ class PropertyModel(torch.nn.Module):
     def pool(self, batch, features: torch.Tensor) -> dict[str, torch.Tensor]:
         """The targets from the backbone's node features [n_atoms, irreps_out.dim] of ``batch``."""
         scalars = torch.cat([features[:, s] for s in self._scalar_slices], dim=-1)
-        atomwise = self.readout(scalars) * self.scale + self.shift + self.atomref[:, batch[keys.ATOMIC_NUMBERS]].T
-        index = batch[keys.BATCH] if keys.BATCH in batch and batch[keys.BATCH] is not None else \
-            torch.zeros(atomwise.shape[0], dtype=torch.long, device=atomwise.device)
-        n_structures = int(batch[keys.N_ATOMS].numel()) if keys.N_ATOMS in batch else int(index.max()) + 1
+        # mean and std are per atom for sum-pooled targets (zoo.data.AtomicDataModule's statistics)
+        atomwise = self.rescale(self.readout(scalars)) + self.reference_energies(batch[keys.ATOMIC_NUMBERS])
+        index, size = batch_index(batch), n_structures(batch)
         return {
-            t: scatter(atomwise[:, i], index, dim=0, dim_size=n_structures, reduce=self.pooling[t])
+            t: scatter(atomwise[:, i], index, dim=0, dim_size=size, reduce=self.pooling[t])
             for i, t in enumerate(self.targets)
         }

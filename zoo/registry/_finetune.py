@@ -58,12 +58,13 @@ def load_pretrained_weights(
     Args:
         strict: require the task and the checkpoint to have exactly the same tensors and elements
             (a plain continuation of training); by default partial matches are loaded and reported.
-        exclude: glob patterns of keys to leave at their initialisation, e.g. ``["model.shift",
-            "model.scale"]`` to re-fit per-element references, or ``["model.readout.*"]`` for a new head.
+        exclude: glob patterns of keys (as the task names them) to leave at their initialisation,
+            e.g. ``["model.rescale.*", "model.reference_energies.*"]`` to re-fit the statistics, or
+            ``["model.readout.*"]`` for a new head.
     """
     resolved = resolve(ref, manifest, cache_dir, token)
     _, info = read_config(resolved.folder)
-    source = read_weights(resolved.folder)
+    source = _as_loaded(task, read_weights(resolved.folder))
     target = task.state_dict()
     excluded = sorted(k for k in source if any(fnmatch.fnmatchcase(k, p) for p in exclude))
     mismatched = [f"{k}: {tuple(v.shape)} -> {tuple(target[k].shape)}" for k, v in source.items()
@@ -100,6 +101,18 @@ def load_pretrained_weights(
     for problem in problems:
         log.warning("fine-tuning from %r: %s", resolved.name, problem)
     return LoadReport(resolved.source, sorted(loaded), missing, unexpected, mismatched, excluded)
+
+
+def _as_loaded(task: torch.nn.Module, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``state`` as ``task``'s modules upgrade it when loading (their ``load_state_dict`` pre-hooks:
+    the tensors of a checkpoint written by an older zoo under their names of today), so that its
+    names and shapes compare with the task's own. The hooks leave a state dict of today unchanged."""
+    state = dict(state)
+    for name, module in task.named_modules():
+        # the registered pre-hooks, called as load_state_dict calls them (torch keeps no public list)
+        for hook in module._load_state_dict_pre_hooks.values():
+            hook(state, f"{name}." if name else "", {}, True, [], [], [])
+    return state
 
 
 class FreezeBackbone(BaseFinetuning):

@@ -1,7 +1,11 @@
-"""LightningModules: one task per family, all built on :class:`AtomisticTask`."""
+"""LightningModules: one task per family, all built on :class:`AtomisticTask`.
 
+:class:`~zoo.losses.Output`, :data:`~zoo.losses.LOSSES` and :data:`~zoo.losses.METRICS` are those of
+:mod:`zoo.losses`, importable from here as well (recipes and scripts name ``zoo.tasks.Output``).
+"""
+
+from zoo.losses import LOSSES, METRICS, Output
 from zoo.tasks._base import AtomisticTask
-from zoo.tasks._outputs import LOSSES, METRICS, Output
 from zoo.tasks.consistency import ConsistencyTask
 from zoo.tasks.force_field import ForceFieldTask
 from zoo.tasks.hamiltonian import HamiltonianTask

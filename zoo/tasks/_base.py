@@ -7,19 +7,28 @@ from collections.abc import Mapping, Sequence
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from lightning.pytorch.trainer.states import TrainerFn
 
+from zoo.data import Statistics, StatisticsSource, UsesStatistics, n_structures
+from zoo.losses import AuxiliaryLoss, Forward, Output, Progress, Step
 from zoo.models import TrainingDomain
-from zoo.tasks._outputs import Output
 
 STAGES = ("train", "val", "test")
 
 
 class AtomisticTask(pl.LightningModule):
-    """Trains a model that maps a batch to a dict of predictions, on a list of :class:`Output`.
+    """Trains a model that maps a batch to a dict of predictions, on a list of :class:`~zoo.losses.Output`
+    and a list of :class:`~zoo.losses.AuxiliaryLoss`.
 
-    The total loss is ``sum(output.weight * output.loss)``; each output logs its loss and its
-    metrics per stage as ``{stage}/{name}_{metric}``. Optimizer and scheduler come from the
-    config (LightningCLI's ``OptimizerCallable``/``LRSchedulerCallable``).
+    The total loss of a step is ``sum(output.weight * output.loss) + sum(weight * auxiliary
+    loss)``, each output on the rows that hold its labels (:meth:`~zoo.losses.Output.select`).
+    Each output logs its loss and its metrics per stage as ``{stage}/{name}_loss`` and
+    ``{stage}/{name}_{metric}``, each auxiliary loss ``{stage}/{name}_loss``, the total
+    ``{stage}/loss``. Optimizer and scheduler come from the config (LightningCLI's
+    ``OptimizerCallable``/``LRSchedulerCallable``).
+
+    At the start of a fit the training set's :class:`~zoo.data.Statistics` (the data module's
+    ``statistics``) go to the model and to the auxiliary losses (their ``set_statistics``).
 
     Args:
         model: a module whose ``forward(batch)`` returns ``{name: tensor}``.
@@ -33,6 +42,7 @@ class AtomisticTask(pl.LightningModule):
             reference energies instead of fitting them on this training set: right for a
             fine-tune at the same level of theory on little data, wrong for a new level of theory
             (whose reference energies differ).
+        auxiliary_losses: further loss terms, each registered under its ``name`` (``task.dens``).
     """
 
     def __init__(
@@ -44,6 +54,7 @@ class AtomisticTask(pl.LightningModule):
         monitor: str = "val/loss",
         pretrained: str | None = None,
         keep_pretrained_statistics: bool = False,
+        auxiliary_losses: Sequence[AuxiliaryLoss] = (),
     ):
         super().__init__()
         if not outputs:
@@ -51,6 +62,14 @@ class AtomisticTask(pl.LightningModule):
         self.save_hyperparameters()
         self.model = model
         self.outputs = [o if isinstance(o, Output) else Output(**o) for o in outputs]
+        self._auxiliary_names = []
+        for loss in auxiliary_losses:
+            if hasattr(self, loss.name):
+                raise ValueError(f"an auxiliary loss is named {loss.name!r}, which the task already has")
+            self.add_module(loss.name, loss)  # its tensors are saved under its name (dens.*)
+            self._auxiliary_names.append(loss.name)
+        if sum(type(loss).predict is not AuxiliaryLoss.predict for loss in auxiliary_losses) > 1:
+            raise ValueError("at most one auxiliary loss may make the forward pass of training steps")
         self.optimizer_factory = optimizer
         self.scheduler_factory = lr_scheduler
         self.monitor = monitor
@@ -81,14 +100,72 @@ class AtomisticTask(pl.LightningModule):
                 structures = getattr(self.trainer.datamodule, name, None)
                 if structures is not None:
                     domain.fit(structures)
-        if self.pretrained and fresh and self.keep_pretrained_statistics:
-            return
-        statistics = getattr(self.trainer.datamodule, "statistics", None)
-        if statistics and hasattr(self.model, "set_statistics"):
+        datamodule = self.trainer.datamodule
+        if isinstance(datamodule, StatisticsSource) and datamodule.statistics:
+            keep = bool(self.pretrained and fresh and self.keep_pretrained_statistics)
+            self.set_statistics(Statistics.of(datamodule.statistics), model=not keep)
+
+    def set_statistics(self, statistics: Statistics, model: bool = True) -> None:
+        """Hand the training set's statistics to the auxiliary losses and, unless ``model`` is
+        false (a fine-tune that keeps the pretrained ones), to the model."""
+        if model and isinstance(self.model, UsesStatistics):
             self.model.set_statistics(statistics)
+        for loss in self.auxiliary_losses.values():
+            loss.set_statistics(statistics)
+
+    @property
+    def auxiliary_losses(self) -> dict[str, AuxiliaryLoss]:
+        """The task's auxiliary losses by name, in the order they are computed."""
+        return {name: self.get_submodule(name) for name in self._auxiliary_names}
+
+    def progress(self) -> Progress:
+        """Where training is: epoch, step, and the fraction of the run's steps taken (0 outside a fit,
+        where the run has no length)."""
+        fraction = 0.0
+        if self._trainer is not None and self.trainer.state.fn == TrainerFn.FITTING:
+            total = self.trainer.estimated_stepping_batches
+            fraction = self.global_step / total if total and total != float("inf") else 0.0
+        return Progress(self.current_epoch, self.global_step, fraction)
 
     def forward(self, batch) -> dict[str, torch.Tensor]:
         return self.model(batch)
+
+    def forward_pass(self, batch, stage: str) -> Forward:
+        """The predictions a step of ``stage`` trains and measures: those of the auxiliary loss that
+        makes the forward pass of training steps (DeNS's corrupted structures), if any, else the
+        model's on the batch."""
+        if stage == "train":
+            for loss in self.auxiliary_losses.values():
+                forward = loss.predict(self.model, batch)
+                if forward is not None:
+                    return forward
+        return Forward(self(batch))
+
+    def active_outputs(self, stage: str) -> list[Output]:
+        """The outputs trained and measured in ``stage`` (all of them, unless a task schedules some)."""
+        return self.outputs
+
+    def make_step(self, batch, forward: Forward, stage: str, batch_idx: int = 0) -> Step:
+        """What the auxiliary losses read in a step of ``stage`` on ``batch``."""
+        return Step(self.model, batch, forward, stage, self.progress(), batch_idx, self.log)
+
+    def auxiliary_terms(self, step: Step) -> dict[str, tuple[float, torch.Tensor]]:
+        """``{name: (weight, loss)}`` of the auxiliary losses computed in ``step``: those of its stage
+        that are active and apply to its batch."""
+        terms = {}
+        for name, loss in self.auxiliary_losses.items():
+            if step.stage in loss.stages and loss.active(step):
+                value = loss(step)
+                if value is not None:
+                    terms[name] = (loss.weight(step.progress), value)
+        return terms
+
+    def step_loss(self, batch, stage: str, batch_idx: int = 0) -> torch.Tensor:
+        """The total loss of one batch in ``stage``: its forward pass (:meth:`forward_pass`), the
+        outputs of the stage on their labels, and the auxiliary losses of the stage."""
+        forward = self.forward_pass(batch, stage)
+        terms = self.auxiliary_terms(self.make_step(batch, forward, stage, batch_idx))
+        return self.compute_loss(batch, forward.predictions, stage, self.active_outputs(stage), terms, forward.atoms)
 
     def compute_loss(
         self,
@@ -97,44 +174,50 @@ class AtomisticTask(pl.LightningModule):
         stage: str,
         outputs: Sequence[Output] | None = None,
         terms: Mapping[str, tuple[float, torch.Tensor]] | None = None,
+        atoms: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Weighted loss of ``outputs`` (default: all of the task's), logging losses and metrics.
+        """Weighted loss of ``outputs`` (default: all of the task's) and ``terms``, logged with the
+        outputs' metrics as ``{stage}/...``; the total is logged as ``{stage}/loss``.
 
-        ``terms`` are further losses that are no output of the model, such as a denoising loss,
-        ``{name: (weight, loss)}``: each is logged as ``{stage}/{name}_loss`` and its weighted
-        value joins the total, which is logged as ``{stage}/loss``.
+        Each output is compared on the rows that hold its labels, and per-atom ones on ``atoms``
+        only ([n_atoms] bool, :meth:`~zoo.losses.Output.select`); an output without labels in
+        the batch adds nothing. ``terms`` are losses that are no output of the model,
+        ``{name: (weight, loss)}`` (see :meth:`weighted_terms`).
         """
         total = 0.0
-        batch_size = int(batch.num_graphs) if hasattr(batch, "num_graphs") else None
+        batch_size = n_structures(batch)
         for output in self.outputs if outputs is None else outputs:
-            target = self._target(batch, output)
-            prediction = predictions[output.name]
-            if prediction.shape != target.shape:
-                prediction = prediction.reshape(target.shape)
+            selected = output.select(batch, predictions, atoms)
+            if selected is None:
+                continue
+            prediction, target = selected
             loss = output.compute_loss(prediction, target)
             self.log(f"{stage}/{output.name}_loss", loss, batch_size=batch_size, sync_dist=stage != "train")
             metrics = self.metrics[f"{stage}_{output.name}"]
             metrics.update(prediction.detach(), target)
             self.log_dict({f"{stage}/{output.name}_{k}": m for k, m in metrics.items()}, batch_size=batch_size)
             total = total + output.weight * loss
-        for name, (weight, loss) in (terms or {}).items():
-            self.log(f"{stage}/{name}_loss", loss, batch_size=batch_size, sync_dist=stage != "train")
-            total = total + weight * loss
+        total = total + self.weighted_terms(terms or {}, stage, batch_size)
         self.log(f"{stage}/loss", total, prog_bar=True, batch_size=batch_size, sync_dist=stage != "train")
         return total
 
-    def training_loss(self, batch) -> torch.Tensor:
-        """The loss of a training batch; tasks with training-only terms (DeNS) override it."""
-        return self.compute_loss(batch, self(batch), "train")
+    def weighted_terms(self, terms: Mapping[str, tuple[float, torch.Tensor]], stage: str,
+                       batch_size: int) -> torch.Tensor | float:
+        """``sum(weight * loss)`` of ``terms`` ``{name: (weight, loss)}``, each logged as ``{stage}/{name}_loss``."""
+        total = 0.0
+        for name, (weight, loss) in terms.items():
+            self.log(f"{stage}/{name}_loss", loss, batch_size=batch_size, sync_dist=stage != "train")
+            total = total + weight * loss
+        return total
 
     def training_step(self, batch, batch_idx):
-        return self.require_finite_loss(self.training_loss(batch), "train", batch_idx)
+        return self.require_finite_loss(self.step_loss(batch, "train", batch_idx), "train", batch_idx)
 
     def validation_step(self, batch, batch_idx):
-        return self.require_finite_loss(self.compute_loss(batch, self(batch), "val"), "val", batch_idx)
+        return self.require_finite_loss(self.step_loss(batch, "val", batch_idx), "val", batch_idx)
 
     def test_step(self, batch, batch_idx):
-        return self.require_finite_loss(self.compute_loss(batch, self(batch), "test"), "test", batch_idx)
+        return self.require_finite_loss(self.step_loss(batch, "test", batch_idx), "test", batch_idx)
 
     def require_finite_loss(self, loss: torch.Tensor, stage: str, batch_idx: int) -> torch.Tensor:
         """``loss``, or a ``FloatingPointError`` naming the stage and batch when it is NaN or inf.
@@ -164,13 +247,3 @@ class AtomisticTask(pl.LightningModule):
             return optimizer
         scheduler = self.scheduler_factory(optimizer)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": self.monitor}}
-
-    @staticmethod
-    def _target(batch, output: Output) -> torch.Tensor:
-        if output.target not in batch:
-            available = sorted(k for k in batch.keys() if k not in ("batch", "ptr"))
-            raise KeyError(
-                f"the batch has no labels {output.target!r} for output {output.name!r}; "
-                f"available keys: {available}. Choose a dataset that has them or drop the output."
-            )
-        return batch[output.target]

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import copy
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 import torchmetrics
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
-from zoo.data import keys
+from zoo.data import keys, n_structures
 from zoo.dens import DeNS
+from zoo.losses import METRICS, Output, energy_force_outputs, label_mask
 from zoo.tasks._base import STAGES, AtomisticTask
-from zoo.tasks._outputs import METRICS, Output, energy_force_outputs
 
 
 class ForceFieldTask(AtomisticTask):
@@ -20,12 +19,13 @@ class ForceFieldTask(AtomisticTask):
     ``forces``) on energies (eV) and forces (eV/Å).
 
     Every stage logs the outputs' metrics (``{stage}/energy_mae``, ``{stage}/forces_rmse``, ...)
-    and the energy per atom (``{stage}/energy_per_atom_mae`` and ``_rmse``). With ``dens``, each
-    training batch is corrupted by the DeNS recipe: the energy is trained on the original
-    structure's energy, the forces on the uncorrupted atoms only, and the denoising loss is added
-    with the recipe's scheduled weight (``train/dens_loss``, ``train/dens_weight``). Validation and
-    test are never corrupted and run under Lightning's default inference mode (the model leaves it
-    to take gradients).
+    and the energy per atom (``{stage}/energy_per_atom_mae`` and ``_rmse``). With ``dens`` (an
+    auxiliary loss, ``task.dens``), each training batch is corrupted by the DeNS recipe: the energy
+    is trained on the original structure's energy, the forces on the uncorrupted atoms only, and
+    the denoising loss is added with the recipe's scheduled weight (``train/dens_loss``,
+    ``train/dens_weight``). Validation and test are never corrupted and run under Lightning's
+    default inference mode (the model leaves it to take gradients). Structures without an energy
+    or force label (their masks, see :func:`~zoo.losses.label_mask`) are not trained on there.
 
     Args:
         model: the energy model; for DeNS its backbone needs ``extra_node_irreps``.
@@ -47,21 +47,13 @@ class ForceFieldTask(AtomisticTask):
         keep_pretrained_statistics: bool = False,
     ):
         outputs = energy_force_outputs(outputs, "force-field")
-        super().__init__(model, outputs, optimizer, lr_scheduler, monitor, pretrained, keep_pretrained_statistics)
-        self.dens = None if dens is None else dens.attach(model)
+        auxiliary = [] if dens is None else [dens.attach(model)]
+        super().__init__(model, outputs, optimizer, lr_scheduler, monitor, pretrained, keep_pretrained_statistics,
+                         auxiliary)
         self.energy_per_atom = torch.nn.ModuleDict(
             {f"{stage}_energy_per_atom": torchmetrics.MetricCollection({m: METRICS[m]() for m in ("mae", "rmse")})
              for stage in STAGES}
         )
-
-    def setup(self, stage: str) -> None:
-        super().setup(stage)
-        datamodule = getattr(self._trainer, "datamodule", None)
-        if stage != "fit" or datamodule is None:
-            return
-        statistics = getattr(datamodule, "statistics", None)
-        if self.dens is not None and statistics:
-            self.dens.set_statistics(statistics)
 
     def as_calculator(self, **kwargs):
         """The model as an ASE calculator (see :class:`zoo.interfaces.ZooCalculator`; ``device``
@@ -70,42 +62,22 @@ class ForceFieldTask(AtomisticTask):
 
         return ZooCalculator(self.model, **kwargs)
 
-    def compute_loss(self, batch, predictions, stage: str, atoms: torch.Tensor | None = None) -> torch.Tensor:
-        """:meth:`AtomisticTask.compute_loss`, with the force terms restricted to ``atoms`` (a mask;
-        no force term when it is empty)."""
+    def compute_loss(self, batch, predictions, stage: str, outputs: Sequence[Output] | None = None,
+                     terms: Mapping[str, tuple[float, torch.Tensor]] | None = None,
+                     atoms: torch.Tensor | None = None) -> torch.Tensor:
+        """:meth:`AtomisticTask.compute_loss`, refusing non-finite forces, and the energy per atom's
+        metrics on the structures with an energy label."""
         if keys.FORCES in batch and not torch.isfinite(batch[keys.FORCES]).all():
             raise ValueError(f"the {stage} batch has NaN or inf forces; remove or fix those structures in the data")
-        outputs = None
-        if atoms is not None:
-            batch = copy.copy(batch)
-            batch[keys.FORCES] = batch[keys.FORCES][atoms]
-            predictions = {**predictions, keys.FORCES: predictions[keys.FORCES][atoms]}
-            if not atoms.any():
-                outputs = [o for o in self.outputs if o.name != keys.FORCES]
-        loss = super().compute_loss(batch, predictions, stage, outputs)
+        loss = super().compute_loss(batch, predictions, stage, outputs, terms, atoms)
         if keys.ENERGY in predictions and keys.ENERGY in batch:
-            n_atoms = batch[keys.N_ATOMS].to(predictions[keys.ENERGY].dtype)
-            metrics = self.energy_per_atom[f"{stage}_energy_per_atom"]
-            metrics.update(predictions[keys.ENERGY].detach().reshape(-1) / n_atoms, batch[keys.ENERGY].reshape(-1) / n_atoms)
-            batch_size = int(batch.num_graphs) if hasattr(batch, "num_graphs") else None
-            self.log_dict({f"{stage}/energy_per_atom_{k}": m for k, m in metrics.items()}, batch_size=batch_size)
+            labelled = label_mask(batch, keys.ENERGY)
+            rows = slice(None) if labelled is None else labelled
+            n_atoms = batch[keys.N_ATOMS].reshape(-1)[rows].to(predictions[keys.ENERGY].dtype)
+            if n_atoms.numel():
+                metrics = self.energy_per_atom[f"{stage}_energy_per_atom"]
+                metrics.update(predictions[keys.ENERGY].detach().reshape(-1)[rows] / n_atoms,
+                               batch[keys.ENERGY].reshape(-1)[rows] / n_atoms)
+                self.log_dict({f"{stage}/energy_per_atom_{k}": m for k, m in metrics.items()},
+                              batch_size=n_structures(batch))
         return loss
-
-    def training_loss(self, batch) -> torch.Tensor:
-        if self.dens is None:
-            return super().training_loss(batch)
-        corruption = self.dens.corrupt(batch)
-        predictions, dens_loss = self.dens(self.model, batch, corruption)
-        loss = self.compute_loss(batch, predictions, "train", atoms=~corruption.mask)
-        weight = self.dens.weight(self._progress())
-        batch_size = int(batch.num_graphs) if hasattr(batch, "num_graphs") else None
-        self.log("train/dens_loss", dens_loss, batch_size=batch_size)
-        self.log("train/dens_weight", weight, batch_size=batch_size)
-        return loss + weight * dens_loss
-
-    def _progress(self) -> float:
-        """Fraction of the training done, for the DeNS weight schedule (0 outside a trainer)."""
-        if self._trainer is None:
-            return 0.0
-        total = self.trainer.estimated_stepping_batches
-        return self.global_step / total if total and total != float("inf") else 0.0

@@ -1,29 +1,22 @@
 """Hamiltonian training: supervised on labelled H, self-consistent (SCT) without labels, or both.
 
-Self-consistency training (Zhang et al., ICML 2024) needs no labels: a predicted H_θ defines
-orbitals (``H C = S C ε``), hence a density D(H_θ), hence a Fock matrix H[D(H_θ)]; the loss
-``‖H_θ − H[D(H_θ)]‖²`` vanishes exactly at the SCF solution. Its gradient flows through the
-generalised eigensolver (:func:`zoo.qc.eigh.generalized_eigh`) and through the Fock build
-(:class:`zoo.qc.fock.FockBuilder`, PySCF's exact linear response as backward).
+Self-consistency training (Zhang et al., ICML 2024) is the auxiliary loss
+:class:`~zoo.losses.SelfConsistencyLoss`, ``‖H_θ − H[D(H_θ)]‖²``, which needs no labels.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import itertools
-import math
-from collections import OrderedDict
 from collections.abc import Sequence
 
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
-from zoo.data import keys
+from zoo.data import atom_ranges, keys, n_structures
+from zoo.losses import Forward, Output, SelfConsistencyLoss
 from zoo.metrics import HamiltonianMetrics, onsite_mask, split_matrices
-from zoo.qc import ao
 from zoo.qc.eigh import DEFAULT_BROADENING
 from zoo.tasks._base import AtomisticTask
-from zoo.tasks._outputs import Output
 
 MODES = ("supervised", "sct", "mixed")
 #: Training structures used to fit the on-site reference blocks at the start of a fit.
@@ -36,7 +29,8 @@ class HamiltonianTask(AtomisticTask):
     * ``supervised``: the :class:`Output` list of the base task; by default QHNet's MAE + MSE on
       the flattened H (Hartree).
     * ``sct``: ``sct_weight * mean((H_θ − H[D(H_θ)])²)`` (Hartree²) on every molecule, labels
-      unused (and not required). H[D] is built at the model's level of theory, except for the
+      unused (and not required): the auxiliary loss :class:`~zoo.losses.SelfConsistencyLoss`
+      (``task.sct``). H[D] is built at the model's level of theory, except for the
       affordable-SCT options below; one :class:`~zoo.qc.fock.FockBuilder` per geometry is cached
       (grids and integrals are built once per structure, not per step).
     * ``mixed``: batches with labels get the supervised loss, and a ``sct_fraction`` of all
@@ -95,21 +89,18 @@ class HamiltonianTask(AtomisticTask):
     ):
         if outputs is None:
             outputs = [Output(name=keys.HAMILTONIAN, loss="mae_mse", metrics=["mae"])]
-        super().__init__(model, outputs, optimizer, lr_scheduler, monitor, pretrained, keep_pretrained_statistics)
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-        if not 0.0 <= sct_fraction <= 1.0 or sct_weight < 0 or not max_sct_grad_norm > 0:
-            raise ValueError("need 0 <= sct_fraction <= 1, sct_weight >= 0 and max_sct_grad_norm > 0")
-        self.mode = mode
-        self.sct_weight = sct_weight
-        self.sct_fraction = sct_fraction
+        if not max_sct_grad_norm > 0:
+            raise ValueError(f"max_sct_grad_norm must be > 0, got {max_sct_grad_norm}")
         overrides = {"grid_level": sct_grid_level, "density_fitting": sct_density_fitting}
-        self.sct_level = dataclasses.replace(model.level, **{k: v for k, v in overrides.items() if v is not None})
-        self.sct_broadening = sct_broadening
+        sct_level = dataclasses.replace(model.level, **{k: v for k, v in overrides.items() if v is not None})
+        sct = SelfConsistencyLoss(sct_level, sct_weight, sct_fraction, sct_broadening, sct_cache_size)
+        super().__init__(model, outputs, optimizer, lr_scheduler, monitor, pretrained, keep_pretrained_statistics,
+                         [] if mode == "supervised" else [sct])
+        self.mode = mode
         self.max_sct_grad_norm = max_sct_grad_norm
-        self.sct_cache_size = sct_cache_size
         self.fit_reference = fit_reference
-        self._builders: OrderedDict = OrderedDict()
         self._step_has_sct = False
         self.register_buffer("skipped_steps", torch.zeros((), dtype=torch.long))
         self.hamiltonian_metrics = torch.nn.ModuleDict({s: HamiltonianMetrics() for s in ("val", "test")})
@@ -144,60 +135,30 @@ class HamiltonianTask(AtomisticTask):
         return out
 
     # ------------------------------------------------------------------------------------------
-    # self-consistency
-
-    def _builder(self, z: torch.Tensor, pos: torch.Tensor):
-        from zoo.qc.fock import FockBuilder
-
-        z_np, pos_np = z.cpu().numpy(), pos.detach().cpu().double().numpy()
-        key = (z_np.tobytes(), pos_np.tobytes())
-        builder = self._builders.get(key)
-        if builder is None:
-            builder = FockBuilder((z_np, pos_np), self.sct_level)
-            self._builders[key] = builder
-            if len(self._builders) > self.sct_cache_size:
-                self._builders.popitem(last=False)
-        else:
-            self._builders.move_to_end(key)
-        return builder
+    # steps
 
     def self_consistency_loss(self, batch, hamiltonian: torch.Tensor) -> torch.Tensor:
-        """``mean((H_θ − H[D(H_θ)])²)`` over all matrix entries of the batch, Hartree²."""
-        z, pos = batch[keys.ATOMIC_NUMBERS], batch[keys.POSITIONS]
-        molecules = _molecules(batch)
-        n_ao = [int(ao.ao_offsets(z[a:b].cpu().numpy(), self.model.level.basis)[-1]) for a, b in molecules]
-        total, count = 0.0, 0
-        for (a, b), h in zip(molecules, split_matrices(hamiltonian, n_ao)):
-            residual = self._builder(z[a:b], pos[a:b]).self_consistency_residual(h, broadening=self.sct_broadening)
-            total = total + residual.square().sum()
-            count += residual.numel()
-        return total / count
-
-    def _sct_due(self) -> bool:
-        # evenly spaced: step s gets SCT when floor((s + 1) f) > floor(s f)
-        step = self.global_step
-        return math.floor((step + 1) * self.sct_fraction) > math.floor(step * self.sct_fraction)
-
-    # ------------------------------------------------------------------------------------------
-    # steps
+        """The SCT loss of ``hamiltonian`` on ``batch`` without its weight (see
+        :meth:`~zoo.losses.SelfConsistencyLoss.mean_squared_residual`), Hartree²."""
+        return self.sct.mean_squared_residual(batch, hamiltonian)
 
     def _losses(self, batch, stage: str, sct: bool) -> torch.Tensor | None:
         predictions = self(batch)
         total = None
-        size = int(batch.num_graphs) if hasattr(batch, "num_graphs") else None
-        # labels train only outside SCT mode, but are always measured in validation and test
+        # labels train only outside SCT mode, but are always measured in validation and test;
+        # {stage}/loss is theirs alone, so that a labelled validation set selects on the labels
         if keys.HAMILTONIAN in batch and (stage != "train" or self.mode != "sct"):
             total = self.compute_loss(batch, predictions, stage)
         if sct:
-            loss = self.self_consistency_loss(batch, predictions[keys.HAMILTONIAN])
-            self.log(f"{stage}/sct_loss", loss.detach(), batch_size=size, sync_dist=stage != "train")
-            total = self.sct_weight * loss if total is None else total + self.sct_weight * loss
+            step = self.make_step(batch, Forward(predictions), stage)
+            terms = self.weighted_terms(self.auxiliary_terms(step), stage, n_structures(batch))
+            total = terms if total is None else total + terms
         if stage != "train" and keys.HAMILTONIAN in batch:
             self._update_metrics(batch, predictions[keys.HAMILTONIAN], stage)
         return total
 
     def training_step(self, batch, batch_idx):
-        self._step_has_sct = self.mode != "supervised" and self._sct_due()
+        self._step_has_sct = self.mode != "supervised" and self.sct.due(self.progress())
         # with separate loaders the labelled part is trained on its labels only: self-consistency
         # there would cost a Fock build per molecule for what the labels already teach
         parts = [(part, self._step_has_sct and name != "labelled")
@@ -217,7 +178,7 @@ class HamiltonianTask(AtomisticTask):
         if loss is not None:
             self.require_finite_loss(loss, "val", batch_idx)
         if sct and keys.HAMILTONIAN not in batch:  # without labels, model selection follows SCT
-            self.log("val/loss", loss, batch_size=int(batch.num_graphs), sync_dist=True)
+            self.log("val/loss", loss, batch_size=n_structures(batch), sync_dist=True)
         return loss
 
     def test_step(self, batch, batch_idx):
@@ -248,7 +209,7 @@ class HamiltonianTask(AtomisticTask):
         n_ao = batch[keys.N_AO].reshape(-1)
         predictions = split_matrices(hamiltonian.detach(), n_ao)
         targets = split_matrices(batch[keys.HAMILTONIAN], n_ao)
-        masks = [onsite_mask(z[a:b].cpu().numpy(), self.model.level.basis) for a, b in _molecules(batch)]
+        masks = [onsite_mask(z[a:b].cpu().numpy(), self.model.level.basis) for a, b in atom_ranges(batch)]
         overlaps = n_occ = None
         if keys.OVERLAP in batch and keys.N_ELECTRONS in batch:
             overlaps = split_matrices(batch[keys.OVERLAP], n_ao)
@@ -266,9 +227,3 @@ class HamiltonianTask(AtomisticTask):
 
     def on_test_epoch_end(self) -> None:
         self._log_hamiltonian_metrics("test")
-
-
-def _molecules(batch) -> list[tuple[int, int]]:
-    """``(first atom, end atom)`` of each molecule of a batch (or of a single structure)."""
-    ptr = batch.ptr.tolist() if getattr(batch, "ptr", None) is not None else [0, batch[keys.ATOMIC_NUMBERS].numel()]
-    return list(itertools.pairwise(ptr))
