@@ -37,7 +37,7 @@ def test_water_hamiltonians_match_pyscf_at_their_level_of_theory():
 def test_md17_labels_match_pyscf_at_their_level_of_theory(molecule):
     from zoo.data.readers.ase_io import read_ase
     from zoo.data.units import HARTREE
-    from zoo.qc.sampling import read_structures
+    from zoo.datagen.files import read_structures
 
     path = DATA / molecule / f"{molecule}_pbe_def2svp_test.extxyz"
     frames = read_structures(path)
@@ -52,7 +52,7 @@ def test_md17_labels_match_pyscf_at_their_level_of_theory(molecule):
 
 
 def test_malonaldehyde_is_the_hydrogen_bonded_enol():
-    from zoo.qc.sampling import read_structures
+    from zoo.datagen.files import read_structures
 
     frames = read_structures(DATA / "malonaldehyde" / "malonaldehyde_pbe_def2svp_train.extxyz")
     assert len(frames) == 1000

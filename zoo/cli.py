@@ -66,9 +66,9 @@ def demo(argv: list[str]) -> int:
 TOOLS = {
     "demo": ("zoo.cli", "demo"),
     "tour": ("zoo.tour", "main"),
-    "sample": ("zoo.qc.commands", "sample_main"),
-    "sample-qm9": ("zoo.qc.commands", "sample_qm9_main"),
-    "label": ("zoo.qc.commands", "label_main"),
+    "sample": ("zoo.datagen.commands", "sample_main"),
+    "sample-qm9": ("zoo.datagen.commands", "sample_qm9_main"),
+    "label": ("zoo.datagen.commands", "label_main"),
     "select": ("zoo.selection.commands", "select_main"),
     "list": ("zoo.registry.commands", "list_main"),
     "info": ("zoo.registry.commands", "info_main"),

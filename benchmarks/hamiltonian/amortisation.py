@@ -61,8 +61,8 @@ def labelling_seconds_per_structure(sample: int) -> dict:
 
     from zoo.data import keys, read_hamiltonian_h5
     from zoo.data.splits import make_split
+    from zoo.datagen.label_task import compute_labels
     from zoo.qc import LevelOfTheory
-    from zoo.qc.labelling import compute_labels
 
     lib.num_threads(1)
     dataset = read_hamiltonian_h5(DATA)

@@ -4,15 +4,15 @@ The same structures (one molecule displaced by 0.02 Å, as MD frames are) are la
 each SCF from PySCF's default guess and on one OpenMP thread:
 
 * **bare PySCF**: a loop in this process (build the molecule, SCF, gradient), the floor;
-* **Dask, 1 worker** and **Dask, 2 workers**: :func:`zoo.qc.jobs.run` of
-  :func:`zoo.qc.label_task.label_structure` on a local Dask cluster, what ``zoo label`` runs.
+* **Dask, 1 worker** and **Dask, 2 workers**: :func:`zoo.datagen.jobs.run` of
+  :func:`zoo.datagen.label_task.label_structure` on a local Dask cluster, what ``zoo label`` runs.
 
 Per-structure time in steady state is what the overhead target (at most 10 % over bare PySCF)
 is about: for Dask, the time between the arrival of the k-th result (k workers) and the last,
 per structure after it, so that starting the cluster and each worker's first, slower SCF are
 left out; they are reported apart, as the startup time (start of the run to the first result),
 and for bare PySCF the first structure is a warm-up. The end-to-end time of ``zoo label`` itself
-(``zoo.qc.labelling.label``: startup, SCFs, atomic file appends) is reported for each way too.
+(``zoo.datagen.labelling.label``: startup, SCFs, atomic file appends) is reported for each way too.
 
 The machine's load average is recorded next to the numbers: on a shared machine other jobs slow
 the workers more than the single bare loop. Run from the repository root::
@@ -37,7 +37,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def structures(molecule: str, n: int, seed: int = 0) -> list:
-    from zoo.qc.sampling import displace, from_smiles
+    from zoo.datagen.sampling import displace, from_smiles
 
     smiles = {"water": "O", "ethanol": "CCO", "benzene": "c1ccccc1"}[molecule]
     return displace(from_smiles(smiles, seed=seed), n, amplitude=0.02, seed=seed)
@@ -65,8 +65,8 @@ def bare_pyscf(frames, level, properties) -> list[float]:
 
 def through_dask(frames, level, properties, n_workers: int) -> dict:
     """Arrival times of the results of ``label_structure`` tasks on ``n_workers`` local Dask workers."""
-    from zoo.qc import jobs
-    from zoo.qc.label_task import label_structure
+    from zoo.datagen import jobs
+    from zoo.datagen.label_task import label_structure
 
     tasks = [(atoms, level, properties, 100, 1e-10, None) for atoms in frames]
     start = time.perf_counter()
@@ -79,8 +79,8 @@ def through_dask(frames, level, properties, n_workers: int) -> dict:
 
 
 def end_to_end(frames, level, properties, workers, folder: Path) -> float:
-    """Wall seconds of ``zoo.qc.labelling.label`` from start to finish."""
-    from zoo.qc.labelling import label
+    """Wall seconds of ``zoo.datagen.labelling.label`` from start to finish."""
+    from zoo.datagen.labelling import label
 
     start = time.perf_counter()
     summary = label(frames, level, folder / f"labels-{workers.n}.extxyz", properties=properties, progress=False,
@@ -102,7 +102,7 @@ def main(argv=None) -> int:
     if args.structures < 3:
         parser.error("--structures must be at least 3 (two workers, and a steady state after them)")
 
-    from zoo.qc import jobs
+    from zoo.datagen import jobs
     from zoo.qc.level import LevelOfTheory, pyscf_version
 
     level = LevelOfTheory(xc=args.xc, basis=args.basis, grid_level=3)

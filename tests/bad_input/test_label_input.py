@@ -7,8 +7,8 @@ import pytest
 
 pytest.importorskip("pyscf")
 
-from zoo.qc.commands import label_main  # noqa: E402
-from zoo.qc.sampling import read_structures  # noqa: E402
+from zoo.datagen.commands import label_main  # noqa: E402
+from zoo.datagen.files import read_structures  # noqa: E402
 
 WATER = "O 0 0 0.117\nH 0 0.757 -0.469\nH 0 -0.757 -0.469\n"
 OVERLAPPING = "O 0 0 0.117\nH 0 0 0.117\nH 0 -0.757 -0.469\n"

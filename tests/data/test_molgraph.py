@@ -29,7 +29,7 @@ def _bonds(mol):
 
 
 def _embedded(smiles, seed=0):
-    from zoo.qc.sampling import embed
+    from zoo.datagen.sampling import embed
 
     return embed(mol_from_smiles(smiles), seed=seed)
 
@@ -55,7 +55,7 @@ def test_mapped_smiles_round_trip_keeps_a_shuffled_order():
 
 def test_mapped_smiles_survives_extended_xyz(tmp_path):
     from zoo.data.readers.ase_io import write_extxyz
-    from zoo.qc.sampling import read_structures
+    from zoo.datagen.files import read_structures
 
     atoms = _embedded("NC(=O)C#N")
     atoms.info["smiles"] = mapped_smiles(mol_from_smiles("NC(=O)C#N"))

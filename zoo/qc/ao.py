@@ -34,16 +34,19 @@ import numpy as np
 import torch
 from e3nn import o3
 
-from zoo.data.elements import atomic_number
-
 #: Points on the unit sphere used to fit the PySCF -> e3nn map (many more than 2l+1 unknowns).
 _N_FIT_POINTS = 64
 
 
-def _symbol(element) -> str:
-    from pyscf.data.elements import ELEMENTS
+def _element(element) -> tuple[int, str]:
+    """Atomic number and PySCF's symbol of an element given by symbol (``"C"``) or number (6)."""
+    # PySCF's own table: zoo.qc sits below the data layer and imports nothing from it
+    from pyscf.data.elements import ELEMENTS, charge
 
-    return ELEMENTS[atomic_number(element if isinstance(element, str) else int(element))]
+    number = charge(element) if isinstance(element, str) else int(element)
+    if not 0 < number < len(ELEMENTS):
+        raise ValueError(f"unknown element {element!r}; use a symbol such as 'H', 'C', 'O' or an atomic number")
+    return number, ELEMENTS[number]
 
 
 @lru_cache(maxsize=None)
@@ -53,10 +56,9 @@ def shells(basis: str, element) -> tuple[tuple[int, int], ...]:
 
     from zoo.qc.level import basis_has_element
 
-    symbol = _symbol(element)
+    number, symbol = _element(element)
     if not basis_has_element(basis, symbol):
         raise ValueError(f"basis {basis!r} has no functions for element {symbol}")
-    number = atomic_number(symbol)
     # A lone atom; the spin only has to make the electron count consistent, shells ignore it.
     mol = gto.M(atom=[[symbol, (0.0, 0.0, 0.0)]], basis=basis, spin=number % 2, verbose=0)
     return tuple((int(mol.bas_angular(i)), int(mol.bas_nctr(i))) for i in range(mol.nbas))

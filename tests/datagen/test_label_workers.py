@@ -1,7 +1,7 @@
 """``zoo label`` on Dask worker processes: the same labels as in this process, even when a worker dies.
 
 Dask's workers import this module to run :func:`dies_once_on_ammonia`, so it imports only what a
-worker needs at module level (``zoo.qc.labelling``, which imports torch, is imported in the test).
+worker needs at module level (``zoo.datagen.labelling``, which imports torch, is imported in the test).
 """
 
 import functools
@@ -17,8 +17,8 @@ from ase import Atoms
 
 pytest.importorskip("pyscf")
 
-from zoo.qc.jobs import Workers  # noqa: E402
-from zoo.qc.label_task import label_structure  # noqa: E402
+from zoo.datagen.jobs import Workers  # noqa: E402
+from zoo.datagen.label_task import label_structure  # noqa: E402
 from zoo.qc.level import LevelOfTheory  # noqa: E402
 
 # by value: the workers need not find this module on their path (and import it if they do)
@@ -35,7 +35,7 @@ MOLECULES = [
 
 
 def dies_once_on_ammonia(marker: str, atoms, *args):
-    """:func:`~zoo.qc.label_task.label_structure`, except that the first worker to meet ammonia dies
+    """:func:`~zoo.datagen.label_task.label_structure`, except that the first worker to meet ammonia dies
     at once, as if killed with ``kill -9`` (the marker file remembers that one did)."""
     if atoms.get_chemical_formula() == "H3N" and not Path(marker).exists():
         Path(marker).touch()
@@ -45,7 +45,8 @@ def dies_once_on_ammonia(marker: str, atoms, *args):
 
 @pytest.mark.slow
 def test_dask_workers_label_like_this_process_even_when_one_dies(tmp_path, monkeypatch):
-    from zoo.qc import labelling
+    from zoo.datagen import labelling
+    from zoo.datagen.files import read_structures
 
     serial = labelling.label(MOLECULES, RHF, tmp_path / "serial.extxyz", properties=["energy", "forces"],
                              progress=False, workers=Workers(0))
@@ -57,7 +58,7 @@ def test_dask_workers_label_like_this_process_even_when_one_dies(tmp_path, monke
     assert (summary["labelled"], summary["failed"]) == (serial["labelled"], serial["failed"]) == (3, 1)
     (failure,) = [json.loads(line) for line in summary["failures"].read_text().splitlines()]
     assert failure["index"] == 0 and "overlaps" in failure["reason"]  # the first frame, recorded like any other
-    ours, theirs = (labelling.read_structures(tmp_path / f"{name}.extxyz") for name in ("dask", "serial"))
+    ours, theirs = (read_structures(tmp_path / f"{name}.extxyz") for name in ("dask", "serial"))
     assert [f.info["source_index"] for f in ours] == [f.info["source_index"] for f in theirs] == [1, 2, 3]
     for a, b in zip(ours, theirs):
         assert abs(a.get_potential_energy() - b.get_potential_energy()) < 1e-7

@@ -8,8 +8,8 @@ import pytest
 pytest.importorskip("pyscf")
 pytest.importorskip("tblite")
 
-from zoo.qc.commands import label_main, sample_main, sample_qm9_main  # noqa: E402
-from zoo.qc.sampling import read_structures  # noqa: E402
+from zoo.datagen.commands import label_main, sample_main, sample_qm9_main  # noqa: E402
+from zoo.datagen.files import read_structures  # noqa: E402
 
 
 @pytest.mark.parametrize("main", [sample_main, sample_qm9_main, label_main])

@@ -1,6 +1,6 @@
-"""The work of one structure in :func:`zoo.qc.labelling.label`: its PySCF labels, run by a worker.
+"""The work of one structure in :func:`zoo.datagen.labelling.label`: its PySCF labels, run by a worker.
 
-Kept apart from :mod:`zoo.qc.labelling`, which writes files through the data layer (and so
+Kept apart from :mod:`zoo.datagen.labelling`, which writes files through the data layer (and so
 imports torch), so that a Dask worker starts with PySCF, ASE and numpy alone.
 """
 

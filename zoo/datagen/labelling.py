@@ -10,20 +10,19 @@ structure and stores what was asked for:
 
 Every label records the level of theory (xc, basis, grid level, density fitting, PySCF version,
 charge, spin) and the 0-based position of its structure in the input (``source_index``).
-Each structure is one task (:mod:`zoo.qc.jobs`: Dask workers, or this process); its labels are
+Each structure is one task (:mod:`zoo.datagen.jobs`: Dask workers, or this process); its labels are
 appended atomically as soon as it comes back (a temporary copy moved over the file), so a killed
 run loses at most the structures in progress, and a rerun skips every ``source_index`` already
 stored. A finished run leaves the labels in source order. A structure whose SCF does not
-converge (or that the workers could not compute) becomes one JSON line in the failures file,
-with the settings that failed it, and never a label.
+converge (or that the workers could not compute) becomes one entry of the failure log
+(:mod:`zoo.datagen.failures`), with the settings that failed it, and never a label.
 
 For job arrays, ``shard=(i, n)`` labels structures i, i+n, i+2n, ... into its own file
-(:func:`shard_path`); :func:`merge` joins the shards in source order.
+(:func:`~zoo.datagen.files.shard_path`); :func:`merge` joins the shards in source order.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import time
@@ -36,11 +35,12 @@ import numpy as np
 
 from zoo._files import atomic_path, exclusive_output
 from zoo.data.readers.ase_io import write_extxyz
-from zoo.qc import jobs
-from zoo.qc.jobs import Workers
-from zoo.qc.label_task import SCFNotConverged, compute_labels, label_structure  # the first two: public here too
+from zoo.datagen import failures as failure_log
+from zoo.datagen import jobs
+from zoo.datagen.files import check_shard, read_structures, shard_path
+from zoo.datagen.jobs import Workers, log
+from zoo.datagen.label_task import SCFNotConverged, compute_labels, label_structure  # the first two: public here too
 from zoo.qc.level import LevelOfTheory, pyscf_version
-from zoo.qc.sampling import log, read_structures
 
 #: Properties stored per structure in extended XYZ (ASE calculator results, ASE units).
 SCALAR_PROPERTIES = ("energy", "forces", "dipole")
@@ -77,21 +77,6 @@ def label_metadata(level: LevelOfTheory):
 # --- many structures --------------------------------------------------------------------------
 
 
-def shard_path(path: str | os.PathLike, shard: tuple[int, int] | None) -> Path:
-    """``out.extxyz`` -> ``out.shard-2-of-8.extxyz`` (unchanged without sharding)."""
-    path = Path(path)
-    if shard is None:
-        return path
-    i, n = shard
-    return path.with_name(f"{path.stem}.shard-{i}-of-{n}{path.suffix}")
-
-
-def failures_path(out: str | os.PathLike) -> Path:
-    """Default failures file next to an output file: ``out.failures.jsonl``."""
-    out = Path(out)
-    return out.with_name(f"{out.stem}.failures.jsonl")
-
-
 def label(
     structures,
     level: LevelOfTheory,
@@ -117,7 +102,7 @@ def label(
         properties: names from :data:`PROPERTIES`; default everything the format stores
             (extended XYZ: energy, forces, dipole; HDF5: energy, forces and the matrices).
         shard: ``(i, n)`` labels structures i, i+n, i+2n, ... (one job of an n-job array).
-        failures: JSON-lines file for SCF failures (default :func:`failures_path` of the output).
+        failures: the failure log (default :func:`~zoo.datagen.failures.failures_path` of the output).
         max_cycle, conv_tol: SCF iteration limit and energy tolerance (Hartree).
         retry_failures: recompute structures that a previous run recorded as failed at the same
             settings (level of theory, PySCF version, ``max_cycle``, ``conv_tol``); failures
@@ -127,7 +112,7 @@ def label(
             labelled just before, when both have the same atoms in the same order (frames of one
             trajectory: 13 -> 11 SCF cycles for malonaldehyde frames 10 fs apart); otherwise from
             PySCF's default guess. In this process (``Workers(0)``) that is the previous structure.
-        workers: where the SCFs run (:class:`~zoo.qc.jobs.Workers`): by default one local Dask
+        workers: where the SCFs run (:class:`~zoo.datagen.jobs.Workers`): by default one local Dask
             worker per core; ``Workers(0)`` in this process.
 
     Returns:
@@ -142,8 +127,9 @@ def label(
             checked before any SCF runs.
     """
     frames = read_structures(structures) if isinstance(structures, (str, os.PathLike)) else list(structures)
-    out = shard_path(out, _check_shard(shard))
-    failures = Path(failures) if failures is not None else failures_path(out)
+    shard = check_shard(shard)
+    out = shard_path(out, shard)
+    failures = Path(failures) if failures is not None else failure_log.failures_path(out)
     hdf5 = out.suffix.lower() in HDF5_SUFFIXES
     properties = _check_properties(properties, hdf5)
     level.check_available()
@@ -170,7 +156,8 @@ def label(
             index = todo[outcome.task]
             answer = outcome.value or {"failure": outcome.error, "cycles": -1}
             if "failure" in answer:
-                _record_failure(failures, index, answer["failure"], answer["cycles"], settings)
+                failure_log.record(failures, {"index": int(index), **settings, "reason": answer["failure"],
+                                              "cycles": int(answer["cycles"])})
                 counts["failed"] += 1
             else:
                 result = answer["result"]
@@ -191,8 +178,8 @@ def merge(inputs: Sequence[str | os.PathLike], out: str | os.PathLike) -> int:
     """Join label files (e.g. the shards of one job array) into ``out``, sorted by ``source_index``.
 
     All inputs must share the format and the level of theory; a ``source_index`` present twice
-    is an error. Failures files (:func:`failures_path`) next to the inputs are concatenated next
-    to ``out``. Returns the number of labels written.
+    is an error. The failure logs next to the inputs are joined next to ``out``
+    (:func:`zoo.datagen.failures.merge`). Returns the number of labels written.
     """
     from zoo.data.readers.hamiltonian import read_hamiltonian_metadata
 
@@ -226,23 +213,11 @@ def merge(inputs: Sequence[str | os.PathLike], out: str | os.PathLike) -> int:
                    [(index, extra) for index, (_, extra) in entries], metadata)
     else:
         write_extxyz(out, [frame for _, frame in entries])
-    failure_lines = [line for path in inputs if failures_path(path).is_file()
-                     for line in failures_path(path).read_text().splitlines() if line.strip()]
-    if failure_lines:
-        failures_path(out).write_text("\n".join(failure_lines) + "\n")
+    failure_log.merge(inputs, out)
     return len(entries)
 
 
 # --- checks -----------------------------------------------------------------------------------
-
-
-def _check_shard(shard):
-    if shard is None:
-        return None
-    i, n = (int(v) for v in shard)
-    if n < 1 or not 0 <= i < n:
-        raise ValueError(f"shard must be (i, n) with 0 <= i < n, got {shard}")
-    return i, n
 
 
 def _check_properties(properties, hdf5: bool) -> tuple[str, ...]:
@@ -454,29 +429,24 @@ def _failure_settings(level: LevelOfTheory, max_cycle: int, conv_tol: float) -> 
             "conv_tol": float(conv_tol)}
 
 
-def _record_failure(path: Path, index: int, reason: str, cycles: int, settings: dict) -> None:
-    """One JSON line per failure, with the settings that failed it, appended and flushed at once."""
-    line = json.dumps({"index": int(index), **settings, "reason": reason, "cycles": int(cycles)})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as stream:
-        stream.write(line + "\n")
-        stream.flush()
-        os.fsync(stream.fileno())
-
-
 def _failed_indices(path: Path, settings: dict) -> set[int]:
-    """Indices recorded as failed at exactly ``settings``; a torn last line (killed mid-write) is ignored."""
-    if not path.is_file():
-        return set()
-    indices = set()
-    for line in path.read_text().splitlines():
+    """Indices recorded as failed at exactly ``settings``.
+
+    The recorded level is compared as a :class:`LevelOfTheory`, not as JSON, so that a log written
+    before the record gained a field (with its default value) still matches.
+    """
+    level = LevelOfTheory.from_dict(settings["level"])
+
+    def same_settings(entry: dict) -> bool:
+        recorded = entry.get("level")
         try:
-            entry = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if all(entry.get(key) == value for key, value in settings.items()):
-            indices.add(int(entry["index"]))
-    return indices
+            if not isinstance(recorded, dict) or LevelOfTheory.from_dict(recorded) != level:
+                return False
+        except (TypeError, ValueError):  # not a level this zoo can describe: not these settings
+            return False
+        return all(entry.get(key) == value for key, value in settings.items() if key != "level")
+
+    return {int(entry["index"]) for entry in failure_log.entries(path) if same_settings(entry)}
 
 
 def _failed_before_note(failed_before: set, failures: Path) -> str:

@@ -11,9 +11,10 @@ pytest.importorskip("pyscf")
 
 from zoo.data.readers.ase_io import read_ase  # noqa: E402
 from zoo.data.readers.hamiltonian import read_hamiltonian_h5  # noqa: E402
-from zoo.qc import labelling  # noqa: E402
-from zoo.qc import jobs, label_task  # noqa: E402
-from zoo.qc.jobs import Workers  # noqa: E402
+from zoo.data.readers.ase_io import write_extxyz  # noqa: E402
+from zoo.datagen import jobs, label_task, labelling  # noqa: E402
+from zoo.datagen.files import read_structures  # noqa: E402
+from zoo.datagen.jobs import Workers  # noqa: E402
 from zoo.qc.level import LevelOfTheory  # noqa: E402
 
 HARTREE_EV, BOHR_A = 27.211386, 0.529177
@@ -43,7 +44,7 @@ def test_extxyz_labels_read_back_in_ev(tmp_path):
     np.testing.assert_allclose(data.forces.numpy(), forces, atol=1e-6)  # extxyz keeps 8 decimals
     np.testing.assert_allclose(data.dipole.numpy()[0], mf.dip_moment(unit="AU", verbose=0) * BOHR_A,
                                atol=1e-5)
-    info = labelling.read_structures(out)[0].info
+    info = read_structures(out)[0].info
     assert (info["xc"], info["basis"], info["grid_level"], info["density_fitting"]) == ("hf", "sto-3g", -1, False)
     assert info["source_index"] == 0 and info["pyscf_version"] == labelling.pyscf_version()
 
@@ -82,14 +83,14 @@ def test_a_failure_is_retried_when_the_settings_that_failed_it_change(tmp_path):
     labelling.label(h2(2), RHF, out, max_cycle=1, progress=False, workers=SERIAL)
     summary = labelling.label(h2(2), RHF, out, max_cycle=50, progress=False, workers=SERIAL)
     assert (summary["labelled"], summary["failed"], summary["failed_before"]) == (2, 0, 0)
-    assert [f.info["source_index"] for f in labelling.read_structures(out)] == [0, 1]
+    assert [f.info["source_index"] for f in read_structures(out)] == [0, 1]
 
 
 def test_resume_computes_only_missing_structures(tmp_path, monkeypatch):
     out = tmp_path / "h2.extxyz"
     labelling.label(h2(3), RHF, out, progress=False, workers=SERIAL)
-    frames = labelling.read_structures(out)
-    labelling.write_extxyz(out.with_name("two.extxyz"), frames[:2])  # "lose" the last label
+    frames = read_structures(out)
+    write_extxyz(out.with_name("two.extxyz"), frames[:2])  # "lose" the last label
     out.with_name("two.extxyz").replace(out)
 
     calls, compute = [], labelling.compute_labels
@@ -101,7 +102,7 @@ def test_resume_computes_only_missing_structures(tmp_path, monkeypatch):
     monkeypatch.setattr(label_task, "compute_labels", counting)  # what label_structure calls
     summary = labelling.label(h2(3), RHF, out, progress=False, workers=SERIAL)
     assert summary["labelled"] == 1 and summary["skipped"] == 2 and calls == [pytest.approx(0.76)]
-    resumed = labelling.read_structures(out)
+    resumed = read_structures(out)
     assert [f.info["source_index"] for f in resumed] == [0, 1, 2]
     np.testing.assert_allclose(resumed[2].get_potential_energy(), frames[2].get_potential_energy(), rtol=1e-10)
 
@@ -159,7 +160,7 @@ def test_previous_density_guess_saves_cycles_not_accuracy(tmp_path):
     for reuse in (True, False):
         labelling.label(frames, RHF, tmp_path / f"{reuse}.extxyz", properties=["energy", "forces"],
                         progress=False, workers=SERIAL, reuse_density=reuse)
-        labels[reuse] = labelling.read_structures(tmp_path / f"{reuse}.extxyz")
+        labels[reuse] = read_structures(tmp_path / f"{reuse}.extxyz")
     reused, fresh = labels[True], labels[False]
     assert reused[0].info["scf_cycles"] == fresh[0].info["scf_cycles"]  # nothing to reuse yet
     assert sum(a.info["scf_cycles"] for a in reused[1:]) < sum(a.info["scf_cycles"] for a in fresh[1:])
@@ -200,7 +201,7 @@ def test_a_run_killed_with_sigkill_resumes_with_nothing_lost_or_twice(tmp_path):
     for k, frame in enumerate(frames):
         frame.positions[0, 2] += 0.002 * k  # 18 distinct structures
     structures = tmp_path / "structures.extxyz"
-    labelling.write_extxyz(structures, frames)
+    write_extxyz(structures, frames)
     out = tmp_path / "labels.extxyz"
     argv = [str(structures), "--method", "rhf", "--basis", "sto-3g", "--properties", "energy,forces", "--quiet",
             "--workers", "0", "-o", str(out)]
@@ -210,12 +211,12 @@ def test_a_run_killed_with_sigkill_resumes_with_nothing_lost_or_twice(tmp_path):
         time.sleep(0.01)
     run.kill()  # SIGKILL: no cleanup, the lock left behind, perhaps mid-append
     run.wait()
-    written = [f.info["source_index"] for f in labelling.read_structures(out)]
+    written = [f.info["source_index"] for f in read_structures(out)]
     assert 3 <= len(written) < len(frames), "the run was not killed while labelling"
 
     summary = labelling.label(structures, RHF, out, properties=["energy", "forces"], progress=False, workers=SERIAL)
     assert summary["labelled"] == len(frames) - len(written) and summary["skipped"] == len(written)
-    resumed = labelling.read_structures(out)
+    resumed = read_structures(out)
     assert [f.info["source_index"] for f in resumed] == list(range(len(frames)))
     expected = labelling.compute_labels(frames[-1], RHF, ["energy"])["energy"]
     assert abs(resumed[-1].get_potential_energy() - expected) < 1e-7
@@ -248,7 +249,7 @@ def test_labels_end_in_source_order_whatever_order_the_workers_finish_in(tmp_pat
         distances = [float(d.pos[1, 2]) for d in read_hamiltonian_h5(out)]
         indices = [index for index, _ in labelling._read_h5_entries(out)]
     else:
-        frames = labelling.read_structures(out)
+        frames = read_structures(out)
         distances = [f.positions[1, 2] for f in frames]
         indices = [f.info["source_index"] for f in frames]
     assert indices == [0, 1, 2, 3]

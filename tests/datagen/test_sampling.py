@@ -9,7 +9,9 @@ from ase import units
 pytest.importorskip("tblite")
 pytest.importorskip("rdkit")
 
-from zoo.qc import jobs, sampling  # noqa: E402
+from zoo.data.readers.ase_io import write_extxyz  # noqa: E402
+from zoo.datagen import jobs, sampling  # noqa: E402
+from zoo.datagen.files import read_structures  # noqa: E402
 
 SERIAL = jobs.Workers(0)  # in this process: the sampling logic without Dask
 
@@ -29,11 +31,11 @@ def test_bad_inputs_give_clear_errors(tmp_path):
     with pytest.raises(ValueError, match="cannot parse the SMILES"):
         sampling.from_smiles("C1CC(")
     with pytest.raises(FileNotFoundError, match="no structure file"):
-        sampling.read_structures(tmp_path / "missing.xyz")
+        read_structures(tmp_path / "missing.xyz")
     garbage = tmp_path / "garbage.xyz"
     garbage.write_text("three\nnot an xyz file\n")
     with pytest.raises(ValueError, match="cannot read structures"):
-        sampling.read_structures(garbage)
+        read_structures(garbage)
     with pytest.raises(ValueError, match="thermostat"):
         sampling.md_sample(sampling.from_smiles("O"), 1, thermostat="berendsen")
 
@@ -97,8 +99,8 @@ def test_random_displacements_and_atomic_write(tmp_path, water_min):
     frames = sampling.displace(water_min, 200, amplitude=0.02, seed=0)
     steps = np.array([f.positions - water_min.positions for f in frames])
     assert abs(steps.std() - 0.02) < 0.002
-    path = sampling.write_extxyz(tmp_path / "out" / "water.extxyz", frames[:5])
-    back = sampling.read_structures(path)
+    path = write_extxyz(tmp_path / "out" / "water.extxyz", frames[:5])
+    back = read_structures(path)
     assert len(back) == 5 and back[0].info["sampler"].startswith("random")
     assert [p.name for p in path.parent.iterdir()] == ["water.extxyz"]  # no temporary left behind
 
@@ -156,7 +158,7 @@ def test_sample_qm9_resumes_filters_and_records_failures(tmp_path):
     assert {k: second[k] for k in ("done", "failed", "filtered", "skipped")} == {
         "done": 2, "failed": 0, "filtered": 1, "skipped": 1}
     assert run([0, 1, 2], retry_failures=True)["done"] == 1
-    frames, references = sampling.read_structures(out), sampling.read_structures(reference)
+    frames, references = read_structures(out), read_structures(reference)
     assert [f.info["qm9_row"] for f in frames] == [f.info["qm9_row"] for f in references] == [1, 2, 0]
     assert [f.info["structure_kind"] for f in references] == [sampling.QM9_REFERENCE] * 3
     with pytest.raises(ValueError, match="made with other settings"):
@@ -169,7 +171,7 @@ def test_sample_qm9_reference_only_filters_by_size_and_resumes(tmp_path):
                                                  **kw)
     first = run([0, 1, 2, 3, 4], min_heavy_atoms=2)  # rows 0-2 (CH4, NH3, H2O) have one heavy atom
     assert (first["done"], first["filtered"]) == (2, 3)
-    frames = sampling.read_structures(reference)
+    frames = read_structures(reference)
     assert [f.info["qm9_row"] for f in frames] == [3, 4]
     assert all(f.info["structure_kind"] == sampling.QM9_REFERENCE and "xtb_energy" not in f.info for f in frames)
     assert run([3, 4, 5], min_heavy_atoms=2)["skipped"] == 2
@@ -188,4 +190,4 @@ def test_sample_qm9_writes_in_row_order_whatever_order_the_workers_finish_in(tmp
     reference = tmp_path / "reference.extxyz"
     summary = sampling.sample_qm9([4, 2, 3, 0], None, reference, progress=False)
     assert summary["done"] == 4
-    assert [f.info["qm9_row"] for f in sampling.read_structures(reference)] == [4, 2, 3, 0]
+    assert [f.info["qm9_row"] for f in read_structures(reference)] == [4, 2, 3, 0]

@@ -1,4 +1,4 @@
-"""zoo.qc.jobs: tasks on Dask workers, what comes back when workers die or tasks raise, Dask settings, SLURM."""
+"""zoo.datagen.jobs: tasks on Dask workers, what comes back when workers die or tasks raise, Dask settings, SLURM."""
 
 import os
 import re
@@ -10,8 +10,8 @@ import dask
 import distributed  # noqa: F401  (its settings in dask.config)
 import pytest
 
-from zoo.qc import jobs
-from zoo.qc.jobs import Workers
+from zoo.datagen import jobs
+from zoo.datagen.jobs import Workers
 
 # the task functions below live in this test module, which Dask's worker processes cannot import:
 # they travel by value instead

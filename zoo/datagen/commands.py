@@ -2,7 +2,7 @@
 
 All return an exit status instead of raising on bad input, so that a user sees one clear line
 (``zoo sample: error: ...``) rather than a traceback; argparse handles ``--help`` and usage errors.
-Their per-structure work runs as tasks on Dask workers (:mod:`zoo.qc.jobs`); the options of
+Their per-structure work runs as tasks on Dask workers (:mod:`zoo.datagen.jobs`); the options of
 :func:`_add_worker_options` say where.
 """
 
@@ -12,7 +12,7 @@ import argparse
 import sys
 
 from zoo._files import OutputBusyError, exclusive_output
-from zoo.qc.labelling import PROPERTIES
+from zoo.datagen.labelling import PROPERTIES
 
 #: What the commands report as one line: bad input, a busy output, an unreachable Dask scheduler.
 _USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, IndexError, OutputBusyError, ConnectionError)
@@ -108,7 +108,9 @@ def sample_parser() -> argparse.ArgumentParser:
 
 def sample_main(argv: list[str] | None = None) -> int:
     """Entry point of ``zoo sample``; returns the exit status."""
-    from zoo.qc import jobs, sampling
+    from zoo.data.readers.ase_io import write_extxyz
+    from zoo.datagen import jobs, sampling
+    from zoo.datagen.files import read_structures
 
     parser = sample_parser()
     args = parser.parse_args(argv)
@@ -119,11 +121,11 @@ def sample_main(argv: list[str] | None = None) -> int:
     try:
         if args.smiles is not None and args.conformers != 1:
             starts = [sampling.lowest_xtb_conformer(args.smiles, args.conformers, seed=args.seed, fmax=args.fmax)]
-            sampling.log(f"zoo sample: lowest of {args.conformers} conformers is #{starts[0].info['conformer']}")
+            jobs.log(f"zoo sample: lowest of {args.conformers} conformers is #{starts[0].info['conformer']}")
         elif args.smiles is not None:
             starts = [sampling.from_smiles(args.smiles, seed=args.seed)]
         elif args.xyz is not None:
-            starts = sampling.read_structures(args.xyz, index=":" if args.all_frames else args.frame)
+            starts = read_structures(args.xyz, index=":" if args.all_frames else args.frame)
         else:
             starts = [sampling.from_qm9(args.qm9_index)]
         tasks = [(atoms, args.seed + k, args.optimize, args.fmax, _md_settings(args), _displacement_settings(args))
@@ -138,19 +140,19 @@ def sample_main(argv: list[str] | None = None) -> int:
                     raise RuntimeError(f"start structure {outcome.task}: {outcome.error}")
                 sampled[outcome.task] = outcome.value
                 if len(tasks) > 1:
-                    sampling.log(f"zoo sample: start structure {outcome.task}: {len(outcome.value)} structures "
+                    jobs.log(f"zoo sample: start structure {outcome.task}: {len(outcome.value)} structures "
                                  f"({outcome.seconds:.1f} s), {len(sampled)}/{len(tasks)} done")
             frames = [frame for k in range(len(tasks)) for frame in sampled[k]]
-            path = sampling.write_extxyz(args.output, frames)
+            path = write_extxyz(args.output, frames)
     except (*_USER_ERRORS, RuntimeError) as error:
         print(f"zoo sample: error: {error}", file=sys.stderr)
         return 1
-    sampling.log(f"zoo sample: wrote {len(frames)} structures to {path}")
+    jobs.log(f"zoo sample: wrote {len(frames)} structures to {path}")
     return 0
 
 
 def _md_settings(args) -> dict | None:
-    """Keyword arguments of :func:`zoo.qc.sampling.md_sample` (None without --md)."""
+    """Keyword arguments of :func:`zoo.datagen.sampling.md_sample` (None without --md)."""
     if not args.md:
         return None
     return {"n_frames": args.n, "interval": args.interval, "temperature_K": args.temperature,
@@ -159,7 +161,7 @@ def _md_settings(args) -> dict | None:
 
 
 def _displacement_settings(args) -> dict | None:
-    """Keyword arguments of :func:`zoo.qc.sampling.displace` (None without --displace)."""
+    """Keyword arguments of :func:`zoo.datagen.sampling.displace` (None without --displace)."""
     if not args.displace:
         return None
     return {"n": args.n, "amplitude": args.amplitude, "mode": args.displace, "temperature_K": args.temperature}
@@ -183,8 +185,8 @@ def _add_worker_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _workers(args):
-    """The :class:`zoo.qc.jobs.Workers` of the command line, with its Dask settings in force."""
-    from zoo.qc import jobs
+    """The :class:`zoo.datagen.jobs.Workers` of the command line, with its Dask settings in force."""
+    from zoo.datagen import jobs
 
     return jobs.configured_workers(n=args.workers, threads=args.threads_per_worker, scheduler=args.scheduler,
                                    dask_config=args.dask_config, slurm_jobs=args.slurm_jobs)
@@ -234,7 +236,8 @@ def sample_qm9_parser() -> argparse.ArgumentParser:
 
 def sample_qm9_main(argv: list[str] | None = None) -> int:
     """Entry point of ``zoo sample-qm9``; returns the exit status (failed molecules are recorded, not fatal)."""
-    from zoo.qc import sampling
+    from zoo.datagen import sampling
+    from zoo.datagen.jobs import log
 
     parser = sample_qm9_parser()
     args = parser.parse_args(argv)
@@ -247,7 +250,7 @@ def sample_qm9_main(argv: list[str] | None = None) -> int:
     try:
         if args.merge is not None:
             count = sampling.merge_structures(args.merge, args.output)
-            sampling.log(f"zoo sample-qm9: merged {count} structures from {len(args.merge)} files into {args.output}")
+            log(f"zoo sample-qm9: merged {count} structures from {len(args.merge)} files into {args.output}")
             return 0
         rows = _parse_rows(args.rows)
         if args.exclude_rows is not None:
@@ -264,7 +267,7 @@ def sample_qm9_main(argv: list[str] | None = None) -> int:
         print(f"zoo sample-qm9: error: {error}", file=sys.stderr)
         return 1
     note = f" (see {summary['failures']})" if summary["failed"] else ""
-    sampling.log(f"zoo sample-qm9: {summary['done']} molecules done, {summary['failed']} failed{note}, "
+    log(f"zoo sample-qm9: {summary['done']} molecules done, {summary['failed']} failed{note}, "
                  f"{summary['filtered']} filtered, {summary['skipped']} done before; outputs {summary['out']} "
                  f"and {summary['reference_out']}")
     return 0
@@ -314,7 +317,7 @@ def label_parser() -> argparse.ArgumentParser:
 
 def label_main(argv: list[str] | None = None) -> int:
     """Entry point of ``zoo label``; returns the exit status (SCF failures are recorded, not fatal)."""
-    from zoo.qc import labelling
+    from zoo.datagen import labelling
     from zoo.qc.level import LevelOfTheory
 
     parser = label_parser()

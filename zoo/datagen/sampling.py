@@ -3,7 +3,7 @@
 Force fields trained only on equilibrium geometries extrapolate badly, so datasets are made from
 non-equilibrium structures: frames of a GFN2-xTB molecular dynamics run at elevated temperature,
 or displacements along random directions or along normal modes with Boltzmann amplitudes. xTB is
-~1000x cheaper than the DFT that labels the frames afterwards (:mod:`zoo.qc.labelling`).
+~1000x cheaper than the DFT that labels the frames afterwards (:mod:`zoo.datagen.labelling`).
 
 Everything here is deterministic given ``seed``. Structures are :class:`ase.Atoms` in Å; xTB
 results are kept under their own names (``info["xtb_energy"]`` in eV, ``arrays["xtb_forces"]``
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import json
 import os
 import time
 from pathlib import Path
@@ -29,8 +28,10 @@ import numpy as np
 
 from zoo._files import exclusive_output
 from zoo.data.readers.ase_io import write_extxyz
-from zoo.qc import jobs
-from zoo.qc.jobs import Workers, log
+from zoo.datagen import failures as failure_log
+from zoo.datagen import jobs
+from zoo.datagen.files import check_shard, read_structures, shard_path
+from zoo.datagen.jobs import Workers, log
 
 XTB_METHOD = "GFN2-xTB"
 THERMOSTATS = ("langevin", "nvt")
@@ -88,28 +89,6 @@ def embed(mol, seed: int = 0):
     )
     atoms.info["charge"] = Chem.GetFormalCharge(mol)
     return atoms
-
-
-def read_structures(path: str | os.PathLike, index: str | int = ":") -> list:
-    """Structures from any file :func:`ase.io.read` understands (xyz, extxyz, ...), in Å.
-
-    Raises:
-        FileNotFoundError: no file at ``path``.
-        ValueError: ASE cannot parse it.
-    """
-    import ase.io
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no structure file at {path}")
-    try:
-        frames = ase.io.read(path, index=index)
-    except Exception as error:  # ASE raises many kinds; the user needs the file name and the cause
-        raise ValueError(f"cannot read structures from {path} with ase.io.read: {error}") from error
-    frames = frames if isinstance(frames, list) else [frames]
-    if not frames:
-        raise ValueError(f"{path} holds no structures")
-    return frames
 
 
 def from_qm9(index: int):
@@ -441,7 +420,7 @@ def sample_qm9(
 ) -> dict:
     """Cheap structures and reference geometries of QM9 molecules (:func:`qm9_molecule`), resumable.
 
-    Each molecule is one task (:mod:`zoo.qc.jobs`). Both frames of a molecule are appended
+    Each molecule is one task (:mod:`zoo.datagen.jobs`). Both frames of a molecule are appended
     (atomically, reference first) to ``reference_out`` and ``out``, in the order of ``rows``
     whatever order the workers finish in, so a parallel or resumed run writes the same files as
     one serial run (a label's ``source_index`` is a position in these files). A molecule that
@@ -452,17 +431,17 @@ def sample_qm9(
     Args:
         rows: 0-based qm9pack rows (a row given twice is done once).
         out, reference_out: extended XYZ files of the xTB minima and of QM9's geometries. With
-            ``shard`` they are :func:`zoo.qc.labelling.shard_path` of these names. ``out=None``
+            ``shard`` they are :func:`~zoo.datagen.files.shard_path` of these names. ``out=None``
             writes QM9's geometries alone (no xTB), e.g. to label them (Hamiltonian data).
         seed, fmax, steps: RDKit embedding seed, xTB force threshold (eV/Å) and step limit.
         max_heavy_atoms, min_heavy_atoms: skip (without recording a failure) molecules with more
             (fewer) heavy atoms.
         shard: ``(i, n)`` does rows[i], rows[i + n], ... (one job of an n-job array); join the
             shards with :func:`merge_structures`.
-        failures: JSON-lines file (default :func:`zoo.qc.labelling.failures_path` of ``out``).
+        failures: the failure log (default :func:`~zoo.datagen.failures.failures_path` of ``out``).
         retry_failures: recompute rows recorded as failed (otherwise skipped).
         progress: print progress with an ETA to stderr.
-        workers: where the molecules are computed (:class:`~zoo.qc.jobs.Workers`).
+        workers: where the molecules are computed (:class:`~zoo.datagen.jobs.Workers`).
 
     Returns:
         ``out``, ``reference_out``, ``failures`` (paths) and the counts ``done``, ``failed``,
@@ -473,17 +452,14 @@ def sample_qm9(
         IndexError: a row beyond the end of QM9.
     """
     from zoo.data.readers.qm9 import read_qm9
-    from zoo.qc.labelling import failures_path, shard_path
 
     rows = list(dict.fromkeys(int(row) for row in rows))  # each row once, in the order given
+    shard = check_shard(shard)
     if shard is not None:
-        i, n = shard
-        if n < 1 or not 0 <= i < n:
-            raise ValueError(f"shard must be (i, n) with 0 <= i < n, got {shard}")
-        rows = rows[i::n]
+        rows = rows[shard[0]::shard[1]]
     reference_out = shard_path(reference_out, shard)
     out = None if out is None else shard_path(out, shard)
-    failures = Path(failures) if failures is not None else failures_path(out or reference_out)
+    failures = Path(failures) if failures is not None else failure_log.failures_path(out or reference_out)
     sampler = qm9_sampler(seed, fmax) if out is not None else "QM9 geometry"
     with contextlib.ExitStack() as writers:  # one run per output: a second would interleave and duplicate rows
         for path in (reference_out, out):
@@ -509,7 +485,7 @@ def sample_qm9(
             row, data = kept[outcome.task]
             answer = outcome.value or {"failure": outcome.error}
             if "failure" in answer:
-                _append_json_line(failures, {"qm9_row": row, "qm9_id": int(data.qm9_id[0]), "smiles": data.smiles,
+                failure_log.record(failures, {"qm9_row": row, "qm9_id": int(data.qm9_id[0]), "smiles": data.smiles,
                                              "reason": answer["failure"], "sampler": sampler})
                 counts["failed"] += 1
                 status = f"failed: {answer['failure']}"
@@ -556,16 +532,14 @@ def _heavy_atoms_within(data, minimum: int | None, maximum: int | None) -> bool:
 def merge_structures(inputs, out: str | os.PathLike, key: str = "qm9_row") -> int:
     """Join structure files (e.g. the shards of :func:`sample_qm9`) into a new ``out``, sorted by ``info[key]``.
 
-    Failures files (:func:`zoo.qc.labelling.failures_path`) next to the inputs are concatenated
-    next to ``out``. Returns the number of structures written.
+    The failure logs next to the inputs are joined next to ``out`` (:func:`zoo.datagen.failures.merge`).
+    Returns the number of structures written.
 
     Raises:
         FileNotFoundError: an input is missing.
         FileExistsError: ``out`` exists.
         ValueError: a structure lacks ``info[key]``, or a value appears twice.
     """
-    from zoo.qc.labelling import failures_path
-
     inputs, out = [Path(p) for p in inputs], Path(out)
     if out.exists():
         raise FileExistsError(f"{out} exists; merging writes a new file")
@@ -579,10 +553,7 @@ def merge_structures(inputs, out: str | os.PathLike, key: str = "qm9_row") -> in
     if duplicates:
         raise ValueError(f"{key} {duplicates[:10]} appear more than once in {[str(p) for p in inputs]}")
     write_extxyz(out, frames)
-    lines = [line for path in inputs if failures_path(path).is_file()
-             for line in failures_path(path).read_text().splitlines() if line.strip()]
-    if lines:
-        failures_path(out).write_text("\n".join(lines) + "\n")
+    failure_log.merge(inputs, out)
     return len(frames)
 
 
@@ -597,28 +568,9 @@ def _stored_rows(path: Path, sampler: str | None) -> set[int]:
     return {int(frame.info["qm9_row"]) for frame in frames}
 
 
-def _append_json_line(path: Path, entry: dict) -> None:
-    """Append one JSON line and flush it to disk at once."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as stream:
-        stream.write(json.dumps(entry) + "\n")
-        stream.flush()
-        os.fsync(stream.fileno())
-
-
 def _failed_rows(path: Path, sampler: str) -> set[int]:
-    """Rows recorded as failed with ``sampler``; a torn last line (killed mid-write) is ignored."""
-    if not path.is_file():
-        return set()
-    rows = set()
-    for line in path.read_text().splitlines():
-        try:
-            entry = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if entry.get("sampler") == sampler:
-            rows.add(int(entry["qm9_row"]))
-    return rows
+    """Rows recorded as failed with ``sampler``."""
+    return {int(entry["qm9_row"]) for entry in failure_log.entries(path) if entry.get("sampler") == sampler}
 
 
 # --- helpers ----------------------------------------------------------------------------------
