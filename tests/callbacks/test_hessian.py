@@ -9,18 +9,18 @@ from torch_geometric.utils import scatter
 
 from zoo.callbacks import HessianSpectrum
 from zoo.data import AtomicData, read_qm9
-from zoo.models import MPNN
+from zoo.models import MPNN, RescaledModel
 from zoo.tasks import AtomisticTask, Output
 
 
-class _LeastSquares(torch.nn.Module):
-    """energy = sum over atoms of w·r + b = w·(sum of r) + n b: MSE is linear least squares in (w, b)."""
+class _LeastSquares(RescaledModel):
+    """energy = sum over atoms of w·r + b = w·(sum of r) + n b: MSE is linear least squares in (w, b).
+    Its statistics' scale (2) only enters the standardised loss, not the prediction."""
 
     def __init__(self, unused: bool = False):
-        super().__init__()
+        super().__init__(["energy"])
         self.linear = torch.nn.Linear(3, 1).double()
-        self.targets = ["energy"]
-        self.register_buffer("scale", torch.tensor([2.0], dtype=torch.float64))
+        self.rescale.double().scale.fill_(2.0)
         self.unused = torch.nn.Linear(1, 1) if unused else None
 
     def forward(self, batch):
@@ -99,7 +99,7 @@ def test_bad_input():
     with pytest.raises(ValueError, match="at least one batch"):
         _callback().measure(task, [])
     plain = AtomisticTask(torch.nn.ModuleDict({"linear": torch.nn.Linear(3, 1)}), [Output("energy")])
-    with pytest.raises(ValueError, match="needs a model with `targets` and `scale`.*normalize='output'"):
+    with pytest.raises(ValueError, match="needs a model with statistics.*normalize='output'"):
         _callback().measure(plain, batches)
     with pytest.raises(ValueError, match="normalize must be one of"):
         HessianSpectrum(normalize="std")

@@ -24,7 +24,7 @@ def test_declared_interfaces():
     model = MPNN(["H", "C"], ["gap"], channels=4, num_steps=1, set2set_steps=1, edge_hidden=4)
     assert isinstance(model, UsesStatistics)
     model.set_statistics(Statistics({"gap": {"mean": 7.0, "std": 1.3}}))
-    assert model.rescale.shift.item() == pytest.approx(7.0) and model.scale.item() == pytest.approx(1.3)
+    assert model.rescale.shift.item() == pytest.approx(7.0) and model.rescale.scale.item() == pytest.approx(1.3)
 
     class Data:
         statistics = Statistics()

@@ -19,7 +19,8 @@ from zoo.analysis import (
     top_eigenvalues,
 )
 from zoo.data import keys
-from zoo.tasks._outputs import LOSSES
+from zoo.losses import LOSSES
+from zoo.models import RescaledModel
 
 NORMALIZATIONS = ("model", "output")
 
@@ -188,16 +189,13 @@ class HessianSpectrum(pl.Callback):
     def _scale(self, pl_module, output) -> tuple[torch.Tensor | None, bool]:
         if self.normalize == "output":
             return None, False
-        model = getattr(pl_module, "model", pl_module)
-        targets, scale = getattr(model, "targets", None), getattr(model, "scale", None)
-        if targets is None or scale is None or output.name not in targets:
+        model = pl_module.model
+        if not isinstance(model, RescaledModel) or output.name not in model.targets:
             raise ValueError(
-                f"HessianSpectrum(normalize='model') needs a model with `targets` and `scale` (statistics) "
-                f"that predicts {output.name!r}; {type(model).__name__} has none. Use normalize='output'"
+                f"HessianSpectrum(normalize='model') needs a model with statistics (a zoo.models.RescaledModel) "
+                f"that predicts {output.name!r}; {type(model).__name__} is none. Use normalize='output'"
             )
-        i = list(targets).index(output.name)
-        per_atom = getattr(model, "per_atom", None)
-        return scale[i], bool(per_atom[i]) if per_atom is not None else False
+        return model.target_scale(output.name)
 
     def _spectrum(self, output, loss, parameters) -> dict:
         try:

@@ -95,11 +95,16 @@ class RescaledModel(torch.nn.Module):
         self.reference_energies = ReferenceEnergies(self.targets)
         self.register_load_state_dict_pre_hook(upgrade_state_dict)
 
-    @property
-    def scale(self) -> torch.Tensor:
-        """[n_targets] the standard deviations the network's outputs are scaled by (read by
-        :class:`~zoo.callbacks.HessianSpectrum` to standardise losses)."""
-        return self.rescale.scale
+    def target_scale(self, target: str) -> tuple[torch.Tensor, bool]:
+        """The standard deviation the network's output for ``target`` is scaled by, and whether it
+        is a per-atom one (read by :class:`~zoo.callbacks.HessianSpectrum` to standardise losses).
+
+        Raises:
+            KeyError: the model does not predict ``target``.
+        """
+        if target not in self.targets:
+            raise KeyError(f"{type(self).__name__} predicts {self.targets}, not {target!r}")
+        return self.rescale.scale[self.targets.index(target)], False
 
     def set_statistics(self, statistics: Statistics | Mapping[str, Mapping]) -> None:
         """Shift, scale and reference energies from the training set's :class:`~zoo.data.Statistics`

@@ -146,6 +146,10 @@ class MPNN(RescaledModel):
         for i, target in enumerate(self.targets):
             self.per_atom[i] = statistics.per_atom(target)
 
+    def target_scale(self, target: str) -> tuple[torch.Tensor, bool]:
+        scale, _ = super().target_scale(target)
+        return scale, bool(self.per_atom[self.targets.index(target)])
+
     def forward(self, batch) -> dict[str, torch.Tensor]:
         """``{target: [n_structures]}`` in the targets' own units for a structure or a batch."""
         z, pos = batch[keys.ATOMIC_NUMBERS], batch[keys.POSITIONS]
