@@ -4,6 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 import yaml
 
@@ -59,6 +60,21 @@ def test_fit_on_embedded_qm9_writes_a_checkpoint_and_the_split(tmp_path):
     run = tmp_path / "runs" / "qm9_demo" / "version_0"
     assert (run / "split.npz").is_file() and (run / "config.yaml").is_file()
     assert sorted(p.name for p in (run / "checkpoints").glob("*.ckpt")) == ["best.ckpt", "last.ckpt"]
+
+    # the run's model, from its config and a checkpoint's weights (tensors only)
+    from zoo.registry import CheckpointFormatError, UntrustedCodeError, load_run
+
+    for ref, file in ((run, "last.ckpt"), (run / "checkpoints" / "best.ckpt", "best.ckpt")):
+        task = load_run(ref)
+        saved = torch.load(run / "checkpoints" / file, weights_only=True)["state_dict"]
+        assert not task.training and type(task).__name__ == "AtomisticTask"
+        assert all(torch.equal(task.state_dict()[k], v) for k, v in saved.items())
+    with pytest.raises(CheckpointFormatError, match="checkpoints/first.ckpt does not exist"):
+        load_run(run, checkpoint="first")
+    config = (run / "config.yaml").read_text()
+    (run / "config.yaml").write_text(config.replace("zoo.models.PropertyModel", "evil.Model"))
+    with pytest.raises(UntrustedCodeError, match="evil.Model"):
+        load_run(run)
 
 
 def test_unknown_command_lists_the_commands(capsys):

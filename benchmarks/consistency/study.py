@@ -130,7 +130,7 @@ def generate_all(model, references: list, mode: str, k: int, steps: int, seed: i
     generated = []
     for start in range(0, len(references), chunk):
         part = references[start:start + chunk]
-        data = [model._graph_data(model.check_molecule(a.info["smiles"]), np.zeros((len(a), 3))) for a in part]
+        data = [model.graph_data(a.info["smiles"]) for a in part]
         batch = Batch.from_data_list([d for d in data for _ in range(k)])
         with torch.no_grad():
             positions = model.generate_positions(batch, mode=mode, steps=steps, seed=seed + start)

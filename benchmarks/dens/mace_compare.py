@@ -126,35 +126,20 @@ def study_record(study: Path | None, variant: str | None, seed: int) -> dict | N
     return next((r for r in json.loads(study.read_text()) if r.get("variant") == variant and r.get("seed") == seed), None)
 
 
-def build(node):
-    """Instantiate a ``class_path``/``init_args`` tree (a recipe's or a run's config.yaml)."""
-    import importlib
-
-    if isinstance(node, dict) and "class_path" in node:
-        module, _, name = node["class_path"].rpartition(".")
-        cls = getattr(importlib.import_module(module), name)
-        return cls(**{k: build(v) for k, v in (node.get("init_args") or {}).items()})
-    if isinstance(node, dict):
-        return {k: build(v) for k, v in node.items()}
-    if isinstance(node, list):
-        return [build(v) for v in node]
-    return node
-
-
-def zoo_model(config: Path, checkpoint: Path | None):
-    """The zoo force field of a config (recipe or run config.yaml), with the checkpoint's weights
-    (the EMA weights: Lightning's weight averaging saves them as the state dict)."""
-    import torch
+def zoo_model(config: Path, run: Path | None):
+    """The zoo force field of a run (its last checkpoint: the EMA weights) or, without a run, of a
+    recipe (untrained: its size only); and the number of training-only parameters of the task
+    (DeNS heads), which are not part of the force field."""
     import yaml
 
-    model = build(yaml.safe_load(config.read_text())["model"]["init_args"]["model"])
-    extra = 0
-    if checkpoint is not None:
-        state = torch.load(checkpoint, map_location="cpu", weights_only=False)["state_dict"]
-        model.load_state_dict({k[len("model."):]: v for k, v in state.items() if k.startswith("model.")})
-        # training-only modules of the task (DeNS heads), not part of the force field
-        extra = sum(v.numel() for k, v in state.items() if not k.startswith("model.") and v.is_floating_point())
-    return model.eval(), extra
+    from zoo.registry import instantiate_task, load_run
+
+    if run is not None:
+        task = load_run(run)
+    else:
+        task = instantiate_task(yaml.safe_load(config.read_text())["model"], where=str(config))
+    extra = sum(p.numel() for name, p in task.named_parameters() if not name.startswith("model."))
+    return task.model.eval(), extra
 
 
 def mace_python(env: str) -> str:
@@ -233,15 +218,13 @@ def main(argv=None) -> dict:
 
     # zoo's side: the size of the run's model (or of the recipe), and its MD speed now
     config = folder / split.parent.name / "config.yaml" if folder else None
-    if config is None or not config.is_file():
+    checkpoint = split.parent / "checkpoints" / "last.ckpt"
+    if config is None or not config.is_file() or not checkpoint.is_file():
         import study as study_module
 
         recipe = args.recipe or str(ROOT / "recipes" / study_module.RECIPES.get(variant, "ethanol_forcefield.yaml"))
         config, checkpoint = Path(recipe), None
-    else:
-        checkpoint = split.parent / "checkpoints" / "last.ckpt"
-        checkpoint = checkpoint if checkpoint.is_file() else None
-    model, zoo_training_only = zoo_model(config, checkpoint)
+    model, zoo_training_only = zoo_model(config, None if checkpoint is None else split.parent)
     record = {"seed": seed, "zoo_run": str(folder or split), "variant": variant, "budget_s": seconds,
               "threads": int(child_env()["OMP_NUM_THREADS"]), "train": args.train, "test": args.test,
               "zoo_config": str(config), "zoo_parameters": sum(p.numel() for p in model.parameters()),

@@ -531,7 +531,7 @@ class ConsistencyModel(ForceFieldModel):
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
         mol = self.check_molecule(molecule)
-        data = self._graph_data(mol, np.zeros((mol.GetNumAtoms(), 3)))
+        data = self.graph_data(mol)
         self.domain.check(data, geometry=False)  # the positions are placeholders
         batch = Batch.from_data_list([data] * k)
         with torch.no_grad():
@@ -576,7 +576,7 @@ class ConsistencyModel(ForceFieldModel):
 
             AtomicData.from_ase(atoms)  # atoms on top of each other: an error naming them, before matching bonds
             order = _smiles_order(atoms, smiles)
-        data = self._graph_data(mol, atoms.positions[order], atoms.numbers[order])
+        data = self.graph_data(mol, atoms.positions[order], atoms.numbers[order])
         self.domain.check(data)
         with torch.no_grad():
             out = self(data)
@@ -587,12 +587,20 @@ class ConsistencyModel(ForceFieldModel):
         in_atoms_order[order] = out[keys.FORCES].double().cpu().numpy()
         return energy, in_atoms_order
 
-    def _graph_data(self, mol, positions, atomic_numbers: Sequence[int] | None = None):
-        """An AtomicData of ``mol`` at ``positions`` with its molecular graph, in the model's dtype
-        and device; ``atomic_numbers`` (a structure's) must be the molecule's in order."""
+    def graph_data(self, molecule, positions=None, atomic_numbers: Sequence[int] | None = None):
+        """The model's input for one molecule: an AtomicData at ``positions`` (Å, default zeros:
+        placeholders for generation) with its molecular graph, in the model's dtype and device.
+
+        Args:
+            molecule: a SMILES or an RDKit molecule, checked by :meth:`check_molecule`.
+            positions: [n_atoms, 3] in the molecule's atom order.
+            atomic_numbers: a structure's, which must be the molecule's in order.
+        """
         from zoo.data import AtomicData
         from zoo.data.molgraph import mapped_smiles
 
+        mol = self.check_molecule(molecule)
+        positions = np.zeros((mol.GetNumAtoms(), 3)) if positions is None else positions
         numbers = [atom.GetAtomicNum() for atom in mol.GetAtoms()]
         parameter = next(self.parameters())
         data = AtomicData.from_arrays(numbers, positions, dtype=parameter.dtype, check_distances=False)

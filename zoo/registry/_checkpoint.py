@@ -24,18 +24,47 @@ from safetensors.torch import load_file, save_file
 from zoo._files import atomic_path, exclusive_output
 from zoo.registry._cards import render_card
 from zoo.registry._errors import CheckpointFormatError, ManifestError, UnsupportedElementsError
-from zoo.registry._manifest import CARD_FILE, CONFIG_FILE, WEIGHTS_FILE, ModelInfo
+from zoo.registry._manifest import CARD_FILE, CONFIG_FILE, WEIGHTS_FILE, ModelInfo, upgrade_level_of_theory
 from zoo.registry._trust import check_trusted
 
 log = logging.getLogger("zoo.registry")
 
 FORMAT = "zoo-checkpoint"
 #: The version this zoo writes; CHANGELOG.md says what each version changed.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+
+#: The arguments of a format-1 ``HamiltonianModel`` that are now the fields of its ``level``.
+_HAMILTONIAN_LEVEL_ARGS = ("method", "xc", "basis", "grid_level", "density_fitting", "charge")
+
+
+def _one_level_of_theory(config: dict) -> dict:
+    """Format 1 -> 2: the card's level of theory and a ``HamiltonianModel``'s are a :class:`LevelOfTheory`.
+
+    The card's ``{xc, basis, grid, code}`` becomes the record's fields
+    (:func:`~zoo.registry._manifest.upgrade_level_of_theory`), and the flat level arguments of a
+    ``HamiltonianModel`` anywhere in the task config its ``level`` argument.
+    """
+    def nest(node):
+        if isinstance(node, list):
+            return [nest(item) for item in node]
+        if not isinstance(node, dict):
+            return node
+        node = {key: nest(value) for key, value in node.items()}
+        if str(node.get("class_path", "")).rsplit(".", 1)[-1] == "HamiltonianModel" and "init_args" in node:
+            args = dict(node["init_args"])
+            level = {key: args.pop(key) for key in _HAMILTONIAN_LEVEL_ARGS if key in args}
+            node["init_args"] = {**args, "level": level} if level else args
+        return node
+
+    config = {**config, "task": nest(config.get("task"))}
+    if "level_of_theory" in config:
+        config["level_of_theory"] = upgrade_level_of_theory(config["level_of_theory"])
+    return config
+
 
 #: ``{v: f}`` where ``f`` turns a version-``v`` config into version ``v + 1``. Add an entry (and a
 #: CHANGELOG line) whenever FORMAT_VERSION is bumped, so that every older checkpoint stays readable.
-_UPGRADES: dict[int, Callable[[dict], dict]] = {}
+_UPGRADES: dict[int, Callable[[dict], dict]] = {1: _one_level_of_theory}
 
 #: Keys of ``config.json`` besides the :class:`ModelInfo` fields.
 _FORMAT_KEYS = ("format", "format_version", "zoo_version", "task", "finetuned_from")
@@ -309,6 +338,50 @@ class ElementGuard:
                 "backbone's elements extended"
             )
         return None
+
+
+def load_run(run: str | Path, checkpoint: str = "last", device: str | torch.device = "cpu",
+             trust_remote_code: bool = False, trusted_modules: Sequence[str] = ()) -> torch.nn.Module:
+    """The task of a training run (``zoo fit``'s log folder), with a checkpoint's weights, in eval mode.
+
+    Args:
+        run: the run's folder (``runs/<recipe>/version_N``, with the ``config.yaml`` LightningCLI
+            saved) or a checkpoint file in its ``checkpoints/``.
+        checkpoint: with a folder, which checkpoint: ``"last"`` or ``"best"`` (its EMA weights
+            where the run averaged them), or a file name in ``checkpoints/``.
+        trust_remote_code, trusted_modules: as for :func:`instantiate_task`.
+
+    The checkpoint is read as tensors only (``torch.load(weights_only=True)``): nothing it holds
+    is executed. For a model to publish, export it with :func:`save_pretrained` instead.
+
+    Raises:
+        CheckpointFormatError: no ``config.yaml`` or checkpoint, or weights that do not fit the
+            task the config builds.
+    """
+    import yaml
+
+    path = Path(run)
+    if path.is_file():
+        file, folder = path, path.parent.parent
+    else:
+        folder = path
+        file = folder / "checkpoints" / (checkpoint if checkpoint.endswith(".ckpt") else f"{checkpoint}.ckpt")
+    config_file = folder / "config.yaml"
+    for needed, what in ((config_file, "the config LightningCLI saves with a run"), (file, "the checkpoint")):
+        if not needed.is_file():
+            raise CheckpointFormatError(f"{needed} does not exist ({what}); give a zoo fit run folder "
+                                        "(runs/<recipe>/version_N) or a checkpoint file inside it")
+    config = yaml.safe_load(config_file.read_text(encoding="utf-8"))
+    task = instantiate_task(config["model"], trust_remote_code, trusted_modules, where=f"{config_file}: model")
+    state = torch.load(file, map_location="cpu", weights_only=True)["state_dict"]
+    floating = {v.dtype for v in state.values() if v.is_floating_point()}
+    if len(floating) == 1:
+        task.to(floating.pop())
+    try:
+        task.load_state_dict(state, strict=True)
+    except RuntimeError as error:
+        raise CheckpointFormatError(f"{file} does not match the task {config_file} builds: {error}") from None
+    return task.eval().to(device)
 
 
 def load_pretrained(folder: str | Path, device: str | torch.device = "cpu", name: str | None = None,
