@@ -16,8 +16,7 @@ pytestmark = pytest.mark.usefixtures("pyscf_one_thread")
 
 def test_water_hamiltonians_match_pyscf_at_their_level_of_theory():
     level = LevelOfTheory(method="rks", xc="b3lyp5", basis="def2-svp", grid_level=3)
-    expect = HamiltonianMetadata(xc="b3lyp5", basis="def2-svp", grid_level=3, density_fitting=False,
-                                 pyscf_version="any", ao_convention="pyscf")
+    expect = HamiltonianMetadata(level, pyscf_version="any", ao_convention="pyscf")
     dataset = read_hamiltonian_h5(DATA / "water" / "water_b3lyp5_def2svp.h5", expect=expect, dtype=torch.float64)
     assert len(dataset) == 500
     data = dataset[137]

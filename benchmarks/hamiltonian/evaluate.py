@@ -42,7 +42,7 @@ class BaseGuess:
     """A physical base Hamiltonian used as a guess on its own (``--model base:minao_fock``): the
     floor a model that learns a correction to it must beat."""
 
-    def __init__(self, kind: str, level):
+    def __init__(self, kind: str, level: LevelOfTheory):
         self.base, self.level = kind, level
 
     def predict(self, atoms, lindep: float | None = None, base=None) -> dict:
@@ -126,7 +126,7 @@ def evaluate(model, dataset, test, n_scf: int, minao: list[dict], lindep: float 
     return result
 
 
-def _load(ref: str, level):
+def _load(ref: str, level: LevelOfTheory):
     if ref.startswith("base:"):
         return BaseGuess(ref.removeprefix("base:"), level)
     from zoo.registry import load
@@ -152,14 +152,11 @@ def main() -> None:
     lib.num_threads(1)
     torch.set_num_threads(1)
     dataset = read_hamiltonian_h5(args.data, dtype=torch.float64)
-    data_level = dataset.metadata["hamiltonian"]
-    level = LevelOfTheory(method="rhf" if data_level.xc == "hf" else "rks", xc=None if data_level.xc == "hf" else data_level.xc,
-                          basis=data_level.basis, grid_level=max(data_level.grid_level, 0),
-                          density_fitting=data_level.density_fitting, charge=data_level.charge)
-    models = {ref: _load(ref, level) for ref in args.model}
+    metadata = dataset.metadata["hamiltonian"]
+    models = {ref: _load(ref, metadata.level) for ref in args.model}
     for model in models.values():
         if hasattr(model, "check_data"):
-            model.check_data(data_level)
+            model.check_data(metadata)
     test = load_split(args.split, n=len(dataset)).test if args.split else np.arange(len(dataset))
     minao: list[dict] = []
     result = {"data": args.data, "split": args.split, "lindep": args.lindep,

@@ -16,9 +16,10 @@ from ase.build import molecule
 from ase.db import connect
 
 from zoo.data.readers import HamiltonianMetadata, read_md17, read_structures, write_hamiltonian_h5
+from zoo.qc import LevelOfTheory
 
 WATER = molecule("H2O")
-META = HamiltonianMetadata(xc="b3lyp5", basis="sto-3g", grid_level=3, density_fitting=False, pyscf_version="2.8.0")
+META = HamiltonianMetadata(LevelOfTheory(xc="b3lyp5", basis="sto-3g", grid_level=3), pyscf_version="2.8.0")
 
 
 # --- extended XYZ and ASE databases ---------------------------------------------------------------

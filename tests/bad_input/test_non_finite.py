@@ -21,10 +21,11 @@ from zoo.data import AtomicData, AtomicDataModule, keys
 from zoo.data.readers import HamiltonianMetadata, read_structures, write_hamiltonian_h5
 from zoo.data.readers.qm9 import QM9_COLUMNS, read_qm9
 from zoo.data.transforms import SubtractReferenceEnergies, compute_statistics, fit_reference_energies
+from zoo.qc import LevelOfTheory
 
 NAN, INF = float("nan"), float("inf")
 WATER = molecule("H2O")
-META = HamiltonianMetadata(xc="b3lyp5", basis="sto-3g", grid_level=3, density_fitting=False, pyscf_version="2.8.0")
+META = HamiltonianMetadata(LevelOfTheory(xc="b3lyp5", basis="sto-3g", grid_level=3), pyscf_version="2.8.0")
 
 
 def _labelled_water(energy=-2070.0, forces=None, positions=None):

@@ -8,9 +8,15 @@ from torch_geometric.loader import DataLoader
 
 from zoo.data import AtomicData, keys
 from zoo.data.readers import HamiltonianMetadata, read_hamiltonian_h5, read_hamiltonian_metadata, write_hamiltonian_h5
+from zoo.qc import LevelOfTheory
 
-META = HamiltonianMetadata(xc="b3lyp5", basis="def2-svp", grid_level=3, density_fitting=False,
-                           pyscf_version="2.8.0")
+LEVEL = LevelOfTheory(xc="b3lyp5", basis="def2-svp", grid_level=3)
+META = HamiltonianMetadata(LEVEL, pyscf_version="2.8.0")
+
+
+def _at(level=LEVEL, pyscf_version="2.8.0", **changes):
+    """META with the level of theory changed."""
+    return HamiltonianMetadata(dataclasses.replace(level, **changes), pyscf_version)
 
 
 def _record(n_atoms, n_ao, seed, **extra):
@@ -71,7 +77,7 @@ def test_append_is_resumable_and_checks_metadata(tmp_path):
     assert write_hamiltonian_h5(path, [_record(2, 4, 1), _record(3, 4, 2)], META, append=True) == 3
     ds = read_hamiltonian_h5(path, indices=[2, 0])
     assert len(ds) == 2 and ds[0].z.numel() == 3
-    other = dataclasses.replace(META, xc="b3lyp", basis="sto-3g")
+    other = _at(xc="b3lyp", basis="sto-3g")
     with pytest.raises(ValueError, match="cannot append.*xc.*basis"):
         write_hamiltonian_h5(path, [_record(3, 4, 3)], other, append=True)
     with pytest.raises(FileExistsError, match="append=True"):
@@ -94,14 +100,14 @@ def test_bad_records_leave_no_file(tmp_path):
 def test_level_of_theory_mismatch_is_an_error_naming_every_field(tmp_path):
     path = tmp_path / "data.h5"
     write_hamiltonian_h5(path, [_record(3, 4, 0)], META)
-    model = dataclasses.replace(META, xc="b3lyp", grid_level=1, pyscf_version="2.9.0")
+    model = _at(xc="b3lyp", grid_level=1, pyscf_version="2.9.0")
     with pytest.raises(ValueError) as error:
         read_hamiltonian_h5(path, expect=model)
     message = str(error.value)
     assert "xc: 'b3lyp' != 'b3lyp5'" in message and "grid_level: 1 != 3" in message
     assert "pyscf_version" not in message  # allowed to differ by default
-    old = dataclasses.replace(META, xc="b3lyp", pyscf_version="2.2.1")
-    new = dataclasses.replace(META, xc="b3lyp", pyscf_version="2.5.0")
+    old = _at(xc="b3lyp", pyscf_version="2.2.1")
+    new = _at(xc="b3lyp", pyscf_version="2.5.0")
     with pytest.raises(ValueError, match="VWN5 before 2.3"):
         old.check_compatible(new)
 
@@ -121,5 +127,33 @@ def test_wrong_format_and_missing_metadata(tmp_path):
     with pytest.raises(ValueError, match="cannot open .*text.h5 as HDF5"):
         read_hamiltonian_h5(text)
     with pytest.raises(ValueError, match="ao_convention must be one of"):
-        HamiltonianMetadata(xc="hf", basis="sto-3g", grid_level=-1, density_fitting=False,
-                            pyscf_version="2.8.0", ao_convention="orca")
+        HamiltonianMetadata(LEVEL, pyscf_version="2.8.0", ao_convention="orca")
+
+
+@pytest.mark.parametrize("level, spelled", [
+    (LevelOfTheory(method="rhf", xc=None, basis="sto-3g"), {"xc": "hf", "grid_level": -1}),
+    (LevelOfTheory(xc="pbe", basis="def2-svp", grid_level=None, code="orca"),
+     {"xc": "pbe", "grid_level": -1, "code": "orca"}),
+])
+def test_the_file_spells_the_level_of_theory_flat(tmp_path, level, spelled):
+    """Hartree-Fock is xc 'hf' and no PySCF grid is grid_level -1 in the file; a LevelOfTheory in memory."""
+    path = tmp_path / "level.h5"
+    metadata = HamiltonianMetadata(level, pyscf_version="2.8.0")
+    write_hamiltonian_h5(path, [_record(3, 4, 0)], metadata)
+    with h5py.File(path) as handle:
+        attrs = dict(handle.attrs)
+    assert {key: attrs[key] for key in spelled} == spelled
+    assert ("code" in attrs) == ("code" in spelled)  # PySCF files keep the attributes zoo 0.1 wrote
+    assert read_hamiltonian_metadata(path) == metadata
+
+
+def test_a_zoo_0_1_file_of_another_code_reads_as_such(tmp_path):
+    """zoo 0.1 wrote DFT of another code (SchNOrb's ORCA data) with grid_level -1 and no code."""
+    path = tmp_path / "orca.h5"
+    write_hamiltonian_h5(path, [_record(3, 4, 0)], META)
+    with h5py.File(path, "a") as handle:
+        handle.attrs.update(xc="pbe", grid_level=-1, pyscf_version="none (ORCA)")
+    level = read_hamiltonian_metadata(path).level
+    assert (level.xc, level.grid_level, level.code) == ("pbe", None, "unknown")
+    with pytest.raises(ValueError, match="PySCF does not reproduce"):
+        level.build_scf(None)

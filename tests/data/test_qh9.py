@@ -55,8 +55,8 @@ def test_stable_round_trip_and_orbital_energies(tmp_path):
     _write_stable(path)
     dataset = read_qh9(path, overlap=True, dtype=torch.float64)
     assert len(dataset) == 2 and dataset.metadata["format"] == "qh9-stable"
-    assert dataset.metadata["level_of_theory"] == QH9_LEVEL and dataset.metadata["hamiltonian"] == qh9_metadata()
-    assert dataset.metadata["hamiltonian"].xc == "b3lyp5"
+    assert dataset.metadata["hamiltonian"] == qh9_metadata() and qh9_metadata().level == QH9_LEVEL
+    assert dataset.metadata["hamiltonian"].level.xc == "b3lyp5"
     first = dataset[0]
     mf = _water_scf()
     np.testing.assert_array_equal(first[keys.ATOMIC_NUMBERS].numpy(), Z)

@@ -6,6 +6,7 @@ from ase.build import molecule
 from zoo.data import keys
 from zoo.data.readers import read_structures
 from zoo.data.readers.hamiltonian import HamiltonianMetadata, write_hamiltonian_h5
+from zoo.qc import LevelOfTheory
 
 
 def test_dispatch_by_extension_and_name(tmp_path):
@@ -19,7 +20,7 @@ def test_dispatch_by_extension_and_name(tmp_path):
     assert read_structures(npz, indices=[1])[0][keys.ENERGY].tolist() == [0.0]
 
     h5 = tmp_path / "a.h5"
-    meta = HamiltonianMetadata(xc="hf", basis="sto-3g", grid_level=-1, density_fitting=False, pyscf_version="2.8.0")
+    meta = HamiltonianMetadata(LevelOfTheory(method="rhf", xc=None, basis="sto-3g"), pyscf_version="2.8.0")
     write_hamiltonian_h5(h5, [{"z": [1, 1], "pos": [[0, 0, 0], [0, 0, 0.74]], "overlap": np.eye(2)}], meta)
     assert read_structures(h5).metadata["hamiltonian"] == meta
 

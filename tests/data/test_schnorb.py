@@ -65,7 +65,8 @@ def test_orca_matrices_come_back_in_pyscf_order(tmp_path):
     _write(path)
     dataset = read_schnorb(path, dtype=torch.float64)
     assert len(dataset) == 2 and dataset.metadata["hamiltonian"] == schnorb_metadata()
-    assert dataset.metadata["level_of_theory"].xc == "pbe"
+    level = dataset.metadata["hamiltonian"].level
+    assert (level.xc, level.grid_level, level.code) == ("pbe", None, "orca")  # ORCA's grid, not PySCF's
     mf = _water_scf()
     for frame in dataset:
         n_ao = int(frame[keys.N_AO])

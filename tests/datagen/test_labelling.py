@@ -10,7 +10,7 @@ from ase import Atoms
 pytest.importorskip("pyscf")
 
 from zoo.data.readers.ase_io import read_ase  # noqa: E402
-from zoo.data.readers.hamiltonian import read_hamiltonian_h5  # noqa: E402
+from zoo.data.readers.hamiltonian import HamiltonianMetadata, read_hamiltonian_h5  # noqa: E402
 from zoo.data.readers.ase_io import write_extxyz  # noqa: E402
 from zoo.datagen import jobs, label_task, labelling  # noqa: E402
 from zoo.datagen.files import read_structures  # noqa: E402
@@ -54,7 +54,7 @@ def test_hdf5_matrices_and_energy(tmp_path):
     out = tmp_path / "water.h5"
     labelling.label([WATER], level, out, properties=["energy", "fock", "overlap", "density_matrix",
                                                        "orbital_energies"], progress=False, workers=SERIAL)
-    data = read_hamiltonian_h5(out, expect=labelling.label_metadata(level), dtype="float64")[0]
+    data = read_hamiltonian_h5(out, expect=HamiltonianMetadata.computed_at(level), dtype="float64")[0]
     mf = pyscf_reference(WATER, level)
     n_ao = mf.mol.nao
     np.testing.assert_allclose(float(data.energy), mf.e_tot * HARTREE_EV, rtol=1e-8)

@@ -167,7 +167,8 @@ def test_a_base_hamiltonian_is_what_a_zero_network_predicts_and_what_the_referen
 
 def test_clear_errors_for_elements_basis_charge_and_level():
     with pytest.raises(ValueError, match="no functions for element"):
-        HamiltonianModel(EquivariantBackbone(["H", "U"], channels=2, l_max=1, num_layers=1), basis="6-31g")
+        HamiltonianModel(EquivariantBackbone(["H", "U"], channels=2, l_max=1, num_layers=1),
+                         LevelOfTheory(basis="6-31g"))
     model = _model()
     methane = AtomicData.from_arrays([6, 1, 1, 1, 1], np.eye(5, 3) * 1.1, dtype=torch.float64)
     with pytest.raises(ValueError, match="C not supported"):
@@ -179,7 +180,7 @@ def test_clear_errors_for_elements_basis_charge_and_level():
     wrong_basis = AtomicData.from_arrays(z, pos, dtype=torch.float64, n_ao=25)
     with pytest.raises(ValueError, match="another basis"):
         model(wrong_basis)
-    vwn_rpa = dataclasses.replace(model.metadata(), xc="b3lyp")
+    vwn_rpa = dataclasses.replace(model.metadata(), level=dataclasses.replace(model.level, xc="b3lyp"))
     with pytest.raises(ValueError, match="xc: 'b3lyp5' != 'b3lyp'"):
         model.check_data(vwn_rpa)
     model.check_data(dataclasses.replace(model.metadata(), pyscf_version="2.0.0"))  # version alone is fine

@@ -67,7 +67,7 @@ def test_a_base_model_guess_builds_its_base_on_the_users_scf_object():
 
     torch.manual_seed(0)
     backbone = EquivariantBackbone(["H", "O"], channels=4, l_max=2, num_layers=1, cutoff=4.0, parity="full")
-    model = HamiltonianModel(backbone, basis="6-31g", grid_level=1, head_channels=4, pair_cutoff=8.0,
+    model = HamiltonianModel(backbone, level=LEVEL, head_channels=4, pair_cutoff=8.0,
                              base="minao_fock").double()
     with torch.no_grad():
         for p in model.parameters():

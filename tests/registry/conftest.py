@@ -22,6 +22,7 @@ from torch_geometric.data import Batch
 
 from zoo.data import AtomicData
 from zoo.registry import LocalHub, _hub, _load, instantiate_task, manifest_entry, parse_manifest, save_pretrained
+from zoo.registry._manifest import MANIFEST_VERSION
 
 REPO_ORG = "zoo-test"
 
@@ -42,7 +43,7 @@ def tiny_info(name):
     return {
         "name": name, "family": "property", "license": "mit", "description": "A tiny model for the tests.",
         "units": {"positions": "Å", "energy": "eV"},
-        "level_of_theory": {"xc": "b3lyp5", "basis": "def2-svp", "grid": 1, "code": "pyscf"},
+        "level_of_theory": {"xc": "b3lyp5", "basis": "def2-svp", "grid_level": 1},
         "training_data": {"dataset": "water-test", "size": 8},
         "metrics": {"split": "test: 4 random structures", "values": {"energy_mae": 0.25}},
         "recipe": "recipes/tiny.yaml",
@@ -88,7 +89,7 @@ def registry(tmp_path_factory):
         tasks[name] = task.eval()
         entries.append(manifest_entry(root / "served" / name, f"{REPO_ORG}/{name}").to_dict())
     shutil.copytree(root / "served" / "tiny-ho", root / "package" / "tiny-ho")
-    data = {"format": "zoo-manifest", "format_version": 1, "models": entries}
+    data = {"format": "zoo-manifest", "format_version": MANIFEST_VERSION, "models": entries}
     manifest = parse_manifest(data, str(root / "checkpoints.json"), root / "package")
     manifest.save(root / "checkpoints.json")
     return SimpleNamespace(root=root, served=root / "served", package=root / "package", manifest=manifest,

@@ -8,6 +8,7 @@ from safetensors.torch import load_file
 
 import zoo
 from zoo._files import OutputBusyError, exclusive_output
+from zoo.qc import LevelOfTheory
 from zoo.registry import (
     CheckpointFormatError,
     UnsupportedElementsError,
@@ -18,6 +19,7 @@ from zoo.registry import (
     task_config,
 )
 from zoo.registry import _checkpoint
+from zoo.registry._manifest import upgrade_level_of_theory
 
 
 def test_round_trip_reproduces_the_task(registry, tiny):
@@ -89,6 +91,28 @@ def test_older_formats_are_upgraded(tmp_path, registry, monkeypatch):
     monkeypatch.setattr(_checkpoint, "_UPGRADES", {_checkpoint.FORMAT_VERSION - 1: rename_units})
     config, info = read_config(registry.served / "tiny-ho")
     assert config["format_version"] == _checkpoint.FORMAT_VERSION and info.units == {"energy": "eV", "length": "Å"}
+
+
+def test_format_1_levels_of_theory_read_as_one_record():
+    """Format 1 spelled the card's level {xc, basis, grid, code} and a HamiltonianModel's as flat arguments."""
+    hamiltonian = {"class_path": "zoo.models.HamiltonianModel", "init_args": {
+        "basis": "def2-svp", "xc": "b3lyp5", "grid_level": 3, "density_fitting": False, "method": "rks",
+        "charge": 0, "head_channels": 16}}
+    old = {"format": "zoo-checkpoint", "format_version": 1, "zoo_version": "0.1.0",
+           "level_of_theory": {"xc": "b3lyp5", "basis": "def2-svp", "grid": 3, "code": "pyscf"},
+           "task": {"class_path": "zoo.tasks.HamiltonianTask", "init_args": {"model": hamiltonian}}}
+    config = _checkpoint.upgrade_config(old)
+    assert config["format_version"] == _checkpoint.FORMAT_VERSION
+    assert LevelOfTheory.from_dict(config["level_of_theory"]) == LevelOfTheory(xc="b3lyp5", basis="def2-svp")
+    args = config["task"]["init_args"]["model"]["init_args"]
+    assert set(args) == {"head_channels", "level"} and LevelOfTheory.from_dict(args["level"]) == LevelOfTheory()
+    assert old["task"]["init_args"]["model"] is hamiltonian and "basis" in hamiltonian["init_args"]  # not changed
+    # Hartree-Fock was xc "hf"; a code may carry its version; another code's grid is no PySCF grid
+    hf = LevelOfTheory.from_dict(upgrade_level_of_theory({"xc": "HF", "basis": "sto-3g", "code": "pyscf 2.14"}))
+    assert hf == LevelOfTheory(method="rhf", xc=None, basis="sto-3g")
+    orca = LevelOfTheory.from_dict(upgrade_level_of_theory({"xc": "pbe", "basis": "def2-svp", "grid": "Grid5",
+                                                            "code": "ORCA"}))
+    assert (orca.grid_level, orca.code) == (None, "orca")
 
 
 @pytest.mark.parametrize("changes, message", [

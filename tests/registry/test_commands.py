@@ -63,7 +63,7 @@ def test_info_is_the_card_as_text(registry, monkeypatch, capsys):
     entry = registry.entries["tiny-ho"]
     assert text.err == ""
     for line in ["tiny-ho: a property model", "  A tiny model for the tests.",
-                 "  level of theory  b3lyp5/def2-svp, grid 1 (pyscf)", "  training data    water-test, 8 structures",
+                 "  level of theory  RKS b3lyp5/def2-svp grid 1", "  training data    water-test, 8 structures",
                  "  recipe           recipes/tiny.yaml", "  license          mit",
                  f"  Hub              zoo-test/tiny-ho@{entry['revision']}",
                  "test metrics, on test: 4 random structures", "  energy_mae  0.25 eV",

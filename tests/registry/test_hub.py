@@ -13,7 +13,15 @@ import torch
 
 import zoo
 from zoo.cli import main
-from zoo.registry import CheckpointFormatError, DownloadError, IntegrityError, LocalHub, parse_manifest, sha256_file
+from zoo.registry import (
+    FORMAT_VERSION,
+    CheckpointFormatError,
+    DownloadError,
+    IntegrityError,
+    LocalHub,
+    parse_manifest,
+    sha256_file,
+)
 from zoo.registry._hub import _unlink_within
 
 pytest.importorskip("olah", reason="the local Hub needs olah: pip install olah")
@@ -119,7 +127,7 @@ def test_offline_with_an_empty_cache(registry, hub_env, monkeypatch, caplog, tmp
 def test_checkpoint_newer_than_zoo_is_refused_before_downloading(registry, hub_env):
     data = copy.deepcopy(registry.data)
     data["models"][1]["checkpoint_format"] = 99
-    with pytest.raises(CheckpointFormatError, match="checkpoint format 99.*reads formats up to 1"):
+    with pytest.raises(CheckpointFormatError, match=f"checkpoint format 99.*reads formats up to {FORMAT_VERSION}"):
         zoo.load("tiny-remote", manifest=parse_manifest(data))
     assert not hub_env.exists()
 

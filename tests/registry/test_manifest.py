@@ -47,7 +47,7 @@ def _broken(registry, change):
     (lambda e: e.pop("metrics"), "field 'metrics' is missing; a published model must declare it"),
     (lambda e: e["metrics"].pop("split"), "field 'metrics': missing key 'split'"),
     (lambda e: e["level_of_theory"].pop("xc"), "field 'level_of_theory': missing key 'xc'"),
-    (lambda e: e.pop("level_of_theory"), "declare 'level_of_theory' \\(xc, basis, grid\\) or 'data_source'"),
+    (lambda e: e.pop("level_of_theory"), "declare 'level_of_theory' \\(xc, basis, grid_level, ...\\) or 'data_source'"),
     (lambda e: e.update(checkpoint_format=0), "field 'checkpoint_format': expected a positive integer"),
 ])
 def test_malformed_entry_names_entry_and_field(registry, change, message):
@@ -109,6 +109,17 @@ def test_the_repository_manifest_is_valid_and_shipped():
     for entry in manifest.models:
         assert (CHECKOUT_MANIFEST.parent / entry.recipe).is_file(), f"{entry.name}: no recipe {entry.recipe}"
         check_folder(manifest.hub_dir / entry.name, entry)
+
+
+def test_older_manifests_spell_the_level_of_theory_as_the_card_did(registry):
+    """Manifests 1 and 2 hold the card's {xc, basis, grid, code}; version 3 the fields of a LevelOfTheory."""
+    old = copy.deepcopy(registry.data)
+    for entry in old["models"]:
+        entry["level_of_theory"] = {"xc": "b3lyp5", "basis": "def2-svp", "grid": 1, "code": "pyscf"}
+    for version in (1, 2):
+        assert parse_manifest({**old, "format_version": version}).models == registry.manifest.models
+    with pytest.raises(ManifestError, match="field 'level_of_theory': unknown level-of-theory fields"):
+        parse_manifest(old)  # the card's spelling in a version 3 manifest
 
 
 def test_listing_models_does_not_import_torch():

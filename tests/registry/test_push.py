@@ -5,6 +5,7 @@ import pytest
 
 import zoo
 from zoo.registry import (
+    FORMAT_VERSION,
     HUB_FILES,
     IntegrityError,
     ModelEntry,
@@ -36,7 +37,7 @@ def test_published_commit_depends_on_the_files_only(registry, tmp_path):
 def test_entry_from_folder(registry):
     entry = manifest_entry(registry.served / "tiny-ho", "zoo-test/tiny-ho")
     assert entry.to_dict() == registry.entries["tiny-ho"]
-    assert entry.zoo_versions == f">={zoo.__version__}" and entry.checkpoint_format == 1
+    assert entry.zoo_versions == f">={zoo.__version__}" and entry.checkpoint_format == FORMAT_VERSION
     check_folder(registry.served / "tiny-ho", entry)
 
 

@@ -10,6 +10,7 @@ from torch_geometric.loader import DataLoader
 
 from zoo.data import AtomicDataModule, keys, read_hamiltonian_h5
 from zoo.models import EquivariantBackbone, HamiltonianModel
+from zoo.qc import LevelOfTheory
 from zoo.tasks import HamiltonianTask
 
 pytestmark = pytest.mark.usefixtures("pyscf_one_thread")
@@ -70,7 +71,7 @@ def test_level_of_theory_mismatch_is_an_error(tmp_path):
     data = AtomicDataModule(source=str(WATER_H5), reader_kwargs={"indices": list(range(6))}, dtype="float64",
                             split={"method": "random", "sizes": [4, 1, 1], "seed": 0}, batch_size=2)
     backbone = EquivariantBackbone(["H", "O"], channels=2, l_max=1, num_layers=1, parity="full")
-    task = HamiltonianTask(HamiltonianModel(backbone, xc="b3lyp", head_channels=2).double())
+    task = HamiltonianTask(HamiltonianModel(backbone, LevelOfTheory(xc="b3lyp"), head_channels=2).double())
     with pytest.raises(ValueError, match="xc: 'b3lyp' != 'b3lyp5'"):
         _trainer(tmp_path, steps=1).fit(task, datamodule=data)
 

@@ -31,10 +31,15 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
-
 from zoo._files import atomic_path, exclusive_output
 from zoo.data.readers.ase_io import write_extxyz
+from zoo.data.readers.hamiltonian import (
+    DATASETS,
+    GROUP,
+    HamiltonianMetadata,
+    read_hamiltonian_metadata,
+    write_hamiltonian_h5,
+)
 from zoo.datagen import failures as failure_log
 from zoo.datagen import jobs
 from zoo.datagen.files import check_shard, read_structures, shard_path
@@ -51,27 +56,6 @@ HDF5_SUFFIXES = (".h5", ".hdf5")
 #: Name of the HDF5 dataset (zoo.data.keys) for each matrix property.
 _H5_NAMES = {"fock": "hamiltonian", "overlap": "overlap", "density_matrix": "density_matrix",
              "orbital_energies": "orbital_energies", "energy": "energy", "forces": "forces"}
-
-
-# --- one structure ----------------------------------------------------------------------------
-
-
-def label_metadata(level: LevelOfTheory):
-    """The level of theory as :class:`~zoo.data.readers.hamiltonian.HamiltonianMetadata` (PySCF AO order).
-
-    Hartree–Fock is recorded as ``xc="hf"`` with ``grid_level=-1`` (no grid).
-    """
-    from zoo.data.readers.hamiltonian import HamiltonianMetadata
-
-    return HamiltonianMetadata(
-        xc=level.xc if level.is_dft else "hf",
-        basis=level.basis,
-        grid_level=int(level.grid_level) if level.is_dft else -1,
-        density_fitting=bool(level.density_fitting),
-        pyscf_version=pyscf_version(),
-        charge=int(level.charge),
-        spin=int(level.spin),
-    )
 
 
 # --- many structures --------------------------------------------------------------------------
@@ -133,7 +117,7 @@ def label(
     hdf5 = out.suffix.lower() in HDF5_SUFFIXES
     properties = _check_properties(properties, hdf5)
     level.check_available()
-    metadata = label_metadata(level)
+    metadata = HamiltonianMetadata.computed_at(level)
     settings = _failure_settings(level, max_cycle, conv_tol)
 
     with exclusive_output(out, "label file"):  # a second writer would interleave and lose labels
@@ -181,8 +165,6 @@ def merge(inputs: Sequence[str | os.PathLike], out: str | os.PathLike) -> int:
     is an error. The failure logs next to the inputs are joined next to ``out``
     (:func:`zoo.datagen.failures.merge`). Returns the number of labels written.
     """
-    from zoo.data.readers.hamiltonian import read_hamiltonian_metadata
-
     inputs = [Path(p) for p in inputs]
     out = Path(out)
     if not inputs:
@@ -269,36 +251,18 @@ def _labelled_atoms(atoms, index: int, result: dict, properties, metadata):
     from ase.calculators.singlepoint import SinglePointCalculator
 
     frame = atoms.copy()  # keeps the input's info and arrays (e.g. xtb_energy for Δ-learning)
-    frame.info.update(_metadata_info(metadata), source_index=int(index), scf_cycles=result["cycles"])
+    # the level as the HDF5 attributes spell it (AO conventions do not apply to extended XYZ)
+    frame.info.update(metadata.level_attrs(), source_index=int(index), scf_cycles=result["cycles"])
     frame.calc = SinglePointCalculator(frame, **{p: result[p] for p in properties})
     return frame
 
 
-def _metadata_info(metadata) -> dict:
-    """The fields of the level recorded per frame (AO conventions do not apply to extended XYZ)."""
-    from dataclasses import asdict
-
-    fields = asdict(metadata)
-    fields.pop("ao_convention")
-    fields.pop("units")
-    return fields
-
-
-def _extxyz_metadata(path: Path):
+def _extxyz_metadata(path: Path) -> HamiltonianMetadata:
     """The level of theory recorded in the first frame of a label file."""
-    from dataclasses import fields
-
-    from zoo.data.readers.hamiltonian import HamiltonianMetadata
-
-    frame = read_structures(path, index=0)[0]
-    names = [f.name for f in fields(HamiltonianMetadata) if f.name not in ("ao_convention", "units")]
-    missing = [name for name in names if name not in frame.info]
-    if missing:
-        raise ValueError(f"{path} is not a zoo label file: its first frame lacks {missing}")
-    values = {name: frame.info[name] for name in names}
-    values = {k: v.item() if isinstance(v, np.generic) else v for k, v in values.items()}
-    values["pyscf_version"] = str(values["pyscf_version"])  # extxyz would read "2.3" as a float
-    return HamiltonianMetadata(**values)
+    info = dict(read_structures(path, index=0)[0].info)
+    if "pyscf_version" in info:
+        info["pyscf_version"] = str(info["pyscf_version"])  # extxyz would read "2.3" as a float
+    return HamiltonianMetadata.from_level_attrs(info, f"{path} (not a zoo label file?): its first frame")
 
 
 # --- HDF5 -------------------------------------------------------------------------------------
@@ -319,8 +283,6 @@ def _append_h5(path: Path, records: list, extras: list, metadata) -> None:
     both happen on a private copy that then replaces ``path``.
     """
     import h5py
-
-    from zoo.data.readers.hamiltonian import GROUP, write_hamiltonian_h5
 
     path.parent.mkdir(parents=True, exist_ok=True)
     work = _h5_work_file(path)
@@ -348,8 +310,6 @@ def _read_h5_entries(path: Path) -> list:
     """``(source_index, (record, {"cycles": ...}))`` for every structure of a label file."""
     import h5py
 
-    from zoo.data.readers.hamiltonian import DATASETS, GROUP
-
     entries = []
     with h5py.File(path, "r") as handle:
         for name in sorted(handle[GROUP], key=int):
@@ -376,8 +336,6 @@ def _stored_indices(out: Path, metadata, hdf5: bool) -> set[int]:
     if hdf5:
         import h5py
 
-        from zoo.data.readers.hamiltonian import GROUP
-
         with h5py.File(out, "r") as handle:
             groups = handle[GROUP].values() if GROUP in handle else []
             return {_source_index(group, out) for group in groups}
@@ -386,8 +344,6 @@ def _stored_indices(out: Path, metadata, hdf5: bool) -> set[int]:
 
 def _check_level(path: Path, metadata, hdf5: bool) -> None:
     """Labels at two levels of theory (PySCF version included) never share a file."""
-    from zoo.data.readers.hamiltonian import read_hamiltonian_metadata
-
     stored = read_hamiltonian_metadata(path) if hdf5 else _extxyz_metadata(path)
     try:
         stored.check_compatible(metadata, ignore=())
@@ -402,8 +358,6 @@ def _sort_by_source(out: Path, hdf5: bool) -> None:
     """
     if hdf5:
         import h5py
-
-        from zoo.data.readers.hamiltonian import GROUP
 
         with h5py.File(out, "r") as handle:
             names = sorted(handle[GROUP], key=int)

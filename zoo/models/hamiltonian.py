@@ -18,7 +18,7 @@ import torch
 from e3nn import o3
 from torch_geometric.utils import scatter
 
-from zoo.data import batch_index, keys
+from zoo.data import HamiltonianMetadata, batch_index, keys
 from zoo.data.elements import SYMBOLS
 from zoo.models._domain import TrainingDomain
 from zoo.nn import (
@@ -32,7 +32,7 @@ from zoo.nn import (
 from zoo.nn._wigner import _restore_after_load
 from zoo.qc import ao
 from zoo.qc.guess import BASES, base_hamiltonian
-from zoo.qc.level import LevelOfTheory, pyscf_version
+from zoo.qc.level import LevelOfTheory
 
 
 def _grouped(irreps: o3.Irreps) -> tuple[o3.Irreps, torch.Tensor]:
@@ -66,9 +66,9 @@ class HamiltonianModel(torch.nn.Module):
     Args:
         backbone: an :class:`~zoo.models.EquivariantBackbone`; ``parity="full"`` gives the
             pseudo-tensor features p ⊗ p and d ⊗ d blocks need (the heads' products make them too).
-        basis, xc, grid_level, density_fitting, method, charge: the level of theory of the labels
-            and self-consistency targets (see :class:`zoo.qc.LevelOfTheory`); every element of the
-            backbone must exist in the basis.
+        level: the level of theory of the labels and self-consistency targets, a
+            :class:`zoo.qc.LevelOfTheory` (in a recipe, its fields: ``level: {xc: b3lyp5, basis:
+            def2-svp, grid_level: 3}``); every element of the backbone must exist in its basis.
         head_channels: multiplicity of each irrep in the heads.
         pair_cutoff: range (Å) of the radial basis of atom pairs; blocks of atoms farther apart
             are zero, so keep it above the largest interatomic distance of the molecules. It is
@@ -88,12 +88,7 @@ class HamiltonianModel(torch.nn.Module):
     def __init__(
         self,
         backbone: torch.nn.Module,
-        basis: str = "def2-svp",
-        xc: str | None = "b3lyp5",
-        grid_level: int = 3,
-        density_fitting: bool = False,
-        method: str = "rks",
-        charge: int = 0,
+        level: LevelOfTheory = LevelOfTheory(),
         head_channels: int = 16,
         pair_cutoff: float = 15.0,
         num_radial: int = 8,
@@ -108,8 +103,7 @@ class HamiltonianModel(torch.nn.Module):
         self.base_cache_size = base_cache_size
         self._base_cache: OrderedDict = OrderedDict()
         self.backbone = backbone
-        self.level = LevelOfTheory(method=method, xc=xc, basis=basis, grid_level=grid_level,
-                                   density_fitting=density_fitting, charge=charge)
+        self.level = level
         self.atomic_numbers = list(backbone.element_index.atomic_numbers)
         self.domain = TrainingDomain(self.atomic_numbers, pair_cutoff)
         n_elements = len(self.atomic_numbers)
@@ -164,16 +158,9 @@ class HamiltonianModel(torch.nn.Module):
     def elements(self) -> list[str]:
         return [SYMBOLS[z] for z in self.atomic_numbers]
 
-    def metadata(self):
+    def metadata(self) -> HamiltonianMetadata:
         """The :class:`~zoo.data.HamiltonianMetadata` that data for this model must have."""
-        from zoo.data.readers.hamiltonian import HamiltonianMetadata
-
-        level = self.level
-        return HamiltonianMetadata(
-            xc=level.xc if level.is_dft else "hf", basis=level.basis,
-            grid_level=level.grid_level if level.is_dft else -1, density_fitting=level.density_fitting,
-            pyscf_version=pyscf_version(), charge=level.charge, spin=level.spin,
-        )
+        return HamiltonianMetadata.computed_at(self.level)
 
     def check_data(self, metadata) -> None:
         """Raise ``ValueError`` if a dataset's :class:`HamiltonianMetadata` is not the model's level of theory."""

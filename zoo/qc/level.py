@@ -1,7 +1,10 @@
 """The level of theory: one frozen record that builds PySCF molecules and SCF objects.
 
-Every Hamiltonian label, self-consistency target and checkpoint carries one of these, so that
-data made at one level of theory is never mixed with a model trained at another.
+Every Hamiltonian label, self-consistency target, dataset and checkpoint carries one of these,
+so that data made at one level of theory is never mixed with a model trained at another: the
+Hamiltonian file's metadata (:class:`zoo.data.HamiltonianMetadata`), a model card's
+``level_of_theory`` and :class:`zoo.models.HamiltonianModel`'s ``level`` are this record. It
+imports PySCF only in the methods that need it.
 
 .. warning::
    ``xc="b3lyp"`` in PySCF (since 2.3) is the **VWN-RPA** variant of B3LYP. QH9 and most
@@ -23,6 +26,8 @@ MIN_DISTANCE_ANGSTROM = 0.1
 #: Bases suggested, in this order, when an element is missing from the requested one.
 _FALLBACK_BASES = ("def2-svp", "def2-tzvp", "cc-pvdz", "6-31g*", "sto-3g")
 _METHODS = ("rks", "rhf")
+#: The program zoo computes with; a level of another code (data made elsewhere) only describes data.
+PYSCF = "pyscf"
 #: A basis name PySCF knows defines at least one of these elements (most define H).
 _BASIS_PROBE_ELEMENTS = ("H", "C", "Li", "Na", "K", "Rb", "Cs")
 #: def2 bases replace the core of elements beyond Kr with an effective core potential.
@@ -52,40 +57,60 @@ def basis_has_element(basis: str, symbol: str) -> bool:
 
 @dataclass(frozen=True)
 class LevelOfTheory:
-    """Method, functional, basis and numerical settings of a PySCF calculation.
+    """Method, functional, basis and numerical settings of a calculation.
 
     Attributes:
         method: ``"rks"`` (Kohn–Sham DFT) or ``"rhf"`` (Hartree–Fock); both closed shell.
         xc: PySCF functional string for ``"rks"``; must be ``None`` for ``"rhf"``.
             Note ``"b3lyp"`` is the VWN-RPA variant; QH9 used ``"b3lyp5"`` (VWN5).
         basis: PySCF basis name, e.g. ``"def2-svp"``.
-        grid_level: PySCF ``grids.level`` (0–9) of the XC quadrature.
+        grid_level: PySCF ``grids.level`` (0–9) of the XC quadrature. ``None`` where there is no
+            PySCF grid: always for Hartree–Fock (set so whatever is given), and for DFT made by
+            another ``code`` on its own grid.
         density_fitting: use RI-J/K (``mf.density_fit()``) with PySCF's default auxiliary basis.
         charge: total molecular charge.
         spin: 2S, the number of unpaired electrons; only 0 is supported (closed shell).
+        code: the program of the calculation: ``"pyscf"``, the one zoo runs, or another for data
+            made elsewhere (``"orca"`` for SchNOrb's), whose grids and defaults no PySCF setting
+            reproduces: such a level describes data, and builds no SCF.
     """
 
     method: str = "rks"
     xc: str | None = "b3lyp5"
     basis: str = "def2-svp"
-    grid_level: int = 3
+    grid_level: int | None = 3
     density_fitting: bool = False
     charge: int = 0
     spin: int = 0
+    code: str = PYSCF
 
     def __post_init__(self):
-        method = self.method.lower()
-        if method not in _METHODS:
+        for name in ("method", "basis", "code"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value:
+                raise ValueError(f"{name} must be a non-empty string, got {value!r}")
+            object.__setattr__(self, name, value.lower())
+        for name in ("charge", "spin") + (("grid_level",) if self.grid_level is not None else ()):
+            value = getattr(self, name)
+            if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+                raise ValueError(f"{name} must be an integer, got {value!r}")
+            object.__setattr__(self, name, int(value))  # numpy integers (h5py) compare and hash alike
+        if not isinstance(self.density_fitting, (bool, np.bool_)):
+            raise ValueError(f"density_fitting must be a bool, got {self.density_fitting!r}")
+        object.__setattr__(self, "density_fitting", bool(self.density_fitting))
+        if self.method not in _METHODS:
             raise ValueError(f"method must be one of {_METHODS}, got {self.method!r}")
-        object.__setattr__(self, "method", method)
-        object.__setattr__(self, "basis", self.basis.lower())
-        if method == "rks":
-            if not self.xc:
+        if self.method == "rks":
+            if not isinstance(self.xc, str) or not self.xc:
                 raise ValueError("method 'rks' needs an xc functional, e.g. xc='b3lyp5'")
             object.__setattr__(self, "xc", self.xc.lower())
         elif self.xc is not None:
             raise ValueError(f"method 'rhf' takes no xc functional (got xc={self.xc!r}); use xc=None")
-        if not 0 <= int(self.grid_level) <= 9:
+        else:
+            object.__setattr__(self, "grid_level", None)  # Hartree–Fock has no XC grid
+        if self.method == "rks" and self.grid_level is None and self.code == PYSCF:
+            raise ValueError("a PySCF DFT calculation needs a grid_level (PySCF grids.level, 0..9)")
+        if self.grid_level is not None and not 0 <= self.grid_level <= 9:
             raise ValueError(f"grid_level must be in 0..9 (PySCF grids.level), got {self.grid_level}")
         if self.spin != 0:
             raise ValueError(
@@ -98,12 +123,16 @@ class LevelOfTheory:
         return self.method == "rks"
 
     def describe(self) -> str:
-        """Short human-readable form, e.g. ``"RKS b3lyp5/def2-svp grid 3"``."""
-        text = f"RKS {self.xc}/{self.basis} grid {self.grid_level}" if self.is_dft else f"RHF/{self.basis}"
+        """Short human-readable form, e.g. ``"RKS b3lyp5/def2-svp grid 3"``, ``"RKS pbe/def2-svp (orca)"``."""
+        text = f"RKS {self.xc}/{self.basis}" if self.is_dft else f"RHF/{self.basis}"
+        if self.grid_level is not None:
+            text += f" grid {self.grid_level}"
         if self.density_fitting:
             text += " RI"
         if self.charge:
             text += f" charge {self.charge:+d}"
+        if self.code != PYSCF:
+            text += f" ({self.code})"
         return text
 
     def as_dict(self) -> dict:
@@ -112,12 +141,19 @@ class LevelOfTheory:
 
     @classmethod
     def from_dict(cls, data: dict) -> "LevelOfTheory":
-        """Inverse of :meth:`as_dict`; unknown keys are an error rather than silently dropped."""
+        """Inverse of :meth:`as_dict`; a missing field takes its default (records written before the
+        field existed), an unknown one is an error rather than silently dropped."""
         known = {f.name for f in fields(cls)}
         unknown = set(data) - known
         if unknown:
             raise ValueError(f"unknown level-of-theory fields {sorted(unknown)}; expected {sorted(known)}")
         return cls(**data)
+
+    def _require_pyscf(self) -> None:
+        if self.code != PYSCF:
+            raise ValueError(
+                f"{self.describe()} is a level of {self.code}, whose grids and defaults PySCF does not reproduce; "
+                "compute at the nearest PySCF level instead, dataclasses.replace(level, code='pyscf', grid_level=3)")
 
     def check_available(self) -> None:
         """Fail before any work if PySCF does not know the functional or the basis.
@@ -126,10 +162,12 @@ class LevelOfTheory:
         after the input was read and the run announced.
 
         Raises:
-            ValueError: naming the unknown functional or basis, and how to find valid names.
+            ValueError: naming the unknown functional or basis, and how to find valid names, or a
+                level of another ``code``.
         """
         from pyscf.dft import libxc
 
+        self._require_pyscf()
         if self.is_dft:
             try:
                 libxc.parse_xc(self.xc)
@@ -204,10 +242,12 @@ class LevelOfTheory:
         """An unconverged PySCF SCF object (RKS or RHF) for ``mol`` at this level of theory.
 
         ``conv_tol`` is tight by default because labels and self-consistency targets are compared
-        at the µEh level; ``conv_tol_grad`` follows PySCF's default (sqrt(conv_tol)).
+        at the µEh level; ``conv_tol_grad`` follows PySCF's default (sqrt(conv_tol)). A level of
+        another ``code`` is a ``ValueError``.
         """
         from pyscf import dft, scf
 
+        self._require_pyscf()
         if self.is_dft:
             mf = dft.RKS(mol)
             mf.xc = self.xc

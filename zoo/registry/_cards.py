@@ -52,9 +52,7 @@ def card_data(info: ModelInfo) -> ModelCardData:
 def _level_of_theory(info: ModelInfo) -> str:
     parts = []
     if info.level_of_theory:
-        lot = info.level_of_theory
-        parts.append(f"{lot['xc']}/{lot['basis']}" + (f", grid {lot['grid']}" if "grid" in lot else "")
-                     + (f" ({lot['code']})" if "code" in lot else ""))
+        parts.append(info.level_of_theory.describe())
     if info.data_source:
         parts.append(info.data_source)
     return "; ".join(parts) or "not declared"
@@ -121,9 +119,10 @@ def headline(info: ModelInfo) -> str:
 
 
 def short_level_of_theory(info: ModelInfo) -> str:
-    """``"b3lyp5/def2-svp"``, or where the labels come from when zoo did not compute them."""
+    """``"b3lyp5/def2-svp"`` (``"rhf/sto-3g"``), or where the labels come from when zoo does not know their level."""
     if info.level_of_theory:
-        return f"{info.level_of_theory['xc']}/{info.level_of_theory['basis']}"
+        level = info.level_of_theory
+        return f"{level.xc or level.method}/{level.basis}"
     return info.data_source or ""
 
 

@@ -22,11 +22,14 @@ from ase.data import atomic_numbers as _ATOMIC_NUMBERS
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import Version
 
+from zoo.qc.level import LevelOfTheory
 from zoo.registry._errors import CheckpointFormatError, ManifestError, ModelNotFoundError
 
 MANIFEST_FORMAT = "zoo-manifest"
 #: The version this zoo writes; it reads every version up to it (zoo/registry/CHANGELOG.md).
-MANIFEST_VERSION = 2
+MANIFEST_VERSION = 3
+#: The first manifest version whose ``level_of_theory`` is a :class:`LevelOfTheory`'s fields.
+_LEVEL_FIELDS_SINCE = 3
 
 #: The model families; a manifest entry names one.
 FAMILIES = ("property", "force-field", "hamiltonian", "consistency")
@@ -138,10 +141,40 @@ def _size(value):
     return value
 
 
-def _grid(value):
-    if isinstance(value, bool) or not isinstance(value, (int, str)):
-        raise _Invalid(f"expected a grid level (integer) or a grid name, got {value!r}")
-    return value
+def _level_of_theory(value):
+    # xc and basis are what the labels were computed with: never left to a default
+    if not isinstance(value, dict):
+        raise _Invalid(f"expected an object with the fields of a level of theory, got {value!r}")
+    missing = [key for key in ("xc", "basis") if key not in value]
+    if missing:
+        raise _Invalid(f"missing key {missing[0]!r}")
+    try:
+        return LevelOfTheory.from_dict(value)
+    except (TypeError, ValueError) as error:
+        raise _Invalid(str(error)) from None
+
+
+def upgrade_level_of_theory(card: Any) -> Any:
+    """A card's ``level_of_theory`` of checkpoint format 1 (manifest formats 1 and 2),
+    ``{"xc", "basis", "grid", "code"}``, as the fields of a :class:`LevelOfTheory`.
+
+    ``xc="hf"`` is Hartree–Fock. ``code`` may name a version (``"pyscf 2.14"``), which a level of
+    theory does not hold. Without an integer ``grid``, a PySCF level has PySCF's default grid (3)
+    and another code's its own (no PySCF grid). Anything else is returned as it is, for the
+    schema to report.
+    """
+    if not isinstance(card, dict) or not isinstance(card.get("xc"), str):
+        return card
+    code = str(card.get("code") or "pyscf").split()[0].lower()
+    hf = card["xc"].lower() == "hf"
+    level = {"method": "rhf" if hf else "rks", "xc": None if hf else card["xc"], "basis": card.get("basis"),
+             "code": code}
+    grid = card.get("grid")
+    if isinstance(grid, int) and not isinstance(grid, bool):
+        level["grid_level"] = grid
+    elif code != "pyscf":
+        level["grid_level"] = None
+    return level
 
 
 def _number_map(value):
@@ -205,7 +238,6 @@ def _specifier(value):
     return value
 
 
-_LEVEL_OF_THEORY = _record({"xc": (_text, True), "basis": (_text, True), "grid": (_grid, False), "code": (_text, False)})
 _TRAINING_DATA = _record({"dataset": (_text, True), "size": (_positive_int, False), "description": (_text, False)})
 _METRICS = _record({"split": (_text, True), "values": (_number_map, True)})
 
@@ -239,8 +271,9 @@ class ModelInfo:
         architecture: e.g. ``"PropertyModel(EquivariantBackbone)"``; inferred from the task
             config by :func:`~zoo.registry.save_pretrained` when left out.
         description: one paragraph for the model card.
-        level_of_theory: ``{"xc", "basis", "grid", "code"}`` of the labels (xc exactly as PySCF
-            spells it, e.g. ``"b3lyp5"``); or, for data made elsewhere, ``data_source``.
+        level_of_theory: the :class:`~zoo.qc.LevelOfTheory` of the labels, stored as its fields
+            (xc exactly as PySCF spells it, e.g. ``"b3lyp5"``; ``xc`` and ``basis`` required);
+            or, for data whose level zoo does not know, ``data_source``.
         data_source: where the labels come from, when not computed by zoo.
         training_data: ``{"dataset", "size", "description"}``.
         metrics: ``{"split": <declared test split>, "values": {metric: number}}``.
@@ -255,7 +288,7 @@ class ModelInfo:
     units: dict[str, str] = _check(_string_map)
     architecture: str | None = _check(_text, default=None)
     description: str = _check(_text, default="")
-    level_of_theory: dict[str, Any] | None = _check(_LEVEL_OF_THEORY, default=None)
+    level_of_theory: LevelOfTheory | None = _check(_level_of_theory, default=None)
     data_source: str | None = _check(_text, default=None)
     training_data: dict[str, Any] | None = _check(_TRAINING_DATA, default=None)
     metrics: dict[str, Any] | None = _check(_METRICS, default=None)
@@ -276,6 +309,8 @@ class ModelInfo:
                 continue
             if f.name == "files":
                 value = {k: {"sha256": v.sha256, "size": v.size} for k, v in value.items()}
+            if f.name == "level_of_theory":
+                value = value.as_dict()
             out[f.name] = value
         return out
 
@@ -315,7 +350,7 @@ class ModelEntry(ModelInfo):
             if getattr(self, required) is None:
                 raise _Invalid(f"field {required!r} is missing; a published model must declare it")
         if self.level_of_theory is None and self.data_source is None:
-            raise _Invalid("declare 'level_of_theory' (xc, basis, grid) or 'data_source'")
+            raise _Invalid("declare 'level_of_theory' (xc, basis, grid_level, ...) or 'data_source'")
 
     def check_zoo_version(self, version: str) -> None:
         """Raise :class:`CheckpointFormatError` unless zoo ``version`` can load this model."""
@@ -415,6 +450,8 @@ def parse_manifest(data: Any, source: str = "checkpoints.json", hub_dir: Path = 
         raise ManifestError(f"{source}: expected exactly 'format', 'format_version' and a list 'models'")
     models, seen = [], set()
     for i, item in enumerate(data["models"]):
+        if version < _LEVEL_FIELDS_SINCE and isinstance(item, dict) and "level_of_theory" in item:
+            item = {**item, "level_of_theory": upgrade_level_of_theory(item["level_of_theory"])}
         name = item.get("name") if isinstance(item, dict) else None
         where = f"{source}: model {name!r} (entry {i})" if isinstance(name, str) else f"{source}: entry {i}"
         entry = ModelEntry.from_dict(item, where)

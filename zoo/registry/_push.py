@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import logging
 import shutil
@@ -24,6 +25,7 @@ from zoo.registry._hub import file_mismatch, hub_endpoint, sha256_file
 from zoo.registry._manifest import (
     CARD_FILE,
     CHECKOUT_MANIFEST,
+    CONFIG_FILE,
     HUB_FILES,
     PACKAGE_MANIFEST,
     Manifest,
@@ -46,6 +48,8 @@ def manifest_entry(folder: str | Path, repo_id: str, zoo_versions: str | None = 
     """
     folder = Path(folder)
     config, info = read_config(folder)
+    # the version of the file as published, not the one read_config upgraded it to
+    written = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))["format_version"]
     files = {f: {"sha256": sha256_file(folder / f), "size": (folder / f).stat().st_size} for f in HUB_FILES}
     return ModelEntry.from_dict(
         {
@@ -53,7 +57,7 @@ def manifest_entry(folder: str | Path, repo_id: str, zoo_versions: str | None = 
             "repo_id": repo_id,
             "revision": git_revision(folder, info.name),
             "files": files,
-            "checkpoint_format": config["format_version"],
+            "checkpoint_format": written,
             "zoo_versions": zoo_versions or f">={config['zoo_version']}",
         },
         f"{folder}/config.json",

@@ -4,7 +4,7 @@ Layout (``format_version`` 1)::
 
     /                      attrs: format="zoo-hamiltonian", format_version=1, xc, basis,
                                   grid_level, density_fitting, pyscf_version, ao_convention,
-                                  units="hartree", charge, spin
+                                  units="hartree", charge, spin, and code when not "pyscf"
     /structures/000000     atomic_numbers [n_atoms] int64
                            positions      [n_atoms, 3] Å
                            hamiltonian    [n_ao, n_ao] Hartree   (each of these four optional)
@@ -15,14 +15,15 @@ Layout (``format_version`` 1)::
                            forces         [n_atoms, 3] eV/Å      (optional)
     /structures/000001     ...
 
-Matrices are stored as float64, unflattened, in the AO order named by ``ao_convention``. Data
-made at one level of theory (xc, basis, grid, ...) cannot train or evaluate a model made at
-another: :meth:`HamiltonianMetadata.check_compatible` turns such a mix into an error.
+Matrices are stored as float64, unflattened, in the AO order named by ``ao_convention``. The
+attributes spell the level of theory flat (:data:`LEVEL_ATTRS`): Hartree–Fock as ``xc="hf"``, no
+PySCF grid as ``grid_level=-1``; in memory it is a :class:`~zoo.qc.LevelOfTheory`. Data made at one
+level of theory (xc, basis, grid, ...) cannot train or evaluate a model made at another:
+:meth:`HamiltonianMetadata.check_compatible` turns such a mix into an error.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import shutil
 from collections.abc import Iterable, Mapping, Sequence
@@ -37,6 +38,7 @@ from zoo.data._atomic_data import AtomicData, require_finite
 from zoo.data.dataset import AtomicDataset, check_consistent_keys, resolve_dtype
 from zoo.data.elements import as_atomic_numbers
 from zoo.data.readers._common import existing_file, normalize_indices
+from zoo.qc.level import PYSCF, LevelOfTheory, pyscf_version
 
 FORMAT = "zoo-hamiltonian"
 FORMAT_VERSION = 1
@@ -60,55 +62,94 @@ _OPTIONAL = tuple(name for name in DATASETS if name not in ("atomic_numbers", "p
 _DERIVED = {keys.N_ATOMS, keys.N_AO, keys.N_ELECTRONS, keys.EDGE_INDEX, keys.EDGE_CELL_SHIFT}
 
 
+#: The attributes that spell a level of theory and the PySCF version, flat: Hartree–Fock as
+#: ``xc="hf"``, no PySCF grid as ``grid_level=-1``. A level of another code than PySCF adds ``code``.
+LEVEL_ATTRS = ("xc", "basis", "grid_level", "density_fitting", "pyscf_version", "charge", "spin")
+_HF, _NO_GRID = "hf", -1
+
+
 @dataclass(frozen=True)
 class HamiltonianMetadata:
-    """The level of theory and conventions of a Hamiltonian dataset (or of a model).
+    """The level of theory and conventions of a Hamiltonian dataset (or what a model needs of one).
 
     Args:
-        xc: PySCF's exact xc string (``"b3lyp5"`` is QH9's B3LYP; ``"b3lyp"`` means VWN-RPA
-            from PySCF 2.3 on), or ``"hf"``.
-        basis: basis set name, e.g. ``"def2-svp"``.
-        grid_level: PySCF DFT grid level, or -1 when no grid is used (Hartree–Fock).
-        density_fitting: whether the Fock builds used density fitting.
-        pyscf_version: the PySCF version that made the data.
+        level: the :class:`~zoo.qc.LevelOfTheory` of the matrices.
+        pyscf_version: the PySCF version that computed them (or what did, e.g. ``"none (ORCA)"``).
         ao_convention: AO order inside each shell, ``"pyscf"`` (p = x, y, z) or ``"e3nn"`` (y, z, x).
         units: units of the matrices and orbital energies; only ``"hartree"``.
-        charge: total molecular charge.
-        spin: 2S, the number of unpaired electrons (PySCF's ``mol.spin``).
     """
 
-    xc: str
-    basis: str
-    grid_level: int
-    density_fitting: bool
+    level: LevelOfTheory
     pyscf_version: str
     ao_convention: str = "pyscf"
     units: str = "hartree"
-    charge: int = 0
-    spin: int = 0
 
     def __post_init__(self):
         problems = []
-        for name in ("xc", "basis", "pyscf_version"):
-            if not isinstance(getattr(self, name), str) or not getattr(self, name):
-                problems.append(f"{name} must be a non-empty string, got {getattr(self, name)!r}")
-        for name in ("grid_level", "charge", "spin"):
-            if isinstance(getattr(self, name), bool) or not isinstance(getattr(self, name), (int, np.integer)):
-                problems.append(f"{name} must be an integer, got {getattr(self, name)!r}")
-        if not isinstance(self.density_fitting, (bool, np.bool_)):
-            problems.append(f"density_fitting must be a bool, got {self.density_fitting!r}")
+        if not isinstance(self.level, LevelOfTheory):
+            problems.append(f"level must be a LevelOfTheory, got {type(self.level).__name__}")
+        if not isinstance(self.pyscf_version, str) or not self.pyscf_version:
+            problems.append(f"pyscf_version must be a non-empty string, got {self.pyscf_version!r}")
         if self.ao_convention not in AO_CONVENTIONS:
             problems.append(f"ao_convention must be one of {AO_CONVENTIONS}, got {self.ao_convention!r}")
         if self.units != "hartree":
             problems.append(f"units must be 'hartree', got {self.units!r}")
-        if isinstance(self.grid_level, (int, np.integer)) and self.grid_level < -1:
-            problems.append(f"grid_level must be >= 0, or -1 without a grid; got {self.grid_level}")
         if problems:
             raise ValueError("invalid Hamiltonian metadata: " + "; ".join(problems))
 
+    @classmethod
+    def computed_at(cls, level: LevelOfTheory) -> "HamiltonianMetadata":
+        """What matrices computed now at ``level`` by the installed PySCF are: labels, or the data a
+        model at ``level`` needs (PySCF AO order)."""
+        return cls(level, pyscf_version())
+
+    def level_attrs(self) -> dict:
+        """The level of theory and PySCF version as the file's attributes spell them (:data:`LEVEL_ATTRS`);
+        ``zoo label`` records the same entries on every extended-XYZ frame."""
+        level = self.level
+        attrs = {"xc": level.xc if level.is_dft else _HF, "basis": level.basis,
+                 "grid_level": _NO_GRID if level.grid_level is None else level.grid_level,
+                 "density_fitting": level.density_fitting, "pyscf_version": self.pyscf_version,
+                 "charge": level.charge, "spin": level.spin}
+        # files of PySCF levels keep the attributes of format 1 as zoo 0.1 wrote them
+        return attrs if level.code == PYSCF else {**attrs, "code": level.code}
+
+    @classmethod
+    def from_level_attrs(cls, attrs: Mapping, source: str = "the file", **conventions) -> "HamiltonianMetadata":
+        """Inverse of :meth:`level_attrs` (``conventions``: ``ao_convention``, ``units``).
+
+        Raises:
+            ValueError: a missing or invalid attribute, naming ``source``.
+        """
+        missing = [name for name in LEVEL_ATTRS if name not in attrs]
+        if missing:
+            raise ValueError(f"{source} lacks the metadata attributes {missing}; every one of "
+                             f"{list(LEVEL_ATTRS)} is required")
+        values = {}
+        for name in (*LEVEL_ATTRS, "code"):
+            value = attrs.get(name, PYSCF)
+            if isinstance(value, bytes):
+                value = value.decode()
+            if isinstance(value, np.generic):  # h5py returns numpy scalars
+                value = value.item()
+            values[name] = value
+        hf = isinstance(values["xc"], str) and values["xc"].lower() == _HF
+        if not hf and values["grid_level"] == _NO_GRID and "code" not in attrs:
+            values["code"] = "unknown"  # zoo 0.1 spelled a DFT of another code (SchNOrb's ORCA) so
+        try:
+            level = LevelOfTheory(method="rhf" if hf else "rks", xc=None if hf else values["xc"],
+                                  basis=values["basis"],
+                                  grid_level=None if values["grid_level"] == _NO_GRID else values["grid_level"],
+                                  density_fitting=values["density_fitting"], charge=values["charge"],
+                                  spin=values["spin"], code=values["code"])
+            return cls(level, values["pyscf_version"], **conventions)
+        except ValueError as error:
+            raise ValueError(f"{source}: invalid Hamiltonian metadata: {error}") from error
+
     def to_attrs(self) -> dict:
         """The HDF5 file attributes, ``format`` and ``format_version`` included."""
-        return {"format": FORMAT, "format_version": FORMAT_VERSION, **dataclasses.asdict(self)}
+        return {"format": FORMAT, "format_version": FORMAT_VERSION, **self.level_attrs(),
+                "ao_convention": self.ao_convention, "units": self.units}
 
     @classmethod
     def from_attrs(cls, attrs: Mapping, source: str = "the file") -> "HamiltonianMetadata":
@@ -125,39 +166,29 @@ class HamiltonianMetadata:
         if version is None or int(version) != FORMAT_VERSION:
             raise ValueError(f"{source} has format_version {version!r}; this zoo reads version "
                              f"{FORMAT_VERSION} (a newer file needs a newer zoo)")
-        fields = [f.name for f in dataclasses.fields(cls)]
-        missing = [name for name in fields if name not in attrs]
+        missing = [name for name in (*LEVEL_ATTRS, "ao_convention", "units") if name not in attrs]
         if missing:
-            raise ValueError(f"{source} lacks the metadata attributes {missing}; every field of "
-                             f"{fields} is required")
-        values = {}
-        for field in dataclasses.fields(cls):
-            value = attrs[field.name]
-            if isinstance(value, bytes):
-                value = value.decode()
-            if isinstance(value, np.generic):  # h5py returns numpy scalars
-                value = value.item()
-            values[field.name] = value
-        try:
-            return cls(**values)
-        except ValueError as error:
-            raise ValueError(f"{source}: {error}") from error
+            raise ValueError(f"{source} lacks the metadata attributes {missing}; every one of "
+                             f"{[*LEVEL_ATTRS, 'ao_convention', 'units']} is required")
+        conventions = {name: attrs[name].decode() if isinstance(attrs[name], bytes) else attrs[name]
+                       for name in ("ao_convention", "units")}
+        return cls.from_level_attrs(attrs, source, **conventions)
 
     def check_compatible(self, other: "HamiltonianMetadata", ignore: Iterable[str] = ("pyscf_version",)) -> None:
         """Raise ``ValueError`` naming every field in which ``other`` differs from this metadata.
 
         Args:
             other: e.g. a dataset's metadata, checked against a model's (``self``).
-            ignore: fields allowed to differ. The PySCF version by default, except that ``"b3lyp"``
-                changed meaning in PySCF 2.3 (VWN5 before, VWN-RPA since), which is always checked.
+            ignore: fields (of the level of theory, or ``pyscf_version``, ``ao_convention``,
+                ``units``) allowed to differ. The PySCF version by default, except that
+                ``"b3lyp"`` changed meaning in PySCF 2.3 (VWN5 before, VWN-RPA since), which is
+                always checked.
         """
         ignore = set(ignore)
-        mismatches = [
-            f"{f.name}: {getattr(self, f.name)!r} != {getattr(other, f.name)!r}"
-            for f in dataclasses.fields(self)
-            if f.name not in ignore and getattr(self, f.name) != getattr(other, f.name)
-        ]
-        if (self.xc.lower() == other.xc.lower() == "b3lyp"
+        ours, theirs = self._fields(), other._fields()
+        mismatches = [f"{name}: {value!r} != {theirs[name]!r}" for name, value in ours.items()
+                      if name not in ignore and value != theirs[name]]
+        if (self.level.xc == other.level.xc == "b3lyp"
                 and _before_2_3(self.pyscf_version) != _before_2_3(other.pyscf_version)):
             mismatches.append(
                 f"xc: 'b3lyp' under PySCF {self.pyscf_version} and {other.pyscf_version} are different "
@@ -165,6 +196,11 @@ class HamiltonianMetadata:
             )
         if mismatches:
             raise ValueError("incompatible level of theory or conventions: " + "; ".join(mismatches))
+
+    def _fields(self) -> dict:
+        """Every field by name, those of the level of theory first."""
+        return {**self.level.as_dict(), "pyscf_version": self.pyscf_version,
+                "ao_convention": self.ao_convention, "units": self.units}
 
 
 def _before_2_3(version: str) -> bool:
@@ -362,7 +398,7 @@ def _read_structure(item, where: str, metadata: HamiltonianMetadata, properties,
         values[keys.N_AO] = n_ao
     try:
         z = as_atomic_numbers(z)
-        values[keys.N_ELECTRONS] = int(z.sum()) - metadata.charge
+        values[keys.N_ELECTRONS] = int(z.sum()) - metadata.level.charge
         return AtomicData.from_arrays(z, positions, dtype=dtype, **values)
     except ValueError as error:
         raise ValueError(f"{where}: {error}") from error

@@ -47,14 +47,7 @@ _POSITION_UNIT = {"stable": 1.0, "dynamic": BOHR}
 
 def qh9_metadata() -> HamiltonianMetadata:
     """QH9's level of theory as the zoo's Hamiltonian metadata (PySCF AO order)."""
-    return HamiltonianMetadata(
-        xc=QH9_LEVEL.xc,
-        basis=QH9_LEVEL.basis,
-        grid_level=QH9_LEVEL.grid_level,
-        density_fitting=False,
-        pyscf_version="<2.3 (QH9 release)",
-        ao_convention="pyscf",
-    )
+    return HamiltonianMetadata(QH9_LEVEL, pyscf_version="<2.3 (QH9 release)")
 
 
 def read_qh9(
@@ -74,8 +67,8 @@ def read_qh9(
     Returns:
         An :class:`AtomicDataset` with ``z``, ``pos`` (Å), ``hamiltonian`` (flattened, Hartree,
         PySCF order), ``n_ao``, ``n_electrons``, ``energy`` (eV, dynamic only; the MD potential
-        energy) and ``overlap`` when asked. ``metadata["hamiltonian"]`` is
-        :func:`qh9_metadata`, ``metadata["level_of_theory"]`` is :data:`QH9_LEVEL`.
+        energy) and ``overlap`` when asked. ``metadata["hamiltonian"]`` is :func:`qh9_metadata`,
+        whose ``level`` is :data:`QH9_LEVEL`.
     """
     path = existing_file(path, "QH9 SQLite (.db)")
     dtype = resolve_dtype(dtype)
@@ -98,7 +91,7 @@ def read_qh9(
     check_consistent_keys(data, str(path))
     return AtomicDataset(data, metadata={
         "source": str(path), "format": f"qh9-{variant}", "hamiltonian": qh9_metadata(),
-        "level_of_theory": QH9_LEVEL, "units": {"matrices": "hartree", keys.ENERGY: "eV"},
+        "units": {"matrices": "hartree", keys.ENERGY: "eV"},
     })
 
 

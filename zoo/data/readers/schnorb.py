@@ -13,9 +13,10 @@ entries; both that and plain arrays are read. ``metadata["basisdef"]``, SchNOrb'
 list of (index, type, n, l, m) in ORCA order, is checked against PySCF's shells when present.
 
 The matrices are ORCA's, not PySCF's: ORCA's grids (and its RI-J default for GGAs) differ from
-any PySCF setting, so the recorded metadata has ``pyscf_version="none (ORCA)"`` and
-``grid_level=-1``, and a model trained on them is not interchangeable with PySCF-labelled data.
-``metadata["level_of_theory"]`` is the nearest PySCF level, e.g. for self-consistency targets.
+any PySCF setting, so the recorded level (:data:`SCHNORB_LEVEL`) has ``code="orca"`` and no PySCF
+grid, and a model trained on them is not interchangeable with PySCF-labelled data. The nearest
+PySCF level, e.g. for self-consistency targets, is
+``dataclasses.replace(SCHNORB_LEVEL, code="pyscf", grid_level=3)``.
 """
 
 from __future__ import annotations
@@ -36,20 +37,13 @@ from zoo.data.units import HARTREE
 from zoo.qc import ao
 from zoo.qc.level import LevelOfTheory
 
-#: The nearest PySCF level of theory to SchNOrb's ORCA calculations.
-SCHNORB_LEVEL = LevelOfTheory(method="rks", xc="pbe", basis="def2-svp")
+#: SchNOrb's level of theory: ORCA's PBE/def2-SVP, on ORCA's own grid.
+SCHNORB_LEVEL = LevelOfTheory(method="rks", xc="pbe", basis="def2-svp", grid_level=None, code="orca")
 
 
 def schnorb_metadata() -> HamiltonianMetadata:
     """SchNOrb's level of theory as Hamiltonian metadata (matrices converted to PySCF order)."""
-    return HamiltonianMetadata(
-        xc=SCHNORB_LEVEL.xc,
-        basis=SCHNORB_LEVEL.basis,
-        grid_level=-1,  # ORCA's grid, not a PySCF grid level
-        density_fitting=False,
-        pyscf_version="none (ORCA)",
-        ao_convention="pyscf",
-    )
+    return HamiltonianMetadata(SCHNORB_LEVEL, pyscf_version="none (ORCA)")
 
 
 def read_schnorb(
@@ -89,7 +83,7 @@ def read_schnorb(
     check_consistent_keys(data, str(path))
     return AtomicDataset(data, metadata={
         "source": str(path), "format": "schnorb", "hamiltonian": schnorb_metadata(),
-        "level_of_theory": SCHNORB_LEVEL, "mean_energy_hartree": mean_energy,
+        "mean_energy_hartree": mean_energy,
         "units": {"matrices": "hartree", keys.ENERGY: "eV", keys.FORCES: "eV/Å"},
     })
 
