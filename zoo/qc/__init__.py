@@ -1,6 +1,9 @@
 """Quantum chemistry with PySCF: level of theory, AO conventions, Fock builder, eigensolver, SCF guess.
 
-PySCF is imported lazily inside functions, so importing :mod:`zoo.qc` stays cheap.
+The physics at the bottom of zoo: the data layer, the models and the registry build on it, and
+it imports none of them (only :func:`~zoo.qc.guess.model_guess` loads a model by name, through
+``zoo.load``); making datasets with it is :mod:`zoo.datagen`. PySCF is imported lazily inside
+functions, so importing :mod:`zoo.qc` stays cheap.
 """
 
 from zoo.qc.level import LevelOfTheory, pyscf_version
