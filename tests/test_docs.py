@@ -23,6 +23,7 @@ A Python or shell block without one is run; a marker without a reason is an erro
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import re
@@ -160,11 +161,12 @@ def test_markers_are_read(tmp_path):
     assert (second.language, second.not_run) == ("bash", None)
 
 
-def test_the_registry_reference_lists_every_exported_name():
-    """``zoo.registry`` exports its names lazily, so its API page lists them itself: kept complete here."""
-    from zoo.registry import _EXPORTS
-
-    listed = {name for line in (ROOT / "docs" / "api" / "registry.md").read_text(encoding="utf-8").splitlines()
+@pytest.mark.parametrize("package", ["registry", "publish"])
+def test_the_reference_of_a_lazy_package_lists_every_exported_name(package):
+    """``zoo.registry`` and ``zoo.publish`` export their names lazily, so their API pages list them
+    themselves: kept complete here."""
+    exports = importlib.import_module(f"zoo.{package}")._EXPORTS
+    listed = {name for line in (ROOT / "docs" / "api" / f"{package}.md").read_text(encoding="utf-8").splitlines()
               if line.strip().startswith("members:")
               for name in line.split("[", 1)[1].rstrip("]").replace(" ", "").split(",")}
-    assert listed == set(_EXPORTS)
+    assert listed == set(exports)

@@ -74,7 +74,7 @@ TOOLS = {
     "info": ("zoo.registry.commands", "info_main"),
     "download": ("zoo.registry.commands", "download_main"),
     "verify": ("zoo.registry.commands", "verify_main"),
-    "hub": ("zoo.registry.commands", "hub_main"),
+    "hub": ("zoo.publish.commands", "hub_main"),
 }
 
 

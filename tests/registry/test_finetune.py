@@ -7,8 +7,9 @@ import pytest
 import torch
 from torch_geometric.loader import DataLoader
 
+from zoo.callbacks import FreezeBackbone
 from zoo.data import AtomicData
-from zoo.registry import CheckpointFormatError, FreezeBackbone, instantiate_task, load_pretrained_weights
+from zoo.registry import CheckpointFormatError, instantiate_task, load_pretrained_weights
 from zoo.tasks import AtomisticTask
 
 

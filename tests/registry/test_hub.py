@@ -13,12 +13,12 @@ import torch
 
 import zoo
 from zoo.cli import main
+from zoo.publish import LocalHub
 from zoo.registry import (
     FORMAT_VERSION,
     CheckpointFormatError,
     DownloadError,
     IntegrityError,
-    LocalHub,
     parse_manifest,
     sha256_file,
 )

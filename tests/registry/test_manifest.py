@@ -5,11 +5,11 @@ import sys
 
 import pytest
 
+from zoo.publish import check_folder
 from zoo.registry import (
     CheckpointFormatError,
     ManifestError,
     ModelNotFoundError,
-    check_folder,
     default_manifest_path,
     list_models,
     load_manifest,

@@ -10,8 +10,9 @@ seconds spent in training steps, for learning curves against cost.
 
 from zoo.callbacks._ema import EMA, warmup_ema_avg_fn
 from zoo.callbacks._export import ExportPretrained
+from zoo.callbacks._freeze import FreezeBackbone
 from zoo.callbacks._hessian import HessianSpectrum
 from zoo.callbacks._progress import EpochSummary
 from zoo.callbacks._training_time import TrainingTime
 
-__all__ = ["EMA", "warmup_ema_avg_fn", "EpochSummary", "ExportPretrained", "HessianSpectrum", "TrainingTime"]
+__all__ = ["EMA", "warmup_ema_avg_fn", "EpochSummary", "ExportPretrained", "FreezeBackbone", "HessianSpectrum", "TrainingTime"]

@@ -1,6 +1,6 @@
-"""The registry of pretrained models: manifest, checkpoint format, Hub I/O, local Hub, publishing.
+"""The registry of pretrained models: manifest, checkpoint format, Hub I/O, cache and integrity, cards.
 
-One place publishes, downloads, verifies, caches and loads models::
+One place downloads, verifies, caches and loads models::
 
     import zoo
     zoo.list_models()                       # names in checkpoints.json
@@ -10,8 +10,9 @@ One place publishes, downloads, verifies, caches and loads models::
     task = zoo.load("path/to/folder")
     zoo.registry.verify_model("qm9-u0-demo")  # recompute the card's test metrics
 
-Names are re-exported lazily from private modules, so that ``import zoo.registry`` (and
-``zoo list``) does not import torch.
+Publishing (manifest entries, uploads, the local Hub server) is :mod:`zoo.publish`, which builds on
+this package and is never imported by it. Names are re-exported lazily from private modules, so
+that ``import zoo.registry`` (and ``zoo list``) does not import torch.
 """
 
 import importlib
@@ -38,12 +39,8 @@ _EXPORTS = {
     # _load
     "load": "_load", "download": "_load", "list_models": "_load", "select_models": "_load", "model_card": "_load",
     "resolve": "_load",
-    # _server
-    "LocalHub": "_server", "build_repo": "_server", "build_mirrors": "_server", "git_revision": "_server",
-    # _push
-    "manifest_entry": "_push", "add_model": "_push", "push": "_push", "check_folder": "_push",
     # _finetune
-    "load_pretrained_weights": "_finetune", "FreezeBackbone": "_finetune", "LoadReport": "_finetune",
+    "load_pretrained_weights": "_finetune", "LoadReport": "_finetune",
     # _verify
     "verify_model": "_verify", "Verification": "_verify", "VerificationError": "_verify", "MissingDataError": "_verify",
     "recipe_datamodule": "_verify",

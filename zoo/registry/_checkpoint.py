@@ -5,7 +5,8 @@ LightningCLI config (``class_path``/``init_args``) and the model's :class:`Model
 units, level of theory, ...). ``model.safetensors`` holds the task's ``state_dict``: tensors only,
 so loading never unpickles anything; the task config may name only classes of the allow-list
 in ``_trust.py`` unless the caller opts in. Formats are versioned (see CHANGELOG.md next to this file);
-:func:`upgrade_config` is the one place that reads older versions and refuses newer ones.
+:func:`upgrade_config` is the one place that reads older versions, :func:`check_format_version` the
+one that refuses newer ones.
 """
 
 from __future__ import annotations
@@ -76,6 +77,19 @@ def _zoo_version() -> str:
     return __version__
 
 
+def check_format_version(version: int, what: str, zoo_versions: str) -> None:
+    """Refuse a checkpoint format newer than :data:`FORMAT_VERSION`, saying which zoo reads it.
+
+    The one check of a format version: :func:`upgrade_config` makes it on every ``config.json`` it
+    reads, and the registry on a manifest entry's ``checkpoint_format``, before downloading anything.
+    """
+    if version > FORMAT_VERSION:
+        raise CheckpointFormatError(
+            f"{what} uses checkpoint format {version}; the installed zoo {_zoo_version()} reads formats up to "
+            f"{FORMAT_VERSION}. Upgrade: pip install -U 'zoo{zoo_versions}'"
+        )
+
+
 def upgrade_config(config: Mapping[str, Any], source: str = CONFIG_FILE) -> dict[str, Any]:
     """Bring a checkpoint config to :data:`FORMAT_VERSION`, or say which zoo reads it.
 
@@ -89,11 +103,7 @@ def upgrade_config(config: Mapping[str, Any], source: str = CONFIG_FILE) -> dict
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise CheckpointFormatError(f"{source}: format_version must be a positive integer, got {version!r}")
     writer = config.get("zoo_version", "unknown")
-    if version > FORMAT_VERSION:
-        raise CheckpointFormatError(
-            f"{source} uses checkpoint format {version}, written by zoo {writer}; the installed zoo "
-            f"{_zoo_version()} reads formats up to {FORMAT_VERSION}. Upgrade: pip install -U 'zoo>={writer}'"
-        )
+    check_format_version(version, f"{source} (written by zoo {writer})", f">={writer}")
     config = dict(config)
     while version < FORMAT_VERSION:
         config = _UPGRADES[version](config)

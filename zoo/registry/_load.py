@@ -52,15 +52,12 @@ def _is_path(ref) -> bool:
 
 
 def _check_loadable(entry: ModelEntry) -> None:
+    """Refuse, before downloading anything, a model that the installed zoo cannot load."""
     from zoo import __version__
-    from zoo.registry._checkpoint import FORMAT_VERSION
+    from zoo.registry._checkpoint import check_format_version
 
     entry.check_zoo_version(__version__)
-    if entry.checkpoint_format > FORMAT_VERSION:
-        raise CheckpointFormatError(
-            f"model {entry.name!r} uses checkpoint format {entry.checkpoint_format}; the installed zoo "
-            f"{__version__} reads formats up to {FORMAT_VERSION}. Install zoo{entry.zoo_versions}."
-        )
+    check_format_version(entry.checkpoint_format, f"model {entry.name!r}", entry.zoo_versions)
 
 
 def resolve(

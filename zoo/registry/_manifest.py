@@ -418,7 +418,7 @@ class Manifest:
 
     def replace(self, entry: ModelEntry) -> "Manifest":
         """A copy with ``entry`` added, or replacing the entry of the same name (to change its
-        metadata; :func:`~zoo.registry.add_model` refuses to replace a model's weights)."""
+        metadata; :func:`~zoo.publish.add_model` refuses to replace a model's weights)."""
         models = [m for m in self.models if m.name != entry.name] + [entry]
         return Manifest(sorted(models, key=lambda m: m.name), self.source, self.hub_dir)
 

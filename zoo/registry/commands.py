@@ -1,7 +1,8 @@
-"""``zoo list``, ``zoo info``, ``zoo download``, ``zoo verify`` and ``zoo hub serve|add|push``.
+"""``zoo list``, ``zoo info``, ``zoo download`` and ``zoo verify``.
 
 Each ``*_main(argv)`` parses its own arguments and returns an exit status; registry errors are
-printed as one message (they say what to do), not as a traceback.
+printed as one message (they say what to do), not as a traceback. :func:`command` and the
+manifest options serve ``zoo hub`` (:mod:`zoo.publish.commands`) too.
 """
 
 from __future__ import annotations
@@ -10,12 +11,11 @@ import argparse
 import functools
 import json
 import logging
-import signal
 import sys
 from pathlib import Path
 
 
-def _commands(main):
+def command(main):
     """Print a :class:`RegistryError` as ``zoo: <message>`` and return 1."""
 
     @functools.wraps(main)
@@ -23,7 +23,8 @@ def _commands(main):
         from zoo.registry._errors import RegistryError
 
         logging.basicConfig(format="%(message)s")
-        logging.getLogger("zoo.registry").setLevel(logging.INFO)
+        # what the registry (and, for `zoo hub`, zoo.publish) does is the commands' progress report
+        logging.getLogger("zoo").setLevel(logging.INFO)
         try:
             return main(sys.argv[1:] if argv is None else list(argv)) or 0
         except RegistryError as error:
@@ -33,24 +34,24 @@ def _commands(main):
     return run
 
 
-def _manifest_arguments(parser: argparse.ArgumentParser) -> None:
+def manifest_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--manifest", type=Path, help="a checkpoints.json (default: zoo's own)")
     parser.add_argument("--hub-dir", type=Path, help="folder of the package copies, <hub-dir>/<name>/ (default: zoo/_hub)")
 
 
 def _hub_arguments(parser: argparse.ArgumentParser) -> None:
-    _manifest_arguments(parser)
+    manifest_arguments(parser)
     parser.add_argument("--cache-dir", type=Path, help="Hugging Face cache (default: HF_HUB_CACHE)")
     parser.add_argument("--token", help="Hub token for private or gated repos (default: HF_TOKEN or the stored login)")
 
 
-def _manifest(args):
+def manifest_of(args):
     from zoo.registry._manifest import load_manifest
 
     return load_manifest(args.manifest, args.hub_dir)
 
 
-@_commands
+@command
 def list_main(argv: list[str]) -> int:
     """zoo list [PATTERN ...]: the published models, with their headline metric."""
     from zoo.registry._manifest import FAMILIES
@@ -61,13 +62,13 @@ def list_main(argv: list[str]) -> int:
     parser.add_argument("pattern", nargs="*",
                         help="only names matching one of these shell wildcards, e.g. 'hamiltonian-*'")
     parser.add_argument("--family", choices=FAMILIES, help="only this family")
-    _manifest_arguments(parser)
+    manifest_arguments(parser)
     args = parser.parse_args(argv)
     from zoo.registry._cards import file_size, headline, short_level_of_theory
     from zoo.registry._load import select_models
     from zoo.registry._manifest import WEIGHTS_FILE
 
-    manifest = _manifest(args)
+    manifest = manifest_of(args)
     models = select_models(manifest, args.family, args.pattern)
     if not models:
         if not manifest.models:
@@ -90,7 +91,7 @@ def list_main(argv: list[str]) -> int:
     return 0
 
 
-@_commands
+@command
 def info_main(argv: list[str]) -> int:
     """zoo info NAME: a model's card, as text (or as published, with --raw)."""
     parser = argparse.ArgumentParser(
@@ -103,7 +104,7 @@ def info_main(argv: list[str]) -> int:
     from zoo.registry._load import model_card, resolve
     from zoo.registry._manifest import CARD_FILE, CONFIG_FILE
 
-    manifest = _manifest(args)
+    manifest = manifest_of(args)
     if args.raw:
         print(model_card(args.name, args.cache_dir, args.token, manifest))
         return 0
@@ -124,7 +125,7 @@ def info_main(argv: list[str]) -> int:
     return 0
 
 
-@_commands
+@command
 def download_main(argv: list[str]) -> int:
     """zoo download NAME: fetch and verify a model into the Hub cache."""
     parser = argparse.ArgumentParser(prog="zoo download", description="Download and verify a model.")
@@ -133,14 +134,14 @@ def download_main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     from zoo.registry._load import resolve
 
-    manifest = _manifest(args)
+    manifest = manifest_of(args)
     for name in args.name:
         resolved = resolve(name, manifest, args.cache_dir, args.token)
         print(f"{resolved.name}: {resolved.folder} (from {resolved.source})")
     return 0
 
 
-@_commands
+@command
 def verify_main(argv: list[str]) -> int:
     """zoo verify [NAME ...]: recompute each published model's card metrics; 1 if any differs."""
     parser = argparse.ArgumentParser(
@@ -154,7 +155,7 @@ def verify_main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     from zoo.registry._verify import RELATIVE_TOLERANCE, MissingDataError, verify_model
 
-    manifest = _manifest(args)
+    manifest = manifest_of(args)
     results, without_data = [], []
     for name in args.name or manifest.names():
         try:
@@ -174,99 +175,3 @@ def verify_main(argv: list[str]) -> int:
           + (f"; {len(without_data)} not verified for want of their data: {', '.join(without_data)}"
              if without_data else ""))
     return 1 if failed else 0
-
-
-class _Stop(Exception):
-    """A stop signal (SIGTERM, SIGHUP) turned into an exception, so that ``with`` blocks unwind."""
-
-
-def _raise_stop(number, frame) -> None:
-    signal.signal(number, signal.SIG_IGN)  # a second one must not interrupt the stopping
-    raise _Stop(signal.Signals(number).name)
-
-
-def _serve(args) -> int:
-    from zoo.registry._errors import RegistryError
-    from zoo.registry._server import LocalHub
-
-    hub = LocalHub(_manifest(args), args.models_dir, args.workdir, args.host, args.port)
-    # SIGTERM (kill, systemd, a scheduler) and SIGHUP (the terminal closed) stop olah like Ctrl-C does,
-    # instead of ending this process and leaving olah holding the port
-    stops = [getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)]
-    previous = {number: signal.signal(number, _raise_stop) for number in stops}
-    try:
-        with hub:
-            for name, revision in hub.revisions.items():
-                print(f"serving {name} at {revision}")
-            print(f"local Hub at {hub.endpoint}; on the clients:\n  export HF_ENDPOINT={hub.endpoint}\n"
-                  f"(olah log: {hub.log_file}; Ctrl-C stops)", flush=True)
-            code = hub.process.wait()
-            if code:  # olah stopped by itself: say why instead of exiting as if asked to
-                raise RegistryError(f"olah exited with code {code}; see {hub.log_file}")
-    except (KeyboardInterrupt, _Stop) as stop:
-        print(f"zoo hub serve: stopped ({str(stop) or 'Ctrl-C'})", file=sys.stderr)
-    finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
-    return 0
-
-
-def _add(args) -> int:
-    from zoo.registry._push import add_model
-
-    entry = add_model(args.folder, args.repo_id, args.manifest, args.hub_dir, args.zoo_versions, args.supersedes)
-    print(f"added {entry.name}: {entry.repo_id}@{entry.revision}"
-          + (f"; {args.supersedes} is now superseded by it" if args.supersedes else ""))
-    return 0
-
-
-def _push(args) -> int:
-    from zoo.registry._push import push
-
-    result = push(args.name, args.repo_id, _manifest(args), args.folder, args.dry_run, args.out, args.token,
-                  args.private)
-    if args.dry_run:
-        where = f" built at {result}" if args.out else ""
-        print(f"dry run: the folder of {args.name}{where} matches the manifest; nothing uploaded")
-    else:
-        print(f"uploaded {args.name}: {result.commit_url}")
-    return 0
-
-
-@_commands
-def hub_main(argv: list[str]) -> int:
-    """zoo hub serve|add|push: the local Hub and publishing."""
-    parser = argparse.ArgumentParser(prog="zoo hub", description="Serve, add and publish models.")
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    serve = sub.add_parser("serve", help="serve the published models over the Hub API (olah)")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8090)
-    serve.add_argument("--models-dir", type=Path, help="model folders, <models-dir>/<name>/ (default: --hub-dir)")
-    serve.add_argument("--workdir", type=Path, help="git repos, olah config and log (default: ~/.cache/zoo/hub)")
-    _manifest_arguments(serve)
-    serve.set_defaults(run=_serve)
-
-    add = sub.add_parser("add", help="add a checkpoint folder to the manifest and the package")
-    add.add_argument("folder", type=Path, help="written by zoo.registry.save_pretrained")
-    add.add_argument("--repo-id", required=True, help="Hub repo it is published at, org/name")
-    add.add_argument("--zoo-versions", help="zoo versions that load it (default: >= the version that wrote it)")
-    add.add_argument("--manifest", type=Path, help="checkpoints.json to update (default: zoo's own and its package copy)")
-    add.add_argument("--hub-dir", type=Path, help="where the package copy goes (default: zoo/_hub)")
-    add.add_argument("--supersedes", metavar="NAME", help="a published model this one replaces: marked superseded "
-                                                           "in the manifest, kept loadable")
-    add.set_defaults(run=_add)
-
-    push = sub.add_parser("push", help="check a model's exact folder and upload it (HfApi.upload_folder)")
-    push.add_argument("name")
-    push.add_argument("--repo-id", help="default: the manifest's repo_id")
-    push.add_argument("--folder", type=Path, help="default: the package copy")
-    push.add_argument("--dry-run", action="store_true", help="build and check the folder, upload nothing")
-    push.add_argument("--out", type=Path, help="build the folder here (default: a temporary folder)")
-    push.add_argument("--token")
-    push.add_argument("--private", action="store_true", help="create the repo as private")
-    _manifest_arguments(push)
-    push.set_defaults(run=_push)
-
-    args = parser.parse_args(argv)
-    return args.run(args)

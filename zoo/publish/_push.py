@@ -18,6 +18,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from zoo.publish._server import git_revision
 from zoo.registry._cards import check_card
 from zoo.registry._checkpoint import read_config
 from zoo.registry._errors import IntegrityError, ManifestError
@@ -33,9 +34,8 @@ from zoo.registry._manifest import (
     as_manifest,
     default_manifest_path,
 )
-from zoo.registry._server import git_revision
 
-log = logging.getLogger("zoo.registry")
+log = logging.getLogger("zoo.publish")
 
 
 def manifest_entry(folder: str | Path, repo_id: str, zoo_versions: str | None = None) -> ModelEntry:

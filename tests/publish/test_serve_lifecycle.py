@@ -14,9 +14,10 @@ import urllib.request
 
 import pytest
 
-from zoo.registry import LocalHub, RegistryError
-from zoo.registry._server import check_port_free, free_port
-from zoo.registry.commands import hub_main
+from zoo.publish import LocalHub
+from zoo.publish._server import check_port_free, free_port
+from zoo.publish.commands import hub_main
+from zoo.registry import RegistryError
 
 pytest.importorskip("olah", reason="the local Hub needs olah: pip install olah")
 if shutil.which("git") is None or os.name != "posix":

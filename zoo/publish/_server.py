@@ -36,7 +36,7 @@ from pathlib import Path
 from zoo.registry._errors import ManifestError, RegistryError
 from zoo.registry._manifest import HUB_FILES, Manifest, as_manifest
 
-log = logging.getLogger("zoo.registry")
+log = logging.getLogger("zoo.publish")
 
 #: Identity and time of every published commit: fixed, so that commit ids depend only on the files.
 GIT_NAME = "zoo"

@@ -4,21 +4,9 @@ import shutil
 import pytest
 
 import zoo
-from zoo.registry import (
-    FORMAT_VERSION,
-    HUB_FILES,
-    IntegrityError,
-    ModelEntry,
-    add_model,
-    build_repo,
-    check_folder,
-    git_revision,
-    load_manifest,
-    manifest_entry,
-    parse_manifest,
-    push,
-)
-from zoo.registry.commands import hub_main
+from zoo.publish import add_model, build_repo, check_folder, git_revision, manifest_entry, push
+from zoo.publish.commands import hub_main
+from zoo.registry import FORMAT_VERSION, HUB_FILES, IntegrityError, ModelEntry, load_manifest, parse_manifest
 
 
 @pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
