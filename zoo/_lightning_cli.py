@@ -16,6 +16,15 @@ Lightning alone gets these wrong for a recipe's run (a CSV or TensorBoard logger
   first write until it ends, and checkpoints are written through :func:`zoo._files.atomic_path`.
 
 Which checkpoint and epoch a command starts from is printed on one line.
+
+And a command writes only where it is asked to:
+
+- A command that fails (an error in setup, a crash before the first checkpoint) removes the run
+  folder it created, if that holds no checkpoint, rather than leave an empty ``version_N`` behind;
+  a folder that existed before the command (a continued run) is never removed.
+- ``zoo test`` writes the tested model for the registry (the recipe's
+  :class:`~zoo.callbacks.ExportPretrained`) only with ``--export``, into its run folder unless the
+  recipe names another.
 """
 
 from __future__ import annotations
@@ -24,13 +33,14 @@ import contextlib
 import csv
 import importlib
 import re
+import shutil
 import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
 from fsspec.utils import get_protocol
-from jsonargparse import Namespace
+from jsonargparse import ActionYesNo, Namespace
 from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
@@ -39,6 +49,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from zoo._files import atomic_path, exclusive_output
+from zoo.callbacks import ExportPretrained
 
 #: The checkpoint that ``--ckpt_path last`` names: the recipes write it at the end of every epoch.
 LAST_CHECKPOINT = "last.ckpt"
@@ -203,16 +214,18 @@ def keep_csv_metrics(logger: CSVLogger, checkpoint: Path) -> None:
     logger.save()
 
 
-def hold_run_folders(trainer: Trainer, subcommand: str, locks: contextlib.ExitStack) -> None:
+def hold_run_folders(trainer: Trainer, subcommand: str, locks: contextlib.ExitStack) -> Path | None:
     """Take the single-writer locks of the folders this command writes, until ``locks`` closes.
 
     The run folder (``trainer.log_dir``) on rank 0 only: the other ranks are the same run. A fit
     also locks checkpoint folders outside it (a fixed ``dirpath``). The run folder is created at
     once, so that a command starting next to this one does not pick the same new version.
+
+    Returns the run folder if this call created it (``None`` if it existed: a continued run).
     """
     log_dir = trainer.log_dir  # read on every rank, as Lightning asks (it broadcasts rank 0's)
     if log_dir is None or not trainer.is_global_zero:
-        return
+        return None
     run_folder = Path(log_dir)
     folders = [run_folder]
     if subcommand == "fit":
@@ -220,7 +233,39 @@ def hold_run_folders(trainer: Trainer, subcommand: str, locks: contextlib.ExitSt
                     if callback.dirpath and not Path(callback.dirpath).resolve().is_relative_to(run_folder.resolve())]
     for folder in folders:
         locks.enter_context(exclusive_output(folder, what="run folder"))
+    created = not run_folder.exists()
     run_folder.mkdir(parents=True, exist_ok=True)
+    return run_folder if created else None
+
+
+def remove_failed_run_folder(run_folder: Path | None) -> None:
+    """Remove ``run_folder``, created by a command that failed, unless it holds a checkpoint.
+
+    What a failed run wrote before its first checkpoint (its config, a few log lines) is not a run
+    to continue; a checkpoint is, and its folder stays.
+    """
+    if run_folder is None or not run_folder.is_dir() or any(run_folder.rglob("*.ckpt")):
+        return
+    shutil.rmtree(run_folder)
+    _tell(f"removed {run_folder}: the command failed before writing a checkpoint")
+
+
+def keep_export_only_if_asked(trainer: Trainer, subcommand: str, export: bool) -> None:
+    """``zoo test`` exports the tested model (the recipe's :class:`~zoo.callbacks.ExportPretrained`)
+    only with ``--export``; without it the callback is dropped.
+
+    Raises:
+        ValueError: ``--export`` with another command than ``test``, or with a config that has no
+            ``ExportPretrained`` (no model card to export with).
+    """
+    exporters = [callback for callback in trainer.callbacks if isinstance(callback, ExportPretrained)]
+    if export and subcommand != "test":
+        raise ValueError(f"--export writes the tested model after zoo test; zoo {subcommand} has no test to export")
+    if export and not exporters:
+        raise ValueError("--export needs the config's model card: add a zoo.callbacks.ExportPretrained callback "
+                         "(card and split) to trainer.callbacks, as the recipes have")
+    if subcommand == "test" and not export:
+        trainer.callbacks = [callback for callback in trainer.callbacks if callback not in exporters]
 
 
 class RunFolderLocks(contextlib.ExitStack):
@@ -247,8 +292,19 @@ class ZooCLI(LightningCLI):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.continued_run_folder: Path | None = None
-        with RunFolderLocks() as self.run_folder_locks:
-            super().__init__(*args, **kwargs)
+        self.created_run_folder: Path | None = None
+        try:
+            with RunFolderLocks() as self.run_folder_locks:
+                super().__init__(*args, **kwargs)
+        except BaseException:
+            # after the locks are released; KeyboardInterrupt and SystemExit are failures too
+            remove_failed_run_folder(self.created_run_folder)
+            raise
+
+    def add_arguments_to_parser(self, parser) -> None:
+        parser.add_argument("--export", action=ActionYesNo, default=False,
+                            help="zoo test: write the tested model for the registry (the config's ExportPretrained: "
+                                 "model card and test metrics), into the run folder unless the config names another")
 
     def parse_arguments(self, parser, args) -> None:
         super().parse_arguments(parser, args)
@@ -261,7 +317,8 @@ class ZooCLI(LightningCLI):
     def after_instantiate_classes(self) -> None:
         if self.subcommand is None:
             return
-        hold_run_folders(self.trainer, self.subcommand, self.run_folder_locks)
+        keep_export_only_if_asked(self.trainer, self.subcommand, self.config[self.subcommand].export)
+        self.created_run_folder = hold_run_folders(self.trainer, self.subcommand, self.run_folder_locks)
         if self.subcommand != "fit":
             return
         if type(self.trainer.strategy.checkpoint_io) is TorchCheckpointIO:  # a configured one is kept

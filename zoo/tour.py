@@ -300,7 +300,6 @@ def finetune_section(section: Section, out: Path, steps: int = 50, lr: float = 3
     import lightning.pytorch as pl
 
     import zoo
-    from zoo.callbacks import ExportPretrained
     from zoo.cli import lightning_main, recipes_dir
 
     if name not in {m.name for m in _published()}:
@@ -321,11 +320,8 @@ def finetune_section(section: Section, out: Path, steps: int = 50, lr: float = 3
     fit = lightning_main(["fit", *common, "--model.init_args.pretrained", name, "--trainer.max_steps", str(steps),
                           "--trainer.max_epochs", "-1", "--trainer.limit_val_batches", "1",
                           "--trainer.log_every_n_steps", "1"])
-    # the recipe exports the tested model to runs/qm9_demo/pretrained: here, into the tour's folder
+    # the recipe's ExportPretrained writes the tested model to pretrained/ in the root folder
     exported = root / "pretrained"
-    for callback in fit.trainer.callbacks:
-        if isinstance(callback, ExportPretrained):
-            callback.folder = exported
     tuned = fit.trainer.test(fit.model, datamodule=fit.datamodule, verbose=False)[0]
     before = pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False)
     published = before.test(zoo.load(name), datamodule=fit.datamodule, verbose=False)[0]

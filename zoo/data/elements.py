@@ -73,6 +73,12 @@ class ElementIndex(torch.nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         index = self.table[z]
+        if torch.compiler.is_compiling():
+            # traced (torch.compile, torch.export): a Python branch on the values would end the
+            # graph, so the check becomes an operation of the graph, with a message fixed in advance
+            torch._assert_async((index >= 0).all(), f"an element not supported by this model, which knows "
+                                f"{', '.join(self.symbols)}; fine-tune a model built with it instead")
+            return index
         if (index < 0).any():
             unknown = sorted({SYMBOLS[int(n)] for n in z[index < 0].unique()})
             raise ValueError(

@@ -1,6 +1,8 @@
 """Backbones and the heads that turn their features into predictions."""
 
+from zoo.models._compile import compile_for_inference
 from zoo.models._domain import ExtrapolationWarning, TrainingDomain
+from zoo.models._export import export_inputs, export_model
 from zoo.models._rescale import ReferenceEnergies, RescaledModel, ScaleShift
 from zoo.models.backbone import BackboneOutput, EquivariantBackbone
 from zoo.models.consistency import ConsistencyModel, DiffusionSchedule
@@ -11,4 +13,4 @@ from zoo.models.property import PropertyModel
 
 __all__ = ["BackboneOutput", "ConsistencyModel", "DiffusionSchedule", "EdgeNetwork", "EquivariantBackbone",
            "ExtrapolationWarning", "ForceFieldModel", "HamiltonianModel", "MPNN", "PropertyModel", "ReferenceEnergies",
-           "RescaledModel", "ScaleShift", "TrainingDomain"]
+           "RescaledModel", "ScaleShift", "TrainingDomain", "compile_for_inference", "export_inputs", "export_model"]

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 import torch
 from e3nn import o3
 
 from zoo.data import keys
 from zoo.data.elements import ElementIndex
-from zoo.data.neighbors import edge_vectors, radius_graph
+from zoo.data.neighbors import radius_graph
+from zoo.models._compile import inference_core
 from zoo.nn import ElementEmbedding, Interaction, ManyBodyInteraction, RadialEmbedding, hidden_irreps
 
 #: The interaction layers :class:`EquivariantBackbone` can be built with.
@@ -83,7 +84,13 @@ class EquivariantBackbone(torch.nn.Module):
             parameters exist only with ``"many_body"``.
         correlation: highest power of the atomic basis in a ``"many_body"`` interaction (MACE's
             default 3: body order 4); unused by ``"two_body"``.
+
+    :meth:`forward` checks the data and builds the graph, then runs :meth:`features`, the
+    computation on tensors alone that :func:`~zoo.models.compile_for_inference` compiles.
     """
+
+    #: Methods on tensors alone that :func:`~zoo.models.compile_for_inference` compiles.
+    COMPILED_CORES: ClassVar[tuple[str, ...]] = ("features",)
 
     def __init__(
         self,
@@ -131,6 +138,9 @@ class EquivariantBackbone(torch.nn.Module):
             irreps = irreps + o3.Irreps([(channels, ir) for ir in others])
             self.extra_linear = o3.Linear(self.irreps_extra, irreps)
         self.irreps_in = irreps
+        # zeros padding the embedding to irreps_in; an int, as compiled code must not read e3nn's
+        # Irreps (torch.compile's guards fail on them)
+        self._extra_width = irreps.dim - channels
 
         self.interactions = torch.nn.ModuleList()
         for _ in range(num_layers):
@@ -170,13 +180,10 @@ class EquivariantBackbone(torch.nn.Module):
                 "them (model.double() / model.float(), or build the data with that dtype)"
             )
         species = self.element_index(data[keys.ATOMIC_NUMBERS])
-        x = self.embedding(species)
-        if self.extra_linear is not None:
-            x = torch.cat([x, x.new_zeros(x.shape[0], self.irreps_in.dim - x.shape[1])], dim=-1)
-            if extra_node_features is not None:
-                x = x + self.extra_linear(self._check_extra(extra_node_features, pos))
-        elif extra_node_features is not None:
-            raise ValueError("extra_node_features given, but this backbone was built with extra_node_irreps=None")
+        if extra_node_features is not None:
+            if self.extra_linear is None:
+                raise ValueError("extra_node_features given, but this backbone was built with extra_node_irreps=None")
+            self._check_extra(extra_node_features, pos)
 
         edge_index, shift = _get(data, keys.EDGE_INDEX), _get(data, keys.EDGE_CELL_SHIFT)
         if edge_index is None:
@@ -188,19 +195,53 @@ class EquivariantBackbone(torch.nn.Module):
             edge_index, shift = radius_graph(
                 pos, self.cutoff, _get(data, keys.BATCH), _get(data, keys.CELL), _get(data, keys.PBC)
             )
-        vectors = edge_vectors(data, edge_index, shift)
+        edge_features = None
+        if self.edge_scalar_dim:
+            edge_features = self._check_edge_features(_get(data, keys.EDGE_FEATURES), edge_index, pos)
+        features = inference_core(self, "features")
+        return features(species, pos, edge_index, _lattice_offsets(data, edge_index, shift), extra_node_features,
+                        edge_features)
+
+    def features(
+        self,
+        species: torch.Tensor,
+        pos: torch.Tensor,
+        edge_index: torch.Tensor,
+        edge_offsets: torch.Tensor | None = None,
+        extra_node_features: torch.Tensor | None = None,
+        edge_features: torch.Tensor | None = None,
+    ) -> BackboneOutput:
+        """Node features on a given graph, from tensors alone: no checks, no neighbour search.
+
+        Args:
+            species: [n_atoms] element indices (``element_index(z)``).
+            pos: [n_atoms, 3] positions, Å.
+            edge_index: [2, n_edges], row 0 the neighbour j, row 1 the centre i.
+            edge_offsets: [n_edges, 3] lattice translations (Å) added to r_j - r_i, or ``None``
+                (molecules).
+            extra_node_features: as :meth:`forward`'s, or ``None``.
+            edge_features: [n_edges, edge_scalar_dim], for a backbone built with edge_scalar_dim.
+        """
+        x = self.embedding(species)
+        if self.extra_linear is not None:
+            x = torch.cat([x, x.new_zeros(x.shape[0], self._extra_width)], dim=-1)
+            if extra_node_features is not None:
+                x = x + self.extra_linear(extra_node_features)
+        neighbour, centre = edge_index
+        vectors = pos[neighbour] - pos[centre]
+        if edge_offsets is not None:
+            vectors = vectors + edge_offsets
         lengths = vectors.norm(dim=-1)
         edge_sh = self.spherical_harmonics(vectors)
         edge_radial = self.radial(lengths)
         radial_input = edge_radial
-        if self.edge_scalar_dim:
-            scalars = self._check_edge_features(_get(data, keys.EDGE_FEATURES), edge_index, pos)
-            radial_input = torch.cat([edge_radial, scalars * self.radial.envelope(lengths).unsqueeze(-1)], dim=-1)
+        if edge_features is not None:
+            radial_input = torch.cat([edge_radial, edge_features * self.radial.envelope(lengths).unsqueeze(-1)], dim=-1)
         for interaction in self.interactions:
             x = interaction(x, species, edge_index, edge_sh, radial_input)
         return BackboneOutput(x, species, edge_index, vectors, edge_sh, edge_radial)
 
-    def _check_extra(self, extra: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+    def _check_extra(self, extra: torch.Tensor, pos: torch.Tensor) -> None:
         expected = (pos.shape[0], self.irreps_extra.dim)
         if tuple(extra.shape) != expected:
             raise ValueError(
@@ -209,7 +250,6 @@ class EquivariantBackbone(torch.nn.Module):
             )
         if extra.dtype != pos.dtype:
             raise ValueError(f"extra_node_features are {extra.dtype} but positions are {pos.dtype}")
-        return extra
 
     def _check_edge_features(self, features, edge_index: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
         expected = (edge_index.shape[1], self.edge_scalar_dim)
@@ -226,3 +266,15 @@ class EquivariantBackbone(torch.nn.Module):
 
 def _get(data, key: str):
     return data[key] if key in data else None
+
+
+def _lattice_offsets(data, edge_index: torch.Tensor, shift: torch.Tensor | None) -> torch.Tensor | None:
+    """``shift @ cell`` [n_edges, 3] (Å) as :func:`zoo.data.neighbors.edge_vectors` adds it, or
+    ``None`` when no edge crosses a periodic boundary."""
+    if shift is None or keys.CELL not in data or not bool(shift.any()):
+        return None
+    pos = data[keys.POSITIONS]
+    batch = _get(data, keys.BATCH)
+    batch = torch.zeros(pos.shape[0], dtype=torch.long, device=pos.device) if batch is None else batch
+    cell = data[keys.CELL].reshape(-1, 3, 3)[batch[edge_index[1]]]
+    return torch.einsum("ek,ekd->ed", shift.to(pos.dtype), cell)

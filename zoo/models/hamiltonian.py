@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Iterable
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -20,6 +21,7 @@ from torch_geometric.utils import scatter
 
 from zoo.data import HamiltonianMetadata, batch_index, keys
 from zoo.data.elements import SYMBOLS
+from zoo.models._compile import inference_core
 from zoo.models._domain import TrainingDomain
 from zoo.nn import (
     AOBlockExpansion,
@@ -84,6 +86,9 @@ class HamiltonianModel(torch.nn.Module):
             at most; self-consistency training works unchanged, on the full H.
         base_cache_size: geometries whose base Hamiltonian is kept in memory.
     """
+
+    #: Methods on tensors alone that :func:`~zoo.models.compile_for_inference` compiles.
+    COMPILED_CORES: ClassVar[tuple[str, ...]] = ("onsite_features", "pair_features")
 
     def __init__(
         self,
@@ -188,8 +193,7 @@ class HamiltonianModel(torch.nn.Module):
 
         indices, values = [], []
         # on-site blocks, one element at a time
-        node = self.node_in(x)
-        node = torch.cat([node, self.node_product(node, node)], dim=-1)[:, self.node_index]
+        node = inference_core(self, "onsite_features")(x)
         for a, (linear, expansion) in enumerate(zip(self.onsite, self.onsite_expansion)):
             atoms = torch.nonzero(species == a).flatten()
             if atoms.numel():
@@ -200,14 +204,7 @@ class HamiltonianModel(torch.nn.Module):
         # off-site blocks of all ordered pairs i != j of a molecule
         i, j = layout.pairs()
         if i.numel():
-            vectors = pos[j] - pos[i]
-            radial = self.pair_radial(vectors.norm(dim=-1))
-            left, right = self.pair_left(x), self.pair_right(x)
-            features = torch.cat([
-                self.pair_product(left[i], right[j], self.pair_product_radial(radial)),
-                self.pair_direction(left[i] + right[j], self.spherical_harmonics(vectors),
-                                    self.pair_direction_radial(radial)),
-            ], dim=-1)[:, self.pair_index]
+            features = inference_core(self, "pair_features")(x, pos, i, j)
             # H_ij = f(i, j) + f(j, i)^T: the pair (j, i) is at the position of the reverse pair
             reverse = layout.reverse_pairs(i, j)
             n = len(self.atomic_numbers)
@@ -232,6 +229,24 @@ class HamiltonianModel(torch.nn.Module):
         if self.base is not None:
             hamiltonian = hamiltonian + self.base_matrices(batch[keys.ATOMIC_NUMBERS], pos, molecule).to(hamiltonian)
         return {keys.HAMILTONIAN: hamiltonian}
+
+    def onsite_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The on-site head's input [n_atoms, irreps_node.dim]: the atoms' features ``x`` (the
+        backbone's) and their channel-wise square. A tensor core (:func:`~zoo.models.compile_for_inference`)."""
+        node = self.node_in(x)
+        return torch.cat([node, self.node_product(node, node)], dim=-1)[:, self.node_index]
+
+    def pair_features(self, x: torch.Tensor, pos: torch.Tensor, i: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
+        """The off-site head's input [n_pairs, irreps_pair.dim] for the ordered atom pairs ``(i, j)``:
+        the radially weighted product of their features and the product with the pair's direction.
+        A tensor core (:func:`~zoo.models.compile_for_inference`)."""
+        vectors = pos[j] - pos[i]
+        radial = self.pair_radial(vectors.norm(dim=-1))
+        left, right = self.pair_left(x), self.pair_right(x)
+        return torch.cat([
+            self.pair_product(left[i], right[j], self.pair_product_radial(radial)),
+            self.pair_direction(left[i] + right[j], self.spherical_harmonics(vectors), self.pair_direction_radial(radial)),
+        ], dim=-1)[:, self.pair_index]
 
     def base_matrices(self, z: torch.Tensor, pos: torch.Tensor, molecule: torch.Tensor) -> torch.Tensor:
         """The base Hamiltonian of every molecule, flattened and concatenated like the output.

@@ -13,6 +13,7 @@ continuous second derivatives that the curvature analysis (:mod:`zoo.analysis`) 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import ClassVar
 
 import torch
 from torch_geometric.nn.aggr import Set2Set
@@ -21,6 +22,7 @@ from torch_geometric.utils import scatter
 from zoo.data import Statistics, batch_index, keys, n_structures
 from zoo.data.elements import ElementIndex
 from zoo.data.neighbors import edge_vectors, radius_graph
+from zoo.models._compile import inference_core
 from zoo.models._domain import TrainingDomain
 from zoo.models._rescale import RescaledModel
 from zoo.nn import RadialEmbedding
@@ -96,6 +98,9 @@ class MPNN(RescaledModel):
         aggregation: ``"sum"`` (the paper) or ``"mean"`` of messages.
     """
 
+    #: Methods on tensors alone that :func:`~zoo.models.compile_for_inference` compiles.
+    COMPILED_CORES: ClassVar[tuple[str, ...]] = ("network",)
+
     def __init__(
         self,
         elements: Sequence[str | int],
@@ -138,6 +143,17 @@ class MPNN(RescaledModel):
             if hasattr(layer, "reset_parameters"):
                 layer.reset_parameters()
 
+    def network(self, species: torch.Tensor, distances: torch.Tensor, edge_index: torch.Tensor, index: torch.Tensor,
+                n_structures: int) -> torch.Tensor:
+        """The network's outputs [n_structures, n_targets], before the statistics, from element
+        indices, edge lengths (Å), edges and the structure of each atom. A tensor core
+        (:func:`~zoo.models.compile_for_inference`)."""
+        h = self.embedding(species)
+        matrices = self.message.matrices(self.radial(distances))
+        for _ in range(self.num_steps):
+            h = self.update(self.message(h, edge_index, matrices), h)
+        return self.head(self.set2set(h, index, dim_size=n_structures))
+
     def set_statistics(self, statistics: Statistics | Mapping[str, Mapping]) -> None:
         """Shift, scale and reference energies as :class:`~zoo.models._rescale.RescaledModel`, and
         whether each target's statistics are per atom (then the network predicts per atom)."""
@@ -163,11 +179,7 @@ class MPNN(RescaledModel):
             edge_index, shift = radius_graph(pos, self.cutoff, index)
         distances = edge_vectors(batch, edge_index, shift).norm(dim=-1)
 
-        h = self.embedding(self.element_index(z))
-        matrices = self.message.matrices(self.radial(distances))
-        for _ in range(self.num_steps):
-            h = self.update(self.message(h, edge_index, matrices), h)
-        y = self.head(self.set2set(h, index, dim_size=size))
+        y = inference_core(self, "network")(self.element_index(z), distances, edge_index, index, size)
 
         # per-atom statistics (extensive energies): the network predicts the standardised energy
         # per atom, which has unit variance by construction, rather than a total growing with size
