@@ -168,6 +168,11 @@ def test_an_exported_force_field_runs_on_other_molecules(tmp_path):
     assert got[keys.FORCES].shape == (len(other), 3)
     _close(got[keys.ENERGY], expected[keys.ENERGY])
     _close(got[keys.FORCES], expected[keys.FORCES])
+    # a structure given as data, in another dtype, makes the same inputs
+    from_data = export_inputs(model, AtomicData.from_ase(other, dtype=torch.float64))
+    assert from_data["pos"].dtype == torch.float32
+    for name, value in inputs.items():
+        torch.testing.assert_close(from_data[name], value)
     # the one check inside the program: an element the model does not know
     nitrogen = dict(inputs, z=inputs["z"].clone().fill_(7))
     with pytest.raises(RuntimeError, match="not supported by this model"):
@@ -199,6 +204,8 @@ def test_an_exported_consistency_model_scores_other_molecules(consistency_frames
     got, inputs = _exported_matches(model, example, other)
     expected = model(_graph(other))
     assert inputs["edge_index"].shape[1] == len(other) * (len(other) - 1)  # every pair of atoms
+    for name, value in export_inputs(model, _graph(other).to("cpu")).items():  # the same from data
+        torch.testing.assert_close(value, inputs[name])
     _close(got[keys.ENERGY], expected[keys.ENERGY])
     _close(got[keys.FORCES], expected[keys.FORCES])
 

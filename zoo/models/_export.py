@@ -95,7 +95,7 @@ def export_inputs(model: torch.nn.Module, structure) -> dict[str, torch.Tensor]:
     if kind == "consistency":
         data = _consistency_data(model, structure)
     elif isinstance(structure, AtomicData):
-        data = structure.to(dtype=dtype) if structure[keys.POSITIONS].dtype != dtype else structure
+        data = _in_dtype(structure, dtype)
     else:
         data = AtomicData.from_ase(structure, dtype=dtype)
     if keys.N_ATOMS in data and data[keys.N_ATOMS].numel() != 1:
@@ -120,12 +120,20 @@ def _consistency_data(model, structure):
     if isinstance(structure, AtomicData):
         if keys.ATOM_FEATURES not in structure and keys.SMILES in structure:
             structure = MolecularGraph()(structure.clone())
-        return structure.to(dtype=next(model.parameters()).dtype)
+        return _in_dtype(structure, next(model.parameters()).dtype)
     smiles = structure.info.get("smiles")
     if not smiles:
         raise ValueError("a consistency model's program needs the molecular graph: set atoms.info['smiles'] (with "
                          "the atoms in its order, as generate() writes it)")
     return model.graph_data(smiles, structure.positions, structure.numbers)
+
+
+def _in_dtype(data, dtype: torch.dtype):
+    """``data`` with its floating-point tensors in ``dtype`` (a copy if any changes)."""
+    if all(not value.is_floating_point() or value.dtype == dtype
+           for value in data.to_dict().values() if isinstance(value, torch.Tensor)):
+        return data
+    return data.clone().apply(lambda value: value.to(dtype) if value.is_floating_point() else value)
 
 
 class _Predictions(torch.nn.Module):
