@@ -384,14 +384,21 @@ def load_run(run: str | Path, checkpoint: str = "last", device: str | torch.devi
     config = yaml.safe_load(config_file.read_text(encoding="utf-8"))
     task = instantiate_task(config["model"], trust_remote_code, trusted_modules, where=f"{config_file}: model")
     state = torch.load(file, map_location="cpu", weights_only=True)["state_dict"]
+    _load_weights(task, state, f"{file} does not match the task {config_file} builds")
+    return task.eval().to(device)
+
+
+def _load_weights(task: torch.nn.Module, state: dict[str, torch.Tensor], mismatch: str) -> None:
+    """Load ``state`` strictly into ``task``, first converting the task to the weights' floating
+    dtype: a model trained in float64 (e.g. a Hamiltonian) is built in torch's default dtype and
+    would otherwise have its weights rounded to float32. ``mismatch`` starts the error message."""
     floating = {v.dtype for v in state.values() if v.is_floating_point()}
     if len(floating) == 1:
         task.to(floating.pop())
     try:
         task.load_state_dict(state, strict=True)
-    except RuntimeError as error:
-        raise CheckpointFormatError(f"{file} does not match the task {config_file} builds: {error}") from None
-    return task.eval().to(device)
+    except RuntimeError as error:  # missing, unexpected or differently shaped tensors
+        raise CheckpointFormatError(f"{mismatch}: {error}") from None
 
 
 def load_pretrained(folder: str | Path, device: str | torch.device = "cpu", name: str | None = None,
@@ -417,18 +424,9 @@ def load_pretrained(folder: str | Path, device: str | torch.device = "cpu", name
         )
     state = read_weights(folder)
     task = instantiate_task(config["task"], trust_remote_code, trusted_modules, where=f"{folder / CONFIG_FILE}: task")
-    # a model trained in float64 (e.g. a Hamiltonian) is built in torch's default dtype: convert it
-    # before loading, or its weights would be rounded to float32
-    floating = {v.dtype for v in state.values() if v.is_floating_point()}
-    if len(floating) == 1:
-        task.to(floating.pop())
-    try:
-        task.load_state_dict(state, strict=True)
-    except RuntimeError as error:  # missing, unexpected or differently shaped tensors
-        raise CheckpointFormatError(
-            f"{folder / WEIGHTS_FILE} does not match the task built from {CONFIG_FILE}: the code that defines "
-            f"{config['task']['class_path']} changed since zoo {config.get('zoo_version')} wrote it. {error}"
-        ) from None
+    _load_weights(task, state, f"{folder / WEIGHTS_FILE} does not match the task built from {CONFIG_FILE}: the "
+                               f"code that defines {config['task']['class_path']} changed since zoo "
+                               f"{config.get('zoo_version')} wrote it")
     task.eval().to(device)
     task.register_forward_pre_hook(ElementGuard(name or info.name, info.elements))
     task.registry_info = Provenance(name or info.name, source, folder, info, config)
