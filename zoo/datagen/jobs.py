@@ -144,6 +144,19 @@ def _describe(error: BaseException, retries: int) -> str:
     return f"{type(error).__name__}: {error} (raised on a worker; tried {retries + 1} times)"
 
 
+#: Dask settings of the local cluster zoo starts (a running cluster keeps its own).
+LOCAL_CLUSTER_SETTINGS = {
+    # one task per worker thread at a time: a worker that dies takes only the task it was running
+    # with it, not tasks queued behind it (which would each count a death)
+    "distributed.scheduler.worker-saturation": 1.0,
+    # Dask's nanny starts workers with MALLOC_TRIM_THRESHOLD_=65536, which turns off glibc's
+    # dynamic mmap threshold: every array PySCF allocates above 128 kB is then mapped and unmapped
+    # afresh, page faults included, which made each SCF 25-40 % slower than in a plain process
+    # (benchmarks/qc/dask_throughput.py). None leaves the variable unset (glibc's default).
+    "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
+}
+
+
 def default_worker_count(threads: int = 1) -> int:
     """Cores available to this process (its CPU affinity, as a batch system sets it) over ``threads``."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
@@ -174,9 +187,7 @@ def _client(workers: Workers, n_tasks: int):
                 yield client
             return
         n = min(workers.n or default_worker_count(workers.threads), n_tasks)
-        # one task per worker thread at a time: a worker that dies takes only the task it was
-        # running with it, not tasks queued behind it (which would each count a death)
-        with dask.config.set({"distributed.scheduler.worker-saturation": 1.0}):
+        with dask.config.set(LOCAL_CLUSTER_SETTINGS):
             cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
                                    silence_logs=logging.CRITICAL, env={"OMP_NUM_THREADS": str(workers.threads)})
         with cluster, Client(cluster) as client:
