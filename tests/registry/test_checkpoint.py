@@ -45,6 +45,31 @@ def test_float64_models_load_in_float64(tmp_path, tiny):
         assert actual.dtype == expected.dtype and torch.equal(actual, expected), name
 
 
+def test_a_dtype_casts_the_loaded_task_both_ways(tmp_path, registry, tiny):
+    """load_pretrained and load_run (zoo.load's dtype=) cast a float32 checkpoint to float64 and back."""
+    import yaml
+
+    from zoo.registry import load_run
+
+    folder = registry.served / "tiny-ho"
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.yaml").write_text(yaml.safe_dump({"model": tiny.config()}))
+    torch.save({"state_dict": load_pretrained(folder).state_dict()}, run / "checkpoints" / "last.ckpt")
+    batch = tiny.batch()
+    expected = registry.tasks["tiny-ho"](batch)["energy"].detach()
+    for load in (lambda dtype: load_pretrained(folder, dtype=dtype), lambda dtype: load_run(run, dtype=dtype)):
+        for dtype in (torch.float64, "float64", torch.float32):
+            task = load(dtype)
+            resolved = getattr(torch, dtype) if isinstance(dtype, str) else dtype
+            assert {p.dtype for p in task.parameters()} == {resolved} and not task.training
+            with torch.no_grad():
+                energy = task(batch.clone().apply(lambda t: t.to(resolved) if t.is_floating_point() else t))["energy"]
+            torch.testing.assert_close(energy.float(), expected, atol=1e-5, rtol=1e-6)
+    with pytest.raises(ValueError, match="dtype must be a floating-point torch dtype"):
+        load_pretrained(folder, dtype=torch.int64)
+
+
 def test_folder_layout_and_metadata(registry):
     folder = registry.served / "tiny-ho"
     config = json.loads((folder / "config.json").read_text())
@@ -130,10 +155,17 @@ def test_not_a_model_folder(tmp_path):
         zoo.load(tmp_path)
 
 
-def test_unknown_elements_are_a_clear_error(registry, tiny):
+def test_unknown_elements_are_a_clear_error_on_every_path(registry, tiny):
+    from ase.build import molecule
+
     task = load_pretrained(registry.served / "tiny-ho", name="tiny-ho")
-    with pytest.raises(UnsupportedElementsError, match="trained on H, O and cannot predict for C.*--model.pretrained tiny-ho"):
-        task(tiny.batch(numbers=(6, 1, 1, 1, 1)))
+    message = "trained on H, O and cannot predict for C.*--model.pretrained tiny-ho"
+    methane = molecule("CH4")
+    methane.calc = task.as_calculator()
+    for run in (lambda: task(tiny.batch(numbers=(6, 1, 1, 1, 1))), lambda: task.model(tiny.batch(numbers=(6, 1))),
+                lambda: task.predict(methane), methane.get_potential_energy):
+        with pytest.raises(UnsupportedElementsError, match=message):
+            run()
 
 
 def test_tasks_built_in_python_need_their_config(tmp_path, registry, tiny):

@@ -3,6 +3,7 @@
 from zoo.models._compile import compile_for_inference
 from zoo.models._domain import ExtrapolationWarning, TrainingDomain
 from zoo.models._export import export_inputs, export_model
+from zoo.models._inference import Predictor, StructureGenerator
 from zoo.models._rescale import ReferenceEnergies, RescaledModel, ScaleShift
 from zoo.models.backbone import BackboneOutput, EquivariantBackbone
 from zoo.models.consistency import ConsistencyModel, DiffusionSchedule
@@ -12,5 +13,6 @@ from zoo.models.mpnn import MPNN, EdgeNetwork
 from zoo.models.property import PropertyModel
 
 __all__ = ["BackboneOutput", "ConsistencyModel", "DiffusionSchedule", "EdgeNetwork", "EquivariantBackbone",
-           "ExtrapolationWarning", "ForceFieldModel", "HamiltonianModel", "MPNN", "PropertyModel", "ReferenceEnergies",
-           "RescaledModel", "ScaleShift", "TrainingDomain", "compile_for_inference", "export_inputs", "export_model"]
+           "ExtrapolationWarning", "ForceFieldModel", "HamiltonianModel", "MPNN", "Predictor", "PropertyModel",
+           "ReferenceEnergies", "RescaledModel", "ScaleShift", "StructureGenerator", "TrainingDomain",
+           "compile_for_inference", "export_inputs", "export_model"]

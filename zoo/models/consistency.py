@@ -42,6 +42,7 @@ say why).
 from __future__ import annotations
 
 import copy
+import functools
 import itertools
 import math
 import warnings
@@ -57,6 +58,7 @@ from zoo.data import batch_index, keys, n_structures
 from zoo.data.elements import SYMBOLS
 from zoo.data.transforms import ATOM_FEATURE_NAMES, MolecularGraph
 from zoo.models._domain import ExtrapolationWarning
+from zoo.models._inference import BATCH_SIZE, StructureGenerator, StructureInput, predict_structures
 from zoo.models.force_field import ForceFieldModel
 from zoo.nn import DenoisingHead
 
@@ -199,14 +201,19 @@ class Noised(NamedTuple):
     v: torch.Tensor
 
 
-class ConsistencyModel(ForceFieldModel):
+class ConsistencyModel(ForceFieldModel, StructureGenerator):
     """An energy model and an equilibrium-structure generator on one shared backbone.
 
     Called on a batch (``model(batch)``), it is the energy model: ``{"energy": [n] eV, "forces":
     [n_atoms, 3] eV/Å}`` as a :class:`~zoo.models.ForceFieldModel`, on the molecular graph of each
     structure (``bond_index``, ``bond_type``, ``atom_features``: read the data with
     ``read_ase(..., molecular_graph=True)``). The generator is used through :meth:`one_shot`,
-    :meth:`sample_ddim` and :meth:`generate`; :meth:`energy` scores ASE structures.
+    :meth:`sample_ddim` and :meth:`generate`; :meth:`predict` (and :meth:`energy`, for one
+    structure) and the ASE calculator of :meth:`as_calculator` score ASE structures that carry
+    their SMILES::
+
+        structures = model.generate("CCO", k=4)      # ase.Atoms, info["smiles"] set
+        model.predict(structures)                     # [{"energy": eV, "forces": eV/Å}, ...]
 
     The backbone must be built for the conditioning: ``extra_node_irreps`` with
     ``len(ATOM_FEATURE_NAMES) + time_features`` scalars (the atom features of
@@ -543,29 +550,42 @@ class ConsistencyModel(ForceFieldModel):
             _check_validity(structures, mol, molecule if isinstance(molecule, str) else data[keys.SMILES])
         return structures
 
-    def energy(self, atoms, smiles: str | None = None, forces: bool = False, check_distances: bool = True):
-        """The energy model's energy (eV) of an ASE structure, and its forces (eV/Å) if asked.
+    def predict(self, structures, batch_size: int = BATCH_SIZE, smiles: str | Sequence[str] | None = None,
+                check_distances: bool = True):
+        """The energy model's energy (eV) and forces (eV/Å) of ASE structures, ``batch_size`` per
+        forward pass: ``{"energy": float, "forces": [n_atoms, 3] array}`` per structure.
 
-        The atoms are matched to the SMILES by the bonds of the geometry (its closest atom pairs,
+        Each structure is read on its molecular graph, a SMILES. Its atoms are matched to the
+        SMILES by the bonds of the geometry (its closest atom pairs,
         :func:`zoo.data.molgraph.match_to_smiles`): atoms in another order than the SMILES's are
-        reordered for the model, and the forces come back in the order of ``atoms``. Warns
-        (:class:`~zoo.models.ExtrapolationWarning`) for a structure outside the training domain.
+        reordered for the model, and the forces come back in the order of the structure's atoms.
+        Warns (:class:`~zoo.models.ExtrapolationWarning`) for structures outside the training domain.
 
         Args:
-            atoms: the structure.
+            structures: an :class:`ase.Atoms` or a list of them.
+            batch_size: structures per forward pass.
             smiles: the molecular graph, a SMILES (with atom-map numbers, or in the order of
-                :func:`zoo.data.molgraph.mol_from_smiles`); default ``atoms.info["smiles"]`` (as
-                :meth:`generate` and the data files set it).
-            check_distances: check the geometry against the graph: refuse atoms closer than any
+                :func:`zoo.data.molgraph.mol_from_smiles`), for every structure, or one per
+                structure; default each structure's ``info["smiles"]`` (as :meth:`generate` and
+                the data files set it).
+            check_distances: check each geometry against its graph: refuse atoms closer than any
                 chemical bond, match the atoms to the SMILES by their bonds (a structure whose
                 bonds form the graph in no order is an error, or a warning if its elements are
                 in the order of the SMILES). False takes the atoms as they are, in the order of
                 the SMILES, to score a generated structure whatever it is.
 
         Returns:
-            The energy as a float, or ``(energy, forces [n_atoms, 3] array)``.
+            A dict for one structure, a list of dicts for a list.
         """
-        smiles = smiles or atoms.info.get("smiles")
+        if smiles is not None:
+            structures = _with_smiles(structures, smiles)
+        prepare = functools.partial(self.structure_input, check_distances=check_distances)
+        return predict_structures(self, structures, batch_size, prepare=prepare)
+
+    def structure_input(self, atoms, check_distances: bool = True) -> StructureInput:
+        """The structure on its molecular graph (``atoms.info["smiles"]``), its atoms in the order
+        of the SMILES; the context is that order (see :meth:`predict`)."""
+        smiles = atoms.info.get("smiles")
         if not smiles:
             raise ValueError("the energy model needs the molecular graph: pass smiles= (with atom-map numbers in "
                              "the order of the atoms), or set atoms.info['smiles'] (generate() does)")
@@ -576,16 +596,22 @@ class ConsistencyModel(ForceFieldModel):
 
             AtomicData.from_ase(atoms)  # atoms on top of each other: an error naming them, before matching bonds
             order = _smiles_order(atoms, smiles)
-        data = self.graph_data(mol, atoms.positions[order], atoms.numbers[order])
-        self.domain.check(data)
-        with torch.no_grad():
-            out = self(data)
-        energy = float(out[keys.ENERGY].reshape(()))
-        if not forces:
-            return energy
-        in_atoms_order = np.empty((len(atoms), 3))
-        in_atoms_order[order] = out[keys.FORCES].double().cpu().numpy()
-        return energy, in_atoms_order
+        return StructureInput(self.graph_data(mol, atoms.positions[order], atoms.numbers[order]), order)
+
+    def structure_results(self, outputs, batch, inputs) -> list[dict]:
+        """Energy and forces per structure, the forces in the order of the structure's atoms."""
+        results = super().structure_results(outputs, batch, inputs)
+        for result, item in zip(results, inputs):
+            forces = np.empty_like(result[keys.FORCES])
+            forces[item.context] = result[keys.FORCES]
+            result[keys.FORCES] = forces
+        return results
+
+    def energy(self, atoms, smiles: str | None = None, forces: bool = False, check_distances: bool = True):
+        """The energy model's energy (eV) of one ASE structure, and its forces (eV/Å) if asked: :meth:`predict`
+        of one structure (whose arguments these are) as a float, or ``(energy, forces [n_atoms, 3] array)``."""
+        result = self.predict(atoms, smiles=smiles, check_distances=check_distances)
+        return (result[keys.ENERGY], result[keys.FORCES]) if forces else result[keys.ENERGY]
 
     def graph_data(self, molecule, positions=None, atomic_numbers: Sequence[int] | None = None):
         """The model's input for one molecule: an AtomicData at ``positions`` (Å, default zeros:
@@ -614,6 +640,27 @@ class ConsistencyModel(ForceFieldModel):
     def extra_repr(self) -> str:
         return (f"position_scale={self.position_scale} Å, time_features={self.time_features}, "
                 f"max_graph_distance={self.max_graph_distance}, max_atoms={self.max_atoms}")
+
+
+def _with_smiles(structures, smiles: str | Sequence[str]) -> list | object:
+    """Copies of ``structures`` (one ``ase.Atoms`` or a list) with ``info["smiles"]`` set: one SMILES
+    for all, or one per structure."""
+    from ase import Atoms
+
+    single = isinstance(structures, Atoms)
+    images = [structures] if single else list(structures)
+    every = [smiles] * len(images) if isinstance(smiles, str) else list(smiles)
+    if len(every) != len(images):
+        raise ValueError(f"smiles= gives {len(every)} SMILES for {len(images)} structures: give one SMILES for all, "
+                         "or one per structure")
+    copies = []
+    for atoms, graph in zip(images, every):
+        if not isinstance(atoms, Atoms):
+            raise TypeError(f"a consistency model scores ase.Atoms, not {type(atoms).__name__}")
+        atoms = atoms.copy()
+        atoms.info["smiles"] = graph
+        copies.append(atoms)
+    return copies[0] if single else copies
 
 
 def _check_validity(structures: list, mol, name: str) -> None:

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 import torch
 
 from zoo.data import Statistics, keys
+from zoo.models._inference import units_of
 from zoo.models.property import PropertyModel
 
 #: Output key of the backbone's node features, returned on request (DeNS heads read them).
@@ -29,9 +30,9 @@ class ForceFieldModel(PropertyModel):
     where the inputs are copied out of inference mode first. The graph of the forces is kept
     (for a force loss, or Hessians) only when the caller has gradients enabled.
 
-    The ASE calculator (:meth:`as_calculator`) warns about structures outside ``domain``, the
-    training domain; the forward pass never checks, as training (DeNS) corrupts structures on
-    purpose.
+    :meth:`predict` (``{"energy": float eV, "forces": [n_atoms, 3] eV/Å}`` per structure) and the
+    ASE calculator (:meth:`as_calculator`) warn about structures outside ``domain``, the training
+    domain; the forward pass never checks, as training (DeNS) corrupts structures on purpose.
 
     Args:
         backbone: an equivariant backbone (``irreps_out``, ``forward(data, extra_node_features)``),
@@ -43,6 +44,11 @@ class ForceFieldModel(PropertyModel):
     def __init__(self, backbone: torch.nn.Module, hidden: int = 64, forces: bool = True):
         super().__init__(backbone, [keys.ENERGY], pooling="sum", hidden=hidden)
         self.forces = forces
+
+    @property
+    def prediction_units(self) -> dict[str, str]:
+        """``{"energy": "eV", "forces": "eV/Å"}`` (the energy alone without ``forces``)."""
+        return units_of([keys.ENERGY, keys.FORCES] if self.forces else [keys.ENERGY])
 
     def set_statistics(self, statistics: Statistics | Mapping[str, Mapping]) -> None:
         """Shift and reference energies from the energy's statistics, as :class:`PropertyModel`.
@@ -98,9 +104,3 @@ class ForceFieldModel(PropertyModel):
         if not keep_graph:
             out = {k: v.detach() for k, v in out.items()}
         return out
-
-    def as_calculator(self, **kwargs):
-        """This model as an ASE calculator (eV, eV/Å); see :class:`zoo.interfaces.ZooCalculator`."""
-        from zoo.interfaces.ase import ZooCalculator
-
-        return ZooCalculator(self, **kwargs)

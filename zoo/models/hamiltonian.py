@@ -23,6 +23,7 @@ from zoo.data import HamiltonianMetadata, batch_index, keys
 from zoo.data.elements import SYMBOLS
 from zoo.models._compile import inference_core
 from zoo.models._domain import TrainingDomain
+from zoo.models._orbitals import HamiltonianPredictor
 from zoo.nn import (
     AOBlockExpansion,
     RadialEmbedding,
@@ -50,7 +51,7 @@ def _grouped(irreps: o3.Irreps) -> tuple[o3.Irreps, torch.Tensor]:
     return sort.irreps.simplify(), index
 
 
-class HamiltonianModel(torch.nn.Module):
+class HamiltonianModel(torch.nn.Module, HamiltonianPredictor):
     """Predicts H in PySCF AO order at one level of theory, symmetric and equivariant by construction.
 
     * **On-site blocks** ``H_ii``: the atom's features and their channel-wise square ``x ⊗ x``
@@ -64,6 +65,11 @@ class HamiltonianModel(torch.nn.Module):
       product of the two atoms' features (weighted by a radial MLP of their distance) and the
       directional product of their features with ``Y(r̂_ij)`` through one linear layer per
       ordered element pair. Cost grows with the square of the molecule size.
+
+    :meth:`predict` turns ASE structures into H, overlap, orbitals and density matrix (Hartree;
+    :class:`~zoo.models._orbitals.HamiltonianPredictor`)::
+
+        model.predict(atoms)["density_matrix"]   # a dm0 for PySCF
 
     Args:
         backbone: an :class:`~zoo.models.EquivariantBackbone`; ``parity="full"`` gives the
@@ -290,7 +296,7 @@ class HamiltonianModel(torch.nn.Module):
                 )
 
     # ------------------------------------------------------------------------------------------
-    # statistics and inference
+    # statistics and the base Hamiltonian
 
     @torch.no_grad()
     def fit_onsite_reference(self, structures: Iterable) -> None:
@@ -327,76 +333,11 @@ class HamiltonianModel(torch.nn.Module):
                                                                     expansion.irreps_coupled) if ir.is_scalar()])
             linear.bias.copy_(scalar.to(linear.bias.dtype))
 
-    @torch.no_grad()
-    def predict(self, atoms, lindep: float | None = None, base: np.ndarray | None = None) -> dict[str, np.ndarray | float]:
-        """H, S, orbitals and density of one molecule (an :class:`ase.Atoms` or ``(z, positions Å)``).
-
-        Args:
-            atoms: the molecule; an ``Atoms`` may carry ``info["charge"]`` and ``info["spin"]``
-                (2S), which must be the model's (a model predicts one charge and spin state).
-            lindep: solve ``H C = S C ε`` without the eigen-directions of S below this value
-                (canonical orthogonalisation). Near-null directions of S turn a small error of H
-                into deep spurious orbitals; dropping them keeps the guess's occupied space
-                physical. ``None`` keeps every direction.
-            base: the model's base Hamiltonian of this molecule if the caller already has it
-                (:func:`zoo.qc.guess.model_guess` builds it on the user's own SCF object, whose
-                grids the SCF then reuses); computed here otherwise.
-
-        Returns NumPy arrays in PySCF AO order, Hartree: ``hamiltonian``, ``overlap``,
-        ``orbital_energies``, ``coefficients`` (columns; fewer than the AOs with ``lindep``),
-        ``density_matrix`` (closed shell, a ready ``dm0`` for PySCF), and floats ``homo``,
-        ``lumo``, ``gap``.
-
-        Warns (:class:`~zoo.models.ExtrapolationWarning`) when the molecule is outside the
-        training domain: an atom pair closer than the training data's, or far more atoms.
-        """
-        from zoo.data import AtomicData
-        from zoo.qc.eigh import generalized_eigh
-
-        z, positions = self._molecule(atoms)
-        dtype = next(self.parameters()).dtype
-        # user input: refuse atoms closer than any chemical bond, naming them
-        data = AtomicData.from_arrays(z, positions, dtype=dtype, check_distances=True).to(next(self.parameters()).device)
-        mol = self.level.build_mole(z, positions)  # clear errors: basis, odd electrons
-        self.domain.check(data)
-        if base is not None and self.base is not None:
+    def remember_base(self, z, positions, base) -> None:
+        """Keep ``base`` [n_ao, n_ao] (Hartree) as the base Hamiltonian of the molecule ``(z, positions Å)``,
+        for a caller that already has it (see :meth:`predict`); nothing to keep without a ``base``."""
+        if self.base is not None:
             self._base_cache[_geometry_key(np.asarray(z, dtype=np.int64), positions)] = torch.as_tensor(base)
-        n_ao = mol.nao
-        hamiltonian = self(data)[keys.HAMILTONIAN].reshape(n_ao, n_ao).double().cpu()
-        overlap = mol.intor("int1e_ovlp")
-        energies, coefficients = generalized_eigh(hamiltonian, torch.from_numpy(overlap), lindep=lindep)
-        energies, coefficients = energies.numpy(), coefficients.numpy()
-        n_occ = mol.nelectron // 2
-        occupied = coefficients[:, :n_occ]
-        homo = float(energies[n_occ - 1])
-        lumo = float(energies[n_occ]) if n_occ < len(energies) else float("nan")
-        return {
-            "hamiltonian": hamiltonian.numpy(), "overlap": overlap, "orbital_energies": energies,
-            "coefficients": coefficients, "density_matrix": 2.0 * occupied @ occupied.T,
-            "homo": homo, "lumo": lumo, "gap": lumo - homo,
-        }
-
-    def _molecule(self, atoms) -> tuple[np.ndarray, np.ndarray]:
-        """``(atomic numbers, positions Å)`` of ``atoms``, refusing what this model cannot answer."""
-        if hasattr(atoms, "numbers") and hasattr(atoms, "positions"):
-            info = getattr(atoms, "info", {}) or {}
-            charge, spin = int(info.get("charge", 0)), int(info.get("spin", 0))
-            if (charge, spin) != (self.level.charge, self.level.spin):
-                raise ValueError(
-                    f"the molecule has charge {charge} and spin {spin} (atoms.info), but this model predicts "
-                    f"charge {self.level.charge}, spin {self.level.spin} only ({self.level.describe()}); "
-                    "use a model trained for that state"
-                )
-            return np.asarray(atoms.numbers), np.asarray(atoms.positions, dtype=np.float64)
-        if isinstance(atoms, (tuple, list)) and len(atoms) == 2:
-            z, positions = np.asarray(atoms[0]), np.asarray(atoms[1], dtype=np.float64)
-            if z.ndim == 1 and positions.shape == (len(z), 3):
-                return z, positions
-        raise TypeError(
-            f"predict takes an ase.Atoms or a pair (atomic numbers [n], positions [n, 3] in Å), not "
-            f"{type(atoms).__name__} {atoms!r:.60}; for a SMILES, build a structure first (e.g. "
-            "zoo sample --smiles ... or RDKit) and pass its Atoms"
-        )
 
 
 def _geometry_key(z: np.ndarray, positions: np.ndarray) -> tuple[bytes, bytes]:

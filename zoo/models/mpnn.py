@@ -24,6 +24,7 @@ from zoo.data.elements import ElementIndex
 from zoo.data.neighbors import edge_vectors, radius_graph
 from zoo.models._compile import inference_core
 from zoo.models._domain import TrainingDomain
+from zoo.models._inference import Predictor, units_of
 from zoo.models._rescale import RescaledModel
 from zoo.nn import RadialEmbedding
 
@@ -72,7 +73,7 @@ class EdgeNetwork(torch.nn.Module):
         return scatter(messages, centre, dim=0, dim_size=h.shape[0], reduce=self.aggregation) + self.bias
 
 
-class MPNN(RescaledModel):
+class MPNN(RescaledModel, Predictor):
     """Gilmer et al.'s MPNN (edge network, GRU, set2set) predicting per-structure scalar targets.
 
     Each target is ``rescale(y) * (n_atoms if per-atom else 1) + sum_atoms reference_energies(Z)``,
@@ -84,7 +85,8 @@ class MPNN(RescaledModel):
     energies (U0, U, H, G) get their per-element reference energies added back. All targets
     share the message passing and the readout; only the last linear layer is per target.
     ``domain`` (a :class:`~zoo.models.TrainingDomain` within the cutoff) records what the
-    training set held; the task fits it.
+    training set held; the task fits it. :meth:`predict` answers ASE structures with ``{target:
+    float}`` (units: :attr:`prediction_units`), as :class:`~zoo.models.PropertyModel`'s does.
 
     Args:
         elements: the elements the model knows (symbols or atomic numbers).
@@ -132,6 +134,11 @@ class MPNN(RescaledModel):
         )
         self.register_buffer("per_atom", torch.zeros(len(self.targets), dtype=torch.bool))
         self.reset_parameters()
+
+    @property
+    def prediction_units(self) -> dict[str, str]:
+        """``{target: unit}`` of :meth:`predict` (:data:`zoo.models._inference.UNITS`)."""
+        return units_of(self.targets)
 
     def reset_parameters(self) -> None:
         """Re-initialise every learnable parameter (the statistics buffers are kept)."""

@@ -9,10 +9,11 @@ from torch_geometric.utils import scatter
 
 from zoo.data import batch_index, keys, n_structures
 from zoo.models._domain import TrainingDomain
+from zoo.models._inference import Predictor, units_of
 from zoo.models._rescale import RescaledModel
 
 
-class PropertyModel(RescaledModel):
+class PropertyModel(RescaledModel, Predictor):
     """Predicts per-structure scalar targets from a backbone's invariant (0e) node features.
 
     Each target pools ``rescale(MLP(scalars)) + reference_energies(Z)`` over the atoms, by sum
@@ -22,6 +23,12 @@ class PropertyModel(RescaledModel):
     from training-set statistics. ``domain`` (a
     :class:`~zoo.models.TrainingDomain` within the backbone's cutoff) records what the training
     set held; the task fits it.
+
+    :meth:`predict` answers ASE structures with ``{target: float}`` in the targets' units
+    (:attr:`prediction_units`; eV for energies such as QM9's ``U0``), and a model of an energy
+    (``energy`` or ``U0``) is an ASE calculator (:meth:`as_calculator`, energies only)::
+
+        model.predict(atoms)                 # {"U0": U0 of atoms in eV}
 
     Args:
         backbone: a module with ``irreps_out``, ``element_index``, ``cutoff`` and
@@ -56,6 +63,11 @@ class PropertyModel(RescaledModel):
         self.readout = torch.nn.Sequential(
             torch.nn.Linear(n_scalars, hidden), torch.nn.SiLU(), torch.nn.Linear(hidden, len(self.targets))
         )
+
+    @property
+    def prediction_units(self) -> dict[str, str]:
+        """``{target: unit}`` of :meth:`predict` (:data:`zoo.models._inference.UNITS`)."""
+        return units_of(self.targets)
 
     def reset_parameters(self) -> None:
         for layer in self.readout:

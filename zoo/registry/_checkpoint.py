@@ -335,6 +335,8 @@ class ElementGuard:
         batch = args[0] if args else None
         if batch is None or not hasattr(batch, "keys") or "z" not in batch.keys():
             return None
+        if torch.compiler.is_compiling():  # traced (torch.export): the model's ElementIndex checks in the graph
+            return None
         z = batch["z"]
         unknown = z[~torch.isin(z, self.allowed.to(z.device))]
         if unknown.numel():
@@ -351,7 +353,8 @@ class ElementGuard:
 
 
 def load_run(run: str | Path, checkpoint: str = "last", device: str | torch.device = "cpu",
-             trust_remote_code: bool = False, trusted_modules: Sequence[str] = ()) -> torch.nn.Module:
+             trust_remote_code: bool = False, trusted_modules: Sequence[str] = (),
+             dtype: torch.dtype | str | None = None) -> torch.nn.Module:
     """The task of a training run (``zoo fit``'s log folder), with a checkpoint's weights, in eval mode.
 
     Args:
@@ -367,6 +370,7 @@ def load_run(run: str | Path, checkpoint: str = "last", device: str | torch.devi
     Raises:
         CheckpointFormatError: no ``config.yaml`` or checkpoint, or weights that do not fit the
             task the config builds.
+        dtype: as for :func:`load_pretrained`.
     """
     import yaml
 
@@ -385,7 +389,17 @@ def load_run(run: str | Path, checkpoint: str = "last", device: str | torch.devi
     task = instantiate_task(config["model"], trust_remote_code, trusted_modules, where=f"{config_file}: model")
     state = torch.load(file, map_location="cpu", weights_only=True)["state_dict"]
     _load_weights(task, state, f"{file} does not match the task {config_file} builds")
-    return task.eval().to(device)
+    return _for_inference(task, device, dtype)
+
+
+def _for_inference(task: torch.nn.Module, device: str | torch.device, dtype: torch.dtype | str | None):
+    """``task`` in eval mode on ``device``, in ``dtype`` if given (else the weights')."""
+    from zoo.data.dataset import resolve_dtype
+
+    task.eval().to(device)
+    if dtype is not None:
+        task.to(resolve_dtype(dtype))
+    return task
 
 
 def _load_weights(task: torch.nn.Module, state: dict[str, torch.Tensor], mismatch: str) -> None:
@@ -403,16 +417,19 @@ def _load_weights(task: torch.nn.Module, state: dict[str, torch.Tensor], mismatc
 
 def load_pretrained(folder: str | Path, device: str | torch.device = "cpu", name: str | None = None,
                     source: str = "local folder", trust_remote_code: bool = False,
-                    trusted_modules: Sequence[str] = ()) -> torch.nn.Module:
+                    trusted_modules: Sequence[str] = (), dtype: torch.dtype | str | None = None) -> torch.nn.Module:
     """Build the task a checkpoint folder describes, load its weights, and put it in eval mode.
 
-    The task takes the floating dtype of its weights (float64 models stay float64). Its config
+    The task takes the floating dtype of its weights (float64 models stay float64), or ``dtype``
+    (``torch.float64`` or ``"float64"`` casts a float32 checkpoint, and the reverse). Its config
     may name only zoo's classes and torch.optim's optimizers and schedulers, unless
     ``trust_remote_code=True`` (or ``trusted_modules``, see :func:`instantiate_task`): anything
     else is an :class:`UntrustedCodeError`, raised before it is imported.
 
-    The task refuses batches with elements outside its ``elements`` (an
-    :class:`UnsupportedElementsError`) and carries a :class:`Provenance` as ``task.registry_info``.
+    The task's model refuses batches with elements outside its ``elements`` (an
+    :class:`UnsupportedElementsError`), on every path: the task's forward, ``task.predict``, the
+    calculator, the model called directly. The task carries a :class:`Provenance` as
+    ``task.registry_info``.
     """
     folder = Path(folder)
     config, info = read_config(folder)
@@ -427,8 +444,10 @@ def load_pretrained(folder: str | Path, device: str | torch.device = "cpu", name
     _load_weights(task, state, f"{folder / WEIGHTS_FILE} does not match the task built from {CONFIG_FILE}: the "
                                f"code that defines {config['task']['class_path']} changed since zoo "
                                f"{config.get('zoo_version')} wrote it")
-    task.eval().to(device)
-    task.register_forward_pre_hook(ElementGuard(name or info.name, info.elements))
+    _for_inference(task, device, dtype)
+    # on the model when the task has one, which every way of running it goes through
+    guarded = task.get_submodule("model") if "model" in config["task"].get("init_args", {}) else task
+    guarded.register_forward_pre_hook(ElementGuard(name or info.name, info.elements))
     task.registry_info = Provenance(name or info.name, source, folder, info, config)
     log.info("loaded %r from %s (%s)", name or info.name, folder, source)
     return task

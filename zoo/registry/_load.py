@@ -23,9 +23,13 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from zoo.registry._errors import CheckpointFormatError, DownloadError, SupersededModelWarning
 from zoo.registry._manifest import CARD_FILE, CONFIG_FILE, FAMILIES, HUB_FILES, Manifest, ModelEntry, as_manifest
+
+if TYPE_CHECKING:  # torch is imported where a model is loaded, not by `zoo list`
+    import torch
 
 log = logging.getLogger("zoo.registry")
 
@@ -134,6 +138,7 @@ def _report_fallback(error: DownloadError, name: str, package: Path) -> None:
 def load(
     ref: str | Path,
     device: str = "cpu",
+    dtype: torch.dtype | str | None = None,
     cache_dir: str | Path | None = None,
     token: str | bool | None = None,
     manifest: Manifest | str | Path | None = None,
@@ -142,9 +147,19 @@ def load(
 ):
     """The model ``ref`` names, as its task (a LightningModule) in eval mode on ``device``.
 
+    Every family answers through the same entry points (docs/inference.md): ``task.predict(atoms
+    or a list, batch_size=...)`` returns dicts of NumPy arrays and floats with the units of
+    ``task.prediction_units``; ``task.as_calculator()`` is an ASE calculator for a model with a
+    potential energy; ``task.generate(smiles, k)`` for a model that generates structures::
+
+        task = zoo.load("ethanol-dens-pbe-def2svp")
+        task.predict(atoms)   # {"energy": float eV, "forces": [n_atoms, 3] eV/Å}
+
     Args:
         ref: a manifest name (``zoo.list_models()``), ``"hf://org/repo@revision"``, or a folder.
         device: where to put the model.
+        dtype: floating dtype of the model (``torch.float32``, ``torch.float64`` or their names);
+            default that of its weights (float64 for the Hamiltonian models, float32 for the others).
         cache_dir: Hub cache (default ``HF_HUB_CACHE`` or ``~/.cache/huggingface/hub``).
         token: Hub token for private or gated repos (default: ``HF_TOKEN`` or the stored login).
         manifest: a :class:`~zoo.registry.Manifest` or a path to one (default: zoo's own).
@@ -154,8 +169,9 @@ def load(
             before it is imported (docs/security.md).
         trusted_modules: module prefixes to trust besides those, e.g. ``("mylab",)``.
 
-    Returns the task, with ``task.registry_info`` saying where it was loaded from. Its forward
-    refuses elements the model was not trained on.
+    Returns the task, with ``task.registry_info`` saying where it was loaded from. Every path
+    through its model refuses elements the model was not trained on
+    (:class:`~zoo.registry.UnsupportedElementsError`).
 
     Under ``torch.distributed`` this is a collective: call it on every rank (one per node
     downloads while the others wait at a barrier).
@@ -164,7 +180,7 @@ def load(
 
     resolved = resolve(ref, manifest, cache_dir, token)
     return load_pretrained(resolved.folder, device=device, name=resolved.name, source=resolved.source,
-                           trust_remote_code=trust_remote_code, trusted_modules=trusted_modules)
+                           trust_remote_code=trust_remote_code, trusted_modules=trusted_modules, dtype=dtype)
 
 
 def download(

@@ -11,7 +11,7 @@ from lightning.pytorch.trainer.states import TrainerFn
 
 from zoo.data import Statistics, StatisticsSource, UsesStatistics, n_structures
 from zoo.losses import AuxiliaryLoss, Forward, Output, Progress, Step
-from zoo.models import TrainingDomain
+from zoo.models import Predictor, StructureGenerator, TrainingDomain
 
 STAGES = ("train", "val", "test")
 
@@ -30,6 +30,14 @@ class AtomisticTask(pl.LightningModule):
     At the start of a fit the training set's :class:`~zoo.data.Statistics` (the data module's
     ``statistics``) go to the model and to the auxiliary losses (their ``set_statistics``).
 
+    After training, or as ``zoo.load`` returns it, a task answers ASE structures through its
+    model's declared interfaces (:mod:`zoo.models._inference`), the same entry points for every
+    family: :meth:`predict`, :meth:`as_calculator` (a model with a potential energy) and
+    :meth:`generate` (a model that generates structures)::
+
+        task = zoo.load("qm9-u0-demo")
+        task.predict(atoms)                  # {"U0": float}; task.prediction_units: {"U0": "eV"}
+
     Args:
         model: a module whose ``forward(batch)`` returns ``{name: tensor}``.
         outputs: what to train and measure.
@@ -44,6 +52,9 @@ class AtomisticTask(pl.LightningModule):
             (whose reference energies differ).
         auxiliary_losses: further loss terms, each registered under its ``name`` (``task.dens``).
     """
+
+    #: Where the task was loaded from (a :class:`zoo.registry.Provenance`), set by ``zoo.load``.
+    registry_info = None
 
     def __init__(
         self,
@@ -234,6 +245,51 @@ class AtomisticTask(pl.LightningModule):
                 f"({diverged})"
             )
         return loss
+
+    # --- inference: the model's declared interfaces, the same entry points for every family --------------
+
+    @property
+    def prediction_units(self) -> dict[str, str]:
+        """``{key: unit}`` of :meth:`predict`'s dicts (:attr:`zoo.models.Predictor.prediction_units`)."""
+        return self._predictor("predictions").prediction_units
+
+    def predict(self, structures, batch_size: int = 32, **options):
+        """The model's predictions for an :class:`ase.Atoms` (a dict) or a list of them (a list of
+        dicts), ``batch_size`` per forward pass: :meth:`zoo.models.Predictor.predict`. ``options``
+        are the model's own (a Hamiltonian model's ``lindep``, a consistency model's ``smiles``)."""
+        return self._predictor("predict").predict(structures, batch_size, **options)
+
+    def as_calculator(self, **kwargs):
+        """The model as an ASE calculator (:class:`zoo.interfaces.ZooCalculator`; ``device`` and
+        ``dtype`` may differ from the model's, the calculator then works on a converted copy).
+
+        Raises:
+            TypeError: the model predicts no potential energy (a Hamiltonian model).
+        """
+        return self._predictor("as_calculator").as_calculator(**kwargs)
+
+    def generate(self, molecule, k: int = 1, **options) -> list:
+        """``k`` structures of a molecule (a SMILES or an RDKit molecule) as :class:`ase.Atoms`:
+        :meth:`zoo.models.ConsistencyModel.generate`, whose ``options`` these are.
+
+        Raises:
+            TypeError: the model does not generate structures.
+        """
+        if not isinstance(self.model, StructureGenerator):
+            raise TypeError(f"{self._what()} does not generate structures; the consistency models do "
+                            "(zoo list --family consistency)")
+        return self.model.generate(molecule, k, **options)
+
+    def _predictor(self, what: str) -> Predictor:
+        if not isinstance(self.model, Predictor):
+            raise TypeError(f"{self._what()} is no zoo.models.Predictor, so it has no {what}: declare the interface "
+                            "on the model class (zoo.models.Predictor) to answer ASE structures")
+        return self.model
+
+    def _what(self) -> str:
+        """The model, by its registry name if it was loaded from the registry."""
+        name = type(self.model).__name__
+        return name if self.registry_info is None else f"{name} {self.registry_info.name!r}"
 
     def predict_step(self, batch, batch_idx):
         return {k: v.detach() for k, v in self(batch).items()}

@@ -55,13 +55,6 @@ class ForceFieldTask(AtomisticTask):
              for stage in STAGES}
         )
 
-    def as_calculator(self, **kwargs):
-        """The model as an ASE calculator (see :class:`zoo.interfaces.ZooCalculator`; ``device``
-        and ``dtype`` may differ from the model's, the calculator then works on a converted copy)."""
-        from zoo.interfaces.ase import ZooCalculator
-
-        return ZooCalculator(self.model, **kwargs)
-
     def compute_loss(self, batch, predictions, stage: str, outputs: Sequence[Output] | None = None,
                      terms: Mapping[str, tuple[float, torch.Tensor]] | None = None,
                      atoms: torch.Tensor | None = None) -> torch.Tensor:
