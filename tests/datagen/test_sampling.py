@@ -10,7 +10,7 @@ pytest.importorskip("tblite")
 pytest.importorskip("rdkit")
 
 from zoo.data.readers.ase_io import write_extxyz  # noqa: E402
-from zoo.datagen import jobs, sampling  # noqa: E402
+from zoo.datagen import jobs, sampling, sampling_runs  # noqa: E402
 from zoo.datagen.files import read_structures  # noqa: E402
 
 SERIAL = jobs.Workers(0)  # in this process: the sampling logic without Dask
@@ -148,7 +148,7 @@ def test_sample_qm9_resumes_filters_and_records_failures(tmp_path):
     import json
 
     out, reference = tmp_path / "xtb.extxyz", tmp_path / "reference.extxyz"
-    run = lambda rows, **kw: sampling.sample_qm9(rows, out, reference, progress=False, workers=SERIAL, **kw)  # noqa: E731
+    run = lambda rows, **kw: sampling_runs.sample_qm9(rows, out, reference, progress=False, workers=SERIAL, **kw)  # noqa: E731
     first = run([0], steps=0)  # methane cannot reach fmax in 0 optimiser steps
     assert (first["done"], first["failed"]) == (0, 1) and not out.exists() and not reference.exists()
     failure = json.loads(first["failures"].read_text())
@@ -167,7 +167,7 @@ def test_sample_qm9_resumes_filters_and_records_failures(tmp_path):
 
 def test_sample_qm9_reference_only_filters_by_size_and_resumes(tmp_path):
     reference = tmp_path / "reference.extxyz"
-    run = lambda rows, **kw: sampling.sample_qm9(rows, None, reference, progress=False, workers=SERIAL,  # noqa: E731
+    run = lambda rows, **kw: sampling_runs.sample_qm9(rows, None, reference, progress=False, workers=SERIAL,  # noqa: E731
                                                  **kw)
     first = run([0, 1, 2, 3, 4], min_heavy_atoms=2)  # rows 0-2 (CH4, NH3, H2O) have one heavy atom
     assert (first["done"], first["filtered"]) == (2, 3)
@@ -188,6 +188,6 @@ def test_sample_qm9_writes_in_row_order_whatever_order_the_workers_finish_in(tmp
 
     monkeypatch.setattr(jobs, "run", last_first)
     reference = tmp_path / "reference.extxyz"
-    summary = sampling.sample_qm9([4, 2, 3, 0], None, reference, progress=False)
+    summary = sampling_runs.sample_qm9([4, 2, 3, 0], None, reference, progress=False)
     assert summary["done"] == 4
     assert [f.info["qm9_row"] for f in read_structures(reference)] == [4, 2, 3, 0]

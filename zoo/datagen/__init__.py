@@ -3,7 +3,9 @@
 A workflow on top of the physics of :mod:`zoo.qc` and the file formats of :mod:`zoo.data`:
 
 - :mod:`zoo.datagen.sampling`: start structures, GFN2-xTB optimisation, MD and displacements;
-  QM9's cheap structures (``zoo sample``, ``zoo sample-qm9``);
+  QM9's cheap structures;
+- :mod:`zoo.datagen.sampling_runs`: those over many molecules, resumable and sharded (``zoo sample``,
+  ``zoo sample-qm9``);
 - :mod:`zoo.datagen.labelling`: PySCF labels into extended XYZ or the HDF5 Hamiltonian format
   (``zoo label``), one structure per task (:mod:`zoo.datagen.label_task`);
 - :mod:`zoo.datagen.jobs`: those tasks on dask.distributed workers, and the one process that writes;

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from zoo._files import OutputBusyError, exclusive_output
+from zoo._files import OutputBusyError
 from zoo.datagen.labelling import PROPERTIES
 
 #: What the commands report as one line: bad input, a busy output, an unreachable Dask scheduler.
@@ -31,8 +31,12 @@ SAMPLE_EXAMPLES = """examples:
   zoo sample --smiles 'O/C=C\\C=O' --conformers 10 --md --frames 200 -o malonaldehyde.extxyz
   zoo sample --xyz qm9_xtb.extxyz --all-frames --displace random -n 1 --amplitude 0.05 -o qm9_perturbed.extxyz
 
-With several start structures (--all-frames), each is one task; the file is written once, when
-all are done, in the order of the start structures.
+  zoo sample --xyz qm9_xtb.extxyz --all-frames --md -n 5 --temperature 800 --shard 0/4 -o qm9_md.extxyz
+  zoo sample --merge qm9_md.shard-*-of-4.extxyz -o qm9_md.extxyz
+
+With several start structures (--all-frames), each is one task; its structures are appended as it
+ends, in the order of the start structures. A rerun with the same arguments resumes: start
+structures already in the output (or recorded as failed in the failures file) are skipped.
 """ + WORKER_NOTES
 
 SAMPLE_QM9_EXAMPLES = """examples:
@@ -73,6 +77,8 @@ def sample_parser() -> argparse.ArgumentParser:
     start.add_argument("--xyz", metavar="FILE", help="any file ase.io.read understands (xyz, extxyz, ...)")
     start.add_argument("--qm9-index", type=int, metavar="N",
                        help="0-based row of QM9 as shipped by qm9pack (not the gdb number, which has gaps)")
+    start.add_argument("--merge", nargs="+", metavar="FILE",
+                       help="instead of sampling: join files written with --shard into OUTPUT, in start order")
     which = parser.add_mutually_exclusive_group()
     which.add_argument("--frame", type=int, default=0, help="which structure of --xyz to start from (default 0)")
     which.add_argument("--all-frames", action="store_true",
@@ -101,15 +107,20 @@ def sample_parser() -> argparse.ArgumentParser:
     parser.add_argument("--amplitude", type=float, default=0.05,
                         help="standard deviation of random displacements, Å (default 0.05)")
     parser.add_argument("--seed", type=int, default=0, help="random seed: embedding, velocities, displacements")
-    parser.add_argument("-o", "--output", required=True, help="output extended XYZ file (written atomically)")
+    parser.add_argument("-o", "--output", required=True,
+                        help="output extended XYZ file (appended atomically, one start structure at a time)")
+    parser.add_argument("--shard", metavar="I/N",
+                        help="with --all-frames: sample start structures I, I+N, I+2N, ... into OUTPUT with "
+                             ".shard-I-of-N before the suffix")
+    parser.add_argument("--retry-failures", action="store_true",
+                        help="sample again the start structures recorded as failed")
     _add_worker_options(parser)
     return parser
 
 
 def sample_main(argv: list[str] | None = None) -> int:
     """Entry point of ``zoo sample``; returns the exit status."""
-    from zoo.data.readers.ase_io import write_extxyz
-    from zoo.datagen import jobs, sampling
+    from zoo.datagen import jobs, sampling, sampling_runs
     from zoo.datagen.files import read_structures
 
     parser = sample_parser()
@@ -118,7 +129,13 @@ def sample_main(argv: list[str] | None = None) -> int:
         parser.error("--all-frames takes the structures of --xyz FILE")
     if args.conformers != 1 and args.smiles is None:
         parser.error("--conformers N takes the molecule of --smiles")
+    if args.shard is not None and not args.all_frames:
+        parser.error("--shard I/N splits the start structures of --all-frames")
     try:
+        if args.merge is not None:
+            count = sampling_runs.merge_structures(args.merge, args.output, key=sampling_runs.START_INDEX)
+            jobs.log(f"zoo sample: merged {count} structures from {len(args.merge)} files into {args.output}")
+            return 0
         if args.smiles is not None and args.conformers != 1:
             starts = [sampling.lowest_xtb_conformer(args.smiles, args.conformers, seed=args.seed, fmax=args.fmax)]
             jobs.log(f"zoo sample: lowest of {args.conformers} conformers is #{starts[0].info['conformer']}")
@@ -128,27 +145,31 @@ def sample_main(argv: list[str] | None = None) -> int:
             starts = read_structures(args.xyz, index=":" if args.all_frames else args.frame)
         else:
             starts = [sampling.from_qm9(args.qm9_index)]
-        tasks = [(atoms, args.seed + k, args.optimize, args.fmax, _md_settings(args), _displacement_settings(args))
-                 for k, atoms in enumerate(starts)]
-        with exclusive_output(args.output, "structure file"), _workers(args) as workers:
+        with _workers(args) as workers:
             # one start structure is one task: nothing to distribute, so no cluster to start
-            outcomes = jobs.run(sampling.sample_start, tasks, workers if len(tasks) > 1 else jobs.Workers(0),
-                                name="sample")
-            sampled = {}
-            for outcome in outcomes:
-                if outcome.error is not None:
-                    raise RuntimeError(f"start structure {outcome.task}: {outcome.error}")
-                sampled[outcome.task] = outcome.value
-                if len(tasks) > 1:
-                    jobs.log(f"zoo sample: start structure {outcome.task}: {len(outcome.value)} structures "
-                                 f"({outcome.seconds:.1f} s), {len(sampled)}/{len(tasks)} done")
-            frames = [frame for k in range(len(tasks)) for frame in sampled[k]]
-            path = write_extxyz(args.output, frames)
+            summary = sampling_runs.sample(
+                starts, args.output, seed=args.seed, optimize=args.optimize, fmax=args.fmax, md=_md_settings(args),
+                displacement=_displacement_settings(args), shard=None if args.shard is None else _parse_shard(args.shard),
+                retry_failures=args.retry_failures, progress=len(starts) > 1,
+                workers=workers if len(starts) > 1 else jobs.Workers(0))
     except (*_USER_ERRORS, RuntimeError) as error:
         print(f"zoo sample: error: {error}", file=sys.stderr)
         return 1
-    jobs.log(f"zoo sample: wrote {len(frames)} structures to {path}")
+    if summary["failed"] and not summary["done"] and not summary["skipped"]:
+        reason = "" if len(starts) > 1 else f": {_last_failure(summary['failures'])}"
+        print(f"zoo sample: error: no start structure could be sampled{reason} (see {summary['failures']})",
+              file=sys.stderr)
+        return 1
+    note = f", {summary['failed']} failed (see {summary['failures']})" if summary["failed"] else ""
+    jobs.log(f"zoo sample: wrote {summary['frames']} structures of {summary['done']} start structures to "
+             f"{summary['out']}{note}" + (f"; {summary['skipped']} done before" if summary["skipped"] else ""))
     return 0
+
+
+def _last_failure(path) -> str:
+    from zoo.datagen import failures
+
+    return failures.entries(path)[-1]["reason"]
 
 
 def _md_settings(args) -> dict | None:
@@ -236,7 +257,7 @@ def sample_qm9_parser() -> argparse.ArgumentParser:
 
 def sample_qm9_main(argv: list[str] | None = None) -> int:
     """Entry point of ``zoo sample-qm9``; returns the exit status (failed molecules are recorded, not fatal)."""
-    from zoo.datagen import sampling
+    from zoo.datagen import sampling_runs
     from zoo.datagen.jobs import log
 
     parser = sample_qm9_parser()
@@ -249,7 +270,7 @@ def sample_qm9_main(argv: list[str] | None = None) -> int:
         parser.error("--merge needs -o/--output")
     try:
         if args.merge is not None:
-            count = sampling.merge_structures(args.merge, args.output)
+            count = sampling_runs.merge_structures(args.merge, args.output)
             log(f"zoo sample-qm9: merged {count} structures from {len(args.merge)} files into {args.output}")
             return 0
         rows = _parse_rows(args.rows)
@@ -257,7 +278,7 @@ def sample_qm9_main(argv: list[str] | None = None) -> int:
             excluded = set(_parse_rows(args.exclude_rows, "--exclude-rows"))
             rows = [row for row in rows if row not in excluded]
         with _workers(args) as workers:
-            summary = sampling.sample_qm9(
+            summary = sampling_runs.sample_qm9(
                 rows, None if args.reference_only else args.output, args.reference_out, seed=args.seed,
                 fmax=args.fmax, steps=args.steps, max_heavy_atoms=args.max_heavy_atoms,
                 min_heavy_atoms=args.min_heavy_atoms, shard=None if args.shard is None else _parse_shard(args.shard),

@@ -280,6 +280,26 @@ def configured_workers(n: int | None = None, threads: int = 1, scheduler: str | 
             yield Workers(threads=threads, scheduler=cluster, retries=retries)
 
 
+class InOrder:
+    """Results handed on in task order, whatever order the workers finish them in.
+
+    >>> in_order = InOrder()
+    >>> list(in_order.add(1, "b")), list(in_order.add(0, "a"))
+    ([], [(0, 'a'), (1, 'b')])
+    """
+
+    def __init__(self):
+        self._waiting: dict[int, Any] = {}
+        self._next = 0
+
+    def add(self, task: int, value: Any) -> Iterator[tuple[int, Any]]:
+        """Take the result of task ``task``; yield ``(task, value)`` of every result now due, in order."""
+        self._waiting[task] = value
+        while self._next in self._waiting:
+            yield self._next, self._waiting.pop(self._next)
+            self._next += 1
+
+
 class Progress:
     """One line per finished task on stderr: ``[where] done/total (what, seconds; failed) ETA``."""
 
