@@ -160,12 +160,12 @@ class AtomisticTask(pl.LightningModule):
         """What the auxiliary losses read in a step of ``stage`` on ``batch``."""
         return Step(self.model, batch, forward, stage, self.progress(), batch_idx, self.log)
 
-    def auxiliary_terms(self, step: Step) -> dict[str, tuple[float, torch.Tensor]]:
+    def auxiliary_terms(self, step: Step, skip: Sequence[str] = ()) -> dict[str, tuple[float, torch.Tensor]]:
         """``{name: (weight, loss)}`` of the auxiliary losses computed in ``step``: those of its stage
-        that are active and apply to its batch."""
+        that are active and apply to its batch, except those named in ``skip``."""
         terms = {}
         for name, loss in self.auxiliary_losses.items():
-            if step.stage in loss.stages and loss.active(step):
+            if name not in skip and step.stage in loss.stages and loss.active(step):
                 value = loss(step)
                 if value is not None:
                     terms[name] = (loss.weight(step.progress), value)

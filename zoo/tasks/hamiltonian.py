@@ -13,7 +13,7 @@ import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
 from zoo.data import atom_ranges, keys, n_structures
-from zoo.losses import Forward, Output, SelfConsistencyLoss
+from zoo.losses import Forward, OccupiedSpaceLoss, Output, SelfConsistencyLoss
 from zoo.metrics import HamiltonianMetrics, onsite_mask, split_matrices
 from zoo.qc.eigh import DEFAULT_BROADENING
 from zoo.tasks._base import AtomisticTask
@@ -38,6 +38,10 @@ class HamiltonianTask(AtomisticTask):
       ``CombinedLoader``: ``{"labelled": ..., "unlabelled": ...}``); the labelled part then gets
       the supervised loss only and the other parts the SCT loss.
 
+    With ``occupied_weight > 0``, labelled batches also get the occupied-space loss
+    (:class:`~zoo.losses.OccupiedSpaceLoss`, ``task.occupied``): the fraction of the labels'
+    occupied space that the predicted H's occupied orbitals miss, which is what an SCF guess needs.
+
     A step whose SCT loss or gradient is not finite, or whose gradient norm exceeds
     ``max_sct_grad_norm``, is skipped (weights and optimizer state untouched) and counted in
     ``train/skipped_steps``.
@@ -53,6 +57,8 @@ class HamiltonianTask(AtomisticTask):
         mode: ``"supervised"``, ``"sct"`` or ``"mixed"``.
         outputs: supervised outputs (default: ``hamiltonian`` with the ``mae_mse`` loss).
         sct_weight: weight of the SCT loss in the total.
+        occupied_weight: weight of the occupied-space loss (0: none; needs labelled ``overlap``
+            and ``n_electrons``).
         sct_fraction: fraction of training batches that get the SCT loss (evenly spaced).
         sct_grid_level: DFT grid level of the SCT targets (default: the model's); level 1 costs
             about a third of level 3's XC work for ~1 µEh of Fock error.
@@ -74,6 +80,7 @@ class HamiltonianTask(AtomisticTask):
         mode: str = "supervised",
         outputs: Sequence[Output] | None = None,
         sct_weight: float = 1.0,
+        occupied_weight: float = 0.0,
         sct_fraction: float = 1.0,
         sct_grid_level: int | None = None,
         sct_density_fitting: bool | None = None,
@@ -96,8 +103,11 @@ class HamiltonianTask(AtomisticTask):
         overrides = {"grid_level": sct_grid_level, "density_fitting": sct_density_fitting}
         sct_level = dataclasses.replace(model.level, **{k: v for k, v in overrides.items() if v is not None})
         sct = SelfConsistencyLoss(sct_level, sct_weight, sct_fraction, sct_broadening, sct_cache_size)
+        auxiliary = [] if mode == "supervised" else [sct]
+        if occupied_weight > 0:
+            auxiliary.append(OccupiedSpaceLoss(occupied_weight, sct_broadening))
         super().__init__(model, outputs, optimizer, lr_scheduler, monitor, pretrained, keep_pretrained_statistics,
-                         [] if mode == "supervised" else [sct])
+                         auxiliary)
         self.mode = mode
         self.max_sct_grad_norm = max_sct_grad_norm
         self.fit_reference = fit_reference
@@ -149,10 +159,12 @@ class HamiltonianTask(AtomisticTask):
         # {stage}/loss is theirs alone, so that a labelled validation set selects on the labels
         if keys.HAMILTONIAN in batch and (stage != "train" or self.mode != "sct"):
             total = self.compute_loss(batch, predictions, stage)
-        if sct:
+        if self.auxiliary_losses:
             step = self.make_step(batch, Forward(predictions), stage)
-            terms = self.weighted_terms(self.auxiliary_terms(step), stage, n_structures(batch))
-            total = terms if total is None else total + terms
+            terms = self.auxiliary_terms(step, skip=() if sct else (SelfConsistencyLoss.name,))
+            if terms:
+                weighted = self.weighted_terms(terms, stage, n_structures(batch))
+                total = weighted if total is None else total + weighted
         if stage != "train" and keys.HAMILTONIAN in batch:
             self._update_metrics(batch, predictions[keys.HAMILTONIAN], stage)
         return total
