@@ -11,6 +11,7 @@ from ase.calculators.calculator import Calculator, all_changes
 
 from zoo.data import keys
 from zoo.models import Predictor
+from zoo.models._inference import BATCH_SIZE
 
 
 class ZooCalculator(Calculator):
@@ -67,7 +68,7 @@ class ZooCalculator(Calculator):
         (result,) = self.predict([self.atoms], batch_size=1)
         self.results = {"free_energy": result["energy"], **result}
 
-    def predict(self, images: Sequence, batch_size: int = 32) -> list[dict[str, np.ndarray | float]]:
+    def predict(self, images: Sequence, batch_size: int = BATCH_SIZE) -> list[dict[str, np.ndarray | float]]:
         """Energy (eV) and, if the model predicts them, forces (eV/Å) of many :class:`ase.Atoms`,
         ``batch_size`` per model call: one ``{"energy": float, "forces": [n_atoms, 3] array}`` per
         structure, in order (the model's :meth:`~zoo.models.Predictor.predict`, under ASE's names).

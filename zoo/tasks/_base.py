@@ -12,6 +12,7 @@ from lightning.pytorch.trainer.states import TrainerFn
 from zoo.data import Statistics, StatisticsSource, UsesStatistics, n_structures
 from zoo.losses import AuxiliaryLoss, Forward, Output, Progress, Step
 from zoo.models import Predictor, StructureGenerator, TrainingDomain
+from zoo.models._inference import BATCH_SIZE
 
 STAGES = ("train", "val", "test")
 
@@ -253,7 +254,7 @@ class AtomisticTask(pl.LightningModule):
         """``{key: unit}`` of :meth:`predict`'s dicts (:attr:`zoo.models.Predictor.prediction_units`)."""
         return self._predictor("predictions").prediction_units
 
-    def predict(self, structures, batch_size: int = 32, **options):
+    def predict(self, structures, batch_size: int = BATCH_SIZE, **options):
         """The model's predictions for an :class:`ase.Atoms` (a dict) or a list of them (a list of
         dicts), ``batch_size`` per forward pass: :meth:`zoo.models.Predictor.predict`. ``options``
         are the model's own (a Hamiltonian model's ``lindep``, a consistency model's ``smiles``)."""
