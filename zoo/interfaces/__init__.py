@@ -1,11 +1,9 @@
-"""Bridges to other codes: the ASE calculator (imported on first use, so that ``import zoo`` stays light)."""
+"""Bridges to other codes: the ASE calculator of every zoo model with a potential energy.
+
+:class:`ZooCalculator` is defined in :mod:`zoo.models._inference`, beside ``as_calculator()`` that
+builds it, so that the models import nothing above them; this is its public name.
+"""
+
+from zoo.models._inference import ZooCalculator
 
 __all__ = ["ZooCalculator"]
-
-
-def __getattr__(name):
-    if name == "ZooCalculator":
-        from zoo.interfaces.ase import ZooCalculator
-
-        return ZooCalculator
-    raise AttributeError(f"module 'zoo.interfaces' has no attribute {name!r}")
