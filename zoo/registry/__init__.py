@@ -28,8 +28,9 @@ _EXPORTS = {
     "default_manifest_path": "_manifest",
     # _checkpoint
     "FORMAT": "_checkpoint", "FORMAT_VERSION": "_checkpoint", "save_pretrained": "_checkpoint",
-    "load_pretrained": "_checkpoint", "load_run": "_checkpoint", "upgrade_config": "_checkpoint", "read_config": "_checkpoint",
-    "instantiate_task": "_checkpoint", "task_config": "_checkpoint", "Provenance": "_checkpoint",
+    "upgrade_config": "_checkpoint", "read_config": "_checkpoint", "task_config": "_checkpoint",
+    # _restore
+    "load_pretrained": "_restore", "load_run": "_restore", "instantiate_task": "_restore", "Provenance": "_restore",
     # _trust
     "check_trusted": "_trust",
     # _cards

@@ -3,10 +3,10 @@
 ``config.json`` holds the format name and version, the zoo version that wrote it, the task as a
 LightningCLI config (``class_path``/``init_args``) and the model's :class:`ModelInfo` (elements,
 units, level of theory, ...). ``model.safetensors`` holds the task's ``state_dict``: tensors only,
-so loading never unpickles anything; the task config may name only classes of the allow-list
-in ``_trust.py`` unless the caller opts in. Formats are versioned (see CHANGELOG.md next to this file);
+so loading never unpickles anything. Formats are versioned (see CHANGELOG.md next to this file);
 :func:`upgrade_config` is the one place that reads older versions, :func:`check_format_version` the
-one that refuses newer ones.
+one that refuses newer ones. This module writes and reads the folder; building the task it
+describes (only from trusted classes) is :mod:`zoo.registry._restore`.
 """
 
 from __future__ import annotations
@@ -14,8 +14,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +23,8 @@ from safetensors.torch import load_file, save_file
 
 from zoo._files import atomic_path, exclusive_output
 from zoo.registry._cards import render_card
-from zoo.registry._errors import CheckpointFormatError, ManifestError, UnsupportedElementsError
+from zoo.registry._errors import CheckpointFormatError, ManifestError
 from zoo.registry._manifest import CARD_FILE, CONFIG_FILE, WEIGHTS_FILE, ModelInfo, upgrade_level_of_theory
-from zoo.registry._trust import check_trusted
 
 log = logging.getLogger("zoo.registry")
 
@@ -136,12 +134,12 @@ def read_config(folder: str | Path) -> tuple[dict[str, Any], ModelInfo]:
 
 
 # ---------------------------------------------------------------------------------------------
-# task config <-> task
+# the task's config
 
 
 def task_config(task: torch.nn.Module) -> dict[str, Any]:
     """The ``{"class_path", "init_args"}`` config a task was built from (by LightningCLI or
-    :func:`instantiate_task`), from its ``hparams``."""
+    :func:`~zoo.registry._restore.instantiate_task`), from its ``hparams``."""
     hparams = copy.deepcopy(dict(getattr(task, "hparams", {})))
     class_path = hparams.pop("_class_path", None)
     hparams.pop("_instantiator", None)
@@ -152,53 +150,6 @@ def task_config(task: torch.nn.Module) -> dict[str, Any]:
             "config={'class_path': ..., 'init_args': ...} to save_pretrained"
         )
     return {"class_path": class_path, "init_args": hparams}
-
-
-def _cannot_build(config: Mapping[str, Any], error: Exception) -> CheckpointFormatError:
-    return CheckpointFormatError(
-        f"could not build {config.get('class_path')} from its config: {error}. The checkpoint may need a "
-        "newer zoo, or the package that defines this class."
-    )
-
-
-def instantiate_task(config: Mapping[str, Any], trust_remote_code: bool = False, trusted_modules: Sequence[str] = (),
-                     where: str = "task") -> torch.nn.Module:
-    """Build a LightningModule from ``{"class_path", "init_args"}`` the way LightningCLI does.
-
-    Its ``hparams`` hold the full config, defaults included (not the objects built from it), as
-    under LightningCLI: the task can be saved again and its Lightning checkpoints stay loadable.
-
-    Args:
-        trust_remote_code: build whatever the config names. By default it may name only zoo's
-            classes and torch.optim's optimizers and schedulers (``zoo/registry/_trust.py``), and
-            anything else is an :class:`UntrustedCodeError` before it is imported.
-        trusted_modules: module prefixes to trust besides those, e.g. ``("mylab",)``.
-        where: what the config is, for messages.
-    """
-    import lightning.pytorch as pl
-    import yaml
-    from jsonargparse import ArgumentParser
-    from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters_context
-
-    check_trusted(config, where, trust_remote_code, trusted_modules)
-    parser = ArgumentParser(exit_on_error=False)
-    parser.add_subclass_arguments(pl.LightningModule, "task", fail_untyped=False)
-    try:
-        # jsonargparse turns nested dicts into Namespaces in place: parse a copy
-        parsed = parser.parse_object({"task": copy.deepcopy(dict(config))})
-        full = yaml.safe_load(parser.dump(parsed, skip_unset=False, skip_link_targets=False))["task"]
-    except Exception as error:
-        raise _cannot_build(config, error) from error
-    # jsonargparse resolves a bare class name to any class imported so far: check what it will build
-    check_trusted(full, where, trust_remote_code, trusted_modules, strings=False)
-    hparams = {"_class_path": full["class_path"], **full.get("init_args", {})}
-    try:
-        # LightningCLI records hparams through this same context (its _InstantiatorFn); without it,
-        # save_hyperparameters would store the nn.Modules it receives instead of their config.
-        with _given_hyperparameters_context(hparams=hparams, instantiator="lightning.pytorch.cli.instantiate_module"):
-            return parser.instantiate(parsed).task
-    except Exception as error:
-        raise _cannot_build(config, error) from error
 
 
 def _class_name(path: str) -> str:
@@ -235,7 +186,7 @@ def _symbols(elements: list) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------------
-# save / load
+# writing and reading a folder
 
 
 def save_pretrained(
@@ -247,7 +198,8 @@ def save_pretrained(
     """Write ``task`` as a checkpoint folder in Hub layout; returns the folder.
 
     Args:
-        task: a LightningModule built from a config (LightningCLI or :func:`instantiate_task`).
+        task: a LightningModule built from a config (LightningCLI or
+            :func:`~zoo.registry._restore.instantiate_task`).
         folder: created if needed; ``config.json``, ``model.safetensors`` and ``README.md`` are
             (over)written, each atomically, under the folder's single-writer lock (a second
             writer gets :class:`~zoo._files.OutputBusyError`; the lock file ``<folder>.lock``
@@ -308,146 +260,3 @@ def read_weights(folder: str | Path) -> dict[str, torch.Tensor]:
         return load_file(path, device="cpu")
     except Exception as error:  # safetensors raises its own error types for a damaged header
         raise CheckpointFormatError(f"{path} is not a readable safetensors file: {error}") from error
-
-
-@dataclass(frozen=True)
-class Provenance:
-    """Where a loaded model came from; attached to it as ``task.registry_info``."""
-
-    name: str
-    source: str
-    folder: Path
-    info: ModelInfo
-    config: dict[str, Any]
-
-
-class ElementGuard:
-    """Forward pre-hook: a batch with elements the model was not trained on is a clear error."""
-
-    def __init__(self, name: str, elements: list[str]):
-        from ase.data import atomic_numbers
-
-        self.name = name
-        self.elements = list(elements)
-        self.allowed = torch.tensor([atomic_numbers[e] for e in elements])
-
-    def __call__(self, module, args):
-        batch = args[0] if args else None
-        if batch is None or not hasattr(batch, "keys") or "z" not in batch.keys():
-            return None
-        if torch.compiler.is_compiling():  # traced (torch.export): the model's ElementIndex checks in the graph
-            return None
-        z = batch["z"]
-        unknown = z[~torch.isin(z, self.allowed.to(z.device))]
-        if unknown.numel():
-            from ase.data import chemical_symbols
-
-            symbols = sorted({chemical_symbols[int(n)] for n in unknown.unique()})
-            raise UnsupportedElementsError(
-                f"model {self.name!r} was trained on {', '.join(self.elements)} and cannot predict for "
-                f"{', '.join(symbols)}. Use a model that knows them (zoo list), or fine-tune this one on "
-                f"data with them: zoo fit --config <recipe> --model.pretrained {self.name} with the "
-                "backbone's elements extended"
-            )
-        return None
-
-
-def load_run(run: str | Path, checkpoint: str = "last", device: str | torch.device = "cpu",
-             trust_remote_code: bool = False, trusted_modules: Sequence[str] = (),
-             dtype: torch.dtype | str | None = None) -> torch.nn.Module:
-    """The task of a training run (``zoo fit``'s log folder), with a checkpoint's weights, in eval mode.
-
-    Args:
-        run: the run's folder (``runs/<recipe>/version_N``, with the ``config.yaml`` LightningCLI
-            saved) or a checkpoint file in its ``checkpoints/``.
-        checkpoint: with a folder, which checkpoint: ``"last"`` or ``"best"`` (its EMA weights
-            where the run averaged them), or a file name in ``checkpoints/``.
-        trust_remote_code, trusted_modules: as for :func:`instantiate_task`.
-
-    The checkpoint is read as tensors only (``torch.load(weights_only=True)``): nothing it holds
-    is executed. For a model to publish, export it with :func:`save_pretrained` instead.
-
-    Raises:
-        CheckpointFormatError: no ``config.yaml`` or checkpoint, or weights that do not fit the
-            task the config builds.
-        dtype: as for :func:`load_pretrained`.
-    """
-    import yaml
-
-    path = Path(run)
-    if path.is_file():
-        file, folder = path, path.parent.parent
-    else:
-        folder = path
-        file = folder / "checkpoints" / (checkpoint if checkpoint.endswith(".ckpt") else f"{checkpoint}.ckpt")
-    config_file = folder / "config.yaml"
-    for needed, what in ((config_file, "the config LightningCLI saves with a run"), (file, "the checkpoint")):
-        if not needed.is_file():
-            raise CheckpointFormatError(f"{needed} does not exist ({what}); give a zoo fit run folder "
-                                        "(runs/<recipe>/version_N) or a checkpoint file inside it")
-    config = yaml.safe_load(config_file.read_text(encoding="utf-8"))
-    task = instantiate_task(config["model"], trust_remote_code, trusted_modules, where=f"{config_file}: model")
-    state = torch.load(file, map_location="cpu", weights_only=True)["state_dict"]
-    _load_weights(task, state, f"{file} does not match the task {config_file} builds")
-    return _for_inference(task, device, dtype)
-
-
-def _for_inference(task: torch.nn.Module, device: str | torch.device, dtype: torch.dtype | str | None):
-    """``task`` in eval mode on ``device``, in ``dtype`` if given (else the weights')."""
-    from zoo.data.dataset import resolve_dtype
-
-    task.eval().to(device)
-    if dtype is not None:
-        task.to(resolve_dtype(dtype))
-    return task
-
-
-def _load_weights(task: torch.nn.Module, state: dict[str, torch.Tensor], mismatch: str) -> None:
-    """Load ``state`` strictly into ``task``, first converting the task to the weights' floating
-    dtype: a model trained in float64 (e.g. a Hamiltonian) is built in torch's default dtype and
-    would otherwise have its weights rounded to float32. ``mismatch`` starts the error message."""
-    floating = {v.dtype for v in state.values() if v.is_floating_point()}
-    if len(floating) == 1:
-        task.to(floating.pop())
-    try:
-        task.load_state_dict(state, strict=True)
-    except RuntimeError as error:  # missing, unexpected or differently shaped tensors
-        raise CheckpointFormatError(f"{mismatch}: {error}") from None
-
-
-def load_pretrained(folder: str | Path, device: str | torch.device = "cpu", name: str | None = None,
-                    source: str = "local folder", trust_remote_code: bool = False,
-                    trusted_modules: Sequence[str] = (), dtype: torch.dtype | str | None = None) -> torch.nn.Module:
-    """Build the task a checkpoint folder describes, load its weights, and put it in eval mode.
-
-    The task takes the floating dtype of its weights (float64 models stay float64), or ``dtype``
-    (``torch.float64`` or ``"float64"`` casts a float32 checkpoint, and the reverse). Its config
-    may name only zoo's classes and torch.optim's optimizers and schedulers, unless
-    ``trust_remote_code=True`` (or ``trusted_modules``, see :func:`instantiate_task`): anything
-    else is an :class:`UntrustedCodeError`, raised before it is imported.
-
-    The task's model refuses batches with elements outside its ``elements`` (an
-    :class:`UnsupportedElementsError`), on every path: the task's forward, ``task.predict``, the
-    calculator, the model called directly. The task carries a :class:`Provenance` as
-    ``task.registry_info``.
-    """
-    folder = Path(folder)
-    config, info = read_config(folder)
-    if config["task"].get("init_args", {}).get("pretrained") is not None:
-        # fitting the task would fetch that model (a name, a Hub repo, any folder) over its own weights
-        raise CheckpointFormatError(
-            f"{folder / CONFIG_FILE}: task.init_args.pretrained is set; a checkpoint names its parent as "
-            "finetuned_from instead (save_pretrained clears pretrained). Re-export the model with save_pretrained"
-        )
-    state = read_weights(folder)
-    task = instantiate_task(config["task"], trust_remote_code, trusted_modules, where=f"{folder / CONFIG_FILE}: task")
-    _load_weights(task, state, f"{folder / WEIGHTS_FILE} does not match the task built from {CONFIG_FILE}: the "
-                               f"code that defines {config['task']['class_path']} changed since zoo "
-                               f"{config.get('zoo_version')} wrote it")
-    _for_inference(task, device, dtype)
-    # on the model when the task has one, which every way of running it goes through
-    guarded = task.get_submodule("model") if "model" in config["task"].get("init_args", {}) else task
-    guarded.register_forward_pre_hook(ElementGuard(name or info.name, info.elements))
-    task.registry_info = Provenance(name or info.name, source, folder, info, config)
-    log.info("loaded %r from %s (%s)", name or info.name, folder, source)
-    return task

@@ -176,7 +176,7 @@ def load(
     Under ``torch.distributed`` this is a collective: call it on every rank (one per node
     downloads while the others wait at a barrier).
     """
-    from zoo.registry._checkpoint import load_pretrained
+    from zoo.registry._restore import load_pretrained
 
     resolved = resolve(ref, manifest, cache_dir, token)
     return load_pretrained(resolved.folder, device=device, name=resolved.name, source=resolved.source,

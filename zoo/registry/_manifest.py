@@ -3,8 +3,8 @@
 The schema is the two dataclasses below: :class:`ModelInfo` (what a model is: the metadata a
 checkpoint's ``config.json`` carries) and :class:`ModelEntry` (a published model: that metadata
 plus where it lives on the Hub and the hashes that pin it). Every field is checked when read; a
-malformed manifest is a :class:`ManifestError` naming the entry and the field. docs/registry.md
-documents each field.
+malformed manifest is a :class:`ManifestError` naming the entry and the field (the checks are
+:mod:`zoo.registry._fields`). docs/registry.md documents each field.
 
 This module imports no torch, so that ``zoo list`` stays fast.
 """
@@ -13,15 +13,14 @@ from __future__ import annotations
 
 import difflib
 import json
-import re
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from ase.data import atomic_numbers as _ATOMIC_NUMBERS
-from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
+import zoo.registry._fields as check
 from zoo.qc.level import LevelOfTheory
 from zoo.registry._errors import CheckpointFormatError, ManifestError, ModelNotFoundError
 
@@ -46,112 +45,39 @@ PACKAGE_MANIFEST = PACKAGE_HUB_DIR / "checkpoints.json"
 #: The manifest of a source checkout (the repository root), which the package copy mirrors.
 CHECKOUT_MANIFEST = PACKAGE_HUB_DIR.parent.parent / "checkpoints.json"
 
-_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
-_REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
-_COMMIT = re.compile(r"^[0-9a-f]{40}$")
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
-_RECIPE = re.compile(r"^[\w./-]+\.ya?ml$")
-
-
-class _Invalid(ValueError):
-    """A field's value is wrong; the parser adds which entry and field."""
-
-
 # ---------------------------------------------------------------------------------------------
-# field checkers: each returns the (normalised) value or raises _Invalid
-
-
-def _text(value):
-    if not isinstance(value, str) or not value.strip():
-        raise _Invalid(f"expected a non-empty string, got {value!r}")
-    return value
-
-
-def _name(value):
-    if not isinstance(value, str) or not _NAME.match(value):
-        raise _Invalid(f"expected lowercase letters, digits, '.', '_' or '-' (e.g. 'qm9-u0-demo'), got {value!r}")
-    return value
+# the checks of the fields that need this module's names (the others: zoo.registry._fields)
 
 
 def _family(value):
     if value not in FAMILIES:
-        raise _Invalid(f"expected one of {list(FAMILIES)}, got {value!r}")
+        raise check.Invalid(f"expected one of {list(FAMILIES)}, got {value!r}")
     return value
 
 
-def _license(value):
-    if _text(value) != value.lower():
-        raise _Invalid(f"expected a lowercase Hub license id such as 'mit' or 'apache-2.0', got {value!r}")
-    return value
-
-
-def _elements(value):
-    if not isinstance(value, list) or not value:
-        raise _Invalid(f"expected a non-empty list of element symbols, got {value!r}")
-    unknown = [e for e in value if not isinstance(e, str) or e not in _ATOMIC_NUMBERS or e == "X"]
-    if unknown:
-        raise _Invalid(f"unknown element symbols {unknown}; use symbols such as 'H', 'C', 'O'")
-    if len(set(value)) != len(value):
-        raise _Invalid(f"repeated elements in {value}")
-    return sorted(value, key=_ATOMIC_NUMBERS.__getitem__)
-
-
-def _string_map(value, what="units"):
-    if not isinstance(value, dict) or not value:
-        raise _Invalid(f"expected a non-empty object of {what}, got {value!r}")
-    bad = {k: v for k, v in value.items() if not isinstance(v, str) or not v}
-    if bad:
-        raise _Invalid(f"expected string values, got {bad}")
-    return dict(value)
-
-
-def _record(spec: dict[str, tuple]):
-    """A checker for a nested object: ``spec`` maps each key to ``(checker, required)``."""
-
-    def check(value):
-        if not isinstance(value, dict):
-            raise _Invalid(f"expected an object with keys {sorted(spec)}, got {value!r}")
-        unknown = sorted(set(value) - set(spec))
-        if unknown:
-            raise _Invalid(f"unknown keys {unknown}; allowed: {sorted(spec)}")
-        out = {}
-        for key, (checker, required) in spec.items():
-            if key not in value:
-                if required:
-                    raise _Invalid(f"missing key {key!r}")
-                continue
-            try:
-                out[key] = checker(value[key])
-            except _Invalid as error:
-                raise _Invalid(f"key {key!r}: {error}") from None
-        return out
-
-    return check
-
-
-def _positive_int(value):
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise _Invalid(f"expected a positive integer, got {value!r}")
-    return value
-
-
-def _size(value):
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise _Invalid(f"expected a size in bytes (integer >= 0), got {value!r}")
-    return value
-
-
-def _level_of_theory(value):
-    # xc and basis are what the labels were computed with: never left to a default
+def _files(value):
     if not isinstance(value, dict):
-        raise _Invalid(f"expected an object with the fields of a level of theory, got {value!r}")
-    missing = [key for key in ("xc", "basis") if key not in value]
+        raise check.Invalid(f"expected an object mapping file names to {{sha256, size}}, got {value!r}")
+    missing = [f for f in HUB_FILES if f not in value]
     if missing:
-        raise _Invalid(f"missing key {missing[0]!r}")
-    try:
-        return LevelOfTheory.from_dict(value)
-    except (TypeError, ValueError) as error:
-        raise _Invalid(str(error)) from None
+        raise check.Invalid(f"missing {missing}; a model repo has {list(HUB_FILES)}")
+    # names become paths in the cache, the package copy and the published folder: no other name
+    unknown = sorted(set(value) - set(HUB_FILES))
+    if unknown:
+        raise check.Invalid(f"unknown files {unknown}; a model repo has exactly {list(HUB_FILES)}, plain names in its root")
+    file_entry = check.record({"sha256": (check.matching(check.SHA256, "64 lowercase hex digits"), True),
+                               "size": (check.byte_size, True)})
+    out = {}
+    for name, entry in value.items():
+        try:
+            out[name] = FileEntry(**file_entry(entry))
+        except check.Invalid as error:
+            raise check.Invalid(f"file {name!r}: {error}") from None
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# older formats
 
 
 def upgrade_level_of_theory(card: Any) -> Any:
@@ -175,75 +101,6 @@ def upgrade_level_of_theory(card: Any) -> Any:
     elif code != "pyscf":
         level["grid_level"] = None
     return level
-
-
-def _number_map(value):
-    if not isinstance(value, dict) or not value:
-        raise _Invalid(f"expected a non-empty object of metric values, got {value!r}")
-    bad = {k: v for k, v in value.items() if isinstance(v, bool) or not isinstance(v, (int, float))}
-    if bad:
-        raise _Invalid(f"expected numbers, got {bad}")
-    return dict(value)
-
-
-def _recipe(value):
-    # `zoo verify` reads the recipe a card names: it must stay inside the repository
-    if (not isinstance(value, str) or not _RECIPE.match(value) or value.startswith("/")
-            or ".." in value.split("/")):
-        raise _Invalid(f"expected a YAML path inside the repository, relative to its root (e.g. 'recipes/x.yaml'; "
-                       f"no '..', no absolute path), got {value!r}")
-    return value
-
-
-def _tags(value):
-    if not isinstance(value, list) or not all(isinstance(t, str) and t for t in value):
-        raise _Invalid(f"expected a list of strings, got {value!r}")
-    return list(value)
-
-
-def _pattern(regex: re.Pattern, what: str):
-    def check(value):
-        if not isinstance(value, str) or not regex.match(value):
-            raise _Invalid(f"expected {what}, got {value!r}")
-        return value
-
-    return check
-
-
-def _files(value):
-    if not isinstance(value, dict):
-        raise _Invalid(f"expected an object mapping file names to {{sha256, size}}, got {value!r}")
-    missing = [f for f in HUB_FILES if f not in value]
-    if missing:
-        raise _Invalid(f"missing {missing}; a model repo has {list(HUB_FILES)}")
-    # names become paths in the cache, the package copy and the published folder: no other name
-    unknown = sorted(set(value) - set(HUB_FILES))
-    if unknown:
-        raise _Invalid(f"unknown files {unknown}; a model repo has exactly {list(HUB_FILES)}, plain names in its root")
-    check = _record({"sha256": (_pattern(_SHA256, "64 lowercase hex digits"), True), "size": (_size, True)})
-    out = {}
-    for name, entry in value.items():
-        try:
-            out[name] = FileEntry(**check(entry))
-        except _Invalid as error:
-            raise _Invalid(f"file {name!r}: {error}") from None
-    return out
-
-
-def _specifier(value):
-    try:
-        SpecifierSet(_text(value))
-    except InvalidSpecifier:
-        raise _Invalid(f"expected a version specifier such as '>=0.1,<0.3', got {value!r}") from None
-    return value
-
-
-_TRAINING_DATA = _record({"dataset": (_text, True), "size": (_positive_int, False), "description": (_text, False)})
-_METRICS = _record({"split": (_text, True), "values": (_number_map, True)})
-
-
-def _check(checker, default=MISSING, default_factory=MISSING):
-    return field(default=default, default_factory=default_factory, metadata={"check": checker})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -281,24 +138,24 @@ class ModelInfo:
         tags: extra Hub tags.
     """
 
-    name: str = _check(_name)
-    family: str = _check(_family)
-    license: str = _check(_license)
-    elements: list[str] = _check(_elements)
-    units: dict[str, str] = _check(_string_map)
-    architecture: str | None = _check(_text, default=None)
-    description: str = _check(_text, default="")
-    level_of_theory: LevelOfTheory | None = _check(_level_of_theory, default=None)
-    data_source: str | None = _check(_text, default=None)
-    training_data: dict[str, Any] | None = _check(_TRAINING_DATA, default=None)
-    metrics: dict[str, Any] | None = _check(_METRICS, default=None)
-    recipe: str | None = _check(_recipe, default=None)
-    tags: list[str] = _check(_tags, default_factory=list)
+    name: str = check.field(check.model_name)
+    family: str = check.field(_family)
+    license: str = check.field(check.license_id)
+    elements: list[str] = check.field(check.element_symbols)
+    units: dict[str, str] = check.field(check.string_map)
+    architecture: str | None = check.field(check.text, default=None)
+    description: str = check.field(check.text, default="")
+    level_of_theory: LevelOfTheory | None = check.field(check.level_of_theory, default=None)
+    data_source: str | None = check.field(check.text, default=None)
+    training_data: dict[str, Any] | None = check.field(check.TRAINING_DATA, default=None)
+    metrics: dict[str, Any] | None = check.field(check.METRICS, default=None)
+    recipe: str | None = check.field(check.recipe_path, default=None)
+    tags: list[str] = check.field(check.tag_list, default_factory=list)
 
     @classmethod
     def from_dict(cls, data: dict, where: str):
         """Check and build from JSON data; ``where`` names the data in error messages."""
-        return _parse(cls, data, where)
+        return check.parse(cls, data, where)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form: fields in schema order, unset optional fields left out."""
@@ -338,19 +195,19 @@ class ModelEntry(ModelInfo):
             and loading it says what superseded it.
     """
 
-    repo_id: str = _check(_pattern(_REPO_ID, "a Hub repo id 'org/name'"))
-    revision: str = _check(_pattern(_COMMIT, "a pinned commit: 40 lowercase hex digits (not a branch name)"))
-    files: dict[str, FileEntry] = _check(_files)
-    checkpoint_format: int = _check(_positive_int)
-    zoo_versions: str = _check(_specifier)
-    superseded_by: str | None = _check(_name, default=None)
+    repo_id: str = check.field(check.matching(check.REPO_ID, "a Hub repo id 'org/name'"))
+    revision: str = check.field(check.matching(check.COMMIT, "a pinned commit: 40 lowercase hex digits (not a branch name)"))
+    files: dict[str, FileEntry] = check.field(_files)
+    checkpoint_format: int = check.field(check.positive_int)
+    zoo_versions: str = check.field(check.version_specifier)
+    superseded_by: str | None = check.field(check.model_name, default=None)
 
     def __post_init__(self):
         for required in ("architecture", "training_data", "metrics", "recipe"):
             if getattr(self, required) is None:
-                raise _Invalid(f"field {required!r} is missing; a published model must declare it")
+                raise check.Invalid(f"field {required!r} is missing; a published model must declare it")
         if self.level_of_theory is None and self.data_source is None:
-            raise _Invalid("declare 'level_of_theory' (xc, basis, grid_level, ...) or 'data_source'")
+            raise check.Invalid("declare 'level_of_theory' (xc, basis, grid_level, ...) or 'data_source'")
 
     def check_zoo_version(self, version: str) -> None:
         """Raise :class:`CheckpointFormatError` unless zoo ``version`` can load this model."""
@@ -359,29 +216,6 @@ class ModelEntry(ModelInfo):
                 f"model {self.name!r} can be loaded by zoo{self.zoo_versions}, not by the installed zoo "
                 f"{version}; install a matching one: pip install 'zoo{self.zoo_versions}'"
             )
-
-
-def _parse(cls, data, where: str):
-    if not isinstance(data, dict):
-        raise ManifestError(f"{where}: expected an object, got {type(data).__name__}")
-    known = {f.name: f for f in fields(cls)}
-    unknown = sorted(set(data) - set(known))
-    if unknown:
-        raise ManifestError(f"{where}: unknown field(s) {unknown}; known fields: {sorted(known)}")
-    values = {}
-    for name, f in known.items():
-        if data.get(name) is None:
-            if f.default is MISSING and f.default_factory is MISSING:
-                raise ManifestError(f"{where}: field {name!r} is missing")
-            continue
-        try:
-            values[name] = f.metadata["check"](data[name])
-        except _Invalid as error:
-            raise ManifestError(f"{where}: field {name!r}: {error}") from None
-    try:
-        return cls(**values)
-    except _Invalid as error:
-        raise ManifestError(f"{where}: {error}") from None
 
 
 @dataclass
