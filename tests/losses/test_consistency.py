@@ -21,7 +21,7 @@ from zoo.losses import (
     score_target,
 )
 from zoo.models import ConsistencyModel, DiffusionSchedule, EquivariantBackbone
-from zoo.models.consistency import centre
+from zoo.models._diffusion import centre
 from zoo.testing import toy_consistency_frames
 
 TIME_FEATURES = 8

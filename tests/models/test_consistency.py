@@ -7,7 +7,8 @@ from zoo.data import AtomicData, keys
 from zoo.data.molgraph import mol_from_smiles
 from zoo.data.transforms import ATOM_FEATURE_NAMES, MolecularGraph
 from zoo.models import ConsistencyModel, DiffusionSchedule, EquivariantBackbone
-from zoo.models.consistency import centre, molecular_edges
+from zoo.models._diffusion import centre
+from zoo.models.consistency import molecular_edges
 from zoo.testing import assert_equivariant, toy_consistency_frames
 
 TIME_FEATURES = 8

@@ -20,7 +20,7 @@ from torch_geometric.utils import scatter
 
 from zoo.data import batch_index, keys, kind_mask, n_structures, select_structures
 from zoo.losses._auxiliary import AuxiliaryLoss, Step
-from zoo.models.consistency import centre, random_times
+from zoo.models._diffusion import centre, random_times
 
 #: Structure kinds the generator learns by default: cheap equilibrium structures (see :mod:`zoo.data.keys`).
 EQUILIBRIUM_KINDS = ("xtb_optimized",)

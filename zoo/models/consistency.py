@@ -13,25 +13,8 @@ RDKit) and a 3D structure. Two heads read it:
   one-shot denoising (:meth:`ConsistencyModel.one_shot`) and DDIM sampling
   (:meth:`ConsistencyModel.sample_ddim`).
 
-Conventions of the diffusion (a decision, documented here once):
-
-- **Variance preserving**, :math:`x_t = \alpha_t x_0 + \sigma_t \epsilon`,
-  :math:`\alpha_t^2 + \sigma_t^2 = 1`, integer t = 0..T (:class:`DiffusionSchedule`).
-- **Normalised units**: :math:`x = R / s` with ``position_scale`` s (Å) about the spread of a
-  centred molecule's coordinates (1.25 Å for QM9), so that unit noise is s Å. The backbone
-  always sees :math:`s\,x_t` in Å, so its radial basis and cutoff keep their meaning, and at
-  t -> 0 the generator sees the structure as the energy model does. At t = T the noisy
-  positions are a Gaussian cloud of width s, well inside a cutoff of ~10 Å; all pairs of atoms of
-  a molecule are edges (:func:`molecular_edges`), the cutoff envelope only switching off pairs
-  that drift beyond it.
-- **Centred**: :math:`x_0`, the noise and every prediction have zero centroid per molecule
-  (translation invariance; the unweighted centroid, not the centre of mass).
-- **v-parametrisation**: the head predicts :math:`v = \alpha_t \epsilon - \sigma_t x_0`, so both
-  :math:`\hat x_0 = \alpha_t x_t - \sigma_t \hat v` and
-  :math:`\hat\epsilon = \sigma_t x_t + \alpha_t \hat v` stay well conditioned at every t (an
-  ε-prediction divides by :math:`\alpha_t \to 0` to get :math:`\hat x_0`). The denoising loss
-  :math:`|\hat v - v|^2 = |\hat\epsilon - \epsilon|^2 + |\hat x_0 - x_0|^2` is the ε-MSE plus the
-  x0-MSE.
+The diffusion's conventions (variance preserving, normalised and centred coordinates, the
+v-parametrisation) and its pieces are :mod:`zoo.models._diffusion`.
 
 **The frozen energy model** (:meth:`ConsistencyModel.frozen_energy`) is how the consistency losses
 of :mod:`zoo.losses` (optimality and score consistency) score generated structures: the energy model
@@ -43,16 +26,14 @@ from __future__ import annotations
 
 import copy
 import itertools
-import math
-from typing import NamedTuple
 
 import numpy as np
 import torch
 from e3nn import o3
-from torch_geometric.utils import scatter
 
 from zoo.data import batch_index, keys, n_structures
 from zoo.data.transforms import ATOM_FEATURE_NAMES
+from zoo.models._diffusion import DiffusionSchedule, Noised, centre, centred_noise, random_times, time_embedding
 from zoo.models._molecules import MolecularInterface, etkdg_conformer
 from zoo.models.force_field import ForceFieldModel
 from zoo.nn import DenoisingHead
@@ -60,74 +41,7 @@ from zoo.nn import DenoisingHead
 #: Bond classes of the edge features: 0 no bond, then zoo.data.molgraph's codes 1..4.
 N_BOND_CLASSES = 5
 
-SCHEDULES = ("cosine", "linear")
 MODES = ("ddim", "one_shot")
-
-
-class DiffusionSchedule(torch.nn.Module):
-    r"""A variance-preserving noise schedule over integer times t = 0..T.
-
-    :math:`\bar\alpha_t = \prod_{k \le t} (1 - \beta_k)`, :math:`\alpha_t = \sqrt{\bar\alpha_t}`,
-    :math:`\sigma_t = \sqrt{1 - \bar\alpha_t}`; t = 0 is the clean structure.
-
-    Args:
-        timesteps: T.
-        kind: ``"cosine"`` (Nichol & Dhariwal 2021, s = 0.008, β clipped at 0.999) or
-            ``"linear"`` (Ho et al. 2020: β from 1e-4 to 0.02, scaled by 1000 / T).
-    """
-
-    def __init__(self, timesteps: int = 1000, kind: str = "cosine"):
-        super().__init__()
-        if timesteps < 1:
-            raise ValueError(f"timesteps must be >= 1, got {timesteps}")
-        if kind not in SCHEDULES:
-            raise ValueError(f"unknown schedule {kind!r}; choose one of {SCHEDULES}")
-        self.timesteps, self.kind = int(timesteps), kind
-        t = torch.arange(timesteps + 1, dtype=torch.float64)
-        if kind == "cosine":
-            f = torch.cos((t / timesteps + 0.008) / 1.008 * math.pi / 2) ** 2
-            betas = (1 - f[1:] / f[:-1]).clamp(max=0.999)
-        else:
-            scale = 1000.0 / timesteps
-            betas = torch.linspace(1e-4 * scale, 0.02 * scale, timesteps, dtype=torch.float64).clamp(max=0.999)
-        alpha_bar = torch.cat([torch.ones(1, dtype=torch.float64), torch.cumprod(1 - betas, 0)])
-        # derived from (timesteps, kind): not part of a checkpoint
-        self.register_buffer("alpha_bar", alpha_bar, persistent=False)
-
-    def forward(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """:math:`(\\alpha_t, \\sigma_t)` for integer times ``t`` (any shape), in the buffer's dtype."""
-        if t.dtype.is_floating_point or (t.numel() and (int(t.min()) < 0 or int(t.max()) > self.timesteps)):
-            raise ValueError(f"diffusion times must be integers in 0..{self.timesteps}")
-        alpha_bar = self.alpha_bar[t]
-        return alpha_bar.sqrt(), (1 - alpha_bar).clamp_min(0).sqrt()
-
-    def times(self, steps: int, start: int | None = None) -> list[int]:
-        """``steps + 1`` integer times from ``start`` (default T) down to 0, evenly spaced; with
-        ``steps == start`` every time is visited."""
-        start = self.timesteps if start is None else int(start)
-        if not 1 <= steps <= start:
-            raise ValueError(f"steps must be in 1..{start} (the starting time), got {steps}")
-        return np.linspace(start, 0, steps + 1).round().astype(int).tolist()
-
-    def ddim_step(self, x: torch.Tensor, v: torch.Tensor, t: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
-        r"""One deterministic DDIM step (η = 0) from time t to s < t with predicted v:
-        :math:`x_s = \alpha_s \hat x_0 + \sigma_s \hat\epsilon`. ``t``, ``s`` broadcast against ``x``."""
-        alpha_t, sigma_t = (a.to(x.dtype) for a in self(t))
-        alpha_s, sigma_s = (a.to(x.dtype) for a in self(s))
-        x0 = alpha_t * x - sigma_t * v
-        epsilon = sigma_t * x + alpha_t * v
-        return alpha_s * x0 + sigma_s * epsilon
-
-    def extra_repr(self) -> str:
-        return f"timesteps={self.timesteps}, kind={self.kind!r}"
-
-
-def time_embedding(t: torch.Tensor, timesteps: int, features: int, dtype: torch.dtype) -> torch.Tensor:
-    """Sinusoidal features [len(t), features] of integer times, on the 0..1000 scale whatever T is."""
-    half = features // 2
-    frequencies = torch.exp(-math.log(10000.0) * torch.arange(half, dtype=dtype, device=t.device) / half)
-    angle = (t.to(dtype) * (1000.0 / timesteps)).unsqueeze(-1) * frequencies
-    return torch.cat([torch.sin(angle), torch.cos(angle)], dim=-1)
 
 
 def molecular_edges(
@@ -175,27 +89,6 @@ def molecular_edges(
     return edge_index, features
 
 
-def centre(x: torch.Tensor, batch: torch.Tensor, n_molecules: int) -> torch.Tensor:
-    """``x`` [n_atoms, 3] minus the mean over each molecule's atoms."""
-    return x - scatter(x, batch, dim=0, dim_size=n_molecules, reduce="mean")[batch]
-
-
-class Noised(NamedTuple):
-    """A structure noised to time t, in normalised units (see the module docs).
-
-    Attributes:
-        x_t: [n_atoms, 3] noisy positions.
-        t: [n_molecules] integer times.
-        epsilon: [n_atoms, 3] the centred noise.
-        v: [n_atoms, 3] the target of the head, alpha_t epsilon - sigma_t x_0.
-    """
-
-    x_t: torch.Tensor
-    t: torch.Tensor
-    epsilon: torch.Tensor
-    v: torch.Tensor
-
-
 class ConsistencyModel(MolecularInterface, ForceFieldModel):
     """An energy model and an equilibrium-structure generator on one shared backbone.
 
@@ -221,7 +114,7 @@ class ConsistencyModel(MolecularInterface, ForceFieldModel):
         hidden: width of the energy readout MLP.
         head_hidden: width of the noise head.
         timesteps: T of the diffusion.
-        schedule: ``"cosine"`` or ``"linear"`` (:class:`DiffusionSchedule`).
+        schedule: ``"cosine"`` or ``"linear"`` (:class:`~zoo.models.DiffusionSchedule`).
         position_scale: s (Å), the unit of the normalised coordinates (unit noise = s Å).
         time_features: size of the sinusoidal time embedding (even).
         max_graph_distance: graph distances up to this (and "farther") are edge features.
@@ -356,7 +249,7 @@ class ConsistencyModel(MolecularInterface, ForceFieldModel):
     def noise(self, batch, x0: torch.Tensor, t: torch.Tensor, generator: torch.Generator | None = None) -> Noised:
         """Noise normalised positions ``x0`` to integer times ``t`` [n_molecules] with centred noise."""
         molecule = batch_index(batch)
-        epsilon = centre(_randn(x0, generator), molecule, n_structures(batch))
+        epsilon = centred_noise(x0, molecule, n_structures(batch), generator)
         alpha, sigma = (a.to(x0.dtype)[molecule].unsqueeze(-1) for a in self.schedule(t))
         return Noised(alpha * x0 + sigma * epsilon, t, epsilon, alpha * epsilon - sigma * x0)
 
@@ -410,7 +303,7 @@ class ConsistencyModel(MolecularInterface, ForceFieldModel):
         if positions is None:
             if times[0] != self.schedule.timesteps:
                 raise ValueError("sampling from pure noise starts at T; give positions to start earlier")
-            x = centre(_randn(reference, generator), molecule, n_molecules)
+            x = centred_noise(reference, molecule, n_molecules, generator)
         else:
             x = self.noise(prepared, self.normalise(prepared, positions), t, generator).x_t
         for now, then in itertools.pairwise(times):
@@ -457,12 +350,3 @@ class ConsistencyModel(MolecularInterface, ForceFieldModel):
     def extra_repr(self) -> str:
         return (f"position_scale={self.position_scale} Å, time_features={self.time_features}, "
                 f"max_graph_distance={self.max_graph_distance}, max_atoms={self.max_atoms}")
-
-
-def _randn(like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    return torch.randn(like.shape, dtype=like.dtype, device=like.device, generator=generator)
-
-
-def random_times(n: int, low: int, high: int, device, generator: torch.Generator | None = None) -> torch.Tensor:
-    """``n`` integer times uniform in ``low..high``."""
-    return torch.randint(low, high + 1, (n,), device=device, generator=generator)
