@@ -21,12 +21,8 @@ from pathlib import Path
 
 from zoo.data.dataset import AtomicDataset
 from zoo.data.readers.ase_io import read_ase
-from zoo.data.readers.hamiltonian import (
-    HamiltonianMetadata,
-    read_hamiltonian_h5,
-    read_hamiltonian_metadata,
-    write_hamiltonian_h5,
-)
+from zoo.data.readers._hamiltonian_metadata import HamiltonianMetadata
+from zoo.data.readers.hamiltonian import read_hamiltonian_h5, read_hamiltonian_metadata, write_hamiltonian_h5
 from zoo.data.readers.md17 import read_md17
 from zoo.data.readers.qm9 import QM9_PROPERTIES, read_qm9
 

@@ -32,7 +32,7 @@ from zoo.data._atomic_data import AtomicData
 from zoo.data.dataset import AtomicDataset, check_consistent_keys, resolve_dtype
 from zoo.data.elements import as_atomic_numbers
 from zoo.data.readers._common import existing_file, normalize_indices
-from zoo.data.readers.hamiltonian import HamiltonianMetadata
+from zoo.data.readers._hamiltonian_metadata import HamiltonianMetadata
 from zoo.data.units import HARTREE
 from zoo.qc import ao
 from zoo.qc.level import LevelOfTheory
