@@ -10,6 +10,17 @@ from zoo.nn._gate import EquivariantGate
 from zoo.nn._linear import ElementLinear
 
 
+def message_layers(irreps_in: o3.Irreps, irreps_sh, irreps_messages, num_radial: int, radial_hidden: int,
+                   avg_num_neighbors: float) -> tuple[o3.Linear, DepthwiseConvolution, o3.Linear]:
+    """The two-body message path of an interaction, ``linear -> depthwise convolution -> linear``,
+    from node features ``irreps_in`` to messages ``irreps_messages``; built in this order, which
+    fixes the initialisation drawn from a seed and the order of the parameters."""
+    linear_in = o3.Linear(irreps_in, irreps_in)
+    convolution = DepthwiseConvolution(irreps_in, irreps_sh, irreps_messages, num_radial, radial_hidden,
+                                       avg_num_neighbors)
+    return linear_in, convolution, o3.Linear(convolution.irreps_out, irreps_messages)
+
+
 class Interaction(torch.nn.Module):
     """NequIP-style interaction: linear -> depthwise convolution -> linear, plus a self-connection,
     then a gate.
@@ -38,11 +49,9 @@ class Interaction(torch.nn.Module):
         self.irreps_in = o3.Irreps(irreps_in)
         self.gate = EquivariantGate(irreps_out)
         self.irreps_out = self.gate.irreps_out
-        self.linear_in = o3.Linear(self.irreps_in, self.irreps_in)
-        self.convolution = DepthwiseConvolution(
+        self.linear_in, self.convolution, self.linear_out = message_layers(
             self.irreps_in, irreps_sh, self.gate.irreps_in, num_radial, radial_hidden, avg_num_neighbors
         )
-        self.linear_out = o3.Linear(self.convolution.irreps_out, self.gate.irreps_in)
         self.self_connection = (
             o3.Linear(self.irreps_in, self.gate.irreps_in) if num_elements is None
             else ElementLinear(self.irreps_in, self.gate.irreps_in, num_elements)

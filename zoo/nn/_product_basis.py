@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from e3nn import o3
 
-from zoo.nn._convolution import DepthwiseConvolution
 from zoo.nn._gate import EquivariantGate
+from zoo.nn._interaction import message_layers
 from zoo.nn._linear import ElementLinear
 from zoo.nn._wigner import _restore_after_load, restore_wigner_3j
 
@@ -149,11 +149,9 @@ class ManyBodyInteraction(torch.nn.Module):
         self.irreps_in = o3.Irreps(irreps_in)
         self.gate = EquivariantGate(irreps_out)
         self.irreps_out = self.gate.irreps_out
-        self.linear_in = o3.Linear(self.irreps_in, self.irreps_in)
-        self.convolution = DepthwiseConvolution(
+        self.linear_in, self.convolution, self.linear_out = message_layers(
             self.irreps_in, irreps_sh, self.irreps_out, num_radial, radial_hidden, avg_num_neighbors
         )
-        self.linear_out = o3.Linear(self.convolution.irreps_out, self.irreps_out)
         self.product_basis = ProductBasis(self.irreps_out, self.gate.irreps_in, correlation, num_elements)
         self.self_connection = ElementLinear(self.irreps_in, self.gate.irreps_in, num_elements)
 

@@ -11,11 +11,8 @@ from zoo.nn._cutoff import PolynomialCutoff
 RADIAL_BASES = ("bessel", "gaussian")
 
 
-class BesselBasis(torch.nn.Module):
-    r"""Spherical Bessel functions of order 0, :math:`\sqrt{2/r_c}\,\sin(n \pi r / r_c) / r`, n = 1..N.
-
-    The orthogonal basis of DimeNet and NequIP; fixed frequencies.
-    """
+class _FixedBasis(torch.nn.Module):
+    """``num_basis`` fixed functions of the distance on [0, cutoff]; no learnable parameters."""
 
     def __init__(self, cutoff: float, num_basis: int = 8):
         super().__init__()
@@ -23,10 +20,23 @@ class BesselBasis(torch.nn.Module):
             raise ValueError(f"need cutoff > 0 and num_basis >= 1, got {cutoff}, {num_basis}")
         self.cutoff = float(cutoff)
         self.num_basis = int(num_basis)
-        self.prefactor = math.sqrt(2.0 / self.cutoff)
 
     def reset_parameters(self) -> None:
         """No learnable parameters."""
+
+    def extra_repr(self) -> str:
+        return f"cutoff={self.cutoff}, num_basis={self.num_basis}"
+
+
+class BesselBasis(_FixedBasis):
+    r"""Spherical Bessel functions of order 0, :math:`\sqrt{2/r_c}\,\sin(n \pi r / r_c) / r`, n = 1..N.
+
+    The orthogonal basis of DimeNet and NequIP; fixed frequencies.
+    """
+
+    def __init__(self, cutoff: float, num_basis: int = 8):
+        super().__init__(cutoff, num_basis)
+        self.prefactor = math.sqrt(2.0 / self.cutoff)
 
     def forward(self, r: torch.Tensor) -> torch.Tensor:
         """[n] distances (Å, > 0) -> [n, num_basis]."""
@@ -35,23 +45,13 @@ class BesselBasis(torch.nn.Module):
         r = r.unsqueeze(-1)
         return self.prefactor * torch.sin(n * (math.pi / self.cutoff) * r) / r
 
-    def extra_repr(self) -> str:
-        return f"cutoff={self.cutoff}, num_basis={self.num_basis}"
 
-
-class GaussianBasis(torch.nn.Module):
+class GaussianBasis(_FixedBasis):
     """Gaussians centred evenly on [0, cutoff], each as wide as the spacing of the centres."""
 
     def __init__(self, cutoff: float, num_basis: int = 8):
-        super().__init__()
-        if cutoff <= 0 or num_basis < 1:
-            raise ValueError(f"need cutoff > 0 and num_basis >= 1, got {cutoff}, {num_basis}")
-        self.cutoff = float(cutoff)
-        self.num_basis = int(num_basis)
+        super().__init__(cutoff, num_basis)
         self.width = self.cutoff / max(num_basis - 1, 1)
-
-    def reset_parameters(self) -> None:
-        """No learnable parameters."""
 
     def forward(self, r: torch.Tensor) -> torch.Tensor:
         """[n] distances (Å) -> [n, num_basis]."""
@@ -61,9 +61,6 @@ class GaussianBasis(torch.nn.Module):
     def centres(self, dtype=None, device=None) -> torch.Tensor:
         """The centres (Å), built in the dtype asked for rather than stored."""
         return torch.linspace(0.0, self.cutoff, self.num_basis, dtype=dtype, device=device)
-
-    def extra_repr(self) -> str:
-        return f"cutoff={self.cutoff}, num_basis={self.num_basis}"
 
 
 class RadialEmbedding(torch.nn.Module):
