@@ -86,8 +86,8 @@ def test_hamiltonian_task_trains_on_it_beside_the_labels(water):
     logged = {}
     task.log = lambda name, value, **kwargs: logged.__setitem__(name, value)
     total = task._losses(batch, "train", sct=False)
-    occupied = float(logged["train/occupied_loss"])
-    supervised = float(task.compute_loss(batch, task(batch), "train"))
-    assert occupied > 0 and float(total) == pytest.approx(supervised + 0.5 * occupied)
+    occupied = float(logged["train/occupied_loss"].detach())
+    supervised = float(task.compute_loss(batch, task(batch), "train").detach())
+    assert occupied > 0 and float(total.detach()) == pytest.approx(supervised + 0.5 * occupied)
     total.backward()
     assert task.model.offsite[1].weight.grad.abs().max() > 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 
 import lightning.pytorch as pl
@@ -71,7 +72,12 @@ class AtomisticTask(pl.LightningModule):
         super().__init__()
         if not outputs:
             raise ValueError("a task needs at least one output to train")
-        self.save_hyperparameters()
+        with warnings.catch_warnings():  # Lightning's advice for modules built in Python, handled below
+            warnings.filterwarnings("ignore", message=r".*is an instance of `nn.Module`")
+            self.save_hyperparameters()
+        modules = [name for name, value in self.hparams.items() if isinstance(value, torch.nn.Module)]
+        if modules:  # built in Python, not from a config: the weights hold the module, not its pickle
+            self.save_hyperparameters(ignore=modules)
         self.model = model
         self.outputs = [o if isinstance(o, Output) else Output(**o) for o in outputs]
         self._auxiliary_names = []
@@ -241,7 +247,7 @@ class AtomisticTask(pl.LightningModule):
             diverged = ("lower the learning rate or enable gradient clipping (trainer.gradient_clip_val)"
                         if stage == "train" else "its weights have diverged")
             raise FloatingPointError(
-                f"{stage} loss is {float(loss)} on batch {batch_idx} at training step {self.global_step}: "
+                f"{stage} loss is {float(torch.as_tensor(loss).detach())} on batch {batch_idx} at training step {self.global_step}: "
                 f"either the {stage} inputs hold NaN or inf (labels, positions), or the model produced NaN "
                 f"({diverged})"
             )
