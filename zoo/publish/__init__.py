@@ -12,7 +12,7 @@ it) and is used by ``zoo hub serve|add|push``::
 Names are re-exported lazily from private modules, so that ``zoo hub serve`` does not import torch.
 """
 
-import importlib
+from zoo._lazy import lazy_exports
 
 _EXPORTS = {
     # _server
@@ -22,15 +22,4 @@ _EXPORTS = {
 }
 
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'zoo.publish' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"zoo.publish.{_EXPORTS[name]}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return __all__
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -15,7 +15,7 @@ this package and is never imported by it. Names are re-exported lazily from priv
 that ``import zoo.registry`` (and ``zoo list``) does not import torch.
 """
 
-import importlib
+from zoo._lazy import lazy_exports
 
 _EXPORTS = {
     # _errors
@@ -48,15 +48,4 @@ _EXPORTS = {
 }
 
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'zoo.registry' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"zoo.registry.{_EXPORTS[name]}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return __all__
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
