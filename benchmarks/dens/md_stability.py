@@ -1,0 +1,193 @@
+"""MD stability as in "Forces are not enough" (Fu et al., TMLR 2023), issue 20 item 5: for each force
+field, several NVT trajectories at 500 K (0.5 fs, Langevin 0.01/fs), each until collapse (a bond
+off its reference length by more than 0.5 Å) or the end; the stable time, and the error of the
+distribution of interatomic distances h(r) against the molecule's DFT test trajectory.
+
+A model is a zoo registry name, a zoo run folder or checkpoint (``zoo.registry.load_run``), or
+``mace:PATH`` (a mace-torch ``.model`` file, run in the mace-torch environment of
+``mace_compare.py``, ``--mace-env``). Trajectory ``k`` starts from frame ``k * stride`` of the test
+trajectory with seed ``k`` (velocities and thermostat). Each trajectory's record is appended to
+``results/md_stability/<molecule>.json`` as it ends, and a recorded (model, trajectory) is
+skipped, so an interrupted run resumes. ``--table-only`` writes the table
+(``results/md_stability/<molecule>.md``) and the figure (``.png``).
+
+    OMP_NUM_THREADS=1 python benchmarks/dens/md_stability.py --molecule ethanol \\
+        --models ethanol-dens-pbe-def2svp mace:runs/mace/ethanol.model --trajectories 5 --ps 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+OUT = HERE / "results" / "md_stability"
+MD_STABILITY = ROOT / "zoo" / "analysis" / "md_stability.py"  # numpy + ASE only: the mace env loads it too
+DEFAULT_MACE_ENV = "/tmp/mace-env"
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--molecule", default="ethanol", choices=["ethanol", "malonaldehyde"])
+    parser.add_argument("--models", nargs="+", default=[])
+    parser.add_argument("--trajectories", type=int, default=5)
+    parser.add_argument("--ps", type=float, default=20.0, help="length of each trajectory (ps)")
+    parser.add_argument("--temperature", type=float, default=500.0)
+    parser.add_argument("--stride", type=int, default=40, help="test frames between the starts of trajectories")
+    parser.add_argument("--compile", action="store_true",
+                        help="zoo models through zoo.models.compile_for_inference (2-3x faster MD on CPU)")
+    parser.add_argument("--mace-env", default=os.environ.get("MACE_ENV", DEFAULT_MACE_ENV))
+    parser.add_argument("--out", type=Path, default=None, help="records file (default results/md_stability/<molecule>.json)")
+    parser.add_argument("--table-only", action="store_true")
+    args = parser.parse_args(argv)
+    args.out = args.out or OUT / f"{args.molecule}.json"
+    return args
+
+
+def test_file(molecule: str) -> Path:
+    return ROOT / "data" / molecule / f"{molecule}_pbe_def2svp_test.extxyz"
+
+
+def load_md_stability():
+    """zoo.analysis.md_stability by file, so that the mace-torch environment needs no zoo install."""
+    spec = importlib.util.spec_from_file_location("md_stability", MD_STABILITY)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["md_stability"] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def trajectory(calculator, test: Path, k: int, stride: int, ps: float, temperature: float) -> dict:
+    """One trajectory from test frame ``k * stride`` with seed ``k``: its record."""
+    import ase.io
+
+    reference = ase.io.read(test, index=":")
+    start = reference[(k * stride) % len(reference)]
+    result = load_md_stability().md_stability(start, calculator, np.stack([a.positions for a in reference]),
+                                              time_ps=ps, temperature=temperature, seed=k)
+    return {"trajectory": k, "ps": ps, "temperature_K": temperature, "stable_time_ps": result.stable_time_ps,
+            "collapsed": result.collapsed, "h_error": result.h_error, "md_steps_per_s": result.steps_per_second}
+
+
+def zoo_calculator(model: str, compiled: bool = False):
+    import torch
+
+    import zoo
+    from zoo.models import compile_for_inference
+    from zoo.registry import load_run
+
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    path = Path(model)
+    task = load_run(path) if path.exists() and (path.suffix == ".ckpt" or (path / "config.yaml").exists()) \
+        else zoo.load(model)
+    if compiled:
+        compile_for_inference(task)
+    return task.as_calculator()
+
+
+def run_one(args, model: str, k: int) -> dict:
+    if not model.startswith("mace:"):
+        return trajectory(zoo_calculator(model, args.compile), test_file(args.molecule), k, args.stride, args.ps, args.temperature)
+    python = Path(args.mace_env) / "bin" / "python"
+    command = [str(python), __file__, "_mace-md", model[len("mace:"):], str(test_file(args.molecule)), str(k),
+               str(args.stride), str(args.ps), str(args.temperature)]
+    output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    return json.loads(output.strip().splitlines()[-1])
+
+
+def mace_md(argv: list[str]) -> None:
+    """In the mace-torch environment: one trajectory of a MACE model, its record on stdout."""
+    import torch
+    from mace.calculators import MACECalculator
+
+    model, test, k, stride, ps, temperature = argv
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    calculator = MACECalculator(model_paths=model, device="cpu", default_dtype="float64")
+    print(json.dumps(trajectory(calculator, Path(test), int(k), int(stride), float(ps), float(temperature))))
+
+
+def records(path: Path) -> list[dict]:
+    return json.loads(path.read_text()) if path.is_file() else []
+
+
+def run(args) -> None:
+    for model in args.models:
+        for k in range(args.trajectories):
+            done = records(args.out)
+            if any(r["model"] == model and r["trajectory"] == k and r["ps"] == args.ps for r in done):
+                continue
+            print(f"[md stability] {args.molecule} {model} trajectory {k}: {args.ps:g} ps at {args.temperature:g} K",
+                  flush=True)
+            record = {"model": model, **run_one(args, model, k)}
+            print(f"[md stability]   stable {record['stable_time_ps']:.2f} ps, collapsed {record['collapsed']}, "
+                  f"h(r) error {record['h_error']:.3f}, {record['md_steps_per_s']:.1f} steps/s", flush=True)
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            temporary = args.out.with_suffix(".json.tmp")
+            temporary.write_text(json.dumps(records(args.out) + [record], indent=1) + "\n")
+            temporary.replace(args.out)
+
+
+def table(path: Path, molecule: str) -> str:
+    lines = [f"# MD stability, {molecule}: NVT 500 K, 0.5 fs, from frames of the DFT test trajectory", "",
+             "Stable time: until a bond is off its reference length by more than 0.5 Å (collapse), or the end.",
+             "h(r) error: ∫|h(r) − h_ref(r)| dr against the DFT test trajectory, over the frames before collapse.",
+             "`python benchmarks/dens/md_stability.py` (see its docstring) makes every row.", "",
+             "| model | trajectories | length (ps) | collapsed | stable time (ps), mean (min) | h(r) error | MD steps/s |",
+             "|---|---|---|---|---|---|---|"]
+    rows = records(path)
+    for model in dict.fromkeys(r["model"] for r in rows):
+        mine = [r for r in rows if r["model"] == model]
+        stable = [r["stable_time_ps"] for r in mine]
+        lines.append(f"| {model} | {len(mine)} | {max(r['ps'] for r in mine):g} | {sum(r['collapsed'] for r in mine)} "
+                     f"| {statistics.mean(stable):.2f} ({min(stable):.2f}) "
+                     f"| {statistics.mean(r['h_error'] for r in mine):.3f} "
+                     f"| {statistics.mean(r['md_steps_per_s'] for r in mine):.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+def figure(path: Path, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = records(path)
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 0.6 * len(models) + 2))
+    for i, model in enumerate(models):
+        mine = [r for r in rows if r["model"] == model]
+        axes[0].scatter([r["stable_time_ps"] for r in mine], [i] * len(mine), marker="o")
+        axes[1].scatter([r["h_error"] for r in mine], [i] * len(mine), marker="o")
+    for ax, label in zip(axes, ("stable time (ps)", "h(r) error")):
+        ax.set_yticks(range(len(models)), models)
+        ax.set_xlabel(label)
+    axes[1].set_yticks(range(len(models)), [""] * len(models))
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if not args.table_only:
+        run(args)
+    if records(args.out):
+        args.out.with_suffix(".md").write_text(table(args.out, args.molecule))
+        figure(args.out, args.out.with_suffix(".png"))
+        print(table(args.out, args.molecule))
+    return 0
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["_mace-md"]:
+        mace_md(sys.argv[2:])
+    else:
+        sys.exit(main())
