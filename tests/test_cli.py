@@ -10,7 +10,6 @@ import yaml
 
 from zoo import cli
 
-RECIPES = Path(__file__).resolve().parent.parent / "recipes"
 
 
 def _zoo(*args, cwd=None):
@@ -19,7 +18,7 @@ def _zoo(*args, cwd=None):
 
 
 def test_print_config_resolves_the_recipe():
-    result = _zoo("fit", "--config", str(RECIPES / "qm9_demo.yaml"), "--print_config")
+    result = _zoo("fit", "--config", "qm9_demo", "--print_config")
     assert result.returncode == 0, result.stderr[-2000:]
     config = yaml.safe_load(result.stdout)
     backbone = config["model"]["init_args"]["model"]["init_args"]["backbone"]
@@ -29,11 +28,8 @@ def test_print_config_resolves_the_recipe():
 
 
 def test_the_qm9_control_overlay_differs_from_the_sct_recipe_only_in_mode_and_unlabelled_data():
-    sct = _zoo("fit", "--config", str(RECIPES / "hamiltonian_qm9_sct.yaml"), "--print_config")
-    control = _zoo("fit", "--config", str(RECIPES / "hamiltonian_qm9_sct.yaml"),
-                   "--config", str(RECIPES / "hamiltonian_qm9_control.yaml"), "--print_config")
-    assert sct.returncode == 0 and control.returncode == 0, sct.stderr[-2000:] + control.stderr[-2000:]
-    sct, control = yaml.safe_load(sct.stdout), yaml.safe_load(control.stdout)
+    sct = cli.parse_config(["fit", "--config", "hamiltonian_qm9_sct"])
+    control = cli.parse_config(["fit", "--config", "hamiltonian_qm9_control"])  # applies its base first
     assert (sct["model"]["init_args"].pop("mode"), control["model"]["init_args"].pop("mode")) == ("mixed", "supervised")
     assert sct["model"] == control["model"]  # same start, model, optimizer
     assert control["data"]["init_args"].pop("unlabelled_source") is None
@@ -43,7 +39,7 @@ def test_the_qm9_control_overlay_differs_from_the_sct_recipe_only_in_mode_and_un
 
 
 def test_a_class_that_does_not_exist_is_named(tmp_path):
-    recipe = yaml.safe_load((RECIPES / "qm9_demo.yaml").read_text())
+    recipe = cli.parse_config(["fit", "--config", "qm9_demo"])
     recipe["model"]["init_args"]["model"]["init_args"]["backbone"]["class_path"] = "zoo.models.NoSuchBackbone"
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump(recipe))
     result = _zoo("fit", "--config", str(tmp_path / "bad.yaml"))
@@ -52,7 +48,7 @@ def test_a_class_that_does_not_exist_is_named(tmp_path):
 
 
 def test_fit_on_embedded_qm9_writes_a_checkpoint_and_the_split(tmp_path):
-    result = _zoo("fit", "--config", str(RECIPES / "qm9_demo.yaml"), "--trainer.max_epochs", "1",
+    result = _zoo("fit", "--config", "qm9_demo", "--trainer.max_epochs", "1",
                   "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1",
                   "--data.init_args.reader_kwargs", "{limit: 120}",
                   "--data.init_args.split", "{method: random, sizes: [80, 20, 20], seed: 0}", cwd=tmp_path)
@@ -97,7 +93,7 @@ def test_fine_tune_from_a_registry_name(tmp_path):
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_HUB_CACHE=str(tmp_path / "cache"),
                PYTHONPATH=str(Path(__file__).parent / "tasks"))
     result = subprocess.run(
-        [sys.executable, "-m", "zoo.cli", "fit", "--config", str(RECIPES / "qm9_demo.yaml"),
+        [sys.executable, "-m", "zoo.cli", "fit", "--config", "qm9_demo",
          "--model.init_args.pretrained", "qm9-u0-demo", "--trainer.max_steps", "2", "--trainer.limit_val_batches", "1",
          "--trainer.callbacks+", yaml.safe_dump(probe, default_flow_style=True).strip(),
          "--data.init_args.reader_kwargs", "{limit: 120}", "--data.init_args.split", "{method: random, sizes: [80, 20, 20], seed: 1}"],

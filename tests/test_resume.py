@@ -15,12 +15,12 @@ import yaml
 from jsonargparse import Namespace
 from lightning.pytorch.loggers import CSVLogger
 
-from zoo import cli
+from zoo import cli, recipes
+from zoo.cli import parse_config
 from zoo._files import exclusive_output
 from zoo._lightning_cli import AtomicCheckpointIO, keep_csv_metrics, resolve_checkpoint
 
-RECIPES = Path(__file__).resolve().parent.parent / "recipes"
-DEMO = RECIPES / "qm9_demo.yaml"
+DEMO = "qm9_demo"  # the packaged recipe
 # qm9_demo on 80 molecules: 2 training steps and 1 validation batch an epoch
 TINY = ["--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1",
         "--data.init_args.reader_kwargs", "{limit: 120}",
@@ -45,19 +45,20 @@ def _probe(path: Path, kill_at: int = -1) -> str:
     return yaml.safe_dump(probe, default_flow_style=True).strip()
 
 
-def _checkpoint_callbacks(recipe: Path) -> list[dict]:
-    callbacks = yaml.safe_load(recipe.read_text())["trainer"]["callbacks"]
-    return [c.get("init_args", {}) for c in callbacks if c["class_path"].endswith("callbacks.ModelCheckpoint")]
+def _checkpoint_callbacks(recipe: str) -> list[dict]:
+    """The arguments of the recipe's ModelCheckpoint callbacks (with its bases'), defaults filled in."""
+    callbacks = parse_config(["fit", "--config", recipe])["trainer"]["callbacks"]
+    return [c["init_args"] for c in callbacks if c["class_path"].endswith("callbacks.ModelCheckpoint")]
 
 
-@pytest.mark.parametrize("recipe", sorted(RECIPES.glob("*.yaml")), ids=lambda path: path.stem)
+@pytest.mark.parametrize("recipe", recipes.names(add_ons=False))
 def test_every_recipe_writes_last_ckpt_at_every_epoch_into_its_run_folder(recipe):
     checkpoints = _checkpoint_callbacks(recipe)
     # Lightning 2.6's save_last rewrites last.ckpt only with a new best checkpoint
-    assert not any(c.get("save_last") for c in checkpoints)
-    assert {"filename": "last", "enable_version_counter": False} in checkpoints
+    assert not any(c["save_last"] for c in checkpoints)
+    assert any(c["filename"] == "last" and c["enable_version_counter"] is False for c in checkpoints)
     # in the run folder (version_N/checkpoints), so that each run, and each resumed run, has its own
-    assert not any(c.get("dirpath") for c in checkpoints)
+    assert not any(c["dirpath"] for c in checkpoints)
 
 
 class _WorseEveryEpoch(pl.LightningModule):
@@ -98,7 +99,7 @@ def test_a_killed_fit_continues_in_its_run_folder(tmp_path, monkeypatch, capsys)
     env = dict(os.environ, OMP_NUM_THREADS="1",
                PYTHONPATH=os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]))
     killed = subprocess.run(
-        [sys.executable, "-m", "zoo.cli", "fit", "--config", str(DEMO), *TINY, "--trainer.max_epochs", "4",
+        [sys.executable, "-m", "zoo.cli", "fit", "--config", DEMO, *TINY, "--trainer.max_epochs", "4",
          "--trainer.callbacks+", _probe(epochs, kill_at=2)],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
@@ -108,7 +109,7 @@ def test_a_killed_fit_continues_in_its_run_folder(tmp_path, monkeypatch, capsys)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "argv", ["zoo"])  # the command is the arguments given below, not pytest's
     monkeypatch.syspath_prepend(str(Path(__file__).parent))
-    resumed = cli.lightning_main(["fit", "--config", str(DEMO), *TINY, "--trainer.max_epochs", "4",
+    resumed = cli.lightning_main(["fit", "--config", DEMO, *TINY, "--trainer.max_epochs", "4",
                                   "--trainer.callbacks+", _probe(epochs), "--ckpt_path", "last"])
     told = capsys.readouterr().out
     assert ("zoo: fit: continuing runs/qm9_demo/version_0 from runs/qm9_demo/version_0/checkpoints/last.ckpt "
@@ -131,7 +132,7 @@ def test_a_killed_fit_continues_in_its_run_folder(tmp_path, monkeypatch, capsys)
 def test_last_without_a_previous_run_says_so(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "argv", ["zoo"])
-    assert cli.main(["fit", "--config", str(DEMO), "--ckpt_path", "last"]) == 1
+    assert cli.main(["fit", "--config", DEMO, "--ckpt_path", "last"]) == 1
     error = capsys.readouterr().err
     assert "zoo fit: error: --ckpt_path last: no last.ckpt in runs/qm9_demo/*/checkpoints" in error
     assert "run without --ckpt_path to start a new run" in error
@@ -141,7 +142,7 @@ def test_a_run_folder_being_written_is_refused_to_a_second_fit(tmp_path, monkeyp
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "argv", ["zoo"])
     with exclusive_output(tmp_path / "runs" / "qm9_demo" / "version_0"):
-        code = cli.main(["fit", "--config", str(DEMO), "--trainer.logger.init_args.version", "0"])
+        code = cli.main(["fit", "--config", DEMO, "--trainer.logger.init_args.version", "0"])
     assert code == 1
     error = capsys.readouterr().err
     assert "zoo fit: error: runs/qm9_demo/version_0 is being written by another run" in error

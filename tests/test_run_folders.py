@@ -11,7 +11,7 @@ import yaml
 from zoo import cli
 from zoo._lightning_cli import remove_failed_run_folder
 
-DEMO = Path(__file__).resolve().parent.parent / "recipes" / "qm9_demo.yaml"
+DEMO = "qm9_demo"  # the packaged recipe
 # qm9_demo on 80 molecules: 2 training steps and 1 validation batch an epoch
 TINY = ["--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1", "--trainer.limit_test_batches", "1",
         "--data.init_args.reader_kwargs", "{limit: 120}",
@@ -54,7 +54,7 @@ def test_a_failed_fit_removes_the_run_folder_it_created_and_nothing_else(workdir
 
     for at in ("setup", 0):  # before any checkpoint: in setup, at the first epoch
         with pytest.raises(RuntimeError, match="crash"):
-            cli.lightning_main(["fit", "--config", str(DEMO), *TINY, "--trainer.max_epochs", "2",
+            cli.lightning_main(["fit", "--config", DEMO, *TINY, "--trainer.max_epochs", "2",
                                 "--trainer.callbacks+", _crash(at)])
         assert sorted(p.name for p in runs.iterdir() if p.is_dir()) == ["version_0"]
         assert "removed runs/qm9_demo/version_1: the command failed before writing a checkpoint" in capsys.readouterr().out
@@ -62,7 +62,7 @@ def test_a_failed_fit_removes_the_run_folder_it_created_and_nothing_else(workdir
 
     # a crash after the first epoch's checkpoint leaves a run to continue
     with pytest.raises(RuntimeError, match="crash at epoch 1"):
-        cli.lightning_main(["fit", "--config", str(DEMO), *TINY, "--trainer.max_epochs", "2",
+        cli.lightning_main(["fit", "--config", DEMO, *TINY, "--trainer.max_epochs", "2",
                             "--trainer.callbacks+", _crash(1)])
     assert (runs / "version_1" / "checkpoints" / "last.ckpt").is_file()
 
@@ -82,7 +82,7 @@ def test_only_a_folder_this_command_created_and_without_checkpoints_is_removed(t
 
 def test_zoo_test_exports_only_when_asked_into_the_root_folder(workdir, capsys):
     root = workdir / "elsewhere"  # the recipe's runs/qm9_demo, moved by the user
-    common = ["--config", str(DEMO), *TINY, "--trainer.default_root_dir", str(root),
+    common = ["--config", DEMO, *TINY, "--trainer.default_root_dir", str(root),
               "--trainer.logger.init_args.save_dir", str(root)]
     fit = cli.lightning_main(["fit", *common, "--trainer.max_epochs", "1"])
     best = fit.trainer.checkpoint_callback.best_model_path

@@ -29,6 +29,7 @@ And a command writes only where it is asked to:
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import csv
 import importlib
@@ -48,6 +49,7 @@ from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
+from zoo import recipes
 from zoo._files import atomic_path, exclusive_output
 from zoo.callbacks import ExportPretrained
 
@@ -302,6 +304,10 @@ class ZooCLI(LightningCLI):
             raise
 
     def add_arguments_to_parser(self, parser) -> None:
+        # an overlay recipe names the recipe it varies: zoo.recipes.expand_config_arguments put that
+        # before it, so the key is read and dropped (SUPPRESS keeps it out of --help and of config.yaml)
+        parser.add_argument(f"--{recipes.BASE}", type=str | list[str] | None, default=None,
+                            help=argparse.SUPPRESS)
         parser.add_argument("--export", action=ActionYesNo, default=False,
                             help="zoo test: write the tested model for the registry (the config's ExportPretrained: "
                                  "model card and test metrics), into the run folder unless the config names another")

@@ -8,53 +8,68 @@ from __future__ import annotations
 
 import importlib
 import sys
-from pathlib import Path
 
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
-DEMO_RECIPE = "qm9_demo.yaml"
+#: The packaged recipe of ``zoo demo`` (:mod:`zoo.recipes`).
+DEMO_RECIPE = "qm9_demo"
 
 
 def lightning_main(argv: list[str]):
     """Run LightningCLI on ``argv`` (starting with a subcommand); returns the CLI object.
 
     It is zoo's :class:`~zoo._lightning_cli.ZooCLI`: ``--ckpt_path last`` continues the recipe's
-    latest run in its own folder, and a run folder has one writer at a time.
+    latest run in its own folder, and a run folder has one writer at a time. A ``--config`` may
+    name a packaged recipe, and an overlay brings its base (:mod:`zoo.recipes`).
     """
+    from zoo import recipes
     from zoo._lightning_cli import ZooCLI
     from zoo.data.datamodule import AtomicDataModule
     from zoo.tasks import AtomisticTask
 
+    expanded = recipes.expand_config_arguments(argv)
+    from_console = argv == sys.argv[1:]
+    if from_console:
+        # LightningCLI reads sys.argv itself from the console, and DDP relaunches it: the same files
+        sys.argv[1:] = expanded
     return ZooCLI(
         AtomisticTask,
         AtomicDataModule,
         subclass_mode_model=True,
         subclass_mode_data=True,
-        # from the console, let LightningCLI read sys.argv itself (DDP relaunches the same command)
-        args=None if argv == sys.argv[1:] else argv,
+        args=None if from_console else expanded,
         save_config_kwargs={"overwrite": True},
         auto_configure_optimizers=False,
     )
 
 
-def recipes_dir() -> Path:
-    """The ``recipes/`` folder of the source checkout this package runs from."""
-    folder = Path(__file__).resolve().parent.parent / "recipes"
-    if not folder.is_dir():
-        raise FileNotFoundError(
-            f"no recipes folder at {folder}; run zoo from a source checkout (pip install -e .) "
-            "or pass --config with your own recipe"
-        )
-    return folder
+def parse_config(argv: list[str]) -> dict:
+    """The config that ``zoo <argv>`` (a subcommand and its options) runs, as ``--print_config``
+    shows it: recipes and overlays merged, every default filled in; nothing is built or run."""
+    import contextlib
+    import io
+    import warnings
+
+    import yaml
+
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed), warnings.catch_warnings():
+        # that args are given while sys.argv has some too: on purpose here
+        warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
+        try:
+            lightning_main([*argv, "--print_config"])
+        except SystemExit as exit:  # how jsonargparse ends after printing
+            if exit.code:
+                raise
+    return yaml.safe_load(printed.getvalue())
 
 
 def demo(argv: list[str]) -> int:
     """The main job on embedded defaults: fit the backbone on QM9 from qm9pack, then test it."""
-    recipe = recipes_dir() / DEMO_RECIPE
-    print(f"zoo demo: fitting {recipe} (QM9 from the qm9pack package, CPU)", flush=True)
-    fit = lightning_main(["fit", "--config", str(recipe), *argv])
+    print(f"zoo demo: fitting the recipe {DEMO_RECIPE} (QM9 from the qm9pack package, CPU)", flush=True)
+    fit = lightning_main(["fit", "--config", DEMO_RECIPE, *argv])
     best = fit.trainer.checkpoint_callback.best_model_path
     # a fresh `zoo test`, exactly as a user would run it: it tests the checkpoint's (EMA) weights
-    test = lightning_main(["test", "--config", str(recipe), *argv, "--ckpt_path", best])
+    test = lightning_main(["test", "--config", DEMO_RECIPE, *argv, "--ckpt_path", best])
     print(f"\nzoo demo: test metrics of {best}:")
     for name, value in sorted(test.trainer.callback_metrics.items()):
         print(f"  {name:24s} {float(value):.4f}")
@@ -65,6 +80,7 @@ def demo(argv: list[str]) -> int:
 #: zoo's own subcommands, imported only when used so that ``zoo --help`` stays fast.
 TOOLS = {
     "demo": ("zoo.cli", "demo"),
+    "recipes": ("zoo.recipes", "main"),
     "tour": ("zoo.tour", "main"),
     "sample": ("zoo.datagen.commands", "sample_main"),
     "sample-qm9": ("zoo.datagen.commands", "sample_qm9_main"),
@@ -83,6 +99,7 @@ USAGE = """usage: zoo <command> [options]
 training (LightningCLI; see `zoo fit --help`, `zoo fit --print_config`):
   fit, validate, test, predict
   (`zoo fit --config <recipe> --ckpt_path last` continues the recipe's latest run in its folder)
+  recipes   the training recipes shipped with zoo: list, show, copy (`zoo fit --config <name>` runs one)
 tools:
   tour      every published model at work in a few minutes (the README's first command)
   demo      short fit of the backbone on embedded QM9 data
@@ -108,10 +125,11 @@ def main(argv: list[str] | None = None) -> int:
     if command in LIGHTNING_COMMANDS:
         from zoo._files import OutputBusyError
         from zoo._lightning_cli import NothingToResumeError
+        from zoo.recipes import RecipeError
 
         try:
             lightning_main(argv)
-        except (NothingToResumeError, OutputBusyError) as error:
+        except (NothingToResumeError, OutputBusyError, RecipeError) as error:
             print(f"zoo {command}: error: {error}", file=sys.stderr)
             return 1
         return 0

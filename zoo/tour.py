@@ -13,9 +13,11 @@
 5. **Fine-tuning**: a published model fine-tuned for a few steps through the Lightning CLI on new
    QM9 molecules; test error before and after, and the learning curve.
 
-A family without a published model is reported as such. Each section's title is printed when it
-starts and its report when it ends; the whole report is written to ``<out>/report.md`` with the
-figures (PNG) beside it. The tour writes nothing outside ``<out>``.
+A family without a published model, or without the data of its recipe, is reported as such: the
+recipes ship with zoo, their data are files under ``data/`` of a source checkout, found in the
+working folder (``--root`` names another). Each section's title is printed when it starts and its
+report when it ends; the whole report is written to ``<out>/report.md`` with the figures (PNG)
+beside it. The tour writes nothing outside ``<out>``.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
+#: What a section reports when no model of its family has the data of its recipe here.
+NO_DATA = "no {} model is published with its data here (data/ in the working folder, or --root)"
 #: Colours of the figures: the reference (MINAO, DFT, QM9's geometry) grey, the model blue, a second series orange.
 REFERENCE_COLOUR, MODEL_COLOUR, SECOND_COLOUR = "0.55", "tab:blue", "tab:orange"
 
@@ -57,19 +61,20 @@ def _published(family: str | None = None) -> list:
     return [m for m in load_manifest().models if family in (None, m.family)]
 
 
-def _held_out(task):
-    """The test set of the model's recipe (never seen in training) and its first structure as ASE Atoms."""
+def _held_out(task, root: Path | None):
+    """The test set of the model's recipe (never seen in training) and its first structure as ASE Atoms;
+    the recipe's data paths are relative to ``root`` (default: the working folder)."""
     from zoo.registry import recipe_datamodule
 
     with tempfile.TemporaryDirectory() as split_dir:
-        datamodule = recipe_datamodule(task.registry_info.info, split_dir)
+        datamodule = recipe_datamodule(task.registry_info.info, split_dir, root)
         datamodule.setup("test")
         return datamodule.test_dataset, datamodule.test_dataset[0].to_ase()
 
 
-def _first_with_data(family: str):
+def _first_with_data(family: str, root: Path | None):
     """``(name, task, test set, first test structure)`` of the first published model of ``family``
-    that nothing supersedes and whose recipe's data are in this checkout (some are made by a
+    that nothing supersedes and whose recipe's data are under ``root`` (some are made by a
     command, see data/README.md), or None."""
     import zoo
     from zoo.registry import MissingDataError
@@ -79,7 +84,7 @@ def _first_with_data(family: str):
             continue
         task = zoo.load(entry.name)
         try:
-            return (entry.name, task, *_held_out(task))
+            return (entry.name, task, *_held_out(task, root))
         except MissingDataError:
             continue
     return None
@@ -139,10 +144,10 @@ def _scf(mf, model=None) -> dict:
             "converged": bool(mf.converged)}
 
 
-def hamiltonian_section(section: Section, out: Path, molecules: int = 2) -> None:
-    found = _first_with_data("hamiltonian")
+def hamiltonian_section(section: Section, out: Path, molecules: int = 2, root: Path | None = None) -> None:
+    found = _first_with_data("hamiltonian", root)
     if found is None:
-        section.lines.append("no Hamiltonian model is published with its data in this checkout")
+        section.lines.append(NO_DATA.format("Hamiltonian"))
         return
     name, task, test, _ = found
     model = task.model
@@ -184,14 +189,15 @@ def hamiltonian_section(section: Section, out: Path, molecules: int = 2) -> None
     section.figure = _figure(out / "scf_cycles.png", bars)
 
 
-def force_field_section(section: Section, out: Path, md_steps: int = 400, parity_structures: int = 50) -> None:
+def force_field_section(section: Section, out: Path, md_steps: int = 400, parity_structures: int = 50,
+                        root: Path | None = None) -> None:
     from zoo.analysis import md_stability
     from zoo.analysis.md_stability import COLLAPSE_THRESHOLD, bond_lengths, find_bonds
     from zoo.data import keys
 
-    found = _first_with_data("force-field")
+    found = _first_with_data("force-field", root)
     if found is None:
-        section.lines.append("no force-field model is published with its data in this checkout")
+        section.lines.append(NO_DATA.format("force-field"))
         return
     name, task, test, atoms = found
     calculator = task.model.as_calculator()
@@ -259,10 +265,10 @@ def _overlay(axis, generated, reference, bonds: np.ndarray, title: str) -> None:
     axis.legend(loc="upper center", bbox_to_anchor=(0.5, 0.0), ncols=2, fontsize=8, frameon=False)
 
 
-def consistency_section(section: Section, out: Path, k: int = 4) -> None:
-    found = _first_with_data("consistency")
+def consistency_section(section: Section, out: Path, k: int = 4, root: Path | None = None) -> None:
+    found = _first_with_data("consistency", root)
     if found is None:
-        section.lines.append("no consistency model is published with its data in this checkout")
+        section.lines.append(NO_DATA.format("consistency"))
         return
     from zoo.analysis.md_stability import find_bonds
     from zoo.metrics import best_rmsd
@@ -300,7 +306,7 @@ def finetune_section(section: Section, out: Path, steps: int = 50, lr: float = 3
     import lightning.pytorch as pl
 
     import zoo
-    from zoo.cli import lightning_main, recipes_dir
+    from zoo.cli import DEMO_RECIPE, lightning_main
 
     if name not in {m.name for m in _published()}:
         section.lines.append(f"`{name}` is not published")
@@ -313,7 +319,7 @@ def finetune_section(section: Section, out: Path, steps: int = 50, lr: float = 3
             "--data.init_args.split", "{method: random, sizes: [200, 50, 50], seed: 0}"]
     options = ["--model.init_args.keep_pretrained_statistics", str(keep_statistics).lower(),
                "--model.init_args.optimizer.init_args.lr", str(lr)]
-    common = ["--config", str(recipes_dir() / "qm9_demo.yaml"), *data, *options, "--trainer.default_root_dir", str(root),
+    common = ["--config", DEMO_RECIPE, *data, *options, "--trainer.default_root_dir", str(root),
               "--trainer.logger.init_args.save_dir", str(root), "--trainer.enable_progress_bar", "false",
               "--trainer.enable_model_summary", "false"]
     # a row of metrics.csv per step: the learning curve of a short fine-tune
@@ -326,7 +332,7 @@ def finetune_section(section: Section, out: Path, steps: int = 50, lr: float = 3
     before = pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False)
     published = before.test(zoo.load(name), datamodule=fit.datamodule, verbose=False)[0]
     section.lines += [
-        f"`zoo fit --config recipes/qm9_demo.yaml --model.init_args.pretrained {name} {' '.join(options)} "
+        f"`zoo fit --config {DEMO_RECIPE} --model.init_args.pretrained {name} {' '.join(options)} "
         f"--trainer.max_steps {steps}` on 200 QM9 molecules the model never saw (qm9pack rows 2400-2699)",
         f"test U0 MAE on 50 of them: {published['test/U0_mae']:.4f} eV before, {tuned['test/U0_mae']:.4f} eV after "
         f"{steps} steps; run folder {fit.trainer.log_dir}",
@@ -364,8 +370,12 @@ def finetune_section(section: Section, out: Path, steps: int = 50, lr: float = 3
 
 
 def tour(out: str | Path = "tour", md_steps: int = 400, finetune_steps: int = 50, finetune_lr: float = 3e-4,
-         keep_statistics: bool = True, scf_molecules: int = 2) -> list[Section]:
-    """Run every section, print the report and write ``<out>/report.md``; returns the sections."""
+         keep_statistics: bool = True, scf_molecules: int = 2, root: str | Path | None = None) -> list[Section]:
+    """Run every section, print the report and write ``<out>/report.md``; returns the sections.
+
+    ``root``: the folder the recipes' data paths are relative to (default: the working folder).
+    """
+    root = None if root is None else Path(root)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     # a compact report: Lightning's start-up messages and library warnings stay out of it (after
@@ -377,9 +387,10 @@ def tour(out: str | Path = "tour", md_steps: int = 400, finetune_steps: int = 50
     parts = [
         ("Registry: every published model", registry_section),
         ("Hamiltonian: a predicted H as PySCF's initial guess",
-         functools.partial(hamiltonian_section, molecules=scf_molecules)),
-        ("Force field: molecular dynamics through ASE", functools.partial(force_field_section, md_steps=md_steps)),
-        ("Consistency: equilibrium structures from a SMILES", consistency_section),
+         functools.partial(hamiltonian_section, molecules=scf_molecules, root=root)),
+        ("Force field: molecular dynamics through ASE",
+         functools.partial(force_field_section, md_steps=md_steps, root=root)),
+        ("Consistency: equilibrium structures from a SMILES", functools.partial(consistency_section, root=root)),
         ("Fine-tuning through the Lightning CLI",
          functools.partial(finetune_section, steps=finetune_steps, lr=finetune_lr, keep_statistics=keep_statistics)),
     ]
@@ -414,6 +425,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--finetune-lr", type=float, default=3e-4, help="its learning rate")
     parser.add_argument("--refit-statistics", action="store_true",
                         help="fit shift, scale and reference energies on the fine-tuning data instead of keeping them")
+    parser.add_argument("--root", default=None,
+                        help="the folder whose data/ the recipes read (default: the working folder)")
     args = parser.parse_args(argv)
-    tour(args.out, args.md_steps, args.finetune_steps, args.finetune_lr, not args.refit_statistics, args.scf_molecules)
+    tour(args.out, args.md_steps, args.finetune_steps, args.finetune_lr, not args.refit_statistics, args.scf_molecules,
+         args.root)
     return 0

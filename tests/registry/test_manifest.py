@@ -5,6 +5,7 @@ import sys
 
 import pytest
 
+from zoo import recipes
 from zoo.publish import check_folder
 from zoo.registry import (
     CheckpointFormatError,
@@ -58,7 +59,7 @@ def test_malformed_entry_names_entry_and_field(registry, change, message):
 @pytest.mark.parametrize("change, message", [
     (lambda e: e["files"].update({"../../x": e["files"]["README.md"]}), "field 'files': unknown files \\['../../x'\\]"),
     (lambda e: e["files"].update({"/etc/passwd": e["files"]["README.md"]}), "field 'files': unknown files"),
-    (lambda e: e.update(recipe="../../tmp/evil.yaml"), "field 'recipe': expected a YAML path inside the repository"),
+    (lambda e: e.update(recipe="../../tmp/evil.yaml"), "field 'recipe': expected a YAML path as `zoo fit --config` takes it"),
     (lambda e: e.update(recipe="recipes/../../x.yaml"), "field 'recipe'"),
     (lambda e: e.update(recipe="/tmp/x.yaml"), "field 'recipe'"),
     (lambda e: e.update(recipe="C:\\x.yaml"), "field 'recipe'"),
@@ -107,7 +108,7 @@ def test_the_repository_manifest_is_valid_and_shipped():
     assert default_manifest_path() == CHECKOUT_MANIFEST
     assert json.loads(CHECKOUT_MANIFEST.read_text()) == json.loads(PACKAGE_MANIFEST.read_text())
     for entry in manifest.models:
-        assert (CHECKOUT_MANIFEST.parent / entry.recipe).is_file(), f"{entry.name}: no recipe {entry.recipe}"
+        assert recipes.find(entry.recipe).is_relative_to(recipes.folder()), f"{entry.name}: {entry.recipe} not packaged"
         check_folder(manifest.hub_dir / entry.name, entry)
 
 

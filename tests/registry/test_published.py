@@ -1,7 +1,5 @@
 """Every model in the repository's checkpoints.json: listed, described, and loadable offline."""
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -45,16 +43,13 @@ def test_published_model_loads_offline_from_the_package_and_predicts(name, monke
 def test_property_model_reproduces_the_metrics_in_its_card(name, monkeypatch, tmp_path):
     """Each output's test MAE in the card is recomputed from the package copy, on the split its
     recipe declares."""
-    import yaml
-
-    from zoo.data import AtomicDataModule
+    from zoo.registry import recipe_datamodule
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
     task = zoo.load(name)
     info = task.registry_info.info
-    recipe = yaml.safe_load((Path(__file__).resolve().parents[2] / info.recipe).read_text())
-    datamodule = AtomicDataModule(**recipe["data"]["init_args"], split_dir=str(tmp_path))
+    datamodule = recipe_datamodule(info, tmp_path)  # the packaged recipe's data
     datamodule.setup("test")
     errors = {output.name: [] for output in task.outputs}
     with torch.no_grad():

@@ -8,7 +8,8 @@ import pytest
 
 import zoo
 
-from zoo.cli import main
+from zoo import recipes
+from zoo.cli import main, parse_config
 from zoo.registry import (
     MissingDataError,
     UntrustedCodeError,
@@ -19,6 +20,7 @@ from zoo.registry import (
 )
 
 NAME = "qm9-u0-demo"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -37,13 +39,14 @@ def _copy(tmp_path, change):
 
 
 @pytest.mark.parametrize("name", load_manifest().names())
-def test_every_published_model_meets_its_card(offline, capsys, name):
+def test_every_published_model_meets_its_card(offline, capsys, tmp_path, monkeypatch, name):
     info = load_manifest().get(name)
     try:
-        recipe_datamodule(info, ".")
+        recipe_datamodule(info, tmp_path, root=ROOT)
     except MissingDataError as error:  # data too big to commit, made by a command (data/README.md)
         pytest.skip(str(error))
-    assert main(["verify", name]) == 0
+    monkeypatch.chdir(tmp_path)  # the packaged recipe, the checkout's data
+    assert main(["verify", name, "--root", str(ROOT)]) == 0
     assert f"{name} (recipes/" in capsys.readouterr().out
 
 
@@ -64,8 +67,8 @@ def test_a_card_without_recipe_cannot_be_verified(offline, tmp_path):
         verify_model(str(_copy(tmp_path, no_recipe)))
 
 
-def test_a_recipe_whose_data_are_not_made_yet_names_them(offline, tmp_path):
-    recipe = (Path(__file__).resolve().parents[2] / "recipes" / "qm9_demo.yaml").read_text()
+def test_a_recipe_file_under_the_root_wins_and_names_the_data_it_misses(offline, tmp_path):
+    recipe = recipes.find("qm9_demo").read_text()
     (tmp_path / "recipes").mkdir()
     (tmp_path / "recipes" / "qm9_demo.yaml").write_text(
         recipe.replace("source: qm9", "source: data/not_made/labels.h5"))
@@ -74,9 +77,27 @@ def test_a_recipe_whose_data_are_not_made_yet_names_them(offline, tmp_path):
 
 
 def test_the_recipe_a_card_names_imports_only_zoo_data_classes(tmp_path, evil):
-    recipe = (Path(__file__).resolve().parents[2] / "recipes" / "qm9_demo.yaml").read_text()
+    recipe = recipes.find("qm9_demo").read_text()
     (tmp_path / "recipes").mkdir()
     (tmp_path / "recipes" / "qm9_demo.yaml").write_text(recipe.replace("zoo.data.AtomicDataModule", "evilmodel.Task"))
     with pytest.raises(UntrustedCodeError, match="qm9_demo.yaml: data.class_path names 'evilmodel.Task'"):
         recipe_datamodule(load_manifest().get(NAME), tmp_path / "split", root=tmp_path)
     assert not evil.exists()
+
+
+def test_the_data_verified_are_those_zoo_fit_reads(tmp_path):
+    """The data section of a card's recipe with its bases merged in, as `zoo fit --config` merges
+    them (malonaldehyde_forcefield_dens: ethanol_forcefield's with malonaldehyde's files)."""
+    manifest, checked = load_manifest(), []
+    for name in manifest.names():
+        info = manifest.get(name)
+        try:
+            module = recipe_datamodule(info, tmp_path / name, root=ROOT)
+        except MissingDataError:
+            continue
+        fit = parse_config(["fit", "--config", info.recipe])["data"]["init_args"]
+        fit = {key: str(ROOT / value) if isinstance(value, str) and (ROOT / value).exists() else value
+               for key, value in fit.items()}
+        assert dict(module.hparams) == {**fit, "split_dir": str(tmp_path / name)}, name
+        checked.append(name)
+    assert "malonaldehyde-dens-pbe-def2svp" in checked and len(checked) >= 5

@@ -47,14 +47,10 @@ def test_select_bad_inputs(tmp_path, capsys):
 
 
 def test_select_with_model_features(tmp_path, capsys):
-    from pathlib import Path
-
-    import yaml
-
+    from zoo.cli import parse_config
     from zoo.registry import instantiate_task, save_pretrained
 
-    recipe = Path(__file__).resolve().parents[2] / "recipes" / "ethanol_forcefield_dens.yaml"
-    config = yaml.safe_load(recipe.read_text())["model"]
+    config = parse_config(["fit", "--config", "ethanol_forcefield_dens"])["model"]
     config["init_args"]["model"]["init_args"]["backbone"]["init_args"].update(channels=4, num_layers=1)
     card = {"name": "select-test", "family": "force-field", "license": "mit", "description": "test",
             "units": {"positions": "Å", "energy": "eV", "forces": "eV/Å"}}

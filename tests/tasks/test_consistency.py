@@ -1,5 +1,3 @@
-from pathlib import Path
-
 import lightning.pytorch as pl
 import pytest
 import torch
@@ -14,7 +12,6 @@ from zoo.models import ConsistencyModel, EquivariantBackbone
 from zoo.tasks import ConsistencyTask
 from zoo.testing import toy_consistency_frames
 
-ROOT = Path(__file__).resolve().parents[2]
 SMILES = ["CCO", "CC(=O)O", "OC=O", "CC#N"]
 READER = {"info_keys": {"qm9_id": "qm9_id", "structure_kind": "structure_kind"}, "results": ["energy", "forces"],
           "mask_missing": True, "molecular_graph": True}
@@ -101,7 +98,7 @@ def test_a_short_fit_lowers_the_denoising_loss(files, tmp_path):
 
 
 def test_the_recipe_runs_a_few_steps_and_tests(files, tmp_path):
-    config = yaml.safe_load((ROOT / "recipes" / "consistency_qm9.yaml").read_text())
+    config = cli.parse_config(["fit", "--config", "consistency_qm9"])
     init = config["model"]["init_args"]
     init["model"]["init_args"]["backbone"]["init_args"].update(channels=4, num_layers=1, radial_hidden=8)
     init.update(consistency_start_epoch=1, val_structures=2, reference_kinds=["xtb_optimized", "perturbed",
@@ -131,7 +128,7 @@ def test_the_recipe_runs_a_few_steps_and_tests(files, tmp_path):
 def test_a_published_checkpoint_generates_the_same_structures(tmp_path):
     from zoo.registry import load_pretrained, save_pretrained
 
-    config = yaml.safe_load((ROOT / "recipes" / "consistency_qm9.yaml").read_text())["model"]
+    config = cli.parse_config(["fit", "--config", "consistency_qm9"])["model"]
     config["init_args"]["model"]["init_args"]["backbone"]["init_args"].update(channels=4, num_layers=1, radial_hidden=8)
     from zoo.registry import instantiate_task
 

@@ -126,11 +126,11 @@ def number_map(value):
 
 
 def recipe_path(value):
-    # `zoo verify` reads the recipe a card names: it must stay inside the repository
+    # `zoo verify` reads the recipe a card names: a packaged one, or a file inside the folder it runs in
     if (not isinstance(value, str) or not RECIPE.match(value) or value.startswith("/")
             or ".." in value.split("/")):
-        raise Invalid(f"expected a YAML path inside the repository, relative to its root (e.g. 'recipes/x.yaml'; "
-                      f"no '..', no absolute path), got {value!r}")
+        raise Invalid(f"expected a YAML path as `zoo fit --config` takes it (e.g. 'recipes/x.yaml' for the packaged "
+                      f"recipe x, or a file relative to the working folder; no '..', no absolute path), got {value!r}")
     return value
 
 

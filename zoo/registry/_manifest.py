@@ -134,7 +134,9 @@ class ModelInfo:
         data_source: where the labels come from, when not computed by zoo.
         training_data: ``{"dataset", "size", "description"}``.
         metrics: ``{"split": <declared test split>, "values": {metric: number}}``.
-        recipe: the YAML that trained it, relative to the repository root.
+        recipe: the recipe that trained it, as ``zoo fit --config`` takes it: ``recipes/<name>.yaml``
+            for a packaged recipe (:mod:`zoo.recipes`), else a YAML file relative to the folder
+            ``zoo verify`` runs in.
         tags: extra Hub tags.
     """
 

@@ -56,45 +56,67 @@ class Verification:
         return "\n".join(lines)
 
 
-def _repository_root() -> Path:
-    return Path(__file__).resolve().parents[2]
+def _data_section(info, root: Path, trust_remote_code: bool, trusted_modules: Sequence[str]):
+    """The ``data`` config of the recipe ``info`` names, its bases merged in as ``zoo fit`` merges them."""
+    from jsonargparse import ArgumentParser
+
+    from zoo import recipes
+    from zoo.data import AtomicDataModule
+
+    try:
+        files = recipes.chain(info.recipe, relative_to=root)
+    except recipes.RecipeError as error:
+        raise VerificationError(f"{info.name}: its card names recipe {info.recipe!r}: {error}") from error
+    outside = [file for file in files if not file.resolve().is_relative_to(root.resolve())
+               and not file.resolve().is_relative_to(recipes.folder().resolve())]
+    if outside:
+        raise VerificationError(f"{info.name}: its recipe {info.recipe} reads {', '.join(map(str, outside))}, "
+                                f"neither in {root} nor a packaged recipe")
+    sections = [(file, recipes.read(file).get("data")) for file in files]
+    sections = [(file, section) for file, section in sections if section]
+    if not sections:
+        raise VerificationError(f"{info.name}: its recipe {info.recipe} has no data section")
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_subclass_arguments(AtomicDataModule, "data", required=True)
+    config = None
+    for file, section in sections:
+        # before jsonargparse imports what the section names
+        check_trusted(section, f"{file}: data", trust_remote_code, trusted_modules, strings=False)
+        config = parser.parse_object({"data": section}, namespace=config, defaults=config is None)
+    return config.data
 
 
 def recipe_datamodule(info, split_dir: str | Path, root: str | Path | None = None, trust_remote_code: bool = False,
                       trusted_modules: Sequence[str] = ()):
     """The data module of the recipe a model card names (not set up), its split saved in ``split_dir``.
 
-    Recipes name files relative to the repository root; those arguments are made absolute against
-    ``root`` (default: the source checkout this package runs from). The card chooses the recipe,
-    so the recipe must lie under ``root`` and its data class pass the allow-list of
-    :func:`~zoo.registry.check_trusted` (``trust_remote_code``, ``trusted_modules`` as there).
+    The card names its recipe as ``zoo fit --config`` takes it (:mod:`zoo.recipes`): a file under
+    ``root`` if there is one, else the packaged recipe; an overlay's bases are merged in. The
+    recipe's data paths are relative to ``root`` (default: the working folder, as for ``zoo
+    test``) and made absolute against it. The card chooses the recipe, so its data class (of every
+    file that gives one) must pass the allow-list of :func:`~zoo.registry.check_trusted`
+    (``trust_remote_code``, ``trusted_modules`` as there).
 
     Raises:
-        VerificationError: the card names no recipe, or it is not under ``root``, or has no data.
-        MissingDataError: a data file the recipe names (a path with a folder) does not exist;
-            data/README.md gives the command that makes it.
+        VerificationError: the card names no recipe, or one that does not exist or has no data.
+        MissingDataError: a data file the recipe names (a path with a folder) is not under
+            ``root``; data/README.md gives the command that makes it.
         UntrustedCodeError: the recipe's data class is not trusted.
     """
-    import yaml
-
-    root = Path(root) if root is not None else _repository_root()
-    recipe = root / (info.recipe or "")
-    if not info.recipe or not recipe.is_file() or not recipe.resolve().is_relative_to(root.resolve()):
-        raise VerificationError(f"{info.name}: its card names recipe {info.recipe!r}, not found under {root}; "
-                                "run from a source checkout of zoo")
-    config = yaml.safe_load(recipe.read_text()).get("data")
-    if not config:
-        raise VerificationError(f"{info.name}: {recipe} has no data section")
-    check_trusted(config, f"{recipe}: data", trust_remote_code, trusted_modules, strings=False)
-    arguments = config.get("init_args", {})
+    root = Path(root) if root is not None else Path.cwd()
+    if not info.recipe:
+        raise VerificationError(f"{info.name}: its card names no recipe")
+    config = _data_section(info, root, trust_remote_code, trusted_modules)
+    arguments = config.init_args.as_dict()
     missing = [value for value in arguments.values()
                if isinstance(value, str) and "/" in value and Path(value).suffix and not (root / value).exists()]
     if missing:
         raise MissingDataError(f"{info.name}: the data of {info.recipe} ({', '.join(missing)}) are not in {root}; "
-                               "they are too big to commit: make them with the command data/README.md gives")
+                               "they are too big to commit: make them with the command data/README.md gives "
+                               "(or verify from the folder that has them)")
     arguments = {key: str(root / value) if isinstance(value, str) and (root / value).exists() else value
                  for key, value in arguments.items()}
-    module, _, name = config["class_path"].rpartition(".")
+    module, _, name = config.class_path.rpartition(".")
     return getattr(importlib.import_module(module), name)(**{**arguments, "split_dir": str(split_dir)})
 
 
@@ -105,8 +127,8 @@ def verify_model(name: str, tolerance: float = RELATIVE_TOLERANCE, root: str | P
     Args:
         name: a registry name (or anything :func:`zoo.load` takes).
         tolerance: largest accepted ``|measured - card| / |card|`` (at least the card's rounding).
-        root: the source checkout whose ``recipes/`` and ``data/`` the recipe names (default:
-            the one this package runs from); recipes use paths relative to it.
+        root: the folder the recipe's data paths are relative to (default: the working folder, as
+            for ``zoo test``): a source checkout, with its ``data/``.
         load_kwargs: passed to :func:`zoo.load` (``cache_dir``, ``manifest``, ``trust_remote_code``, ...);
             the trust options apply to the recipe's data class too.
     """

@@ -147,10 +147,13 @@ def verify_main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="zoo verify",
         description="Reload published models through the registry and recompute the test metrics of their "
-                    "cards on their recipes' test splits (needs a source checkout: recipes/ and data/).")
+                    "cards on their recipes' test splits (the recipes ship with zoo; their data are files "
+                    "under data/ of a source checkout: run from there, or give --root).")
     parser.add_argument("name", nargs="*", help="model names (default: every published model)")
     parser.add_argument("--tolerance", type=float, default=None,
                         help="largest relative difference from the card (default: 1e-3)")
+    parser.add_argument("--root", type=Path, default=None,
+                        help="the folder the recipes' data paths are relative to (default: the working folder)")
     _hub_arguments(parser)
     args = parser.parse_args(argv)
     from zoo.registry._verify import RELATIVE_TOLERANCE, MissingDataError, verify_model
@@ -159,7 +162,7 @@ def verify_main(argv: list[str]) -> int:
     results, without_data = [], []
     for name in args.name or manifest.names():
         try:
-            result = verify_model(name, args.tolerance or RELATIVE_TOLERANCE, cache_dir=args.cache_dir,
+            result = verify_model(name, args.tolerance or RELATIVE_TOLERANCE, args.root, cache_dir=args.cache_dir,
                                   token=args.token, manifest=manifest)
         except MissingDataError as error:
             if args.name:  # asked for by name: its data must be there
