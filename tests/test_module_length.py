@@ -15,8 +15,6 @@ REASON = "Long because"
 
 #: Long modules still without a split or a reason, each with why; an entry goes when its module is fixed.
 PENDING = {
-    "zoo/datagen/labelling.py": "zoo.datagen was just reorganised; its owner splits it or states the reason",
-    "zoo/datagen/sampling.py": "zoo.datagen was just reorganised; its owner splits it or states the reason",
     "zoo/tour.py": "being edited for the recipes' move into the package; split or reason after that",
 }
 

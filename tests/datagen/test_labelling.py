@@ -12,7 +12,7 @@ pytest.importorskip("pyscf")
 from zoo.data.readers.ase_io import read_ase  # noqa: E402
 from zoo.data.readers.hamiltonian import HamiltonianMetadata, read_hamiltonian_h5  # noqa: E402
 from zoo.data.readers.ase_io import write_extxyz  # noqa: E402
-from zoo.datagen import jobs, label_task, labelling  # noqa: E402
+from zoo.datagen import jobs, label_files, label_task, labelling  # noqa: E402
 from zoo.datagen.files import read_structures  # noqa: E402
 from zoo.datagen.jobs import Workers  # noqa: E402
 from zoo.qc.level import LevelOfTheory  # noqa: E402
@@ -247,7 +247,7 @@ def test_labels_end_in_source_order_whatever_order_the_workers_finish_in(tmp_pat
     labelling.label(h2(4), RHF, out, properties=["energy", "forces"], progress=False, workers=SERIAL)
     if suffix == ".h5":
         distances = [float(d.pos[1, 2]) for d in read_hamiltonian_h5(out)]
-        indices = [index for index, _ in labelling._read_h5_entries(out)]
+        indices = [index for index, _ in label_files.read_h5_entries(out)]
     else:
         frames = read_structures(out)
         distances = [f.positions[1, 2] for f in frames]

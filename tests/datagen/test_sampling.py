@@ -10,7 +10,7 @@ pytest.importorskip("tblite")
 pytest.importorskip("rdkit")
 
 from zoo.data.readers.ase_io import write_extxyz  # noqa: E402
-from zoo.datagen import jobs, sampling, sampling_runs  # noqa: E402
+from zoo.datagen import jobs, qm9, sampling, sampling_runs  # noqa: E402
 from zoo.datagen.files import read_structures  # noqa: E402
 
 SERIAL = jobs.Workers(0)  # in this process: the sampling logic without Dask
@@ -117,14 +117,14 @@ def test_qm9_molecule_cheap_and_reference_frames_share_the_atom_order():
     from zoo.data.readers.qm9 import read_qm9
 
     data = read_qm9(indices=[13], properties=[], dtype="float64")[0]  # ethanol
-    cheap, reference = sampling.qm9_molecule(data, 13, seed=0)
+    cheap, reference = qm9.qm9_molecule(data, 13, seed=0)
     mol = mol_from_smiles(cheap.info["smiles"])
     assert cheap.numbers.tolist() == reference.numbers.tolist() == [a.GetAtomicNum() for a in mol.GetAtoms()]
     assert cheap.info["smiles"] == reference.info["smiles"]
     assert {k: cheap.info[k] for k in ("qm9_id", "qm9_row", "charge", "structure_kind")} == {
         "qm9_id": 14, "qm9_row": 13, "charge": 0, "structure_kind": sampling.XTB_OPTIMIZED}
     assert reference.info["structure_kind"] == sampling.QM9_REFERENCE and "xtb_energy" not in reference.info
-    assert np.abs(cheap.arrays["xtb_forces"]).max() < 0.01 and cheap.info["sampler"] == sampling.qm9_sampler(0, 0.01)
+    assert np.abs(cheap.arrays["xtb_forces"]).max() < 0.01 and cheap.info["sampler"] == qm9.qm9_sampler(0, 0.01)
     assert same_connectivity(cheap, cheap.info["smiles"]) and same_connectivity(reference, reference.info["smiles"])
     for i, j in [(0, 1), (1, 2)]:  # C-C and C-O: xTB and B3LYP agree to a few hundredths of an Å
         assert abs(cheap.get_distance(i, j) - reference.get_distance(i, j)) < 0.04
@@ -136,11 +136,11 @@ def test_qm9_molecule_rejects_charged_and_mismatched_molecules():
     ammonium = AtomicData.from_arrays([7, 1, 1, 1, 1], np.eye(5, 3), qm9_id=0)
     ammonium["smiles"] = "[NH4+]"
     with pytest.raises(ValueError, match=r"net charge \+1"):
-        sampling.qm9_molecule(ammonium, 0)
+        qm9.qm9_molecule(ammonium, 0)
     ethanol = AtomicData.from_ase(sampling.from_smiles("CCO"), {"qm9_id": np.array([14])})
     ethanol["smiles"] = "COC"  # same formula, other bonds
     with pytest.raises(ValueError, match="QM9 geometry: the bonds .* do not match the SMILES 'COC'"):
-        sampling.qm9_molecule(ethanol, 13)
+        qm9.qm9_molecule(ethanol, 13)
 
 
 @pytest.mark.skipif(importlib.util.find_spec("qm9pack") is None, reason="qm9pack not installed")

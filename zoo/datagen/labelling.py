@@ -24,24 +24,17 @@ For job arrays, ``shard=(i, n)`` labels structures i, i+n, i+2n, ... into its ow
 from __future__ import annotations
 
 import os
-import shutil
 import time
 import uuid
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
-from zoo._files import atomic_path, exclusive_output
+from zoo._files import exclusive_output
 from zoo.data.readers.ase_io import write_extxyz
-from zoo.data.readers.hamiltonian import (
-    DATASETS,
-    GROUP,
-    HamiltonianMetadata,
-    read_hamiltonian_metadata,
-    write_hamiltonian_h5,
-)
+from zoo.data.readers.hamiltonian import HamiltonianMetadata, read_hamiltonian_metadata
 from zoo.datagen import failures as failure_log
-from zoo.datagen import jobs
+from zoo.datagen import jobs, label_files
 from zoo.datagen.files import check_shard, read_structures, shard_path
 from zoo.datagen.jobs import Workers, log
 from zoo.datagen.label_task import SCFNotConverged, compute_labels, label_structure  # the first two: public here too
@@ -53,9 +46,6 @@ SCALAR_PROPERTIES = ("energy", "forces", "dipole")
 MATRIX_PROPERTIES = ("fock", "overlap", "density_matrix", "orbital_energies")
 PROPERTIES = SCALAR_PROPERTIES + MATRIX_PROPERTIES
 HDF5_SUFFIXES = (".h5", ".hdf5")
-#: Name of the HDF5 dataset (zoo.data.keys) for each matrix property.
-_H5_NAMES = {"fock": "hamiltonian", "overlap": "overlap", "density_matrix": "density_matrix",
-             "orbital_energies": "orbital_energies", "energy": "energy", "forces": "forces"}
 
 
 # --- many structures --------------------------------------------------------------------------
@@ -121,8 +111,8 @@ def label(
     settings = _failure_settings(level, max_cycle, conv_tol)
 
     with exclusive_output(out, "label file"):  # a second writer would interleave and lose labels
-        _h5_work_file(out).unlink(missing_ok=True)  # left by a run killed mid-append
-        done = _stored_indices(out, metadata, hdf5)
+        label_files.h5_work_file(out).unlink(missing_ok=True)  # left by a run killed mid-append
+        done = label_files.stored_indices(out, metadata, hdf5)
         mine = range(len(frames)) if shard is None else range(shard[0], len(frames), shard[1])
         failed_before = set() if retry_failures else _failed_indices(failures, settings) & (set(mine) - done)
         todo = [i for i in mine if i not in done and i not in failed_before]
@@ -146,14 +136,14 @@ def label(
             else:
                 result = answer["result"]
                 if hdf5:
-                    _append_h5(out, [_h5_record(frames[index], result, properties)], [(index, result)], metadata)
+                    label_files.append_h5(out, [label_files.h5_record(frames[index], result, properties)], [(index, result)], metadata)
                 else:
-                    write_extxyz(out, [_labelled_atoms(frames[index], index, result, properties, metadata)],
+                    write_extxyz(out, [label_files.labelled_atoms(frames[index], index, result, properties, metadata)],
                                  append=True)
                 counts["labelled"] += 1
             tracker.update(f"source {index}", outcome.seconds, "failure" in answer)
         if counts["labelled"]:
-            _sort_by_source(out, hdf5)
+            label_files.sort_by_source(out, hdf5)
         return {"out": out, "failures": failures, **counts, "skipped": len(mine) - len(todo),
                 "failed_before": len(failed_before), "seconds": time.perf_counter() - start}
 
@@ -178,11 +168,11 @@ def merge(inputs: Sequence[str | os.PathLike], out: str | os.PathLike) -> int:
     if out.exists():
         raise FileExistsError(f"{out} exists; merge writes a new file")
     hdf5 = formats.pop()
-    metadata = read_hamiltonian_metadata(inputs[0]) if hdf5 else _extxyz_metadata(inputs[0])
+    metadata = read_hamiltonian_metadata(inputs[0]) if hdf5 else label_files.extxyz_metadata(inputs[0])
     for path in inputs[1:]:
-        _check_level(path, metadata, hdf5)
+        label_files.check_level(path, metadata, hdf5)
     if hdf5:
-        entries = [entry for path in inputs for entry in _read_h5_entries(path)]
+        entries = [entry for path in inputs for entry in label_files.read_h5_entries(path)]
     else:
         entries = [(frame.info["source_index"], frame) for path in inputs for frame in read_structures(path)]
     entries.sort(key=lambda entry: int(entry[0]))
@@ -191,7 +181,7 @@ def merge(inputs: Sequence[str | os.PathLike], out: str | os.PathLike) -> int:
     if duplicates:
         raise ValueError(f"source indices {duplicates[:10]} appear in more than one input")
     if hdf5:
-        _append_h5(out, [record for _, (record, _) in entries],
+        label_files.append_h5(out, [record for _, (record, _) in entries],
                    [(index, extra) for index, (_, extra) in entries], metadata)
     else:
         write_extxyz(out, [frame for _, frame in entries])
@@ -241,140 +231,6 @@ def _check_structures(frames, todo, level: LevelOfTheory) -> None:
             level.check_atoms(atoms.numbers)
         except ValueError as error:
             raise ValueError(f"structure {index} ({atoms.get_chemical_formula()}): {error}") from error
-
-
-# --- extended XYZ -----------------------------------------------------------------------------
-
-
-def _labelled_atoms(atoms, index: int, result: dict, properties, metadata):
-    """A copy of ``atoms`` carrying the labels as calculator results and the level in ``info``."""
-    from ase.calculators.singlepoint import SinglePointCalculator
-
-    frame = atoms.copy()  # keeps the input's info and arrays (e.g. xtb_energy for Δ-learning)
-    # the level as the HDF5 attributes spell it (AO conventions do not apply to extended XYZ)
-    frame.info.update(metadata.level_attrs(), source_index=int(index), scf_cycles=result["cycles"])
-    frame.calc = SinglePointCalculator(frame, **{p: result[p] for p in properties})
-    return frame
-
-
-def _extxyz_metadata(path: Path) -> HamiltonianMetadata:
-    """The level of theory recorded in the first frame of a label file."""
-    info = dict(read_structures(path, index=0)[0].info)
-    if "pyscf_version" in info:
-        info["pyscf_version"] = str(info["pyscf_version"])  # extxyz would read "2.3" as a float
-    return HamiltonianMetadata.from_level_attrs(info, f"{path} (not a zoo label file?): its first frame")
-
-
-# --- HDF5 -------------------------------------------------------------------------------------
-# The Hamiltonian format has no field for the source index (or the dipole), so it is kept as an
-# attribute of each structure's group, which read_hamiltonian_h5 ignores.
-
-
-def _h5_record(atoms, result: dict, properties) -> dict:
-    record = {"atomic_numbers": atoms.numbers, "positions": atoms.positions}
-    record.update({_H5_NAMES[p]: result[p] for p in properties})
-    return record
-
-
-def _append_h5(path: Path, records: list, extras: list, metadata) -> None:
-    """Append records atomically, tagging each group with ``source_index`` and ``scf_cycles``.
-
-    write_hamiltonian_h5 is atomic on its own, but tagging its groups afterwards would not be, so
-    both happen on a private copy that then replaces ``path``.
-    """
-    import h5py
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    work = _h5_work_file(path)
-    try:
-        if path.exists():
-            shutil.copyfile(path, work)
-        total = write_hamiltonian_h5(work, records, metadata, append=True)
-        with h5py.File(work, "a") as handle:
-            group = handle[GROUP]
-            for number, (index, result) in enumerate(extras, start=total - len(records)):
-                group[f"{number:06d}"].attrs.update(source_index=int(index), scf_cycles=int(result["cycles"]))
-        with open(work, "rb") as stream:
-            os.fsync(stream.fileno())
-        os.replace(work, path)
-    finally:
-        work.unlink(missing_ok=True)
-
-
-def _h5_work_file(path: Path) -> Path:
-    """The private copy :func:`_append_h5` appends to before it replaces ``path``."""
-    return path.with_name(f".{path.name}.labelling")
-
-
-def _read_h5_entries(path: Path) -> list:
-    """``(source_index, (record, {"cycles": ...}))`` for every structure of a label file."""
-    import h5py
-
-    entries = []
-    with h5py.File(path, "r") as handle:
-        for name in sorted(handle[GROUP], key=int):
-            group = handle[GROUP][name]
-            record = {key: group[key][()] for key in DATASETS if key in group}
-            entries.append((_source_index(group, path), (record, {"cycles": int(group.attrs.get("scf_cycles", -1))})))
-    return entries
-
-
-def _source_index(group, path) -> int:
-    if "source_index" not in group.attrs:
-        raise ValueError(f"{path}:{group.name} has no source_index attribute; it was not written by zoo label")
-    return int(group.attrs["source_index"])
-
-
-# --- resuming ---------------------------------------------------------------------------------
-
-
-def _stored_indices(out: Path, metadata, hdf5: bool) -> set[int]:
-    """Source indices already labelled in ``out``, after checking it was made at the same level."""
-    if not out.exists():
-        return set()
-    _check_level(out, metadata, hdf5)
-    if hdf5:
-        import h5py
-
-        with h5py.File(out, "r") as handle:
-            groups = handle[GROUP].values() if GROUP in handle else []
-            return {_source_index(group, out) for group in groups}
-    return {int(frame.info["source_index"]) for frame in read_structures(out)}
-
-
-def _check_level(path: Path, metadata, hdf5: bool) -> None:
-    """Labels at two levels of theory (PySCF version included) never share a file."""
-    stored = read_hamiltonian_metadata(path) if hdf5 else _extxyz_metadata(path)
-    try:
-        stored.check_compatible(metadata, ignore=())
-    except ValueError as error:
-        raise ValueError(f"{path} holds labels at another level of theory: {error}") from error
-
-
-def _sort_by_source(out: Path, hdf5: bool) -> None:
-    """Put the labels in ``source_index`` order (workers finish out of order), atomically.
-
-    A resumed or parallel run then leaves the same file as one uninterrupted serial run.
-    """
-    if hdf5:
-        import h5py
-
-        with h5py.File(out, "r") as handle:
-            names = sorted(handle[GROUP], key=int)
-            order = sorted(names, key=lambda name: _source_index(handle[GROUP][name], out))
-        if order == names:
-            return
-        with atomic_path(out, copy_existing=True) as work, h5py.File(work, "a") as handle:
-            group = handle[GROUP]  # renaming links moves no data
-            for name in names:
-                group.move(name, f"unsorted-{name}")
-            for number, name in enumerate(order):
-                group.move(f"unsorted-{name}", f"{number:06d}")
-        return
-    frames = read_structures(out)
-    indices = [int(frame.info["source_index"]) for frame in frames]
-    if indices != sorted(indices):
-        write_extxyz(out, sorted(frames, key=lambda frame: int(frame.info["source_index"])))
 
 
 def _failure_settings(level: LevelOfTheory, max_cycle: int, conv_tol: float) -> dict:

@@ -10,10 +10,9 @@ results are kept under their own names (``info["xtb_energy"]`` in eV, ``arrays["
 in eV/Å) so that no reader ever mistakes them for DFT labels. RDKit and tblite are imported
 lazily, when used.
 
-For multi-task training on heterogeneous data (Ren et al., NeurIPS 2024), :func:`qm9_molecule`
+For multi-task training on heterogeneous data (Ren et al., NeurIPS 2024), :mod:`zoo.datagen.qm9`
 makes the cheap structures of QM9 molecules, GFN2-xTB minima of RDKit conformers, next to QM9's
-own geometries in the same atom order (:mod:`zoo.data.molgraph`); :func:`displace` makes the
-perturbed copies. ``info["structure_kind"]`` says which is which. Runs over many molecules
+own geometries in the same atom order; :func:`displace` makes the perturbed copies. ``info["structure_kind"]`` says which is which. Runs over many molecules
 (``zoo sample``, ``zoo sample-qm9``) are :mod:`zoo.datagen.sampling_runs`.
 """
 
@@ -334,74 +333,6 @@ def _internal_basis(positions: np.ndarray, masses: np.ndarray) -> np.ndarray:
     u, s, _ = np.linalg.svd(np.array(rigid).T, full_matrices=True)
     rank = int((s > 1e-6 * s.max()).sum())  # 5 for a linear molecule, 6 otherwise
     return u[:, rank:]
-
-
-# --- QM9 molecules: cheap structures and reference geometries ---------------------------------
-
-
-def qm9_sampler(seed: int, fmax: float) -> str:
-    """How :func:`qm9_molecule` makes a cheap structure, as recorded in ``info["sampler"]``."""
-    return f"QM9 SMILES, RDKit ETKDG seed {seed} + MMFF, {XTB_METHOD} BFGS fmax {fmax:g} eV/Å"
-
-
-def qm9_reference(data, row: int):
-    """QM9's own geometry of one molecule in the atom order of its SMILES (the reference frame of
-    :func:`qm9_molecule`), with ``info`` as there; ``ValueError`` for a net charge or a geometry
-    whose bonds differ from the SMILES."""
-    from zoo.data.molgraph import formal_charge, mapped_smiles, match_to_smiles, mol_from_smiles
-
-    mol = mol_from_smiles(data.smiles)
-    charge = formal_charge(mol)
-    if charge != 0:
-        raise ValueError(f"net charge {charge:+d}: only neutral molecules are sampled (closed-shell, charge 0)")
-    try:
-        reference = match_to_smiles(data.to_ase(), data.smiles)
-    except ValueError as error:
-        raise ValueError(f"QM9 geometry: {error}") from None
-    reference.info.update(smiles=mapped_smiles(mol), qm9_id=int(data.qm9_id[0]), qm9_row=int(row), charge=0,
-                          structure_kind=QM9_REFERENCE)
-    return reference
-
-
-def qm9_molecule(data, row: int, seed: int = 0, fmax: float = 0.01, steps: int = 1000) -> tuple:
-    """The cheap structure and the reference geometry of one QM9 molecule, in one atom order.
-
-    The QM9 SMILES is read with :func:`~zoo.data.molgraph.mol_from_smiles`; its RDKit conformer
-    (:func:`embed`, ``seed``) is relaxed with GFN2-xTB (:func:`xtb_optimize`), whose bonds must
-    still be those of the SMILES (:func:`~zoo.data.molgraph.same_connectivity`). QM9's own geometry
-    is put in the same atom order with :func:`~zoo.data.molgraph.match_to_smiles`.
-
-    Args:
-        data: the molecule as :func:`~zoo.data.readers.qm9.read_qm9` returns it (read it with
-            ``dtype="float64"`` to keep every digit of QM9's coordinates).
-        row: its 0-based qm9pack row.
-
-    Returns:
-        ``(cheap, reference)``: :class:`ase.Atoms` whose ``info`` holds ``smiles`` (the
-        :func:`~zoo.data.molgraph.mapped_smiles` of the frame: its atom order), ``qm9_id``,
-        ``qm9_row``, ``charge`` (0) and ``structure_kind`` (:data:`XTB_OPTIMIZED` or
-        :data:`QM9_REFERENCE`); the cheap one also ``xtb_energy`` (eV), ``xtb_forces`` (eV/Å)
-        and ``sampler`` (:func:`qm9_sampler`).
-
-    Raises:
-        ValueError: what the molecule fails: a net charge, a QM9 geometry whose bonds differ
-            from its SMILES, no RDKit embedding, an xTB optimisation that did not converge in
-            ``steps`` steps or that changed the bonds.
-    """
-    from zoo.data.molgraph import mol_from_smiles, same_connectivity
-
-    smiles = data.smiles
-    reference = qm9_reference(data, row)
-    info = {k: reference.info[k] for k in ("smiles", "qm9_id", "qm9_row", "charge")}
-    mol = mol_from_smiles(smiles)
-    try:
-        cheap = xtb_optimize(embed(mol, seed=seed), fmax=fmax, steps=steps)
-    except RuntimeError as error:  # not converged, or tblite's SCC failed (ASE's CalculationFailed)
-        raise ValueError(f"{XTB_METHOD} optimisation: {error}") from None
-    if not same_connectivity(cheap, info["smiles"]):
-        raise ValueError(f"the {XTB_METHOD} optimisation changed the bonds of {smiles!r} (broken, formed or moved)")
-    cheap.info.update(info, structure_kind=XTB_OPTIMIZED, sampler=qm9_sampler(seed, fmax))
-    return cheap, reference
 
 
 # --- helpers ----------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from pathlib import Path
 from zoo._files import exclusive_output
 from zoo.data.readers.ase_io import write_extxyz
 from zoo.datagen import failures as failure_log
-from zoo.datagen import jobs, sampling
+from zoo.datagen import jobs, qm9, sampling
 from zoo.datagen.files import check_shard, read_structures, shard_path
 from zoo.datagen.jobs import Workers, log
 
@@ -161,7 +161,7 @@ def sample_qm9(
     progress: bool = True,
     workers: Workers = Workers(),
 ) -> dict:
-    """Cheap structures and reference geometries of QM9 molecules (:func:`~zoo.datagen.sampling.qm9_molecule`), resumable.
+    """Cheap structures and reference geometries of QM9 molecules (:func:`~zoo.datagen.qm9.qm9_molecule`), resumable.
 
     Each molecule is one task (:mod:`zoo.datagen.jobs`). Both frames of a molecule are appended
     (atomically, reference first) to ``reference_out`` and ``out``, in the order of ``rows``
@@ -203,7 +203,7 @@ def sample_qm9(
     reference_out = shard_path(reference_out, shard)
     out = None if out is None else shard_path(out, shard)
     failures = Path(failures) if failures is not None else failure_log.failures_path(out or reference_out)
-    sampler = sampling.qm9_sampler(seed, fmax) if out is not None else "QM9 geometry"
+    sampler = qm9.qm9_sampler(seed, fmax) if out is not None else "QM9 geometry"
     with contextlib.ExitStack() as writers:  # one run per output: a second would interleave and duplicate rows
         for path in (reference_out, out):
             if path is not None:
@@ -252,13 +252,13 @@ def sample_qm9(
 def sample_qm9_row(data, row: int, seed: int, fmax: float, steps: int, with_xtb: bool) -> dict:
     """The task of one QM9 molecule, run by a worker: ``{"reference", "cheap"}`` frames or ``{"failure": why}``.
 
-    A molecule :func:`qm9_molecule` rejects is an answer, returned rather than raised: rerunning
+    A molecule :func:`~zoo.datagen.qm9.qm9_molecule` rejects is an answer, returned rather than raised: rerunning
     it elsewhere would reject it again. Without ``with_xtb`` only QM9's geometry is made.
     """
     try:
         if not with_xtb:
-            return {"reference": sampling.qm9_reference(data, row)}
-        cheap, reference = sampling.qm9_molecule(data, row, seed=seed, fmax=fmax, steps=steps)
+            return {"reference": qm9.qm9_reference(data, row)}
+        cheap, reference = qm9.qm9_molecule(data, row, seed=seed, fmax=fmax, steps=steps)
     except ValueError as error:
         return {"failure": str(error)}
     return {"reference": reference, "cheap": cheap}
