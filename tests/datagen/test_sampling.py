@@ -130,6 +130,22 @@ def test_qm9_molecule_cheap_and_reference_frames_share_the_atom_order():
         assert abs(cheap.get_distance(i, j) - reference.get_distance(i, j)) < 0.04
 
 
+@pytest.mark.skipif(importlib.util.find_spec("qm9pack") is None, reason="qm9pack not installed")
+def test_a_cheap_structure_started_from_qm9s_geometry_keeps_its_conformer():
+    from zoo.data.readers.qm9 import read_qm9
+    from zoo.metrics import best_rmsd
+
+    row = 59  # butan-2-ol-like chains have several conformers; any molecule works for the claim
+    data = read_qm9(indices=[row], properties=[], dtype="float64")[0]
+    cheap, reference = qm9.qm9_molecule(data, row, start="qm9")
+    assert cheap.info["sampler"] == qm9.qm9_sampler(0, 0.01, "qm9") != qm9.qm9_sampler(0, 0.01)
+    assert np.abs(cheap.arrays["xtb_forces"]).max() < 0.01
+    # the same conformer: only the method's own bond lengths and angles differ
+    assert best_rmsd(cheap, reference, cheap.info["smiles"]) < 0.1
+    with pytest.raises(ValueError, match="start must be one of"):
+        qm9.qm9_molecule(data, row, start="smiles")
+
+
 def test_qm9_molecule_rejects_charged_and_mismatched_molecules():
     from zoo.data import AtomicData
 

@@ -241,6 +241,9 @@ def sample_qm9_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="RDKit embedding seed (default 0)")
     parser.add_argument("--fmax", type=float, default=0.01, help="xTB optimiser force threshold, eV/Å (default 0.01)")
     parser.add_argument("--steps", type=int, default=1000, help="xTB optimiser step limit (default 1000)")
+    parser.add_argument("--start", choices=("rdkit", "qm9"), default="rdkit",
+                        help="where the xTB relaxation starts: an RDKit conformer of the SMILES (default), or "
+                             "QM9's own geometry, so that the cheap structure shares QM9's conformer")
     parser.add_argument("--max-heavy-atoms", type=int, default=None, metavar="N",
                         help="skip molecules with more than N heavy atoms (not recorded as failures)")
     parser.add_argument("--min-heavy-atoms", type=int, default=None, metavar="N",
@@ -280,7 +283,7 @@ def sample_qm9_main(argv: list[str] | None = None) -> int:
         with _workers(args) as workers:
             summary = sampling_runs.sample_qm9(
                 rows, None if args.reference_only else args.output, args.reference_out, seed=args.seed,
-                fmax=args.fmax, steps=args.steps, max_heavy_atoms=args.max_heavy_atoms,
+                fmax=args.fmax, steps=args.steps, start=args.start, max_heavy_atoms=args.max_heavy_atoms,
                 min_heavy_atoms=args.min_heavy_atoms, shard=None if args.shard is None else _parse_shard(args.shard),
                 failures=args.failures, retry_failures=args.retry_failures, progress=not args.quiet,
                 workers=workers)

@@ -9,9 +9,16 @@ from __future__ import annotations
 from zoo.datagen import sampling
 
 
-def qm9_sampler(seed: int, fmax: float) -> str:
+#: Where a cheap structure starts: an RDKit conformer of the SMILES (a new molecule has no other
+#: geometry), or QM9's own geometry (the cheap minimum then shares QM9's conformer, as PubChemQC's
+#: PM6 and B3LYP structures share theirs).
+STARTS = ("rdkit", "qm9")
+
+
+def qm9_sampler(seed: int, fmax: float, start: str = "rdkit") -> str:
     """How :func:`qm9_molecule` makes a cheap structure, as recorded in ``info["sampler"]``."""
-    return f"QM9 SMILES, RDKit ETKDG seed {seed} + MMFF, {sampling.XTB_METHOD} BFGS fmax {fmax:g} eV/Å"
+    origin = f"QM9 SMILES, RDKit ETKDG seed {seed} + MMFF" if start == "rdkit" else "QM9 geometry"
+    return f"{origin}, {sampling.XTB_METHOD} BFGS fmax {fmax:g} eV/Å"
 
 
 def qm9_reference(data, row: int):
@@ -33,19 +40,21 @@ def qm9_reference(data, row: int):
     return reference
 
 
-def qm9_molecule(data, row: int, seed: int = 0, fmax: float = 0.01, steps: int = 1000) -> tuple:
+def qm9_molecule(data, row: int, seed: int = 0, fmax: float = 0.01, steps: int = 1000, start: str = "rdkit") -> tuple:
     """The cheap structure and the reference geometry of one QM9 molecule, in one atom order.
 
-    The QM9 SMILES is read with :func:`~zoo.data.molgraph.mol_from_smiles`; its RDKit conformer
-    (:func:`~zoo.datagen.sampling.embed`, ``seed``) is relaxed with GFN2-xTB
-    (:func:`~zoo.datagen.sampling.xtb_optimize`), whose bonds must
-    still be those of the SMILES (:func:`~zoo.data.molgraph.same_connectivity`). QM9's own geometry
-    is put in the same atom order with :func:`~zoo.data.molgraph.match_to_smiles`.
+    The QM9 SMILES is read with :func:`~zoo.data.molgraph.mol_from_smiles`; QM9's own geometry is
+    put in its atom order with :func:`~zoo.data.molgraph.match_to_smiles`. The cheap structure is
+    a GFN2-xTB minimum (:func:`~zoo.datagen.sampling.xtb_optimize`) from an RDKit conformer
+    (``start="rdkit"``, :func:`~zoo.datagen.sampling.embed` with ``seed``) or from QM9's geometry
+    (``start="qm9"``: the same conformer); its bonds must still be those of the SMILES
+    (:func:`~zoo.data.molgraph.same_connectivity`).
 
     Args:
         data: the molecule as :func:`~zoo.data.readers.qm9.read_qm9` returns it (read it with
             ``dtype="float64"`` to keep every digit of QM9's coordinates).
         row: its 0-based qm9pack row.
+        start: one of :data:`STARTS`.
 
     Returns:
         ``(cheap, reference)``: :class:`ase.Atoms` whose ``info`` holds ``smiles`` (the
@@ -62,15 +71,18 @@ def qm9_molecule(data, row: int, seed: int = 0, fmax: float = 0.01, steps: int =
     """
     from zoo.data.molgraph import mol_from_smiles, same_connectivity
 
+    if start not in STARTS:
+        raise ValueError(f"start must be one of {STARTS}, got {start!r}")
     smiles = data.smiles
     reference = qm9_reference(data, row)
     info = {k: reference.info[k] for k in ("smiles", "qm9_id", "qm9_row", "charge")}
     mol = mol_from_smiles(smiles)
     try:
-        cheap = sampling.xtb_optimize(sampling.embed(mol, seed=seed), fmax=fmax, steps=steps)
+        initial = sampling.embed(mol, seed=seed) if start == "rdkit" else reference
+        cheap = sampling.xtb_optimize(initial, fmax=fmax, steps=steps)
     except RuntimeError as error:  # not converged, or tblite's SCC failed (ASE's CalculationFailed)
         raise ValueError(f"{sampling.XTB_METHOD} optimisation: {error}") from None
     if not same_connectivity(cheap, info["smiles"]):
         raise ValueError(f"the {sampling.XTB_METHOD} optimisation changed the bonds of {smiles!r} (broken, formed or moved)")
-    cheap.info.update(info, structure_kind=sampling.XTB_OPTIMIZED, sampler=qm9_sampler(seed, fmax))
+    cheap.info.update(info, structure_kind=sampling.XTB_OPTIMIZED, sampler=qm9_sampler(seed, fmax, start))
     return cheap, reference

@@ -153,6 +153,7 @@ def sample_qm9(
     seed: int = 0,
     fmax: float = 0.01,
     steps: int = 1000,
+    start: str = "rdkit",
     max_heavy_atoms: int | None = None,
     min_heavy_atoms: int | None = None,
     shard: tuple[int, int] | None = None,
@@ -177,6 +178,8 @@ def sample_qm9(
             ``shard`` they are :func:`~zoo.datagen.files.shard_path` of these names. ``out=None``
             writes QM9's geometries alone (no xTB), e.g. to label them (Hamiltonian data).
         seed, fmax, steps: RDKit embedding seed, xTB force threshold (eV/Å) and step limit.
+        start: where the xTB relaxation starts, an RDKit conformer or QM9's geometry
+            (:data:`~zoo.datagen.qm9.STARTS`).
         max_heavy_atoms, min_heavy_atoms: skip (without recording a failure) molecules with more
             (fewer) heavy atoms.
         shard: ``(i, n)`` does rows[i], rows[i + n], ... (one job of an n-job array); join the
@@ -203,7 +206,7 @@ def sample_qm9(
     reference_out = shard_path(reference_out, shard)
     out = None if out is None else shard_path(out, shard)
     failures = Path(failures) if failures is not None else failure_log.failures_path(out or reference_out)
-    sampler = qm9.qm9_sampler(seed, fmax) if out is not None else "QM9 geometry"
+    sampler = qm9.qm9_sampler(seed, fmax, start) if out is not None else "QM9 geometry"
     with contextlib.ExitStack() as writers:  # one run per output: a second would interleave and duplicate rows
         for path in (reference_out, out):
             if path is not None:
@@ -220,9 +223,9 @@ def sample_qm9(
             log(f"[{where}] {sampler}: {len(todo)} to do ({len(todo) - len(kept)} filtered by size), "
                 f"{len(rows) - len(todo)} of {len(rows)} done or failed before")
 
-        start, counts = time.perf_counter(), {"done": 0, "failed": 0, "filtered": len(todo) - len(kept)}
+        began, counts = time.perf_counter(), {"done": 0, "failed": 0, "filtered": len(todo) - len(kept)}
         tracker = jobs.Progress(where, len(kept), enabled=progress)
-        tasks = [(data, row, seed, fmax, steps, out is not None) for row, data in kept]
+        tasks = [(data, row, seed, fmax, steps, out is not None, start) for row, data in kept]
         in_order = jobs.InOrder()
         for outcome in jobs.run(sample_qm9_row, tasks, workers, name="sample-qm9"):
             row, data = kept[outcome.task]
@@ -246,10 +249,10 @@ def sample_qm9(
                     if frames.get("cheap") is not None:
                         write_extxyz(out, [frames["cheap"]], append=True)
         return {"out": out, "reference_out": reference_out, "failures": failures, **counts,
-                "skipped": len(rows) - len(todo), "seconds": time.perf_counter() - start}
+                "skipped": len(rows) - len(todo), "seconds": time.perf_counter() - began}
 
 
-def sample_qm9_row(data, row: int, seed: int, fmax: float, steps: int, with_xtb: bool) -> dict:
+def sample_qm9_row(data, row: int, seed: int, fmax: float, steps: int, with_xtb: bool, start: str = "rdkit") -> dict:
     """The task of one QM9 molecule, run by a worker: ``{"reference", "cheap"}`` frames or ``{"failure": why}``.
 
     A molecule :func:`~zoo.datagen.qm9.qm9_molecule` rejects is an answer, returned rather than raised: rerunning
@@ -258,7 +261,7 @@ def sample_qm9_row(data, row: int, seed: int, fmax: float, steps: int, with_xtb:
     try:
         if not with_xtb:
             return {"reference": qm9.qm9_reference(data, row)}
-        cheap, reference = qm9.qm9_molecule(data, row, seed=seed, fmax=fmax, steps=steps)
+        cheap, reference = qm9.qm9_molecule(data, row, seed=seed, fmax=fmax, steps=steps, start=start)
     except ValueError as error:
         return {"failure": str(error)}
     return {"reference": reference, "cheap": cheap}
