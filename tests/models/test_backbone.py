@@ -102,6 +102,24 @@ def test_many_body_layout_and_parameters(many_body, models):
 
 
 @pytest.mark.parametrize("interaction", ["two_body", "many_body"])
+def test_earlier_scalars_are_the_earlier_layers_invariants_and_stay_equivariant(models, interaction):
+    torch.manual_seed(0)
+    model = EquivariantBackbone(**{**SMALL, "num_layers": 3}, interaction=interaction, earlier_scalars=True).double()
+    assert model.irreps_out == o3.Irreps("8x0e+8x1o+8x2e+16x0e")
+    batch = Batch.from_data_list(_molecules(torch.float64))
+    errors = assert_backbone_equivariant(model, batch, generator=torch.Generator().manual_seed(2))
+    assert set(errors) == {"rotation", "reflection", "translation", "permutation"}
+    # the same parameters without the option: the last layer's features, and its first layers' scalars
+    plain = EquivariantBackbone(**{**SMALL, "num_layers": 3}, interaction=interaction).double()
+    plain.load_state_dict(model.state_dict())
+    with_scalars, last = model(batch).node_features, plain(batch).node_features
+    torch.testing.assert_close(with_scalars[:, :last.shape[1]], last)
+    first = EquivariantBackbone(**{**SMALL, "num_layers": 1}, interaction=interaction).double()
+    first.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith(("interactions.1", "interactions.2"))})
+    torch.testing.assert_close(with_scalars[:, last.shape[1]:last.shape[1] + 8], first(batch).node_features[:, :8])
+
+
+@pytest.mark.parametrize("interaction", ["two_body", "many_body"])
 def test_one_layer_sees_angles_only_with_many_body(interaction):
     """Body order: with one interaction, a two-body layer's invariants for an atom are sums over
     single neighbours (distances only; the gate and self-connection act on those sums), while the

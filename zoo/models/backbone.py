@@ -84,6 +84,10 @@ class EquivariantBackbone(torch.nn.Module):
             parameters exist only with ``"many_body"``.
         correlation: highest power of the atomic basis in a ``"many_body"`` interaction (MACE's
             default 3: body order 4); unused by ``"two_body"``.
+        earlier_scalars: the node features also carry the invariant (0e) channels of every
+            earlier layer, appended as ``(num_layers - 1) * channels`` more scalars, so that an
+            invariant readout sees each layer's scalars as MACE's per-layer energy readouts do
+            (which shortens the path from early layers to the energy). ``irreps_out`` says so.
 
     :meth:`forward` checks the data and builds the graph, then runs :meth:`features`, the
     computation on tensors alone that :func:`~zoo.models.compile_for_inference` compiles.
@@ -108,6 +112,7 @@ class EquivariantBackbone(torch.nn.Module):
         edge_scalar_dim: int = 0,
         interaction: str = "two_body",
         correlation: int = 3,
+        earlier_scalars: bool = False,
     ):
         super().__init__()
         if num_layers < 1:
@@ -152,6 +157,12 @@ class EquivariantBackbone(torch.nn.Module):
                 layer = ManyBodyInteraction(*args, num_elements=len(self.element_index), correlation=correlation)
             self.interactions.append(layer)
             irreps = self.irreps_out
+        # the 0e channels of a layer's output, kept from every layer but the last
+        hidden = self.irreps_out
+        scalars = hidden.slices()[next(i for i, (_, ir) in enumerate(hidden) if ir == o3.Irrep("0e"))]
+        self._scalars = (scalars.start, scalars.stop) if earlier_scalars else None
+        if earlier_scalars and num_layers > 1:
+            self.irreps_out = hidden + o3.Irreps([((num_layers - 1) * (scalars.stop - scalars.start), "0e")])
 
     def reset_parameters(self) -> None:
         self.embedding.reset_parameters()
@@ -237,8 +248,13 @@ class EquivariantBackbone(torch.nn.Module):
         radial_input = edge_radial
         if edge_features is not None:
             radial_input = torch.cat([edge_radial, edge_features * self.radial.envelope(lengths).unsqueeze(-1)], dim=-1)
-        for interaction in self.interactions:
+        earlier = []
+        for number, interaction in enumerate(self.interactions):
             x = interaction(x, species, edge_index, edge_sh, radial_input)
+            if self._scalars is not None and number < len(self.interactions) - 1:
+                earlier.append(x[:, self._scalars[0]:self._scalars[1]])
+        if earlier:
+            x = torch.cat([x, *earlier], dim=-1)
         return BackboneOutput(x, species, edge_index, vectors, edge_sh, edge_radial)
 
     def _check_extra(self, extra: torch.Tensor, pos: torch.Tensor) -> None:
