@@ -9,9 +9,10 @@ A fenced block in ``README.md`` or ``docs/*.md`` is checked by its language:
 - ``yaml``, ``json``: each block must parse;
 - ``text`` (program output, file excerpts): not checked.
 
-Both run in a scratch folder per page that links the checkout's ``recipes``, ``data``,
-``benchmarks`` and ``.venv`` (so ``recipes/qm9_demo.yaml`` and ``.venv/bin/zoo`` mean what they
-mean in the checkout), with the Hub offline: whatever a snippet writes stays out of the checkout.
+Both run in a scratch folder per page that links the checkout's ``data``, ``benchmarks`` and
+``.venv`` (so ``data/water/...`` and ``.venv/bin/zoo`` mean what they mean in the checkout; the
+recipes come with the package), with the Hub offline: whatever a snippet writes stays out of the
+checkout.
 
 A block that cannot run here (hours of DFT, a training run, a GPU, a server) says so with an
 HTML comment on the line before its fence, which the rendered page does not show::
@@ -39,7 +40,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 #: What a snippet may read from the checkout, linked into its scratch folder.
-LINKED = ("recipes", "data", "benchmarks", ".venv")
+LINKED = ("data", "benchmarks", ".venv")
 #: Seconds a page's Python, or one shell block, may take.
 TIMEOUT = 120
 

@@ -3,7 +3,7 @@
 Ren et al. (NeurIPS 2024) train one model on heterogeneous data, cheap (here GFN2-xTB) equilibrium
 structures for many molecules and accurate (B3LYP/6-31G*) energies and forces for some, and ask
 whether the consistency losses let the accurate energies improve the structures the model
-generates. Four variants of ``recipes/consistency_qm9.yaml``, identical but for:
+generates. Four variants of the recipe ``consistency_qm9``, identical but for:
 
 - ``multitask``: energy + structure denoising only (optimality and score weights 0, no forces);
 - ``multitask_forces``: + the force loss from the second stage on;
@@ -51,7 +51,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = Path(__file__).resolve().parent / "results"
 DATA = ROOT / "data" / "consistency"
-RECIPE = ROOT / "recipes" / "consistency_qm9.yaml"
+RECIPE = "consistency_qm9"  # the packaged recipe (zoo.recipes)
 #: fit overrides of each variant on top of the recipe
 VARIANTS = {
     "multitask": {"optimality_weight": "0", "score_weight": "0", "force_start_epoch": "1000000"},
@@ -105,7 +105,7 @@ def run_folder(args, variant: str, seed: int) -> Path:
 
 def fit_arguments(args, variant: str, seed: int) -> list[str]:
     root = run_folder(args, variant, seed)
-    arguments = ["fit", "--config", str(RECIPE), "--seed_everything", str(seed),
+    arguments = ["fit", "--config", RECIPE, "--seed_everything", str(seed),
                  "--trainer.default_root_dir", str(root), "--trainer.logger.init_args.save_dir", str(root),
                  "--trainer.accelerator", args.accelerator, "--trainer.max_time", "99:00:00:00",
                  "--data.init_args.source", args.train, "--data.init_args.test_source", args.test]
@@ -431,7 +431,7 @@ def report(args) -> None:
              f"per molecule and mode, DDIM {args.ddim_steps} steps; RMSD in Å (symmetry-aware, after superposition) "
              "against QM9's B3LYP/6-31G(2df,p) geometries of held-out molecules; gap = E(generated) − "
              "E(QM9 geometry) under the run's energy model, eV. Mean ± standard deviation over seeds.", "",
-             f"Runs: `recipes/consistency_qm9.yaml`, {first['epochs']} epochs, stage 2 from epoch "
+             f"Runs: `{RECIPE}`, {first['epochs']} epochs, stage 2 from epoch "
              f"{first.get('consistency_start', '?')}, extra fit arguments `{first.get('fit_args') or 'none'}`.", ""]
     for title, subset in ((f"all {len(molecules)} test molecules", molecules),
                           (f"{len(same)} same-conformer test molecules (xTB minimum within "

@@ -46,7 +46,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 MD_STABILITY = ROOT / "zoo" / "analysis" / "md_stability.py"  # numpy + ASE only: the mace env loads it too
 DEFAULT_MACE_ENV = "/tmp/mace-env"
 
-#: MACE sizes. ``matched`` is the zoo recipe's (recipes/ethanol_forcefield.yaml: 32 channels of
+#: MACE sizes. ``matched`` is the zoo recipe's (ethanol_forcefield: 32 channels of
 #: 0e+1o+2e features, spherical harmonics to l = 2, 3 layers, cutoff 5 Å) one for one: hidden irreps
 #: 32x0e+32x1o+32x2e, max_ell 2, 3 interactions (MACE adds its correlation-3 products): 154,128
 #: parameters against the zoo's 191,297 (0.81x). ``small`` is MACE's usual small model (32 channels,
@@ -83,7 +83,7 @@ def parse_args(argv=None):
     parser.add_argument("--study", default=None, help="the study's records (default: dens_study.json beside runs/)")
     parser.add_argument("--recipe", default=None,
                         help="zoo recipe whose model size is reported when the run has no config.yaml "
-                             "(default: the run variant's recipe, else recipes/ethanol_forcefield.yaml)")
+                             "(default: the run variant's recipe, else ethanol_forcefield)")
     parser.add_argument("--mace-env", default=os.environ.get("MACE_ENV", DEFAULT_MACE_ENV))
     parser.add_argument("--mace-size", choices=sorted(MACE_SIZES), default="matched",
                         help="matched: the zoo recipe's widths, degrees and depth; small: MACE's usual small model")
@@ -126,18 +126,17 @@ def study_record(study: Path | None, variant: str | None, seed: int) -> dict | N
     return next((r for r in json.loads(study.read_text()) if r.get("variant") == variant and r.get("seed") == seed), None)
 
 
-def zoo_model(config: Path, run: Path | None):
+def zoo_model(config: Path | str, run: Path | None):
     """The zoo force field of a run (its last checkpoint: the EMA weights) or, without a run, of a
-    recipe (untrained: its size only); and the number of training-only parameters of the task
-    (DeNS heads), which are not part of the force field."""
-    import yaml
-
+    recipe (a file or a packaged recipe's name; untrained: its size only); and the number of
+    training-only parameters of the task (DeNS heads), which are not part of the force field."""
+    from zoo.cli import parse_config
     from zoo.registry import instantiate_task, load_run
 
     if run is not None:
         task = load_run(run)
     else:
-        task = instantiate_task(yaml.safe_load(config.read_text())["model"], where=str(config))
+        task = instantiate_task(parse_config(["fit", "--config", str(config)])["model"], where=str(config))
     extra = sum(p.numel() for name, p in task.named_parameters() if not name.startswith("model."))
     return task.model.eval(), extra
 
@@ -222,8 +221,8 @@ def main(argv=None) -> dict:
     if config is None or not config.is_file() or not checkpoint.is_file():
         import study as study_module
 
-        recipe = args.recipe or str(ROOT / "recipes" / study_module.RECIPES.get(variant, "ethanol_forcefield.yaml"))
-        config, checkpoint = Path(recipe), None
+        config = args.recipe or study_module.RECIPES.get(variant, "ethanol_forcefield")
+        checkpoint = None
     model, zoo_training_only = zoo_model(config, None if checkpoint is None else split.parent)
     record = {"seed": seed, "zoo_run": str(folder or split), "variant": variant, "budget_s": seconds,
               "threads": int(child_env()["OMP_NUM_THREADS"]), "train": args.train, "test": args.test,

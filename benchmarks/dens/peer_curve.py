@@ -4,7 +4,7 @@ mace-torch at equal wall clock, for several budgets, seeds and molecules.
 For every molecule, budget (minutes) and seed, three training runs on the same 950/50 split of the
 molecule's training file (one split file shared by all three, ``split_seed<seed>.npz``):
 
-- ``baseline``: ``recipes/<molecule>_forcefield.yaml`` (two-body backbone), ``study.py run`` with
+- ``baseline``: the recipe ``<molecule>_forcefield`` (two-body backbone), ``study.py run`` with
   ``--max-time`` set to the budget, then measured on the independent test trajectory with a short
   MD run (``--md-ps``);
 - ``baseline-many_body``: the same recipe with ``interaction: many_body`` (MACE's product basis);
@@ -92,7 +92,7 @@ def command(molecule: str, minutes: float, seed: int, model: str, md_ps: float) 
     if model == "mace":
         return [sys.executable, str(HERE / "mace_compare.py"), split, "--seed", str(seed), "--seconds", str(60 * minutes),
                 "--train", train, "--test", test, "--md-ps", str(md_ps),
-                "--recipe", str(ROOT / "recipes" / f"{molecule}_forcefield.yaml"),
+                "--recipe", f"{molecule}_forcefield",
                 "--work", str(runs / f"mace_{_budget(minutes)}_seed{seed}"),
                 "--out", str(CURVE / molecule / f"mace_{_budget(minutes)}.json")]
     seconds = round(60 * minutes)

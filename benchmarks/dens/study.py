@@ -4,8 +4,8 @@ For each seed, three runs of a molecule's recipes (``--molecule``: ethanol or ma
 training / 50 validation structures by default, the rMD17 protocol; ``--n-train``/``--n-val`` for
 smaller studies and smoke tests):
 
-- ``baseline``: ``recipes/<molecule>_forcefield.yaml`` for ``--epochs`` epochs;
-- ``dens``: ``recipes/<molecule>_forcefield_dens.yaml`` for ``--epochs`` epochs (its DeNS weight
+- ``baseline``: the recipe ``<molecule>_forcefield`` for ``--epochs`` epochs;
+- ``dens``: ``<molecule>_forcefield_dens`` for ``--epochs`` epochs (its DeNS weight
   decays 5 -> 0 over exactly these epochs);
 - ``baseline_time``: the baseline given the wall clock the DeNS run took (``trainer.max_time``), i.e.
   as many more epochs as DeNS's extra cost buys: is DeNS better than training longer?
@@ -34,7 +34,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = Path(__file__).resolve().parent / "results"
-RECIPES = {"baseline": "{}_forcefield.yaml", "dens": "{}_forcefield_dens.yaml", "baseline_time": "{}_forcefield.yaml"}
+#: the packaged recipe of each variant (zoo.recipes)
+RECIPES = {"baseline": "{}_forcefield", "dens": "{}_forcefield_dens", "baseline_time": "{}_forcefield"}
 MOLECULES = ("ethanol", "malonaldehyde")
 
 
@@ -74,7 +75,7 @@ def run_name(variant: str, interaction: str = "two_body") -> str:
 def fit_arguments(args, variant: str, seed: int, max_time: str | None, interaction: str = "two_body",
                   split_file: str | None = None) -> list[str]:
     root = Path(args.out).parent / "runs" / f"{run_name(variant, interaction)}_seed{seed}"
-    arguments = ["fit", "--config", str(ROOT / "recipes" / RECIPES[variant].format(args.molecule)), "--seed_everything", str(seed),
+    arguments = ["fit", "--config", RECIPES[variant].format(args.molecule), "--seed_everything", str(seed),
                  "--trainer.default_root_dir", str(root), "--trainer.logger.init_args.save_dir", str(root),
                  "--data.init_args.source", args.train,
                  "--data.init_args.split", f"{{method: random, sizes: [{args.n_train}, {args.n_val}, 0], seed: {seed}}}",

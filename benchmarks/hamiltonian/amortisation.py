@@ -2,13 +2,13 @@
 
 Self-consistency training (SCT) needs no labels but pays for a Fock build and its response at
 every step; supervised training is cheap per step but needs every structure labelled by a full
-SCF first. On the N = 400 water training frames of recipes/hamiltonian_water*.yaml, this measures
+SCF first. On the N = 400 water training frames of the recipes hamiltonian_water*, this measures
 
 1. the labelling cost: ``zoo label``'s own per-structure computation (full SCF at b3lyp5/def2-SVP,
    grid 3, conv_tol 1e-10, Fock/overlap/density/orbital energies) timed on ``--label-sample``
    training frames, times N;
-2. the supervised learning curve (recipes/hamiltonian_water.yaml) and the SCT learning curve
-   (recipes/hamiltonian_water_sct.yaml, no labels, targets on a level-1 grid), both from scratch,
+2. the supervised learning curve (hamiltonian_water) and the SCT learning curve
+   (hamiltonian_water_sct, no labels, targets on a level-1 grid), both from scratch,
    each on one core, as validation H MAE against the seconds spent in training steps
    (``zoo.callbacks.TrainingTime``; validation is measurement only and not counted);
 
@@ -37,8 +37,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = Path(__file__).resolve().parent / "results"
 DATA = ROOT / "data" / "water" / "water_b3lyp5_def2svp.h5"
-RECIPES = {"supervised": ROOT / "recipes" / "hamiltonian_water.yaml",
-           "sct": ROOT / "recipes" / "hamiltonian_water_sct.yaml"}
+#: the packaged recipes (zoo.recipes)
+RECIPES = {"supervised": "hamiltonian_water", "sct": "hamiltonian_water_sct"}
 N_TRAIN = 400
 TARGETS_UEH = [30000, 20000, 10000, 5000, 3000, 2000, 1000, 700, 500, 400]
 
@@ -83,7 +83,7 @@ def labelling_seconds_per_structure(sample: int) -> dict:
 def train(name: str, minutes: float, runs: Path) -> subprocess.Popen:
     folder = runs / name
     limit = f"00:00:{int(minutes):02d}:{int(round(60 * (minutes % 1))):02d}"
-    command = [sys.executable, "-m", "zoo.cli", "fit", "--config", str(RECIPES[name]),
+    command = [sys.executable, "-m", "zoo.cli", "fit", "--config", RECIPES[name],
                "--trainer.max_time", limit, "--trainer.max_epochs", "10000",
                "--trainer.default_root_dir", str(folder), "--trainer.logger.init_args.save_dir", str(folder),
                "--trainer.callbacks+=zoo.callbacks.TrainingTime"]
@@ -149,8 +149,8 @@ def _markdown(result) -> str:
         f"timed on {lab['frames']} training frames: {lab['seconds_mean']:.2f} ± {lab['seconds_stdev']:.2f} s per "
         f"frame ({lab['cycles_mean']:.1f} SCF cycles), so {lab['total_s'] / 60:.1f} min for the N = {lab['n_train']} "
         "training frames.",
-        "- Supervised: `recipes/hamiltonian_water.yaml` from scratch; its curve is shifted by the labelling time.",
-        "- SCT: `recipes/hamiltonian_water_sct.yaml` from scratch, no labels (targets on a level-1 grid).",
+        "- Supervised: `hamiltonian_water` from scratch; its curve is shifted by the labelling time.",
+        "- SCT: `hamiltonian_water_sct` from scratch, no labels (targets on a level-1 grid).",
         "- Error: validation H MAE (50 frames, µEh) against the seconds spent in training steps "
         "(`zoo.callbacks.TrainingTime`); validation itself is not counted.",
         "",

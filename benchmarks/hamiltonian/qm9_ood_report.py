@@ -18,13 +18,12 @@ MODELS = {"runs/hamiltonian_qm9/pretrained": "stage 1: supervised, small molecul
           "runs/hamiltonian_qm9_sct/pretrained": "+ 140 steps mixed: SCT on 96 unlabelled large molecules"}
 COMMANDS = """```bash
 make data-qm9-hamiltonian                                           # labels, ~45 min on 2 cores
-OMP_NUM_THREADS=1 zoo fit --config recipes/hamiltonian_qm9.yaml     # stage 1, 15 min
-OMP_NUM_THREADS=1 zoo test --config recipes/hamiltonian_qm9.yaml --ckpt_path runs/hamiltonian_qm9/version_0/checkpoints/best.ckpt
-OMP_NUM_THREADS=1 zoo fit --config recipes/hamiltonian_qm9_sct.yaml # SCT arm, 140 steps, ~35 min
-OMP_NUM_THREADS=1 zoo test --config recipes/hamiltonian_qm9_sct.yaml --ckpt_path last
-OMP_NUM_THREADS=1 zoo fit --config recipes/hamiltonian_qm9_sct.yaml --config recipes/hamiltonian_qm9_control.yaml   # control, ~4 min
-OMP_NUM_THREADS=1 zoo test --config recipes/hamiltonian_qm9_sct.yaml --config recipes/hamiltonian_qm9_control.yaml \\
-    --ckpt_path last
+OMP_NUM_THREADS=1 zoo fit --config hamiltonian_qm9        # stage 1, 15 min
+OMP_NUM_THREADS=1 zoo test --config hamiltonian_qm9 --ckpt_path runs/hamiltonian_qm9/version_0/checkpoints/best.ckpt
+OMP_NUM_THREADS=1 zoo fit --config hamiltonian_qm9_sct    # SCT arm, 140 steps, ~35 min
+OMP_NUM_THREADS=1 zoo test --config hamiltonian_qm9_sct --ckpt_path last
+OMP_NUM_THREADS=1 zoo fit --config hamiltonian_qm9_control   # control (an overlay of hamiltonian_qm9_sct), ~4 min
+OMP_NUM_THREADS=1 zoo test --config hamiltonian_qm9_control --ckpt_path last
 OMP_NUM_THREADS=1 python benchmarks/hamiltonian/evaluate.py --model runs/hamiltonian_qm9/pretrained \\
     --model runs/hamiltonian_qm9_control/pretrained --data data/qm9_hamiltonian/large_test_b3lyp5_def2svp.h5 \\
     --scf 12 --json benchmarks/hamiltonian/results/qm9_ood_supervised.json

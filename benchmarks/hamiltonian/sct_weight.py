@@ -5,7 +5,7 @@ unrelated scales. This loads the recipe's starting model (its ``pretrained``), t
 labelled and unlabelled training batches, and prints the norm of the gradient of each loss with
 respect to the weights, and their ratio: the ``sct_weight`` at which both pull equally.
 
-    OMP_NUM_THREADS=1 python benchmarks/hamiltonian/sct_weight.py recipes/hamiltonian_qm9_sct.yaml
+    OMP_NUM_THREADS=1 python benchmarks/hamiltonian/sct_weight.py hamiltonian_qm9_sct
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ import statistics
 from pathlib import Path
 
 import torch
-import yaml
 from torch_geometric.loader import DataLoader
 
+from zoo.cli import parse_config
 from zoo.data import keys
 from zoo.data.datamodule import AtomicDataModule
 from zoo.registry import load
@@ -36,12 +36,12 @@ def _gradient_norm(task, loss) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("recipe", type=Path)
+    parser.add_argument("recipe", help="a recipe file or a packaged recipe's name")
     parser.add_argument("--batches", type=int, default=3)
     args = parser.parse_args()
     torch.set_num_threads(1)
 
-    recipe = yaml.safe_load(args.recipe.read_text())
+    recipe = parse_config(["fit", "--config", args.recipe])  # with its bases
     options = recipe["model"]["init_args"]
     # the recipe's SCT targets (grid, density fitting) on the recipe's starting weights
     task = HamiltonianTask(load(str(ROOT / options["pretrained"])).model.double(), mode="mixed",

@@ -1,7 +1,7 @@
 """zoo's training recipes: shipped in the package, found by name, varied by overlays.
 
 A recipe is a LightningCLI config (YAML). The recipes of the published models are files of this
-package, installed with it, so that they run without a source checkout::
+package, installed with it, so that they run without a source checkout:
 
     zoo recipes                                   # what there is
     zoo fit --config ethanol_forcefield_dens      # run one
@@ -17,7 +17,9 @@ next to the overlay; each file is applied once, where it first comes). ``--confi
 becomes ``--config BASE ... --config OVERLAY``, and jsonargparse merges each file over those
 before it: a mapping key by key (a class's ``init_args`` too, keeping its ``class_path``), a list
 whole, unless the key ends in ``+``, which appends (``trainer: {callbacks+: [...]}``). A value an
-overlay does not want from its base is set back by name (``lr_scheduler: null``).
+overlay does not want from its base is set back by name (``lr_scheduler: null``). An add-on
+(``dens``) names no task and no base: it is applied after a recipe, in a ``base`` list or as a
+second ``--config``.
 
 **Cards.** The model card of a published recipe (the :class:`~zoo.callbacks.ExportPretrained`
 callback that ``zoo test --export`` runs) is a file of ``cards/``, named after the model, that the

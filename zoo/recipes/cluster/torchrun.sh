@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Multi-GPU / multi-node training with torchrun: one process per GPU, Lightning's DDP on top.
 #
-#   single node, 4 GPUs:   NPROC=4 recipes/cluster/torchrun.sh --config recipes/<recipe>.yaml
+#   once, this template into cluster/: zoo recipes copy cluster/torchrun.sh .
+#   single node, 4 GPUs:   NPROC=4 cluster/torchrun.sh --config <recipe>
 #   fine-tune from the registry (not --ckpt_path, which resumes a run):
-#                          recipes/cluster/torchrun.sh --config recipes/<recipe>.yaml --model.pretrained <name>
+#                          cluster/torchrun.sh --config <recipe> --model.pretrained <name>
 #   two nodes: run on each node with NNODES=2 NODE_RANK=<0|1> MASTER_ADDR=<node 0's address>
 #
 # Only the first process of each node downloads a registry model; the others wait for it and read
