@@ -58,10 +58,7 @@ LAYERS = (
 ROW = {part: row for row, parts in enumerate(LAYERS) for part in parts}
 
 #: Modules that still import from above, each with what moves it; an entry goes when its cause does.
-PENDING = {
-    "zoo/qc/guess.py": "model_guess loads a model by name (zoo.load): it belongs in zoo.interfaces (DESIGN.md's "
-                       "PySCF guess), a move that changes zoo/tour.py's import of it, a file being edited elsewhere",
-}
+PENDING: dict[str, str] = {}
 
 
 #: The parts of zoo: its subpackages and top-level modules.

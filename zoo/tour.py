@@ -136,7 +136,7 @@ def _scf(mf, model=None) -> dict:
     The time covers what a user waits for: the model's guess (made on ``mf``, whose grids and
     integrals the SCF then reuses) and the SCF.
     """
-    from zoo.qc.guess import model_guess
+    from zoo.interfaces import model_guess
 
     start = time.perf_counter()
     energy = mf.kernel(dm0=None if model is None else model_guess(model, mf))

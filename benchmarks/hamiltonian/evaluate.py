@@ -32,7 +32,8 @@ import torch
 from zoo.data import keys, read_hamiltonian_h5
 from zoo.data.splits import load_split
 from zoo.metrics import hamiltonian_mae, onsite_mask, orbital_metrics
-from zoo.qc.guess import base_hamiltonian, density_from_hamiltonian, model_guess, scf_cycles
+from zoo.interfaces import model_guess
+from zoo.qc.guess import base_hamiltonian, density_from_hamiltonian, scf_cycles
 from zoo.qc.level import LevelOfTheory
 
 DATA = Path(__file__).resolve().parents[2] / "data" / "water" / "water_b3lyp5_def2svp.h5"

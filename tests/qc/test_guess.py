@@ -41,7 +41,7 @@ def test_torch_density_matches_numpy_and_rejects_odd_electrons():
 
 
 def test_published_model_guess_starts_pyscf_and_refuses_another_level(monkeypatch, tmp_path):
-    from zoo.qc.guess import model_guess
+    from zoo.interfaces import model_guess
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
@@ -63,7 +63,8 @@ def test_published_model_guess_starts_pyscf_and_refuses_another_level(monkeypatc
 
 def test_a_base_model_guess_builds_its_base_on_the_users_scf_object():
     from zoo.models import EquivariantBackbone, HamiltonianModel
-    from zoo.qc.guess import base_hamiltonian, model_guess
+    from zoo.interfaces import model_guess
+    from zoo.qc.guess import base_hamiltonian
 
     torch.manual_seed(0)
     backbone = EquivariantBackbone(["H", "O"], channels=4, l_max=2, num_layers=1, cutoff=4.0, parity="full")

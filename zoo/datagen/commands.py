@@ -120,7 +120,7 @@ def sample_parser() -> argparse.ArgumentParser:
 
 def sample_main(argv: list[str] | None = None) -> int:
     """Entry point of ``zoo sample``; returns the exit status."""
-    from zoo.datagen import jobs, sampling, sampling_runs
+    from zoo.datagen import failures, jobs, sampling, sampling_runs
     from zoo.datagen.files import read_structures
 
     parser = sample_parser()
@@ -156,7 +156,7 @@ def sample_main(argv: list[str] | None = None) -> int:
         print(f"zoo sample: error: {error}", file=sys.stderr)
         return 1
     if summary["failed"] and not summary["done"] and not summary["skipped"]:
-        reason = "" if len(starts) > 1 else f": {_last_failure(summary['failures'])}"
+        reason = "" if len(starts) > 1 else f": {failures.entries(summary['failures'])[-1]['reason']}"
         print(f"zoo sample: error: no start structure could be sampled{reason} (see {summary['failures']})",
               file=sys.stderr)
         return 1
@@ -164,12 +164,6 @@ def sample_main(argv: list[str] | None = None) -> int:
     jobs.log(f"zoo sample: wrote {summary['frames']} structures of {summary['done']} start structures to "
              f"{summary['out']}{note}" + (f"; {summary['skipped']} done before" if summary["skipped"] else ""))
     return 0
-
-
-def _last_failure(path) -> str:
-    from zoo.datagen import failures
-
-    return failures.entries(path)[-1]["reason"]
 
 
 def _md_settings(args) -> dict | None:

@@ -55,7 +55,7 @@ class HamiltonianPredictor(Predictor):
                 into deep spurious orbitals; dropping them keeps the guess's occupied space
                 physical. ``None`` keeps every direction.
             base: for one molecule, the model's base Hamiltonian of it if the caller already has
-                it (:func:`zoo.qc.guess.model_guess` builds it on the user's own SCF object, whose
+                it (:func:`zoo.interfaces.model_guess` builds it on the user's own SCF object, whose
                 grids the SCF then reuses); computed here otherwise.
 
         Returns:

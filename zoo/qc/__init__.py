@@ -1,8 +1,7 @@
 """Quantum chemistry with PySCF: level of theory, AO conventions, Fock builder, eigensolver, SCF guess.
 
 The physics at the bottom of zoo: the data layer, the models and the registry build on it, and
-it imports none of them (only :func:`~zoo.qc.guess.model_guess` loads a model by name, through
-``zoo.load``); making datasets with it is :mod:`zoo.datagen`. PySCF is imported lazily inside
+it imports none of them (a model's guess by name is :func:`zoo.interfaces.model_guess`); making datasets with it is :mod:`zoo.datagen`. PySCF is imported lazily inside
 functions, so importing :mod:`zoo.qc` stays cheap.
 """
 

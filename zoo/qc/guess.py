@@ -1,7 +1,8 @@
-"""A predicted Hamiltonian as an SCF initial guess, and the SCF cycles it saves.
+"""A Hamiltonian as an SCF initial guess, and the SCF cycles it saves.
 
 A Hamiltonian model pays off in DFT when its H, turned into a density matrix, starts PySCF's
-SCF close to convergence. Matrices here are in PySCF AO order (see :mod:`zoo.qc.ao`).
+SCF close to convergence. Matrices here are in PySCF AO order (see :mod:`zoo.qc.ao`). The guess
+of a zoo model by name is :func:`zoo.interfaces.model_guess`, above the registry that loads it.
 """
 
 from __future__ import annotations
@@ -72,51 +73,3 @@ def scf_cycles(mol, level: LevelOfTheory, dm0=None) -> dict:
         "converged": bool(mf.converged),
         "energy": float(energy),
     }
-
-
-def model_guess(model, mf, lindep: float | None = None) -> np.ndarray:
-    """The density matrix a Hamiltonian model predicts for ``mf``'s molecule: a ``dm0`` for PySCF.
-
-    ::
-
-        mf = dft.RKS(mol, xc="b3lyp5")
-        mf.kernel(dm0=model_guess("hamiltonian-water-b3lyp5-def2svp-v2", mf))
-
-    Args:
-        model: a registry name or folder (loaded with :func:`zoo.load`), a Hamiltonian task, or a
-            :class:`~zoo.models.HamiltonianModel`.
-        mf: a PySCF RKS/RHF object (or a built ``Mole``, which skips the functional check).
-        lindep: see :meth:`~zoo.models.HamiltonianModel.predict`.
-
-    Raises:
-        ValueError: the molecule's basis, functional or charge differs from the model's level of
-            theory (the guess would be for another Hamiltonian), or an element the model lacks.
-    """
-    if isinstance(model, str):
-        import zoo
-
-        model = zoo.load(model)
-    model = getattr(model, "model", model)
-    if not hasattr(model, "level") or not hasattr(model, "predict"):
-        raise TypeError(f"{type(model).__name__} is not a Hamiltonian model (it needs .level and .predict)")
-    level = model.level
-    mol = getattr(mf, "mol", mf)
-    problems = []
-    if not isinstance(mol.basis, str) or mol.basis.lower() != level.basis:
-        problems.append(f"basis {mol.basis!r} (model: {level.basis!r})")
-    if mf is not mol:
-        xc = getattr(mf, "xc", None)
-        xc = xc.lower() if isinstance(xc, str) else None
-        if xc != level.xc:
-            problems.append(f"functional {xc!r} (model: {level.xc!r})")
-    if mol.charge != level.charge or mol.spin != level.spin:
-        problems.append(f"charge {mol.charge}, spin {mol.spin} (model: {level.charge}, {level.spin})")
-    if problems:
-        raise ValueError(f"the SCF differs from the model's level of theory ({level.describe()}): "
-                         f"{'; '.join(problems)}. Run the SCF at the model's level, or use a model trained at yours "
-                         "(zoo list)")
-    base = None
-    if getattr(model, "base", None) is not None and mf is not mol:
-        # the base on the user's own SCF object: its grids and integrals are then built once, for both
-        base = base_hamiltonian_of(model.base, mf)
-    return model.predict((mol.atom_charges(), mol.atom_coords(unit="Angstrom")), lindep=lindep, base=base)["density_matrix"]
