@@ -1,4 +1,5 @@
-"""Two CPU processes (gloo) train through the zoo CLI and end with identical parameters."""
+"""Two CPU processes (gloo) train through the zoo CLI and end with identical parameters, with the
+recipes' EMA of the weights and a backbone input (DeNS's) that this recipe leaves out."""
 
 import os
 import subprocess
@@ -23,6 +24,8 @@ trainer:
   enable_model_summary: false
   logger: {class_path: lightning.pytorch.loggers.CSVLogger, init_args: {save_dir: ROOT, name: run}}
   callbacks:
+    # first: at the end of training the EMA puts its average into the model the probe then saves
+    - {class_path: zoo.callbacks.EMA, init_args: {decay: 0.9}}
     - {class_path: ddp_probe.SaveRankParameters, init_args: {folder: ROOT}}
     - {class_path: lightning.pytorch.callbacks.ModelCheckpoint, init_args: {dirpath: ROOT/ckpt, filename: last}}
 model:
@@ -34,7 +37,8 @@ model:
         targets: [U0]
         backbone:
           class_path: zoo.models.EquivariantBackbone
-          init_args: {elements: [H, C, N, O, F], channels: 8, l_max: 1, num_layers: 1, cutoff: 4.0}
+          init_args: {elements: [H, C, N, O, F], channels: 8, l_max: 1, num_layers: 1, cutoff: 4.0,
+                      extra_node_irreps: 1x0e+1x1o}
     outputs: [{name: U0, scale: 0.1}]
 data:
   class_path: zoo.data.AtomicDataModule
@@ -70,6 +74,6 @@ def test_two_process_ddp_ends_with_identical_parameters(tmp_path):
 
     task = AtomisticTask.load_from_checkpoint(tmp_path / "ckpt" / "last.ckpt", weights_only=True)
     for name, value in task.state_dict().items():
-        if name in rank0:
-            assert torch.equal(value, rank0[name]), name
+        if name in rank0:  # the EMA averages the constant buffers too (reference energies): to rounding
+            torch.testing.assert_close(value, rank0[name], msg=name)
     assert task.model.reference_energies.atomref.abs().sum() > 0  # statistics of the data went into the model

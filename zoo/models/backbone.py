@@ -146,6 +146,7 @@ class EquivariantBackbone(torch.nn.Module):
         # zeros padding the embedding to irreps_in; an int, as compiled code must not read e3nn's
         # Irreps (torch.compile's guards fail on them)
         self._extra_width = irreps.dim - channels
+        self._extra_dim = 0 if self.irreps_extra is None else self.irreps_extra.dim
 
         self.interactions = torch.nn.ModuleList()
         for _ in range(num_layers):
@@ -236,8 +237,10 @@ class EquivariantBackbone(torch.nn.Module):
         x = self.embedding(species)
         if self.extra_linear is not None:
             x = torch.cat([x, x.new_zeros(x.shape[0], self._extra_width)], dim=-1)
-            if extra_node_features is not None:
-                x = x + self.extra_linear(extra_node_features)
+            if extra_node_features is None:  # zeros in, zeros out (no biases): but every parameter is
+                # used in every step, which DDP requires of a model trained with and without the input
+                extra_node_features = x.new_zeros(x.shape[0], self._extra_dim)
+            x = x + self.extra_linear(extra_node_features)
         neighbour, centre = edge_index
         vectors = pos[neighbour] - pos[centre]
         if edge_offsets is not None:

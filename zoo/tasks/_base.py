@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import warnings
 from collections.abc import Mapping, Sequence
 
@@ -96,6 +97,22 @@ class AtomisticTask(pl.LightningModule):
         self.metrics = torch.nn.ModuleDict(
             {f"{stage}_{o.name}": o.make_metrics() for stage in STAGES for o in self.outputs}
         )
+
+    def __deepcopy__(self, memo):
+        # a copy of the weights (an EMA's average, a fine-tune's frozen reference) shares the
+        # optimizer factories (jsonargparse callables that reach the parser) and leaves the trainer
+        # behind: copying it would copy its data, and under DDP its launcher's process handles,
+        # which cannot be copied ("cannot pickle '_thread.lock'")
+        for shared in (self.optimizer_factory, self.scheduler_factory):
+            if shared is not None:
+                memo[id(shared)] = shared
+        if self._trainer is not None:
+            memo[id(self._trainer)] = None
+        copied = type(self).__new__(type(self))
+        memo[id(self)] = copied
+        for name, value in self.__dict__.items():
+            copied.__dict__[name] = copy.deepcopy(value, memo)
+        return copied
 
     def setup(self, stage: str) -> None:
         # Runs before a checkpoint is restored: resuming (--ckpt_path) keeps the checkpoint's
