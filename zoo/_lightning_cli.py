@@ -33,6 +33,7 @@ import argparse
 import contextlib
 import csv
 import importlib
+import logging
 import re
 import shutil
 import warnings
@@ -283,6 +284,16 @@ class RunFolderLocks(contextlib.ExitStack):
 
     def __reduce__(self) -> tuple:
         return RunFolderLocks, ()
+
+
+class _NoAdverts(logging.Filter):
+    """Drops Lightning's "💡 Tip" lines (a cloud logging service's advert): not about the user's run."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("💡 Tip")
+
+
+logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_NoAdverts())
 
 
 class ZooCLI(LightningCLI):
