@@ -294,6 +294,8 @@ class _NoAdverts(logging.Filter):
 
 
 logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_NoAdverts())
+# Lightning builds torch's deprecated LeafSpec on every batch: a warning about their code, not the run
+warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated", category=FutureWarning)
 
 
 class ZooCLI(LightningCLI):
