@@ -20,6 +20,11 @@ HTML comment on the line before its fence, which the rendered page does not show
     <!-- not run: trains for about 3 minutes -->
 
 A Python or shell block without one is run; a marker without a reason is an error.
+
+A block that shows a whole file a page's commands use (a model module, a recipe) names it with
+``<!-- file: NAME -->`` on the line before its fence: it is written to ``NAME`` in the scratch
+folder before any block of the page runs, and checked as its language says (Python compiled,
+YAML parsed) instead of being run.
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ TIMEOUT = 120
 
 FENCE = re.compile(r"^(?P<indent> *)(?P<fence>```+)(?P<language>[\w+-]*)\s*$")
 NOT_RUN = re.compile(r"^\s*<!--\s*not run:(?P<reason>.*?)-->\s*$")
+FILE = re.compile(r"^\s*<!--\s*file:\s*(?P<name>[\w./-]+?)\s*-->\s*$")
 
 
 @dataclass
@@ -55,6 +61,7 @@ class Block:
     language: str
     code: str
     not_run: str | None  # the marker's reason
+    file: str | None = None  # the file the block is, written to the scratch folder
 
     @property
     def where(self) -> str:
@@ -75,10 +82,10 @@ def blocks(page: Path) -> list[Block]:
         while end < len(lines) and not closing.match(lines[end]):
             end += 1
         before = next((line for line in reversed(lines[:number]) if line.strip()), "")
-        marker = NOT_RUN.match(before)
+        marker, file = NOT_RUN.match(before), FILE.match(before)
         code = textwrap.dedent("\n".join(lines[number + 1:end]))
         found.append(Block(page, number + 2, opening["language"].lower(), code,
-                           marker["reason"].strip() if marker else None))
+                           marker["reason"].strip() if marker else None, file["name"] if file else None))
         number = end + 1
     return found
 
@@ -135,16 +142,23 @@ def test_snippets_run_or_say_why_not(page, tmp_path):
         assert block.not_run is None or block.not_run, f"{block.where}: a `not run` marker needs its reason"
         if block.not_run is not None:
             continue
-        if block.language == "yaml":
+        if block.file is not None and block.language == "python":
+            compile(block.code, block.where, "exec")
+        elif block.language == "yaml":
             yaml.safe_load(block.code)
         elif block.language == "json":
             json.loads(block.code)
     scratch = _scratch(tmp_path)
-    python = [(b.where, b.line, b.code) for b in found if b.language == "python" and b.not_run is None]
+    for block in found:
+        if block.file is not None and block.not_run is None:
+            (scratch / block.file).parent.mkdir(parents=True, exist_ok=True)
+            (scratch / block.file).write_text(block.code + "\n", encoding="utf-8")
+    python = [(b.where, b.line, b.code) for b in found
+              if b.language == "python" and b.not_run is None and b.file is None]
     if python:
         _run([sys.executable, "-c", PYTHON_RUNNER], scratch, f"the Python blocks of {page.name}", json.dumps(python))
     for block in found:
-        if block.language in ("bash", "sh", "shell", "console") and block.not_run is None:
+        if block.language in ("bash", "sh", "shell", "console") and block.not_run is None and block.file is None:
             _run(["bash", "-e", "-o", "pipefail", "-c", block.code], scratch, f"the shell block at {block.where}")
 
 
@@ -160,6 +174,13 @@ def test_markers_are_read(tmp_path):
     first, second = blocks(page)
     assert (first.language, first.code, first.not_run, first.line) == ("python", "import torch", "needs a GPU", 5)
     assert (second.language, second.not_run) == ("bash", None)
+
+
+def test_file_markers_are_read(tmp_path):
+    page = tmp_path / "page.md"
+    page.write_text("<!-- file: pkg/model.py -->\n```python\nX = 1\n```\n")
+    (block,) = blocks(page)
+    assert (block.file, block.not_run, block.code) == ("pkg/model.py", None, "X = 1")
 
 
 @pytest.mark.parametrize("package", ["registry", "publish"])
