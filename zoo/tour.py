@@ -18,6 +18,9 @@ recipes ship with zoo, their data are files under ``data/`` of a source checkout
 working folder (``--root`` names another). Each section's title is printed when it starts and its
 report when it ends; the whole report is written to ``<out>/report.md`` with the figures (PNG)
 beside it. The tour writes nothing outside ``<out>``.
+
+Long because the tour is read as one walk through the package: its five sections follow each other
+here in the order they run, each a short use of the public API, as a user would write it.
 """
 
 from __future__ import annotations
