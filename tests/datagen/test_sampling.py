@@ -193,6 +193,16 @@ def test_sample_qm9_reference_only_filters_by_size_and_resumes(tmp_path):
     assert run([3, 4, 5], min_heavy_atoms=2)["skipped"] == 2
 
 
+def test_sample_qm9_leaves_out_molecules_by_smiles(tmp_path):
+    reference = tmp_path / "reference.extxyz"
+    summary = sampling_runs.sample_qm9([0, 1, 2, 3], None, reference, exclude_smiles=["[H]O[H]", "C#C"],
+                                       progress=False, workers=SERIAL)
+    assert (summary["done"], summary["filtered"]) == (2, 2)
+    assert [f.info["qm9_row"] for f in read_structures(reference)] == [0, 1]  # methane and ammonia
+    with pytest.raises(ValueError, match="cannot parse the SMILES 'C1C'"):
+        sampling_runs.sample_qm9([4], None, reference, exclude_smiles=["C1C"], progress=False, workers=SERIAL)
+
+
 @pytest.mark.skipif(importlib.util.find_spec("qm9pack") is None, reason="qm9pack not installed")
 def test_sample_qm9_writes_in_row_order_whatever_order_the_workers_finish_in(tmp_path, monkeypatch):
     # positions in these files are the source_index of labels made from them: they must not depend

@@ -90,6 +90,21 @@ def mapped_smiles(mol) -> str:
     return Chem.MolToSmiles(mol)
 
 
+def graph_key(smiles: str) -> str:
+    """The molecule of ``smiles`` as RDKit's canonical SMILES without stereochemistry or atom maps:
+    one string per molecular graph, to tell whether two SMILES are the same molecule.
+
+    Example:
+        >>> graph_key("O/C=C\\C=O") == graph_key("[O:1]([H:6])[CH:2]=[CH:3][CH:4]=[O:5]") == "O=CC=CO"
+        True
+    """
+    from rdkit import Chem
+
+    mol = Chem.RemoveHs(mol_from_smiles(smiles))
+    Chem.RemoveStereochemistry(mol)
+    return Chem.MolToSmiles(mol)
+
+
 def bond_graph(mol) -> tuple[np.ndarray, np.ndarray]:
     """The bonds of ``mol`` as a directed graph.
 

@@ -242,6 +242,9 @@ def sample_qm9_parser() -> argparse.ArgumentParser:
                         help="skip molecules with more than N heavy atoms (not recorded as failures)")
     parser.add_argument("--min-heavy-atoms", type=int, default=None, metavar="N",
                         help="skip molecules with fewer than N heavy atoms (not recorded as failures)")
+    parser.add_argument("--exclude-smiles", default="", metavar="SMILES[,...]",
+                        help="leave out these molecules wherever they are in --rows (compared as canonical "
+                             "SMILES without stereochemistry), e.g. molecules kept out for a benchmark")
     parser.add_argument("--shard", default=None, metavar="I/N",
                         help="do rows I, I+N, I+2N, ... of --rows into files with .shard-I-of-N before the suffix")
     parser.add_argument("--failures", default=None,
@@ -278,7 +281,9 @@ def sample_qm9_main(argv: list[str] | None = None) -> int:
             summary = sampling_runs.sample_qm9(
                 rows, None if args.reference_only else args.output, args.reference_out, seed=args.seed,
                 fmax=args.fmax, steps=args.steps, start=args.start, max_heavy_atoms=args.max_heavy_atoms,
-                min_heavy_atoms=args.min_heavy_atoms, shard=None if args.shard is None else _parse_shard(args.shard),
+                min_heavy_atoms=args.min_heavy_atoms,
+                exclude_smiles=[smiles for smiles in args.exclude_smiles.split(",") if smiles],
+                shard=None if args.shard is None else _parse_shard(args.shard),
                 failures=args.failures, retry_failures=args.retry_failures, progress=not args.quiet,
                 workers=workers)
     except _USER_ERRORS as error:

@@ -16,9 +16,11 @@ import collections
 import contextlib
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from zoo._files import exclusive_output
+from zoo.data.molgraph import graph_key
 from zoo.data.readers.ase_io import write_extxyz
 from zoo.datagen import failures as failure_log
 from zoo.datagen import jobs, qm9, sampling
@@ -156,6 +158,7 @@ def sample_qm9(
     start: str = "rdkit",
     max_heavy_atoms: int | None = None,
     min_heavy_atoms: int | None = None,
+    exclude_smiles: Sequence[str] = (),
     shard: tuple[int, int] | None = None,
     failures: str | os.PathLike | None = None,
     retry_failures: bool = False,
@@ -182,6 +185,9 @@ def sample_qm9(
             (:data:`~zoo.datagen.qm9.STARTS`).
         max_heavy_atoms, min_heavy_atoms: skip (without recording a failure) molecules with more
             (fewer) heavy atoms.
+        exclude_smiles: skip (without recording a failure) these molecules, whatever their row:
+            compared as RDKit canonical SMILES without stereochemistry, so ``"O/C=C\\C=O"`` also
+            leaves out ``OC=CC=O`` (molecules kept out of a pretraining set for a benchmark).
         shard: ``(i, n)`` does rows[i], rows[i + n], ... (one job of an n-job array); join the
             shards with :func:`merge_structures`.
         failures: the failure log (default :func:`~zoo.datagen.failures.failures_path` of ``out``).
@@ -216,11 +222,13 @@ def sample_qm9(
         failed_before = set() if retry_failures else _failed_rows(failures, sampler)
         todo = [row for row in rows if row not in done and row not in failed_before]
         molecules = read_qm9(indices=todo, properties=[], dtype="float64") if todo else []
-        kept = [(row, data) for row, data in zip(todo, molecules) if _heavy_atoms_within(data, min_heavy_atoms,
-                                                                                        max_heavy_atoms)]
+        excluded = {graph_key(smiles) for smiles in exclude_smiles}
+        kept = [(row, data) for row, data in zip(todo, molecules)
+                if _heavy_atoms_within(data, min_heavy_atoms, max_heavy_atoms)
+                and not (excluded and graph_key(data.smiles) in excluded)]
         where = f"sample-qm9 {(out or reference_out).name}"
         if progress:
-            log(f"[{where}] {sampler}: {len(todo)} to do ({len(todo) - len(kept)} filtered by size), "
+            log(f"[{where}] {sampler}: {len(todo)} to do ({len(todo) - len(kept)} filtered by size or SMILES), "
                 f"{len(rows) - len(todo)} of {len(rows)} done or failed before")
 
         began, counts = time.perf_counter(), {"done": 0, "failed": 0, "filtered": len(todo) - len(kept)}
