@@ -79,6 +79,12 @@ def test_local_workers_keep_glibcs_dynamic_malloc_thresholds():
     assert [o.value for o in sorted(outcomes, key=lambda o: o.task)] == [None, "1"]
 
 
+def test_a_second_local_run_beside_a_first_does_not_warn_about_ports(recwarn):
+    with jobs._client(Workers(1), 1) as first, jobs._client(Workers(1), 1) as second:
+        assert first.submit(square, 2).result() == second.submit(square, 3).result() - 5
+    assert not [w for w in recwarn if "already in use" in str(w.message)]
+
+
 def test_a_running_cluster_named_in_a_dask_config_file(tmp_path):
     from distributed import LocalCluster
 

@@ -188,7 +188,10 @@ def _client(workers: Workers, n_tasks: int):
             return
         n = min(workers.n or default_worker_count(workers.threads), n_tasks)
         with dask.config.set(LOCAL_CLUSTER_SETTINGS):
+            # no dashboard; the scheduler's HTTP server (health checks) takes any free local port, so
+            # a second zoo run beside the first does not warn that port 8787 is taken
             cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
+                                   scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
                                    silence_logs=logging.CRITICAL, env={"OMP_NUM_THREADS": str(workers.threads)})
         with cluster, Client(cluster) as client:
             yield client
