@@ -83,6 +83,38 @@ def test_recipe_fits_a_few_steps_and_logs_metrics(tmp_path, recipe, interaction)
     assert 0.8 < domain.shortest_distance.min().item() < 1.2 and domain.max_atoms.item() == 9
 
 
+def test_a_multi_fidelity_recipe_fits_xtb_and_dft_labels_with_dens(tmp_path):
+    config = cli.parse_config(["fit", "--config", "ethanol_forcefield_dens"])
+    model = config["model"]["init_args"]["model"]["init_args"]
+    model["backbone"]["init_args"].update(channels=8, num_layers=1, radial_hidden=16, interaction="two_body")
+    model["levels"] = ["pbe/def2-svp", "gfn2-xtb"]
+    config["trainer"].update(max_steps=3, default_root_dir=str(tmp_path), log_every_n_steps=1)
+    config["trainer"]["logger"]["init_args"]["save_dir"] = str(tmp_path)
+    config["trainer"]["callbacks"] = [c for c in config["trainer"]["callbacks"] if "EMA" not in c["class_path"]]
+    frames = str(_ethanol_frames(tmp_path / "ethanol.extxyz"))
+    xtb = {"info_keys": {"xtb_energy": "energy"}, "array_keys": {"xtb_forces": "forces"}, "results": []}
+    config["data"]["init_args"].update(
+        source=[{"source": frames, "level": "pbe/def2-svp", "reader_kwargs": {"results": ["energy", "forces"]}},
+                {"source": frames, "level": "gfn2-xtb", "reader_kwargs": xtb}],
+        levels=["pbe/def2-svp", "gfn2-xtb"], test_source=None, batch_size=4,
+        split={"method": "random", "sizes": [12, 8, 0], "seed": 0})
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(config))
+    torch.set_num_threads(1)
+    lightning_cli = cli.lightning_main(["fit", "--config", str(tmp_path / "recipe.yaml")])
+
+    task, statistics = lightning_cli.model, lightning_cli.datamodule.statistics
+    assert task.model.levels == ["pbe/def2-svp", "gfn2-xtb"]
+    # each head adds its own level's reference energies: ethanol's sum to ~-4200 eV at PBE, ~-300 at xTB
+    ethanol = torch.tensor([6, 6, 8, 1, 1, 1, 1, 1, 1])
+    offsets = task.model.reference_energies.atomref[:, ethanol].sum(-1).tolist()
+    assert offsets == pytest.approx([sum(statistics.reference_energies("energy", level)[int(z)] for z in ethanol)
+                                     for level in task.model.levels])
+    assert offsets[0] < -4000 and -400 < offsets[1] < -200
+    with open(next(tmp_path.rglob("metrics.csv"))) as file:
+        rows = list(csv.DictReader(file))
+    assert np.isfinite([float(r["val/forces_mae"]) for r in rows if r.get("val/forces_mae")]).all()
+
+
 def _task(**dens):
     torch.manual_seed(0)
     backbone = EquivariantBackbone(["H", "C", "O"], channels=8, l_max=1, num_layers=1, cutoff=4.0,

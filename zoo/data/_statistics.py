@@ -10,7 +10,8 @@ class Statistics(Mapping[str, Mapping[str, Any]]):
     """Statistics of the training set per key, as :class:`~zoo.data.AtomicDataModule` fits them.
 
     Each key maps to ``{"mean", "std", "per_atom", "count"}`` (:func:`~zoo.data.compute_statistics`)
-    and, for energies whose per-element references were fitted, ``"reference_energies": {Z: value}``.
+    and, for energies whose per-element references were fitted, ``"reference_energies": {Z: value}``
+    (with ``"level_reference_energies": {level: {Z: value}}`` for multi-fidelity data).
     Read them through :meth:`mean`, :meth:`std`, :meth:`per_atom` and :meth:`reference_energies`,
     which give the neutral value for what was not fitted.
 
@@ -53,9 +54,14 @@ class Statistics(Mapping[str, Mapping[str, Any]]):
         """Whether the mean and std of ``key`` are per atom (extensive energies)."""
         return bool(self._per_key.get(key, {}).get("per_atom", False))
 
-    def reference_energies(self, key: str) -> dict[int, float]:
-        """``{Z: value}``, the per-element references removed from ``key``; empty if none."""
-        references = self._per_key.get(key, {}).get("reference_energies", {})
+    def reference_energies(self, key: str, level: str | None = None) -> dict[int, float]:
+        """``{Z: value}``, the per-element references removed from ``key``; empty if none.
+
+        With ``level``, those of that level of theory of multi-fidelity data (empty if the data
+        have no such level); without, those of the primary level."""
+        fitted = self._per_key.get(key, {})
+        references = (fitted.get("reference_energies", {}) if level is None
+                      else fitted.get("level_reference_energies", {}).get(level, {}))
         return {int(z): float(value) for z, value in references.items()}
 
     def __repr__(self) -> str:

@@ -6,11 +6,13 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
+import torch
 from torch_geometric.loader import DataLoader
 from torch_geometric.transforms import Compose
 
+from zoo.data import keys
 from zoo.data._statistics import Statistics
-from zoo.data.dataset import AtomicDataset, resolve_dtype
+from zoo.data.dataset import AtomicDataset, check_consistent_keys, resolve_dtype
 from zoo.data.neighbors import RadiusGraph
 from zoo.data.readers import read_structures
 from zoo.data.splits import Split, group_labels, load_split, make_split
@@ -77,11 +79,25 @@ class AtomicDataModule(pl.LightningDataModule):
             loader is then ``{"labelled": ..., "unlabelled": ...}``, cycled to the longer of the two
             (Lightning's ``max_size_cycle``). Never split, never used for statistics or targets.
         unlabelled_reader_kwargs: reader arguments for ``unlabelled_source`` (default: ``reader_kwargs``).
+        levels: the levels of theory of multi-fidelity training, in the model's order (the first is
+            the primary level, the one a test set and a published card speak of). ``source`` is
+            then a list of ``{source, level, reader_kwargs}`` (reader arguments merged over
+            ``reader_kwargs``): each structure is tagged with the position of its source's level
+            (:data:`zoo.data.keys.FIDELITY`), and reference energies are fitted per level
+            (``statistics[key]["level_reference_energies"]``), so that energies of different
+            levels never share a zero. One file can serve two levels, read with other keys::
+
+                levels: [pbe/def2-svp, gfn2-xtb]
+                source:
+                  - {source: md_pbe.extxyz, level: pbe/def2-svp}
+                  - {source: md_xtb.extxyz, level: gfn2-xtb,
+                     reader_kwargs: {info_keys: {xtb_energy: energy}, array_keys: {xtb_forces: forces},
+                                     results: []}}
     """
 
     def __init__(
         self,
-        source: str,
+        source: str | list[dict[str, Any]],
         reader_kwargs: dict[str, Any] | None = None,
         cutoff: float | None = None,
         split: dict[str, Any] | None = None,
@@ -98,6 +114,7 @@ class AtomicDataModule(pl.LightningDataModule):
         test_reader_kwargs: dict[str, Any] | None = None,
         unlabelled_source: str | None = None,
         unlabelled_reader_kwargs: dict[str, Any] | None = None,
+        levels: list[str] | None = None,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -105,7 +122,8 @@ class AtomicDataModule(pl.LightningDataModule):
             raise ValueError(f"batch sizes must be >= 1, got {batch_size} and {eval_batch_size}")
         if cutoff is not None and not cutoff > 0:
             raise ValueError(f"cutoff must be positive (Å), got {cutoff}")
-        self.source = source
+        self.levels = list(levels or [])
+        self.source = self._check_sources(source, self.levels)
         self.reader_kwargs = dict(reader_kwargs or {})
         if "dtype" in self.reader_kwargs:
             raise ValueError("set dtype as the data module's argument, not in reader_kwargs")
@@ -143,13 +161,55 @@ class AtomicDataModule(pl.LightningDataModule):
             return {k: _STANDARDIZE_MODES[v] for k, v in standardize.items()}
         return {k: None for k in standardize}
 
+    @staticmethod
+    def _check_sources(source, levels: list[str]):
+        if len(set(levels)) != len(levels):
+            raise ValueError(f"levels must be distinct, got {levels}")
+        if isinstance(source, str):
+            if levels:
+                raise ValueError("with levels, source must be a list of {source, level, reader_kwargs} (which "
+                                 f"level each file's labels are at), not the single path {source!r}")
+            return source
+        if not levels:
+            raise ValueError("a list of sources is for multi-fidelity training: give levels too (the levels of "
+                             "theory, primary first), or a single source path")
+        sources = [dict(entry) for entry in source]
+        for entry in sources:
+            unknown = set(entry) - {"source", "level", "reader_kwargs"}
+            if "source" not in entry or "level" not in entry or unknown:
+                raise ValueError(f"each source of a multi-fidelity data module is {{source, level, reader_kwargs}}, "
+                                 f"got {entry}")
+            if entry["level"] not in levels:
+                raise ValueError(f"source {entry['source']!r} is at level {entry['level']!r}, which is not one of "
+                                 f"levels {levels}")
+        return sources
+
+    def _read_source(self) -> AtomicDataset:
+        if isinstance(self.source, str):
+            dataset = read_structures(self.source, dtype=self.dtype, **self.reader_kwargs)
+            dataset.require_nonempty(f"{self.source!r} with reader arguments {self.reader_kwargs} gave no structures")
+            self._check_keys(dataset, self.source)
+            return dataset
+        structures, metadata = [], {"sources": []}
+        for entry in self.source:
+            kwargs = {**self.reader_kwargs, **dict(entry.get("reader_kwargs") or {})}
+            part = read_structures(entry["source"], dtype=self.dtype, **kwargs)
+            part.require_nonempty(f"{entry['source']!r} with reader arguments {kwargs} gave no structures")
+            self._check_keys(part, entry["source"])
+            fidelity = self.levels.index(entry["level"])
+            for data in part.raw:
+                data[keys.FIDELITY] = torch.tensor([fidelity])
+                structures.append(data)
+            metadata["sources"].append({**part.metadata, "level": entry["level"]})
+        # structures of different sources must batch together: the same keys everywhere
+        check_consistent_keys(structures, " + ".join(str(entry["source"]) for entry in self.source))
+        return AtomicDataset(structures, metadata=metadata)
+
     def setup(self, stage: str | None = None) -> None:
         if self.train_dataset is not None:  # fit, then test: read once
             return
-        dataset = read_structures(self.source, dtype=self.dtype, **self.reader_kwargs)
-        dataset.require_nonempty(f"{self.source!r} with reader arguments {self.reader_kwargs} gave no structures")
+        dataset = self._read_source()
         self.metadata = dataset.metadata
-        self._check_keys(dataset, self.source)
 
         n = len(dataset)
         if self.split_file is not None:
@@ -168,9 +228,21 @@ class AtomicDataModule(pl.LightningDataModule):
         train_raw = dataset.subset(split.train, transform=None).require_nonempty(
             f"the split {split} leaves no training structures")
         for key in self.reference_energies:
-            references = fit_reference_energies(train_raw, key)
-            corrections.append(SubtractReferenceEnergies(references, key))
-            statistics.setdefault(key, {})["reference_energies"] = references
+            if not self.levels:
+                references = fit_reference_energies(train_raw, key)
+                corrections.append(SubtractReferenceEnergies(references, key))
+                statistics.setdefault(key, {})["reference_energies"] = references
+                continue
+            per_level = {}
+            for fidelity, level in enumerate(self.levels):
+                at_level = [data for data in train_raw.raw if int(data[keys.FIDELITY]) == fidelity]
+                if not at_level:
+                    raise ValueError(f"the training set has no structure at level {level!r}; every level needs "
+                                     "training structures to fit its reference energies")
+                per_level[level] = fit_reference_energies(at_level, key)
+                corrections.append(SubtractReferenceEnergies(per_level[level], key, fidelity=fidelity))
+            statistics.setdefault(key, {}).update(reference_energies=per_level[self.levels[0]],
+                                                  level_reference_energies=per_level)
         train_corrected = dataset.subset(split.train, transform=Compose(corrections) if corrections else None)
         for key, per_atom in self.standardize.items():
             stats = compute_statistics(train_corrected, key, per_atom)

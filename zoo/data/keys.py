@@ -64,6 +64,10 @@ QM9_ID = "qm9_id"  # [1] long, the molecule number in QM9 (1..133885, with gaps)
 #: "perturbed" (off-equilibrium, for energies and forces) or "qm9_reference" (QM9's DFT geometry)
 STRUCTURE_KIND = "structure_kind"
 
+#: [1] long: the position of the level of theory of a structure's labels in the ``levels`` of
+#: multi-fidelity training (:class:`~zoo.data.AtomicDataModule`, :class:`~zoo.models.ForceFieldModel`)
+FIDELITY = "fidelity"
+
 # label masks: a structure read with labels missing carries zeros there and False here
 HAS_ENERGY = "has_energy"  # [1] bool
 HAS_FORCES = "has_forces"  # [1] bool
@@ -75,7 +79,7 @@ MASKS = {ENERGY: HAS_ENERGY, FORCES: HAS_FORCES, STRESS: HAS_STRESS, DIPOLE: HAS
 #: Keys that hold one value (or row) per structure rather than per atom.
 PER_STRUCTURE = frozenset(
     {ENERGY, DIPOLE, STRESS, CELL, PBC, N_ATOMS, N_AO, N_ELECTRONS,
-     MU, ALPHA, HOMO, LUMO, GAP, R2, ZPVE, U0, U, H, G, CV, QM9_ID, *MASKS.values()}
+     MU, ALPHA, HOMO, LUMO, GAP, R2, ZPVE, U0, U, H, G, CV, QM9_ID, FIDELITY, *MASKS.values()}
 )
 #: Keys that hold one row per atom.
 PER_ATOM = frozenset({ATOMIC_NUMBERS, POSITIONS, FORCES, ATOM_FEATURES})

@@ -97,14 +97,18 @@ class SubtractReferenceEnergies(BaseTransform):
     Args:
         references: ``{Z or symbol: energy}``, e.g. from :func:`fit_reference_energies`.
         key: the energy to correct.
+        fidelity: correct only the structures of this level of theory
+            (:data:`~zoo.data.keys.FIDELITY`) and pass the others through, for multi-fidelity
+            data whose levels have their own references.
 
     Raises:
         ValueError: a structure contains an element without a reference.
     """
 
-    def __init__(self, references: Mapping, key: str = keys.ENERGY):
+    def __init__(self, references: Mapping, key: str = keys.ENERGY, fidelity: int | None = None):
         self.references = _as_references(references)
         self.key = key
+        self.fidelity = fidelity
         table = torch.full((len(SYMBOLS),), float("nan"), dtype=torch.float64)
         for z, value in self.references.items():
             table[z] = value
@@ -120,6 +124,8 @@ class SubtractReferenceEnergies(BaseTransform):
         return values.sum()
 
     def forward(self, data):
+        if self.fidelity is not None and int(data[keys.FIDELITY]) != self.fidelity:
+            return data
         if self.key not in data:
             raise KeyError(f"the structure has no {self.key!r} to subtract reference energies from; "
                            f"it has {sorted(data.keys())}")
@@ -129,7 +135,8 @@ class SubtractReferenceEnergies(BaseTransform):
         return data
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(key={self.key!r}, {len(self.references)} elements)"
+        level = "" if self.fidelity is None else f", fidelity={self.fidelity}"
+        return f"{type(self).__name__}(key={self.key!r}, {len(self.references)} elements{level})"
 
 
 def compute_statistics(dataset: Iterable, key: str, per_atom: bool | None = None) -> dict:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import torch
 
@@ -34,16 +34,46 @@ class ForceFieldModel(PropertyModel):
     ASE calculator (:meth:`as_calculator`) warn about structures outside ``domain``, the training
     domain; the forward pass never checks, as training (DeNS) corrupts structures on purpose.
 
+    **Multi-fidelity** (``levels``): one backbone, one energy head per level of theory, each with
+    its own shift and reference energies, so that xTB and DFT labels train together without
+    sharing an energy zero (as MACE's multi-head fine-tuning). A structure's
+    :data:`~zoo.data.keys.FIDELITY` (set by :class:`~zoo.data.AtomicDataModule` with ``levels``)
+    picks its head; a structure without one, as every structure a user predicts, gets
+    :attr:`level` (the primary level, ``levels[0]``, unless set otherwise).
+
     Args:
         backbone: an equivariant backbone (``irreps_out``, ``forward(data, extra_node_features)``),
             e.g. :class:`~zoo.models.EquivariantBackbone`.
         hidden: width of the energy readout MLP.
         forces: compute forces (otherwise only energies, e.g. to fit energies alone).
+        levels: the levels of theory of multi-fidelity training, primary first, as the data
+            module names them; ``None``: one level.
     """
 
-    def __init__(self, backbone: torch.nn.Module, hidden: int = 64, forces: bool = True):
-        super().__init__(backbone, [keys.ENERGY], pooling="sum", hidden=hidden)
+    def __init__(self, backbone: torch.nn.Module, hidden: int = 64, forces: bool = True,
+                 levels: Sequence[str] | None = None):
+        self.levels = list(levels or [])
+        if len(set(self.levels)) != len(self.levels):
+            raise ValueError(f"levels must be distinct, got {self.levels}")
+        heads = [_head(level) for level in self.levels] or [keys.ENERGY]
+        super().__init__(backbone, heads, pooling="sum", hidden=hidden)
         self.forces = forces
+        self._level = 0
+
+    @property
+    def level(self) -> str | None:
+        """The level of theory of the energies predicted for structures without a
+        :data:`~zoo.data.keys.FIDELITY` (``None`` for a single-level model). Settable::
+
+            model.level = "gfn2-xtb"     # predict and run MD at that level
+        """
+        return self.levels[self._level] if self.levels else None
+
+    @level.setter
+    def level(self, level: str) -> None:
+        if level not in self.levels:
+            raise ValueError(f"this model predicts the levels {self.levels or '(one, unnamed)'}, not {level!r}")
+        self._level = self.levels.index(level)
 
     @property
     def prediction_units(self) -> dict[str, str]:
@@ -58,10 +88,16 @@ class ForceFieldModel(PropertyModel):
         the spread of per-atom energies across molecules, and the forces are what is fitted.
         """
         statistics = Statistics.of(statistics)
-        super().set_statistics(statistics)
         forces_std = statistics.std(keys.FORCES)
+        if self.levels:
+            # every head: the energy's shift (pooled over levels) and its own level's references
+            energy = {k: v for k, v in statistics.get(keys.ENERGY, {}).items() if k in ("mean", "std", "per_atom")}
+            statistics = Statistics({_head(level): {**energy, "reference_energies": {
+                z: value for z, value in statistics.reference_energies(keys.ENERGY, level).items()}}
+                for level in self.levels})
+        super().set_statistics(statistics)
         if forces_std is not None:
-            self.rescale.scale[0] = forces_std
+            self.rescale.scale[:] = forces_std
 
     def forward(
         self, batch, extra_node_features: torch.Tensor | None = None, node_features: bool = False
@@ -89,6 +125,13 @@ class ForceFieldModel(PropertyModel):
     def _energy(self, batch, extra, node_features: bool) -> dict[str, torch.Tensor]:
         features = self.backbone(batch) if extra is None else self.backbone(batch, extra)
         out = self.pool(batch, features.node_features)
+        if self.levels:
+            # every head is a column of one readout, so all levels cost one pass; keep each
+            # structure's own
+            energies = torch.stack([out.pop(_head(level)) for level in self.levels], dim=-1)
+            fidelity = batch[keys.FIDELITY].reshape(-1) if keys.FIDELITY in batch else \
+                torch.full(energies.shape[:1], self._level, dtype=torch.long, device=energies.device)
+            out[keys.ENERGY] = energies.gather(-1, fidelity.unsqueeze(-1)).squeeze(-1)
         if node_features:
             out[NODE_FEATURES] = features.node_features
         return out
@@ -104,3 +147,8 @@ class ForceFieldModel(PropertyModel):
         if not keep_graph:
             out = {k: v.detach() for k, v in out.items()}
         return out
+
+
+def _head(level: str) -> str:
+    """The name of the energy head of ``level`` among a multi-fidelity model's targets."""
+    return f"{keys.ENERGY}[{level}]"
