@@ -55,6 +55,18 @@ def test_new_heads_start_fresh_and_the_backbone_is_loaded(registry, tiny):
         load_pretrained_weights(task, registry.served / "tiny-ho", strict=True)
 
 
+def test_a_required_backbone_loads_whole_or_not_at_all(registry, tiny):
+    task = instantiate_task(tiny.config(targets=("energy", "gap")))
+    report = load_pretrained_weights(task, registry.served / "tiny-ho", required=["model.backbone.*"])
+    backbone = sorted(f"model.backbone.{k}" for k in task.model.backbone.state_dict())
+    assert set(backbone) <= set(report.loaded) and "model.readout.2.weight" not in report.loaded
+    wider = instantiate_task(tiny.config(elements=("H", "C", "O")))
+    before = {k: v.clone() for k, v in wider.state_dict().items()}
+    with pytest.raises(CheckpointFormatError, match=r"model.backbone.embedding.weight.*adds elements \['C'\]"):
+        load_pretrained_weights(wider, registry.served / "tiny-ho", required=["model.backbone.*"])
+    assert _same(wider.state_dict(), before)  # nothing half-loaded
+
+
 def test_exclude_and_strict(registry, tiny):
     task = instantiate_task(tiny.config())
     before = task.model.rescale.shift.clone()

@@ -43,6 +43,7 @@ def load_pretrained_weights(
     ref: str | Path,
     strict: bool = False,
     exclude: Sequence[str] = (),
+    required: Sequence[str] = (),
     manifest: Manifest | str | Path | None = None,
     cache_dir: str | Path | None = None,
     token: str | bool | None = None,
@@ -61,6 +62,9 @@ def load_pretrained_weights(
         exclude: glob patterns of keys (as the task names them) to leave at their initialisation,
             e.g. ``["model.rescale.*", "model.reference_energies.*"]`` to re-fit the statistics, or
             ``["model.readout.*"]`` for a new head.
+        required: glob patterns of keys that must all be loaded, e.g. ``["model.backbone.*"]``: a
+            fine-tune whose backbone differs from the pretrained one (another size, new elements)
+            is then an error rather than a run that starts from scratch under a pretrained name.
     """
     resolved = resolve(ref, manifest, cache_dir, token)
     _, info = read_config(resolved.folder)
@@ -89,6 +93,15 @@ def load_pretrained_weights(
                        ("of another shape", mismatched)):
         if keys:
             problems.append(f"{len(keys)} tensors {what}: {', '.join(keys[:6])}{', ...' if len(keys) > 6 else ''}")
+    not_loaded = sorted(k for k in target if any(fnmatch.fnmatchcase(k, p) for p in required) and k not in loaded)
+    if not_loaded:
+        task.load_state_dict(before, strict=False)
+        raise CheckpointFormatError(
+            f"cannot start {type(task).__name__} from {resolved.name!r}: {len(not_loaded)} tensors that must come from "
+            f"it ({', '.join(required)}) do not fit: {', '.join(not_loaded[:6])}{', ...' if len(not_loaded) > 6 else ''}"
+            + (f" ({'; '.join(problems)})" if problems else "") + f". Build the task with {resolved.name!r}'s "
+            f"architecture (its config.json: elements {', '.join(info.elements)}, backbone sizes) and change only "
+            "the heads")
     if strict and (problems or excluded):
         task.load_state_dict(before, strict=False)
         raise CheckpointFormatError(

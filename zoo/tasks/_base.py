@@ -48,7 +48,9 @@ class AtomisticTask(pl.LightningModule):
         lr_scheduler: optional callable mapping the optimizer to a scheduler.
         monitor: metric a ``ReduceLROnPlateau`` scheduler watches.
         pretrained: a registry model (name, ``"hf://org/repo@revision"`` or folder) whose
-            weights start the fit; ``--ckpt_path`` keeps its meaning of resuming a run.
+            weights start the fit; ``--ckpt_path`` keeps its meaning of resuming a run. Its
+            backbone must fit this task's whole (an error otherwise); heads of another shape
+            (other targets or levels of theory) start fresh, and the log says which.
         keep_pretrained_statistics: with ``pretrained``, keep its shift, scale and per-element
             reference energies instead of fitting them on this training set: right for a
             fine-tune at the same level of theory on little data, wrong for a new level of theory
@@ -125,7 +127,8 @@ class AtomisticTask(pl.LightningModule):
             # here rather than in __init__: DDP is up, so one process per node downloads
             from zoo.registry import load_pretrained_weights
 
-            load_pretrained_weights(self, self.pretrained)
+            # the backbone must come whole from the pretrained model; heads may be new
+            load_pretrained_weights(self, self.pretrained, required=["model.backbone.*"])
         domain = TrainingDomain.of(self.model)
         if domain is not None and fresh:
             # what the model is trained on, so that inference can warn about what it was not: the
