@@ -196,3 +196,38 @@ def test_a_checkpoint_with_the_statistics_of_zoo_0_1_0_loads_and_fine_tunes(regi
     report = load_pretrained_weights(task, old)
     assert {"model.rescale.shift", "model.reference_energies.atomref"} <= {m.split(":")[0] for m in report.mismatched}
     assert "model.readout.0.weight" in report.loaded and not report.unexpected
+
+
+def test_fine_tuning_data_in_other_units_or_at_another_level_is_refused(tmp_path):
+    import ase.io
+
+    import zoo
+    from zoo.data import AtomicDataModule
+    from zoo.registry._finetune import check_fine_tuning_data
+
+    task = zoo.load("ethanol-dens-pbe-def2svp")  # its weights and statistics, as a fine-tune starts
+    frames = ase.io.read(Path(__file__).resolve().parents[2] / "data/ethanol/ethanol_pbe_def2svp_test.extxyz", ":12")
+
+    def statistics_of(scale_forces=1.0, shift_energy=0.0):
+        for atoms in frames:
+            atoms.calc.results["forces"] = atoms.calc.results["forces"] * scale_forces
+            atoms.calc.results["energy"] = atoms.calc.results["energy"] + shift_energy
+        path = tmp_path / f"{scale_forces}_{shift_energy}.extxyz"
+        ase.io.write(path, frames)
+        module = AtomicDataModule(str(path), targets=["energy", "forces"], standardize=["energy", "forces"],
+                                  reference_energies=["energy"], split={"method": "random", "sizes": [10, 2, 0]})
+        module.setup("fit")
+        for atoms in frames:  # undo
+            atoms.calc.results["forces"] = atoms.calc.results["forces"] / scale_forces
+            atoms.calc.results["energy"] = atoms.calc.results["energy"] - shift_energy
+        return module.statistics, module.train_dataset
+
+    same = statistics_of()
+    check_fine_tuning_data(task.model, *same, keep_statistics=True, name="ethanol")  # its own level: accepted
+    hartree_bohr = statistics_of(scale_forces=1 / 51.42)
+    with pytest.raises(ValueError, match=r"are they in eV/Å\? .*convert Hartree/Bohr"):
+        check_fine_tuning_data(task.model, *hartree_bohr, keep_statistics=False, name="ethanol")
+    other_level = statistics_of(shift_energy=-9 * 2.0)  # 2 eV per atom lower
+    check_fine_tuning_data(task.model, *other_level, keep_statistics=False, name="ethanol")  # re-fitted: fine
+    with pytest.raises(ValueError, match=r"-2 eV per atom .* not its level of theory.*set it false"):
+        check_fine_tuning_data(task.model, *other_level, keep_statistics=True, name="ethanol")

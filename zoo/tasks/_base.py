@@ -141,6 +141,11 @@ class AtomisticTask(pl.LightningModule):
         datamodule = self.trainer.datamodule
         if isinstance(datamodule, StatisticsSource) and datamodule.statistics:
             keep = bool(self.pretrained and fresh and self.keep_pretrained_statistics)
+            if self.pretrained and fresh:
+                from zoo.registry._finetune import check_fine_tuning_data
+
+                check_fine_tuning_data(self.model, Statistics.of(datamodule.statistics),
+                                       getattr(datamodule, "train_dataset", None), keep, self.pretrained)
             self.set_statistics(Statistics.of(datamodule.statistics), model=not keep)
 
     def set_statistics(self, statistics: Statistics, model: bool = True) -> None:
