@@ -302,7 +302,8 @@ def predict_structures(model: Predictor, structures, batch_size: int = BATCH_SIZ
     device = next(model.parameters()).device
     results, outliers = [], []
     training = model.training
-    model.eval()
+    if training:  # eval() walks every submodule: milliseconds an MD step would pay each call
+        model.eval()
     try:
         for start in range(0, len(images), batch_size):
             inputs = []
@@ -318,6 +319,7 @@ def predict_structures(model: Predictor, structures, batch_size: int = BATCH_SIZ
                 outliers += domain.outliers(batch, first=start)
             results += finish(outputs, batch, inputs)
     finally:
-        model.train(training)
+        if training:
+            model.train()
     TrainingDomain.warn(outliers, stacklevel=3)
     return results[0] if single else results
