@@ -1,0 +1,246 @@
+"""Data efficiency of fine-tuning (issue 22): force MAE on a molecule kept out of pretraining against
+the number N of DFT training frames, fine-tuned from a pretrained force field versus trained from
+scratch, at equal CPU time; and the pretrained model as it is (zero-shot).
+
+Every run trains on N frames of ``data/<molecule>/<molecule>_pbe_def2svp_train.extxyz`` (a seeded
+random choice, with 50 other frames of that file for validation) for ``--minutes`` of wall clock on
+one thread, keeps its best validation epoch, and is tested on the independent trajectory of
+``..._test.extxyz``. ``scratch`` trains the molecule's packaged recipe (``<molecule>_forcefield``);
+a registry name fine-tunes that model: its own architecture and weights (the task's ``pretrained``,
+backbone loaded whole, heads re-fitted), the recipe's data and loss, learning rate ``--lr``.
+
+    python benchmarks/finetune/finetune.py run --init scratch ethanol-dens-pbe-def2svp \\
+        --frames 25 50 100 250 950 --seeds 0 1 2 --minutes 10
+    python benchmarks/finetune/finetune.py zero-shot --init ethanol-dens-pbe-def2svp
+    python benchmarks/finetune/finetune.py table        # results/finetune.md and .png
+
+Records are appended to ``results/finetune.json`` as runs end; a rerun skips what is recorded, so an
+interrupted queue resumes. Run folders go to ``results/runs/`` (ignored by git).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+RESULTS = HERE / "results"
+RECORDS = RESULTS / "finetune.json"
+VALIDATION_FRAMES = 50
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--molecule", default="malonaldehyde")
+    parser.add_argument("--records", type=Path, default=RECORDS, help="JSON file of results (appended)")
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="train and test: every init x frames x seed not yet recorded")
+    run.add_argument("--init", nargs="+", required=True, help="'scratch' and/or registry names to fine-tune")
+    run.add_argument("--frames", nargs="+", type=int, default=[25, 50, 100, 250, 950])
+    run.add_argument("--seeds", nargs="+", type=int, default=[0])
+    run.add_argument("--minutes", type=float, default=10.0, help="wall clock of each run's training")
+    run.add_argument("--lr", type=float, default=1e-3, help="learning rate of fine-tuning (scratch: the recipe's)")
+    run.add_argument("--channels", type=int, default=None, help="scratch only: backbone width (smoke tests)")
+    zero = commands.add_parser("zero-shot", help="test pretrained models as they are")
+    zero.add_argument("--init", nargs="+", required=True)
+    commands.add_parser("table", help="results/finetune.md and finetune.png from the records")
+    return parser.parse_args(argv)
+
+
+def data_files(molecule: str) -> tuple[Path, Path]:
+    stem = ROOT / "data" / molecule / f"{molecule}_pbe_def2svp"
+    return Path(f"{stem}_train.extxyz"), Path(f"{stem}_test.extxyz")
+
+
+def records(path: Path) -> list[dict]:
+    return json.loads(path.read_text()) if path.is_file() else []
+
+
+def append(path: Path, record: dict) -> None:
+    from zoo._files import atomic_path
+
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(records(path) + [record], indent=1) + "\n")
+
+
+def run_config(molecule: str, init: str, frames: int, seed: int, minutes: float, lr: float,
+               channels: int | None, folder: Path) -> dict:
+    """The full LightningCLI config of one run (written next to its results, so it can be rerun)."""
+    from zoo.cli import parse_config
+    from zoo.registry import resolve
+    from zoo.registry._checkpoint import read_config
+
+    config = parse_config(["fit", "--config", f"{molecule}_forcefield"])
+    if init != "scratch":
+        task, _ = read_config(resolve(init).folder)
+        model = task["task"]
+        model["init_args"]["pretrained"] = init
+        model["init_args"]["optimizer"] = {"class_path": "torch.optim.AdamW",
+                                           "init_args": {"lr": lr, "weight_decay": 0.0}}
+        model["init_args"]["lr_scheduler"] = config["model"]["init_args"]["lr_scheduler"]
+        config["model"] = model
+    elif channels is not None:
+        config["model"]["init_args"]["model"]["init_args"]["backbone"]["init_args"]["channels"] = channels
+    train, test = data_files(molecule)
+    seconds = round(60 * minutes)
+    config["seed_everything"] = seed
+    config["trainer"].update(max_epochs=100_000, max_time=f"00:{seconds // 3600:02d}:{seconds % 3600 // 60:02d}:"
+                                                          f"{seconds % 60:02d}",
+                             default_root_dir=str(folder), enable_progress_bar=False)
+    config["trainer"]["logger"] = {"class_path": "lightning.pytorch.loggers.CSVLogger",
+                                   "init_args": {"save_dir": str(folder), "name": "", "version": 0}}
+    # fine-tuning sets are small: validate every epoch, scheduler and checkpoints on the same metric
+    config["trainer"]["callbacks"] = [c for c in config["trainer"]["callbacks"]
+                                      if not c["class_path"].endswith("ModelCheckpoint")] + [
+        {"class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
+         "init_args": {"monitor": "val/forces_mae", "filename": "best", "dirpath": str(folder / "checkpoints")}}]
+    config["data"]["init_args"].update(
+        source=str(train), test_source=str(test), batch_size=min(8, frames),
+        split={"method": "random", "sizes": [frames, VALIDATION_FRAMES, 0], "seed": seed})
+    return config
+
+
+def train_and_test(molecule: str, init: str, frames: int, seed: int, minutes: float, lr: float,
+                   channels: int | None) -> dict:
+    folder = RESULTS / "runs" / molecule / f"{init}_n{frames}_seed{seed}"
+    folder.mkdir(parents=True, exist_ok=True)
+    config = run_config(molecule, init, frames, seed, minutes, lr, channels, folder)
+    (folder / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    environment = {**os.environ, "OMP_NUM_THREADS": "1"}
+    zoo = [sys.executable, "-m", "zoo.cli"]
+    began = time.time()
+    with open(folder / "log.txt", "w") as log:
+        subprocess.run([*zoo, "fit", "--config", str(folder / "config.yaml")], stdout=log, stderr=subprocess.STDOUT,
+                       env=environment, check=True)
+        trained = time.time() - began
+        subprocess.run([*zoo, "test", "--config", str(folder / "config.yaml"), "--ckpt_path",
+                        str(folder / "checkpoints" / "best.ckpt"), "--trainer.logger.init_args.version", "1"],
+                       stdout=log, stderr=subprocess.STDOUT, env=environment, check=True)
+    metrics = _test_metrics(folder)
+    return {"molecule": molecule, "init": init, "frames": frames, "seed": seed, "minutes": minutes,
+            "lr": None if init == "scratch" else lr, "epochs": _epochs(folder), "train_seconds": round(trained, 1),
+            "test_forces_mae": metrics["test/forces_mae"] * 1000, "test_energy_mae": metrics["test/energy_mae"] * 1000,
+            "units": "meV/Å, meV", "load_average": round(os.getloadavg()[0], 2)}
+
+
+def _metric_rows(folder: Path) -> list[dict]:
+    import csv
+
+    rows = []
+    for path in sorted(folder.rglob("metrics.csv")):
+        with open(path) as file:
+            rows += list(csv.DictReader(file))
+    return rows
+
+
+def _test_metrics(folder: Path) -> dict[str, float]:
+    tested = [row for row in _metric_rows(folder) if row.get("test/forces_mae")]
+    if not tested:
+        raise RuntimeError(f"no test metrics in {folder}: see {folder / 'log.txt'}")
+    return {key: float(value) for key, value in tested[-1].items() if key.startswith("test/") and value}
+
+
+def _epochs(folder: Path) -> int:
+    epochs = [int(row["epoch"]) for row in _metric_rows(folder) if row.get("val/forces_mae")]
+    return max(epochs) + 1 if epochs else 0
+
+
+def zero_shot(molecule: str, init: str) -> dict:
+    """The pretrained model's force and energy errors on the test trajectory, as it is (no training);
+    the energy error after removing the mean offset, since the model's energy zero is its own."""
+    import ase.io
+    import numpy as np
+
+    import zoo
+
+    task = zoo.load(init)
+    frames = ase.io.read(data_files(molecule)[1], index=":")
+    predictions = task.predict(frames)
+    forces = np.concatenate([p["forces"] - atoms.get_forces() for p, atoms in zip(predictions, frames)])
+    energies = np.array([p["energy"] - atoms.get_potential_energy() for p, atoms in zip(predictions, frames)])
+    return {"molecule": molecule, "init": init, "frames": 0, "seed": None, "minutes": 0.0,
+            "test_forces_mae": float(np.abs(forces).mean() * 1000),
+            "test_energy_mae": float(np.abs(energies - energies.mean()).mean() * 1000),
+            "energy_offset": float(energies.mean()), "units": "meV/Å, meV (offset eV)"}
+
+
+def table(path: Path) -> str:
+    import numpy as np
+
+    found = records(path)
+    inits = list(dict.fromkeys(r["init"] for r in found))
+    sizes = sorted({r["frames"] for r in found if r["frames"]})
+    lines = ["# Fine-tuning against training from scratch at equal CPU time", "",
+             f"`python benchmarks/finetune/finetune.py table` from `{path.relative_to(ROOT)}`: test force MAE "
+             "(meV/Å) on the independent test trajectory, mean ± std over seeds (number of seeds); "
+             "frames 0 = the pretrained model as it is.", "",
+             "| init | " + " | ".join(f"N = {n}" for n in sizes) + " | zero-shot |",
+             "|---|" + "---:|" * (len(sizes) + 1)]
+    for init in inits:
+        cells = []
+        for n in [*sizes, 0]:
+            values = [r["test_forces_mae"] for r in found if r["init"] == init and r["frames"] == n]
+            cells.append("–" if not values else f"{np.mean(values):.1f} ± {np.std(values):.1f} ({len(values)})")
+        lines.append(f"| {init} | " + " | ".join(cells) + " |")
+    minutes = sorted({r["minutes"] for r in found if r["frames"]})
+    lines += ["", f"Training wall clock per run: {', '.join(f'{m:g}' for m in minutes)} min on one thread."]
+    return "\n".join(lines) + "\n"
+
+
+def figure(path: Path, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    found = [r for r in records(path) if r["frames"]]
+    fig, axis = plt.subplots(figsize=(5, 3.6))
+    for init in dict.fromkeys(r["init"] for r in found):
+        sizes = sorted({r["frames"] for r in found if r["init"] == init})
+        values = [[r["test_forces_mae"] for r in found if r["init"] == init and r["frames"] == n] for n in sizes]
+        axis.errorbar(sizes, [np.mean(v) for v in values], yerr=[np.std(v) for v in values], marker="o",
+                      capsize=3, label=init)
+    axis.set(xscale="log", yscale="log", xlabel="DFT training frames N", ylabel="test force MAE (meV/Å)")
+    axis.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=150)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.command == "run":
+        done = {(r["init"], r["frames"], r["seed"], r["minutes"]) for r in records(args.records)}
+        for seed in args.seeds:
+            for frames in args.frames:
+                for init in args.init:
+                    if (init, frames, seed, args.minutes) in done:
+                        continue
+                    print(f"[finetune] {args.molecule}: {init}, N = {frames}, seed {seed}, {args.minutes:g} min",
+                          flush=True)
+                    record = train_and_test(args.molecule, init, frames, seed, args.minutes, args.lr, args.channels)
+                    append(args.records, record)
+                    print(f"[finetune]   test force MAE {record['test_forces_mae']:.1f} meV/Å "
+                          f"({record['epochs']} epochs)", flush=True)
+    elif args.command == "zero-shot":
+        for init in args.init:
+            record = zero_shot(args.molecule, init)
+            append(args.records, record)
+            print(f"[finetune] {init} zero-shot on {args.molecule}: {record['test_forces_mae']:.1f} meV/Å", flush=True)
+    else:
+        (RESULTS / "finetune.md").write_text(table(args.records))
+        figure(args.records, RESULTS / "finetune.png")
+        print(table(args.records))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
