@@ -203,7 +203,7 @@ def test_fine_tuning_data_in_other_units_or_at_another_level_is_refused(tmp_path
 
     import zoo
     from zoo.data import AtomicDataModule
-    from zoo.registry._finetune import check_fine_tuning_data
+    from zoo.tasks._fine_tuning import check_fine_tuning_data
 
     task = zoo.load("ethanol-dens-pbe-def2svp")  # its weights and statistics, as a fine-tune starts
     frames = ase.io.read(Path(__file__).resolve().parents[2] / "data/ethanol/ethanol_pbe_def2svp_test.extxyz", ":12")

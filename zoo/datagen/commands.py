@@ -242,9 +242,8 @@ def sample_qm9_parser() -> argparse.ArgumentParser:
                         help="skip molecules with more than N heavy atoms (not recorded as failures)")
     parser.add_argument("--min-heavy-atoms", type=int, default=None, metavar="N",
                         help="skip molecules with fewer than N heavy atoms (not recorded as failures)")
-    parser.add_argument("--exclude-smiles", default="", metavar="SMILES[,...]",
-                        help="leave out these molecules wherever they are in --rows (compared as canonical "
-                             "SMILES without stereochemistry), e.g. molecules kept out for a benchmark")
+    parser.add_argument("--exclude-smiles", default="", metavar="SMILES[,...]", help="leave out these molecules "
+                        "wherever they are in --rows (as graphs: canonical SMILES without stereochemistry)")
     parser.add_argument("--shard", default=None, metavar="I/N",
                         help="do rows I, I+N, I+2N, ... of --rows into files with .shard-I-of-N before the suffix")
     parser.add_argument("--failures", default=None,

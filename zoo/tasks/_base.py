@@ -15,6 +15,7 @@ from zoo.data import Statistics, StatisticsSource, UsesStatistics, n_structures
 from zoo.losses import AuxiliaryLoss, Forward, Output, Progress, Step
 from zoo.models import Predictor, StructureGenerator, TrainingDomain
 from zoo.models._inference import BATCH_SIZE
+from zoo.tasks._fine_tuning import check_fine_tuning_data
 
 STAGES = ("train", "val", "test")
 
@@ -142,8 +143,6 @@ class AtomisticTask(pl.LightningModule):
         if isinstance(datamodule, StatisticsSource) and datamodule.statistics:
             keep = bool(self.pretrained and fresh and self.keep_pretrained_statistics)
             if self.pretrained and fresh:
-                from zoo.registry._finetune import check_fine_tuning_data
-
                 check_fine_tuning_data(self.model, Statistics.of(datamodule.statistics),
                                        getattr(datamodule, "train_dataset", None), keep, self.pretrained)
             self.set_statistics(Statistics.of(datamodule.statistics), model=not keep)
