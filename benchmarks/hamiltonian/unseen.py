@@ -9,7 +9,8 @@ the table gives cycles and wall time, guess over MINAO.
     OMP_NUM_THREADS=1 python benchmarks/hamiltonian/unseen.py --model hamiltonian-qm9-sct-b3lyp5-def2svp \\
         --model runs/qm9_occupied/pretrained --json benchmarks/hamiltonian/results/unseen.json
 
-The MINAO runs are shared by every model of one call; ``--molecules N`` takes the first N.
+The MINAO runs are shared by every model; ``--molecules N`` takes the first N. Each SCF is recorded
+in ``--json`` as it ends and a rerun skips what is recorded, so an interrupted run resumes.
 """
 
 from __future__ import annotations
@@ -59,43 +60,57 @@ def main(argv=None) -> dict:
 
     args = parse_args(argv)
     molecules = structures(args.molecules)
-    results, minao = {"molecules": [a.info["name"] for a in molecules], "models": {}}, []
+    # resumable: every SCF is recorded as it ends, and a rerun skips what is recorded
+    results = json.loads(args.json.read_text()) if args.json is not None and args.json.is_file() else {}
+    results.setdefault("minao", {})
+    results.setdefault("models", {})
     for ref in args.model:
         task = zoo.load(ref, dtype="float64")
         level = task.model.level
-        rows = []
-        for k, atoms in enumerate(molecules):
+        rows = results["models"].setdefault(ref, {"rows": []})["rows"]
+        for atoms in molecules:
+            name = atoms.info["name"]
+            if any(r["name"] == name for r in rows):
+                continue
             mol = level.build_mole(atoms.numbers, atoms.positions)
-            if len(minao) <= k:
-                minao.append(scf_cycles(mol, level))
+            if name not in results["minao"]:
+                results["minao"][name] = scf_cycles(mol, level)
+                _save(args.json, results)
+            minao = results["minao"][name]
             mf = level.build_scf(mol)
             tic = time.perf_counter()
             dm0 = model_guess(task, mf)
             guess_s = time.perf_counter() - tic
             tic = time.perf_counter()
             energy = mf.kernel(dm0=dm0)
-            rows.append({"name": atoms.info["name"], "n_atoms": len(atoms), "cycles": int(mf.cycles),
-                         "minao_cycles": minao[k]["cycles"], "guess_s": guess_s, "scf_s": time.perf_counter() - tic,
-                         "minao_s": minao[k]["time_s"], "converged": bool(mf.converged) and minao[k]["converged"],
-                         "energy_difference": abs(float(energy) - minao[k]["energy"])})
-            print(f"[unseen] {ref}: {atoms.info['name']} {rows[-1]['cycles']} cycles (MINAO {rows[-1]['minao_cycles']})",
-                  flush=True)
+            rows.append({"name": name, "n_atoms": len(atoms), "cycles": int(mf.cycles),
+                         "minao_cycles": minao["cycles"], "guess_s": guess_s, "scf_s": time.perf_counter() - tic,
+                         "minao_s": minao["time_s"], "converged": bool(mf.converged) and minao["converged"],
+                         "energy_difference": abs(float(energy) - minao["energy"])})
+            _save(args.json, results)
+            print(f"[unseen] {ref}: {name} {rows[-1]['cycles']} cycles (MINAO {rows[-1]['minao_cycles']})", flush=True)
         ratios = [r["cycles"] / r["minao_cycles"] for r in rows]
-        results["models"][ref] = {
-            "scf_cycle_ratio": sum(r["cycles"] for r in rows) / sum(r["minao_cycles"] for r in rows),
-            "scf_cycle_ratio_range": [min(ratios), max(ratios)],
-            "wall_ratio_with_guess": sum(r["guess_s"] + r["scf_s"] for r in rows) / sum(r["minao_s"] for r in rows),
-            "all_converged": all(r["converged"] for r in rows),
-            "max_energy_difference": max(r["energy_difference"] for r in rows),
-            "rows": rows}
+        results["models"][ref].update(
+            scf_cycle_ratio=sum(r["cycles"] for r in rows) / sum(r["minao_cycles"] for r in rows),
+            scf_cycle_ratio_range=[min(ratios), max(ratios)],
+            wall_ratio_with_guess=sum(r["guess_s"] + r["scf_s"] for r in rows) / sum(r["minao_s"] for r in rows),
+            all_converged=all(r["converged"] for r in rows),
+            max_energy_difference=max(r["energy_difference"] for r in rows))
+        _save(args.json, results)
         summary = results["models"][ref]
         print(f"[unseen] {ref}: cycles {summary['scf_cycle_ratio']:.3f}x MINAO "
               f"({statistics.mean(r['cycles'] for r in rows):.1f} vs "
-              f"{statistics.mean(r['minao_cycles'] for r in rows):.1f}), wall {summary['wall_ratio_with_guess']:.2f}x",
-              flush=True)
-    if args.json is not None:
-        args.json.write_text(json.dumps(results, indent=1) + "\n")
+              f"{statistics.mean(r['minao_cycles'] for r in rows):.1f}) on {len(rows)} molecules, "
+              f"wall {summary['wall_ratio_with_guess']:.2f}x", flush=True)
     return results
+
+
+def _save(path: Path | None, results: dict) -> None:
+    if path is not None:
+        from zoo._files import atomic_path
+
+        with atomic_path(path) as tmp:
+            tmp.write_text(json.dumps(results, indent=1) + "\n")
 
 
 if __name__ == "__main__":
