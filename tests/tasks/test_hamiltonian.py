@@ -23,10 +23,10 @@ def water():
     return read_hamiltonian_h5(WATER_H5, indices=range(12), dtype=torch.float64)
 
 
-def _task(**kwargs):
+def _task(base=None, **kwargs):
     torch.manual_seed(0)
     backbone = EquivariantBackbone(["H", "O"], channels=4, l_max=2, num_layers=1, cutoff=4.0, parity="full")
-    return HamiltonianTask(HamiltonianModel(backbone, head_channels=4, pair_cutoff=8.0).double(), **kwargs)
+    return HamiltonianTask(HamiltonianModel(backbone, head_channels=4, pair_cutoff=8.0, base=base).double(), **kwargs)
 
 
 def _trainer(tmp_path, steps, **kwargs):
@@ -65,6 +65,17 @@ def test_supervised_fit_reduces_the_hamiltonian_error(tmp_path):
     assert after["val/hamiltonian_mae_all"] < 0.7 * before["val/hamiltonian_mae_all"]
     assert 0 < after["val/orbital_cosine"] <= 1 and after["val/orbital_energy_mae"] > 0
     assert (tmp_path / "split.npz").exists()
+
+
+def test_the_base_hamiltonians_are_made_before_the_first_step_with_progress(tmp_path, caplog):
+    data = AtomicDataModule(source=str(WATER_H5), reader_kwargs={"indices": list(range(6))}, dtype="float64",
+                            targets=[keys.HAMILTONIAN], split={"method": "random", "sizes": [4, 2, 0], "seed": 0},
+                            split_dir=str(tmp_path), batch_size=2)
+    task = _task(base="minao_fock", mode="supervised")
+    with caplog.at_level("INFO"):
+        _trainer(tmp_path, steps=1).fit(task, datamodule=data)
+    assert len(task.model._base_cache) == 6  # the 4 training and 2 validation structures, nothing more
+    assert "base Hamiltonians (minao_fock) of the training and validation structures: 6/6" in caplog.text
 
 
 def test_level_of_theory_mismatch_is_an_error(tmp_path):

@@ -7,10 +7,12 @@ Self-consistency training (Zhang et al., ICML 2024) is the auxiliary loss
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Sequence
 
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from lightning.pytorch.utilities import rank_zero_info
 
 from zoo.data import atom_ranges, keys, n_structures
 from zoo.losses import Forward, OccupiedSpaceLoss, Output, SelfConsistencyLoss
@@ -129,6 +131,24 @@ class HamiltonianTask(AtomisticTask):
         if (stage == "fit" and self.fit_reference and not self.pretrained and self.trainer.ckpt_path is None
                 and getattr(datamodule, "train_dataset", None) is not None):
             self.model.fit_onsite_reference(self._reference_structures(datamodule.train_dataset))
+        if stage == "fit" and self.model.base is not None and datamodule is not None:
+            self._prepare_bases([getattr(datamodule, name, None) for name in
+                                 ("train_dataset", "val_dataset")])
+
+    def _prepare_bases(self, datasets) -> None:
+        """The base Hamiltonian of every structure the fit will see, before the first step, with
+        progress: otherwise the first epoch computes them (seconds each, one PySCF Fock build)
+        without a word for minutes."""
+        structures = [data for dataset in datasets if dataset is not None for data in dataset.raw]
+        began = shown = time.perf_counter()
+        for number, data in enumerate(structures, 1):
+            z = data[keys.ATOMIC_NUMBERS]
+            self.model.base_matrices(z, data[keys.POSITIONS], torch.zeros_like(z))
+            now = time.perf_counter()
+            if now - shown > 10 or number == len(structures):
+                shown = now
+                rank_zero_info(f"zoo: base Hamiltonians ({self.model.base}) of the training and validation "
+                               f"structures: {number}/{len(structures)} in {now - began:.0f} s")
 
     def _reference_structures(self, dataset):
         structures = [dataset[i] for i in range(min(len(dataset), _REFERENCE_STRUCTURES))]
