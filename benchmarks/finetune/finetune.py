@@ -2,15 +2,20 @@
 the number N of DFT training frames, fine-tuned from a pretrained force field versus trained from
 scratch, at equal CPU time; and the pretrained model as it is (zero-shot).
 
-Every run trains on N frames of ``data/<molecule>/<molecule>_pbe_def2svp_train.extxyz`` (a seeded
-random choice, with 50 other frames of that file for validation) for ``--minutes`` of wall clock on
-one thread, keeps its best validation epoch, and is tested on the independent trajectory of
-``..._test.extxyz``. ``scratch`` trains the molecule's packaged recipe (``<molecule>_forcefield``);
+Every run trains on N frames of ``data/<molecule>/<molecule>_pbe_def2svp_train.extxyz`` for
+``--minutes`` of wall clock on one thread, keeps its best validation epoch, and is tested on the
+independent trajectory of ``..._test.extxyz``. The seed fixes 50 validation frames; the N training
+frames are chosen from the other 950 (the xTB MD pool, before any DFT) by ``--select``: ``random``,
+``fps`` (farthest point) or ``d-optimal`` (greedy D-optimal design, :mod:`zoo.selection`), the
+last two on the features of ``--select-model`` (a registry name; default: the run's pretrained
+model, or the Coulomb-matrix descriptor for ``scratch``). ``scratch`` trains the molecule's packaged recipe (``<molecule>_forcefield``);
 a registry name fine-tunes that model: its own architecture and weights (the task's ``pretrained``,
 backbone loaded whole, heads re-fitted), the recipe's data and loss, learning rate ``--lr``.
 
     python benchmarks/finetune/finetune.py run --init scratch ethanol-dens-pbe-def2svp \\
         --frames 25 50 100 250 950 --seeds 0 1 2 --minutes 10
+    python benchmarks/finetune/finetune.py run --init ethanol-dens-pbe-def2svp --select d-optimal fps random \
+        --frames 25 50 100 --seeds 0 1 2 --minutes 10
     python benchmarks/finetune/finetune.py zero-shot --init ethanol-dens-pbe-def2svp
     python benchmarks/finetune/finetune.py table        # results/finetune.md and .png
 
@@ -35,6 +40,7 @@ ROOT = HERE.parents[1]
 RESULTS = HERE / "results"
 RECORDS = RESULTS / "finetune.json"
 VALIDATION_FRAMES = 50
+SELECTIONS = ("random", "fps", "d-optimal")
 
 
 def parse_args(argv=None):
@@ -49,6 +55,9 @@ def parse_args(argv=None):
     run.add_argument("--minutes", type=float, default=10.0, help="wall clock of each run's training")
     run.add_argument("--lr", type=float, default=1e-3, help="learning rate of fine-tuning (scratch: the recipe's)")
     run.add_argument("--channels", type=int, default=None, help="scratch only: backbone width (smoke tests)")
+    run.add_argument("--select", nargs="+", default=["random"], choices=SELECTIONS,
+                     help="how the N training frames are chosen from the pool")
+    run.add_argument("--select-model", default=None, help="features for fps and d-optimal (default: see above)")
     zero = commands.add_parser("zero-shot", help="test pretrained models as they are")
     zero.add_argument("--init", nargs="+", required=True)
     commands.add_parser("table", help="results/finetune.md and finetune.png from the records")
@@ -71,8 +80,43 @@ def append(path: Path, record: dict) -> None:
         tmp.write_text(json.dumps(records(path) + [record], indent=1) + "\n")
 
 
+def training_split(molecule: str, frames: int, seed: int, select: str, feature_model: str | None,
+                   folder: Path) -> Path:
+    """The run's split file: 50 validation frames fixed by the seed, N training frames chosen by
+    ``select`` from the rest (the structures alone: no label is read to choose)."""
+    import ase.io
+    import numpy as np
+
+    from zoo.data.splits import Split
+    from zoo.selection import descriptor_features, farthest_point, greedy_d_optimal, model_features
+
+    structures = ase.io.read(data_files(molecule)[0], index=":")
+    order = np.random.default_rng(seed).permutation(len(structures))
+    val, pool = order[:VALIDATION_FRAMES], order[VALIDATION_FRAMES:]
+    if frames > len(pool):
+        raise ValueError(f"{frames} training frames asked for, the pool has {len(pool)}")
+    if select == "random":
+        chosen = pool[:frames]
+    else:
+        candidates = [structures[i] for i in pool]
+        if feature_model is None:
+            features = descriptor_features(candidates)
+        else:
+            import zoo
+
+            features = model_features(zoo.load(feature_model), candidates)
+        picked = greedy_d_optimal(features, frames) if select == "d-optimal" else farthest_point(features, frames,
+                                                                                                    seed=seed)
+        chosen = pool[np.asarray(picked)]
+    path = folder / "training_split.npz"
+    Split(chosen, val, np.array([], dtype=np.int64), method=f"finetune-{select}",
+          params={"seed": seed, "frames": frames, "features": feature_model or "coulomb"},
+          n=len(structures)).save(path)
+    return path
+
+
 def run_config(molecule: str, init: str, frames: int, seed: int, minutes: float, lr: float,
-               channels: int | None, folder: Path) -> dict:
+               channels: int | None, folder: Path, split: Path) -> dict:
     """The full LightningCLI config of one run (written next to its results, so it can be rerun)."""
     from zoo.cli import parse_config
     from zoo.registry import resolve
@@ -103,16 +147,17 @@ def run_config(molecule: str, init: str, frames: int, seed: int, minutes: float,
         {"class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
          "init_args": {"monitor": "val/forces_mae", "filename": "best", "dirpath": str(folder / "checkpoints")}}]
     config["data"]["init_args"].update(
-        source=str(train), test_source=str(test), batch_size=min(8, frames),
-        split={"method": "random", "sizes": [frames, VALIDATION_FRAMES, 0], "seed": seed})
+        source=str(train), test_source=str(test), batch_size=min(8, frames), split_file=str(split))
     return config
 
 
 def train_and_test(molecule: str, init: str, frames: int, seed: int, minutes: float, lr: float,
-                   channels: int | None) -> dict:
-    folder = RESULTS / "runs" / molecule / f"{init}_n{frames}_seed{seed}"
+                   channels: int | None, select: str = "random", select_model: str | None = None) -> dict:
+    folder = RESULTS / "runs" / molecule / f"{init}_{select}_n{frames}_seed{seed}"
     folder.mkdir(parents=True, exist_ok=True)
-    config = run_config(molecule, init, frames, seed, minutes, lr, channels, folder)
+    feature_model = select_model or (None if init == "scratch" else init)
+    split = training_split(molecule, frames, seed, select, feature_model, folder)
+    config = run_config(molecule, init, frames, seed, minutes, lr, channels, folder, split)
     (folder / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     environment = {**os.environ, "OMP_NUM_THREADS": "1"}
     zoo = [sys.executable, "-m", "zoo.cli"]
@@ -125,7 +170,9 @@ def train_and_test(molecule: str, init: str, frames: int, seed: int, minutes: fl
                         str(folder / "checkpoints" / "best.ckpt"), "--trainer.logger.init_args.version", "1"],
                        stdout=log, stderr=subprocess.STDOUT, env=environment, check=True)
     metrics = _test_metrics(folder)
-    return {"molecule": molecule, "init": init, "frames": frames, "seed": seed, "minutes": minutes,
+    return {"molecule": molecule, "init": init, "select": select,
+            "select_features": feature_model or "coulomb" if select != "random" else None,
+            "frames": frames, "seed": seed, "minutes": minutes,
             "lr": None if init == "scratch" else lr, "epochs": _epochs(folder), "train_seconds": round(trained, 1),
             "test_forces_mae": metrics["test/forces_mae"] * 1000, "test_energy_mae": metrics["test/energy_mae"] * 1000,
             "units": "meV/Å, meV", "load_average": round(os.getloadavg()[0], 2)}
@@ -175,11 +222,12 @@ def zero_shot(molecule: str, init: str) -> dict:
 def table(path: Path) -> str:
     import numpy as np
 
-    found = records(path)
+    found = [{**r, "init": r["init"] if r.get("select", "random") == "random" or not r["frames"]
+              else f"{r['init']} ({r['select']})"} for r in records(path)]
     inits = list(dict.fromkeys(r["init"] for r in found))
     sizes = sorted({r["frames"] for r in found if r["frames"]})
     lines = ["# Fine-tuning against training from scratch at equal CPU time", "",
-             f"`python benchmarks/finetune/finetune.py table` from `{path.relative_to(ROOT)}`: test force MAE "
+             f"`python benchmarks/finetune/finetune.py table` from `{_shown(path)}`: test force MAE "
              "(meV/Å) on the independent test trajectory, mean ± std over seeds (number of seeds); "
              "frames 0 = the pretrained model as it is.", "",
              "| init | " + " | ".join(f"N = {n}" for n in sizes) + " | zero-shot |",
@@ -195,6 +243,10 @@ def table(path: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _shown(path: Path) -> str:
+    return str(path.resolve().relative_to(ROOT)) if path.resolve().is_relative_to(ROOT) else str(path)
+
+
 def figure(path: Path, out: Path) -> None:
     import matplotlib
 
@@ -202,7 +254,8 @@ def figure(path: Path, out: Path) -> None:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    found = [r for r in records(path) if r["frames"]]
+    found = [{**r, "init": r["init"] if r.get("select", "random") == "random" else f"{r['init']} ({r['select']})"}
+             for r in records(path) if r["frames"]]
     fig, axis = plt.subplots(figsize=(5, 3.6))
     for init in dict.fromkeys(r["init"] for r in found):
         sizes = sorted({r["frames"] for r in found if r["init"] == init})
@@ -218,26 +271,30 @@ def figure(path: Path, out: Path) -> None:
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.command == "run":
-        done = {(r["init"], r["frames"], r["seed"], r["minutes"]) for r in records(args.records)}
+        done = {(r["init"], r.get("select", "random"), r["frames"], r["seed"], r["minutes"])
+                for r in records(args.records)}
         for seed in args.seeds:
             for frames in args.frames:
                 for init in args.init:
-                    if (init, frames, seed, args.minutes) in done:
-                        continue
-                    print(f"[finetune] {args.molecule}: {init}, N = {frames}, seed {seed}, {args.minutes:g} min",
-                          flush=True)
-                    record = train_and_test(args.molecule, init, frames, seed, args.minutes, args.lr, args.channels)
-                    append(args.records, record)
-                    print(f"[finetune]   test force MAE {record['test_forces_mae']:.1f} meV/Å "
-                          f"({record['epochs']} epochs)", flush=True)
+                    for select in args.select:
+                        if (init, select, frames, seed, args.minutes) in done:
+                            continue
+                        print(f"[finetune] {args.molecule}: {init}, {select} N = {frames}, seed {seed}, "
+                              f"{args.minutes:g} min", flush=True)
+                        record = train_and_test(args.molecule, init, frames, seed, args.minutes, args.lr,
+                                                args.channels, select, args.select_model)
+                        append(args.records, record)
+                        print(f"[finetune]   test force MAE {record['test_forces_mae']:.1f} meV/Å "
+                              f"({record['epochs']} epochs)", flush=True)
     elif args.command == "zero-shot":
         for init in args.init:
             record = zero_shot(args.molecule, init)
             append(args.records, record)
             print(f"[finetune] {init} zero-shot on {args.molecule}: {record['test_forces_mae']:.1f} meV/Å", flush=True)
     else:
-        (RESULTS / "finetune.md").write_text(table(args.records))
-        figure(args.records, RESULTS / "finetune.png")
+        out = args.records.with_suffix("")
+        out.with_suffix(".md").write_text(table(args.records))
+        figure(args.records, out.with_suffix(".png"))
         print(table(args.records))
     return 0
 
