@@ -184,18 +184,18 @@ class AtomicDataModule(pl.LightningDataModule):
                                  f"levels {levels}")
         return sources
 
+    def _read(self, source: str, reader_kwargs: dict[str, Any]) -> AtomicDataset:
+        dataset = read_structures(source, dtype=self.dtype, **reader_kwargs)
+        dataset.require_nonempty(f"{source!r} with reader arguments {reader_kwargs} gave no structures")
+        self._check_keys(dataset, source)
+        return dataset
+
     def _read_source(self) -> AtomicDataset:
         if isinstance(self.source, str):
-            dataset = read_structures(self.source, dtype=self.dtype, **self.reader_kwargs)
-            dataset.require_nonempty(f"{self.source!r} with reader arguments {self.reader_kwargs} gave no structures")
-            self._check_keys(dataset, self.source)
-            return dataset
+            return self._read(self.source, self.reader_kwargs)
         structures, metadata = [], {"sources": []}
         for entry in self.source:
-            kwargs = {**self.reader_kwargs, **dict(entry.get("reader_kwargs") or {})}
-            part = read_structures(entry["source"], dtype=self.dtype, **kwargs)
-            part.require_nonempty(f"{entry['source']!r} with reader arguments {kwargs} gave no structures")
-            self._check_keys(part, entry["source"])
+            part = self._read(entry["source"], {**self.reader_kwargs, **dict(entry.get("reader_kwargs") or {})})
             fidelity = self.levels.index(entry["level"])
             for data in part.raw:
                 data[keys.FIDELITY] = torch.tensor([fidelity])

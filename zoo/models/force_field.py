@@ -92,9 +92,8 @@ class ForceFieldModel(PropertyModel):
         if self.levels:
             # every head: the energy's shift (pooled over levels) and its own level's references
             energy = {k: v for k, v in statistics.get(keys.ENERGY, {}).items() if k in ("mean", "std", "per_atom")}
-            statistics = Statistics({_head(level): {**energy, "reference_energies": {
-                z: value for z, value in statistics.reference_energies(keys.ENERGY, level).items()}}
-                for level in self.levels})
+            statistics = Statistics({_head(level): {**energy, "reference_energies": statistics.reference_energies(
+                keys.ENERGY, level)} for level in self.levels})
         super().set_statistics(statistics)
         if forces_std is not None:
             self.rescale.scale[:] = forces_std

@@ -141,11 +141,12 @@ class AtomisticTask(pl.LightningModule):
                     domain.fit(structures)
         datamodule = self.trainer.datamodule
         if isinstance(datamodule, StatisticsSource) and datamodule.statistics:
+            statistics = Statistics.of(datamodule.statistics)
             keep = bool(self.pretrained and fresh and self.keep_pretrained_statistics)
             if self.pretrained and fresh:
-                check_fine_tuning_data(self.model, Statistics.of(datamodule.statistics),
-                                       getattr(datamodule, "train_dataset", None), keep, self.pretrained)
-            self.set_statistics(Statistics.of(datamodule.statistics), model=not keep)
+                check_fine_tuning_data(self.model, statistics, getattr(datamodule, "train_dataset", None), keep,
+                                       self.pretrained)
+            self.set_statistics(statistics, model=not keep)
 
     def set_statistics(self, statistics: Statistics, model: bool = True) -> None:
         """Hand the training set's statistics to the auxiliary losses and, unless ``model`` is

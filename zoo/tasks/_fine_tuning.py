@@ -16,7 +16,8 @@ FORCE_SCALE_RATIO = 10.0
 ENERGY_OFFSET_PER_ATOM = 0.5
 
 
-def check_fine_tuning_data(model: torch.nn.Module, statistics: Statistics, structures, keep_statistics: bool, name: str) -> None:
+def check_fine_tuning_data(model: torch.nn.Module, statistics: Statistics, structures, keep_statistics: bool,
+                           name: str) -> None:
     """Refuse a fine-tuning set whose forces are in other units than the pretrained model's, or,
     when the pretrained statistics are kept, whose energies are at another level of theory.
 
