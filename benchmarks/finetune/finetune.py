@@ -9,8 +9,9 @@ frames are chosen from the other 950 (the xTB MD pool, before any DFT) by ``--se
 ``fps`` (farthest point) or ``d-optimal`` (greedy D-optimal design, :mod:`zoo.selection`), the
 last two on the features of ``--select-model`` (a registry name; default: the run's pretrained
 model, or the Coulomb-matrix descriptor for ``scratch``). ``scratch`` trains the molecule's packaged recipe (``<molecule>_forcefield``);
-a registry name fine-tunes that model: its own architecture and weights (the task's ``pretrained``,
-backbone loaded whole, heads re-fitted), the recipe's data and loss, learning rate ``--lr``.
+a registry name or model folder fine-tunes that model: its own architecture and weights (the task's
+``pretrained``, backbone loaded whole, heads re-fitted; a multi-fidelity model's levels become the
+molecule's one), the recipe's data and loss (no DeNS, as from scratch), learning rate ``--lr``.
 
     python benchmarks/finetune/finetune.py run --init scratch ethanol-dens-pbe-def2svp \\
         --frames 25 50 100 250 950 --seeds 0 1 2 --minutes 10
@@ -127,6 +128,10 @@ def run_config(molecule: str, init: str, frames: int, seed: int, minutes: float,
         task, _ = read_config(resolve(init).folder)
         model = task["task"]
         model["init_args"]["pretrained"] = init
+        # one level (the molecule's DFT) and the scratch recipe's loss: a multi-fidelity model's
+        # heads become one, re-fitted, and DeNS stays a pretraining matter
+        model["init_args"]["model"]["init_args"].pop("levels", None)
+        model["init_args"].pop("dens", None)
         model["init_args"]["optimizer"] = {"class_path": "torch.optim.AdamW",
                                            "init_args": {"lr": lr, "weight_decay": 0.0}}
         model["init_args"]["lr_scheduler"] = config["model"]["init_args"]["lr_scheduler"]
@@ -153,7 +158,7 @@ def run_config(molecule: str, init: str, frames: int, seed: int, minutes: float,
 
 def train_and_test(molecule: str, init: str, frames: int, seed: int, minutes: float, lr: float,
                    channels: int | None, select: str = "random", select_model: str | None = None) -> dict:
-    folder = RESULTS / "runs" / molecule / f"{init}_{select}_n{frames}_seed{seed}"
+    folder = RESULTS / "runs" / molecule / f"{_label(init)}_{select}_n{frames}_seed{seed}"
     folder.mkdir(parents=True, exist_ok=True)
     feature_model = select_model or (None if init == "scratch" else init)
     split = training_split(molecule, frames, seed, select, feature_model, folder)
@@ -170,12 +175,19 @@ def train_and_test(molecule: str, init: str, frames: int, seed: int, minutes: fl
                         str(folder / "checkpoints" / "best.ckpt"), "--trainer.logger.init_args.version", "1"],
                        stdout=log, stderr=subprocess.STDOUT, env=environment, check=True)
     metrics = _test_metrics(folder)
-    return {"molecule": molecule, "init": init, "select": select,
+    return {"molecule": molecule, "init": _label(init), "pretrained": None if init == "scratch" else init,
+            "select": select,
             "select_features": feature_model or "coulomb" if select != "random" else None,
             "frames": frames, "seed": seed, "minutes": minutes,
             "lr": None if init == "scratch" else lr, "epochs": _epochs(folder), "train_seconds": round(trained, 1),
             "test_forces_mae": metrics["test/forces_mae"] * 1000, "test_energy_mae": metrics["test/energy_mae"] * 1000,
             "units": "meV/Å, meV", "load_average": round(os.getloadavg()[0], 2)}
+
+
+def _label(init: str) -> str:
+    """How a run's start is named in records and folders: ``scratch``, a registry name, or the name of
+    a model folder (``runs/organic_pretrain/pretrained/organic-...`` -> ``organic-...``)."""
+    return Path(init).name if os.sep in init else init
 
 
 def _metric_rows(folder: Path) -> list[dict]:
@@ -213,7 +225,7 @@ def zero_shot(molecule: str, init: str) -> dict:
     predictions = task.predict(frames)
     forces = np.concatenate([p["forces"] - atoms.get_forces() for p, atoms in zip(predictions, frames)])
     energies = np.array([p["energy"] - atoms.get_potential_energy() for p, atoms in zip(predictions, frames)])
-    return {"molecule": molecule, "init": init, "frames": 0, "seed": None, "minutes": 0.0,
+    return {"molecule": molecule, "init": _label(init), "pretrained": init, "frames": 0, "seed": None, "minutes": 0.0,
             "test_forces_mae": float(np.abs(forces).mean() * 1000),
             "test_energy_mae": float(np.abs(energies - energies.mean()).mean() * 1000),
             "energy_offset": float(energies.mean()), "units": "meV/Å, meV (offset eV)"}
@@ -277,7 +289,7 @@ def main(argv=None) -> int:
             for frames in args.frames:
                 for init in args.init:
                     for select in args.select:
-                        if (init, select, frames, seed, args.minutes) in done:
+                        if (_label(init), select, frames, seed, args.minutes) in done:
                             continue
                         print(f"[finetune] {args.molecule}: {init}, {select} N = {frames}, seed {seed}, "
                               f"{args.minutes:g} min", flush=True)
