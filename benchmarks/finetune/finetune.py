@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -158,8 +159,11 @@ def run_config(molecule: str, init: str, frames: int, seed: int, minutes: float,
 
 def train_and_test(molecule: str, init: str, frames: int, seed: int, minutes: float, lr: float,
                    channels: int | None, select: str = "random", select_model: str | None = None) -> dict:
-    folder = RESULTS / "runs" / molecule / f"{_label(init)}_{select}_n{frames}_seed{seed}"
-    folder.mkdir(parents=True, exist_ok=True)
+    learning = "" if init == "scratch" else f"_lr{lr:g}"
+    folder = RESULTS / "runs" / molecule / f"{_label(init)}_{select}_n{frames}_seed{seed}{learning}_{minutes:g}min"
+    # a run not in the records was interrupted: its checkpoints must not stand in for the new ones
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
     feature_model = select_model or (None if init == "scratch" else init)
     split = training_split(molecule, frames, seed, select, feature_model, folder)
     config = run_config(molecule, init, frames, seed, minutes, lr, channels, folder, split)
@@ -234,8 +238,7 @@ def zero_shot(molecule: str, init: str) -> dict:
 def table(path: Path) -> str:
     import numpy as np
 
-    found = [{**r, "init": r["init"] if r.get("select", "random") == "random" or not r["frames"]
-              else f"{r['init']} ({r['select']})"} for r in records(path)]
+    found = [{**r, "init": _row_label(r)} for r in records(path)]
     inits = list(dict.fromkeys(r["init"] for r in found))
     sizes = sorted({r["frames"] for r in found if r["frames"]})
     lines = ["# Fine-tuning against training from scratch at equal CPU time", "",
@@ -255,6 +258,13 @@ def table(path: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _row_label(record: dict) -> str:
+    """A table row: the start, with the selection when not random and the fine-tuning learning rate."""
+    notes = [record["select"]] if record.get("select", "random") != "random" and record["frames"] else []
+    notes += [f"lr {record['lr']:g}"] if record.get("lr") else []
+    return record["init"] + (f" ({', '.join(notes)})" if notes else "")
+
+
 def _shown(path: Path) -> str:
     return str(path.resolve().relative_to(ROOT)) if path.resolve().is_relative_to(ROOT) else str(path)
 
@@ -266,8 +276,7 @@ def figure(path: Path, out: Path) -> None:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    found = [{**r, "init": r["init"] if r.get("select", "random") == "random" else f"{r['init']} ({r['select']})"}
-             for r in records(path) if r["frames"]]
+    found = [{**r, "init": _row_label(r)} for r in records(path) if r["frames"]]
     fig, axis = plt.subplots(figsize=(5, 3.6))
     for init in dict.fromkeys(r["init"] for r in found):
         sizes = sorted({r["frames"] for r in found if r["init"] == init})
@@ -283,13 +292,14 @@ def figure(path: Path, out: Path) -> None:
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.command == "run":
-        done = {(r["init"], r.get("select", "random"), r["frames"], r["seed"], r["minutes"])
+        done = {(r["init"], r.get("select", "random"), r["frames"], r["seed"], r["minutes"], r.get("lr"))
                 for r in records(args.records)}
         for seed in args.seeds:
             for frames in args.frames:
                 for init in args.init:
                     for select in args.select:
-                        if (_label(init), select, frames, seed, args.minutes) in done:
+                        lr = None if init == "scratch" else args.lr
+                        if (_label(init), select, frames, seed, args.minutes, lr) in done:
                             continue
                         print(f"[finetune] {args.molecule}: {init}, {select} N = {frames}, seed {seed}, "
                               f"{args.minutes:g} min", flush=True)
