@@ -76,8 +76,15 @@ def test_only_a_folder_this_command_created_and_without_checkpoints_is_removed(t
     assert kept.is_dir()
     empty = tmp_path / "version_1"
     (empty / "hessian").mkdir(parents=True)
+    (empty / "metrics.csv").write_text("epoch,step,train/loss\n")  # a header, no row yet
     remove_failed_run_folder(empty)
     assert not empty.exists()
+    # a run stopped after hours, its checkpoints in a folder of their own: its metrics log stays
+    logged = tmp_path / "version_2"
+    logged.mkdir()
+    (logged / "metrics.csv").write_text("epoch,step,train/loss\n0,9,0.5\n")
+    remove_failed_run_folder(logged)
+    assert (logged / "metrics.csv").is_file()
 
 
 def test_zoo_test_exports_only_when_asked_into_the_root_folder(workdir, capsys):

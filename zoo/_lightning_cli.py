@@ -242,15 +242,26 @@ def hold_run_folders(trainer: Trainer, subcommand: str, locks: contextlib.ExitSt
 
 
 def remove_failed_run_folder(run_folder: Path | None) -> None:
-    """Remove ``run_folder``, created by a command that failed, unless it holds a checkpoint.
+    """Remove ``run_folder``, created by a command that failed, unless it holds a checkpoint or
+    logged metrics.
 
-    What a failed run wrote before its first checkpoint (its config, a few log lines) is not a run
-    to continue; a checkpoint is, and its folder stays.
+    What a failed run wrote before its first checkpoint or metric (its config) is not a run to
+    continue; a checkpoint is, and so is the metrics log of a run stopped after hours whose
+    checkpoints go to a folder of their own (``ModelCheckpoint(dirpath=...)``): its folder stays.
     """
-    if run_folder is None or not run_folder.is_dir() or any(run_folder.rglob("*.ckpt")):
+    if run_folder is None or not run_folder.is_dir() or any(run_folder.rglob("*.ckpt")) or _logged_metrics(run_folder):
         return
     shutil.rmtree(run_folder)
-    _tell(f"removed {run_folder}: the command failed before writing a checkpoint")
+    _tell(f"removed {run_folder}: the command failed before writing a checkpoint or a metric")
+
+
+def _logged_metrics(run_folder: Path) -> bool:
+    """Whether a CSV metrics log in ``run_folder`` has a row below its header."""
+    for path in run_folder.rglob("metrics.csv"):
+        with open(path, encoding="utf-8") as file:
+            if len(file.readlines()) > 1:
+                return True
+    return False
 
 
 def keep_export_only_if_asked(trainer: Trainer, subcommand: str, export: bool) -> None:
