@@ -36,6 +36,11 @@ def _expected(history, decay, warmup):
     return average
 
 
+def _fit(model, folder, warmup):
+    pl.Trainer(max_epochs=1, callbacks=[EMA(decay=0.99, warmup=warmup)], logger=False, enable_checkpointing=False,
+               enable_progress_bar=False, enable_model_summary=False, default_root_dir=folder).fit(model)
+
+
 def test_docstring_example():
     assert doctest.testmod(_ema).failed == 0
 
@@ -43,10 +48,7 @@ def test_docstring_example():
 @pytest.mark.parametrize("warmup", [True, False])
 def test_the_final_model_is_the_warmed_up_average(tmp_path, warmup):
     model = Drift()
-    trainer = pl.Trainer(max_epochs=1, callbacks=[EMA(decay=0.99, warmup=warmup)], logger=False,
-                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                         default_root_dir=tmp_path)
-    trainer.fit(model)
+    _fit(model, tmp_path, warmup)
     assert len(model.history) == 40
     warmed, fixed = _expected(model.history, 0.99, True), _expected(model.history, 0.99, False)
     assert float(model.weight.detach()) == pytest.approx(warmed if warmup else fixed, rel=1e-5)
@@ -67,9 +69,6 @@ def test_integer_buffers_stay_exact(tmp_path, warmup):
     # averaging them and truncating back to int64 turned 3 into 2: elements mapped to the wrong
     # index during validation and in the final model (a run on five elements validated 2x worse)
     model = DriftWithTable()
-    trainer = pl.Trainer(max_epochs=1, callbacks=[EMA(decay=0.99, warmup=warmup)], logger=False,
-                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                         default_root_dir=tmp_path)
-    trainer.fit(model)
+    _fit(model, tmp_path, warmup)
     assert torch.equal(model.table, torch.arange(-1, 118))
     assert model.weight != 0  # the weights were averaged
