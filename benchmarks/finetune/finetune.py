@@ -56,7 +56,9 @@ def parse_args(argv=None):
     run.add_argument("--seeds", nargs="+", type=int, default=[0])
     run.add_argument("--minutes", type=float, default=10.0, help="wall clock of each run's training")
     run.add_argument("--lr", type=float, default=1e-3, help="learning rate of fine-tuning (scratch: the recipe's)")
-    run.add_argument("--channels", type=int, default=None, help="scratch only: backbone width (smoke tests)")
+    run.add_argument("--backbone", nargs="+", default=[], metavar="KEY=VALUE",
+                     help="scratch only: backbone arguments that differ from the recipe's, e.g. channels=8 (smoke "
+                          "tests) or interaction=many_body; the run is recorded as scratch(KEY=VALUE,...)")
     run.add_argument("--select", nargs="+", default=["random"], choices=SELECTIONS,
                      help="how the N training frames are chosen from the pool")
     run.add_argument("--select-model", default=None, help="features for fps and d-optimal (default: see above)")
@@ -118,7 +120,7 @@ def training_split(molecule: str, frames: int, seed: int, select: str, feature_m
 
 
 def run_config(molecule: str, init: str, frames: int, seed: int, minutes: float, lr: float,
-               channels: int | None, folder: Path, split: Path) -> dict:
+               backbone: dict, folder: Path, split: Path) -> dict:
     """The full LightningCLI config of one run (written next to its results, so it can be rerun)."""
     from zoo.cli import parse_config
     from zoo.registry import resolve
@@ -137,8 +139,8 @@ def run_config(molecule: str, init: str, frames: int, seed: int, minutes: float,
                                            "init_args": {"lr": lr, "weight_decay": 0.0}}
         model["init_args"]["lr_scheduler"] = config["model"]["init_args"]["lr_scheduler"]
         config["model"] = model
-    elif channels is not None:
-        config["model"]["init_args"]["model"]["init_args"]["backbone"]["init_args"]["channels"] = channels
+    else:
+        config["model"]["init_args"]["model"]["init_args"]["backbone"]["init_args"].update(backbone)
     train, test = data_files(molecule)
     seconds = round(60 * minutes)
     config["seed_everything"] = seed
@@ -158,15 +160,16 @@ def run_config(molecule: str, init: str, frames: int, seed: int, minutes: float,
 
 
 def train_and_test(molecule: str, init: str, frames: int, seed: int, minutes: float, lr: float,
-                   channels: int | None, select: str = "random", select_model: str | None = None) -> dict:
+                   backbone: dict, select: str = "random", select_model: str | None = None) -> dict:
     learning = "" if init == "scratch" else f"_lr{lr:g}"
-    folder = RESULTS / "runs" / molecule / f"{_label(init)}_{select}_n{frames}_seed{seed}{learning}_{minutes:g}min"
+    label = _label(init, backbone)
+    folder = RESULTS / "runs" / molecule / f"{label}_{select}_n{frames}_seed{seed}{learning}_{minutes:g}min"
     # a run not in the records was interrupted: its checkpoints must not stand in for the new ones
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     feature_model = select_model or (None if init == "scratch" else init)
     split = training_split(molecule, frames, seed, select, feature_model, folder)
-    config = run_config(molecule, init, frames, seed, minutes, lr, channels, folder, split)
+    config = run_config(molecule, init, frames, seed, minutes, lr, backbone, folder, split)
     (folder / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     environment = {**os.environ, "OMP_NUM_THREADS": "1"}
     zoo = [sys.executable, "-m", "zoo.cli"]
@@ -179,7 +182,7 @@ def train_and_test(molecule: str, init: str, frames: int, seed: int, minutes: fl
                         str(folder / "checkpoints" / "best.ckpt"), "--trainer.logger.init_args.version", "1"],
                        stdout=log, stderr=subprocess.STDOUT, env=environment, check=True)
     metrics = _test_metrics(folder)
-    return {"molecule": molecule, "init": _label(init), "pretrained": None if init == "scratch" else init,
+    return {"molecule": molecule, "init": label, "pretrained": None if init == "scratch" else init,
             "select": select,
             "select_features": feature_model or "coulomb" if select != "random" else None,
             "frames": frames, "seed": seed, "minutes": minutes,
@@ -188,10 +191,24 @@ def train_and_test(molecule: str, init: str, frames: int, seed: int, minutes: fl
             "units": "meV/Å, meV", "load_average": round(os.getloadavg()[0], 2)}
 
 
-def _label(init: str) -> str:
-    """How a run's start is named in records and folders: ``scratch``, a registry name, or the name of
-    a model folder (``runs/organic_pretrain/pretrained/organic-...`` -> ``organic-...``)."""
+def _label(init: str, backbone: dict | None = None) -> str:
+    """How a run's start is named in records and folders: ``scratch`` (``scratch(interaction=many_body)``
+    with backbone arguments of its own), a registry name, or the name of a model folder
+    (``runs/organic_pretrain/pretrained/organic-...`` -> ``organic-...``)."""
+    if init == "scratch" and backbone:
+        return "scratch(" + ",".join(f"{key}={value}" for key, value in sorted(backbone.items())) + ")"
     return Path(init).name if os.sep in init else init
+
+
+def backbone_arguments(pairs: list[str]) -> dict:
+    """``["channels=8", "interaction=many_body"]`` -> ``{"channels": 8, "interaction": "many_body"}``."""
+    arguments = {}
+    for pair in pairs:
+        key, equals, value = pair.partition("=")
+        if not equals or not key:
+            raise SystemExit(f"--backbone takes KEY=VALUE pairs, got {pair!r}")
+        arguments[key] = yaml.safe_load(value)
+    return arguments
 
 
 def _metric_rows(folder: Path) -> list[dict]:
@@ -292,6 +309,9 @@ def figure(path: Path, out: Path) -> None:
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.command == "run":
+        backbone = backbone_arguments(args.backbone)
+        if backbone and args.init != ["scratch"]:
+            raise SystemExit("--backbone changes the scratch recipe; a fine-tune keeps its pretrained architecture")
         done = {(r["init"], r.get("select", "random"), r["frames"], r["seed"], r["minutes"], r.get("lr"))
                 for r in records(args.records)}
         for seed in args.seeds:
@@ -299,12 +319,12 @@ def main(argv=None) -> int:
                 for init in args.init:
                     for select in args.select:
                         lr = None if init == "scratch" else args.lr
-                        if (_label(init), select, frames, seed, args.minutes, lr) in done:
+                        if (_label(init, backbone), select, frames, seed, args.minutes, lr) in done:
                             continue
                         print(f"[finetune] {args.molecule}: {init}, {select} N = {frames}, seed {seed}, "
                               f"{args.minutes:g} min", flush=True)
                         record = train_and_test(args.molecule, init, frames, seed, args.minutes, args.lr,
-                                                args.channels, select, args.select_model)
+                                                backbone, select, args.select_model)
                         append(args.records, record)
                         print(f"[finetune]   test force MAE {record['test_forces_mae']:.1f} meV/Å "
                               f"({record['epochs']} epochs)", flush=True)
