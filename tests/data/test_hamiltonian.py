@@ -157,3 +157,25 @@ def test_a_zoo_0_1_file_of_another_code_reads_as_such(tmp_path):
     assert (level.xc, level.grid_level, level.code) == ("pbe", None, "unknown")
     with pytest.raises(ValueError, match="PySCF does not reproduce"):
         level.build_scf(None)
+
+
+def test_a_data_module_joins_files_of_one_level_and_refuses_two_levels(tmp_path):
+    """A dataset labelled in parts (two label runs) trains as one source; parts at different levels never mix."""
+    from zoo.data import AtomicDataModule
+
+    first, second, other = tmp_path / "small.h5", tmp_path / "small_extra.h5", tmp_path / "other.h5"
+    write_hamiltonian_h5(first, [_record(3, 4, 0), _record(3, 4, 1)], META)
+    write_hamiltonian_h5(second, [_record(2, 4, 2), _record(3, 4, 3), _record(3, 4, 4)], META)
+    write_hamiltonian_h5(other, [_record(3, 4, 5)], _at(basis="sto-3g"))
+    module = AtomicDataModule([str(first), str(second)], targets=["hamiltonian"], dtype="float64",
+                              split={"method": "random", "sizes": [4, 1]})
+    module.setup("fit")
+    joined = [*read_hamiltonian_h5(first), *read_hamiltonian_h5(second)]
+    assert len(module.train_dataset) + len(module.val_dataset) == 5
+    seen = sorted(float(module.train_dataset[i][keys.HAMILTONIAN].sum()) for i in range(len(module.train_dataset)))
+    assert seen == pytest.approx(sorted(float(joined[i][keys.HAMILTONIAN].sum()) for i in module.split.train))
+    assert module.metadata["hamiltonian"].level == LEVEL and len(module.metadata["sources"]) == 2
+    with pytest.raises(ValueError, match=r"other\.h5 cannot be joined to .*small\.h5: .*basis: 'def2-svp' != 'sto-3g'"):
+        AtomicDataModule([str(first), str(other)], targets=["hamiltonian"]).setup("fit")
+    with pytest.raises(ValueError, match="a path or a list of paths of one level"):
+        AtomicDataModule([{"source": str(first)}])

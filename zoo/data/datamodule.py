@@ -45,7 +45,10 @@ class AtomicDataModule(pl.LightningDataModule):
     energies were removed.
 
     Args:
-        source: ``"qm9"`` or a file path (format from the extension, or ``reader_kwargs["format"]``).
+        source: ``"qm9"`` or a file path (format from the extension, or ``reader_kwargs["format"]``),
+            or a list of paths of one level of theory (e.g. a dataset labelled in parts), read with
+            the same ``reader_kwargs`` and joined in order; Hamiltonian files must share their
+            level of theory and conventions.
         reader_kwargs: passed to the reader (:func:`zoo.data.readers.read_structures`), e.g.
             ``{limit: 1000}`` for QM9, ``{info_keys: {REF_energy: energy}}`` for extxyz.
         cutoff: if given, a :class:`~zoo.data.RadiusGraph` (Å) is added to every structure on access.
@@ -97,7 +100,7 @@ class AtomicDataModule(pl.LightningDataModule):
 
     def __init__(
         self,
-        source: str | list[dict[str, Any]],
+        source: str | list[str] | list[dict[str, Any]],
         reader_kwargs: dict[str, Any] | None = None,
         cutoff: float | None = None,
         split: dict[str, Any] | None = None,
@@ -171,8 +174,11 @@ class AtomicDataModule(pl.LightningDataModule):
                                  f"level each file's labels are at), not the single path {source!r}")
             return source
         if not levels:
-            raise ValueError("a list of sources is for multi-fidelity training: give levels too (the levels of "
-                             "theory, primary first), or a single source path")
+            if all(isinstance(entry, str) for entry in source) and source:
+                return list(source)  # files of one level, joined
+            raise ValueError("without levels, source is a path or a list of paths of one level of theory; a list "
+                             "of {source, level, reader_kwargs} is for multi-fidelity training: give levels too "
+                             "(the levels of theory, primary first)")
         sources = [dict(entry) for entry in source]
         for entry in sources:
             unknown = set(entry) - {"source", "level", "reader_kwargs"}
@@ -193,6 +199,8 @@ class AtomicDataModule(pl.LightningDataModule):
     def _read_source(self) -> AtomicDataset:
         if isinstance(self.source, str):
             return self._read(self.source, self.reader_kwargs)
+        if not self.levels:
+            return self._read_files_of_one_level(self.source)
         structures, metadata = [], {"sources": []}
         for entry in self.source:
             part = self._read(entry["source"], {**self.reader_kwargs, **dict(entry.get("reader_kwargs") or {})})
@@ -204,6 +212,22 @@ class AtomicDataModule(pl.LightningDataModule):
         # structures of different sources must batch together: the same keys everywhere
         check_consistent_keys(structures, " + ".join(str(entry["source"]) for entry in self.source))
         return AtomicDataset(structures, metadata=metadata)
+
+    def _read_files_of_one_level(self, paths: list[str]) -> AtomicDataset:
+        parts = [self._read(path, self.reader_kwargs) for path in paths]
+        first = parts[0].metadata
+        for path, part in zip(paths[1:], parts[1:]):
+            if "hamiltonian" in first or "hamiltonian" in part.metadata:
+                if "hamiltonian" not in first or "hamiltonian" not in part.metadata:
+                    raise ValueError(f"{path} and {paths[0]} cannot be joined: only one is a Hamiltonian file")
+                try:
+                    first["hamiltonian"].check_compatible(part.metadata["hamiltonian"])
+                except ValueError as error:
+                    raise ValueError(f"{path} cannot be joined to {paths[0]}: {error}") from error
+        structures = [data for part in parts for data in part.raw]
+        check_consistent_keys(structures, " + ".join(paths))
+        return AtomicDataset(structures, metadata={**first, "source": " + ".join(paths),
+                                                   "sources": [part.metadata for part in parts]})
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_dataset is not None:  # fit, then test: read once
