@@ -58,3 +58,23 @@ def test_malonaldehyde_is_the_hydrogen_bonded_enol():
     oxygens = [i for i, z in enumerate(frames[0].numbers) if z == 8]
     distances = np.array([frame.get_distance(*oxygens) for frame in frames])
     assert distances.mean() < 2.9  # the open enol has O-O ~4.2 Å
+
+
+def test_qm9_hamiltonian_sets_are_disjoint_and_sized_as_the_card_says():
+    from zoo.datagen.files import read_structures
+
+    folder = DATA / "qm9_hamiltonian"
+    rows, heavy = {}, {}
+    for part in ("small", "small_extra", "large_unlabelled", "large_test"):
+        frames = read_structures(folder / f"{part}.extxyz")
+        rows[part] = {int(frame.info["qm9_row"]) for frame in frames}
+        assert len(rows[part]) == len(frames)
+        heavy[part] = {int((frame.numbers > 1).sum()) for frame in frames}
+    assert {part: len(found) for part, found in rows.items()} == {
+        "small": 197, "small_extra": 897, "large_unlabelled": 1921, "large_test": 49}
+    parts = list(rows)
+    for i, first in enumerate(parts):
+        for second in parts[i + 1:]:
+            assert not rows[first] & rows[second], (first, second)
+    assert max(heavy["small"]) == 6 and heavy["small_extra"] <= {1, 2, 3, 4, 5, 6, 7} and 7 in heavy["small_extra"]
+    assert min(heavy["large_test"]) >= 8
