@@ -1,5 +1,6 @@
 """HamiltonianTask: SCT vanishes at the SCF solution and trains the model; supervised fit; skipped bad steps."""
 
+import copy
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -122,3 +123,28 @@ def test_mixed_mode_trains_on_labelled_and_unlabelled_loaders(water, tmp_path):
     assert sct_losses == [False]
     assert not torch.equal(task.model.offsite[0].weight, before)
     assert int(task.skipped_steps) == 0
+
+
+def test_sct_trains_a_model_that_predicts_a_correction_to_a_base_hamiltonian(water, tmp_path):
+    """SCT's loss is on the full H, base included: with ``base="minao_fock"`` the unlabelled
+    molecules get their base Hamiltonian on the fly and the gradient reaches the correction."""
+    unlabelled = [d.clone() for d in (water[6], water[7])]
+    for d in unlabelled:
+        for key in (keys.HAMILTONIAN, keys.OVERLAP, keys.DENSITY_MATRIX, keys.ORBITAL_ENERGIES):
+            del d[key]
+    task = _task(base="minao_fock", mode="mixed", sct_weight=10.0, sct_grid_level=1)
+    batch = Batch.from_data_list(unlabelled)
+    correction_only = copy.deepcopy(task.model)
+    correction_only.base = None
+    predicted = task.model(batch)[keys.HAMILTONIAN]
+    # the prediction is the base plus the network's correction, far from the correction alone
+    assert (predicted - correction_only(batch)[keys.HAMILTONIAN]).abs().max() > 1.0
+    loss = task.self_consistency_loss(batch, predicted)
+    loss.backward()
+    grads = torch.cat([p.grad.reshape(-1) for p in task.model.parameters() if p.grad is not None])
+    assert torch.isfinite(loss) and torch.isfinite(grads).all() and grads.abs().max() > 0
+    task.zero_grad()
+    loaders = {"labelled": DataLoader([water[0], water[1]], batch_size=2), "unlabelled": DataLoader(unlabelled, batch_size=2)}
+    before = task.model.offsite[0].weight.detach().clone()
+    _trainer(tmp_path, steps=2).fit(task, loaders)
+    assert not torch.equal(task.model.offsite[0].weight, before) and int(task.skipped_steps) == 0
