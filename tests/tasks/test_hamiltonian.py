@@ -148,3 +148,37 @@ def test_sct_trains_a_model_that_predicts_a_correction_to_a_base_hamiltonian(wat
     before = task.model.offsite[0].weight.detach().clone()
     _trainer(tmp_path, steps=2).fit(task, loaders)
     assert not torch.equal(task.model.offsite[0].weight, before) and int(task.skipped_steps) == 0
+
+
+def test_a_base_file_keeps_the_base_hamiltonians_from_one_run_to_the_next(tmp_path, monkeypatch):
+    import numpy as np
+
+    import zoo.models.hamiltonian as hamiltonian_module
+    from zoo.data import HamiltonianMetadata
+    from zoo.data.readers import read_base_hamiltonians
+    from zoo.qc.guess import base_hamiltonian
+
+    def data():
+        return AtomicDataModule(source=str(WATER_H5), reader_kwargs={"indices": list(range(6))}, dtype="float64",
+                                targets=[keys.HAMILTONIAN], split={"method": "random", "sizes": [4, 2, 0], "seed": 0},
+                                split_dir=str(tmp_path), batch_size=2)
+
+    base_file = tmp_path / "bases.h5"
+    first = _task(base="minao_fock", base_file=str(base_file))
+    _trainer(tmp_path, steps=1).fit(first, datamodule=data())
+    stored = read_base_hamiltonians(base_file, "minao_fock", first.model.metadata())
+    assert len(stored) == 6  # the 4 training and 2 validation structures
+    z, positions, matrix = stored[0]
+    assert np.allclose(matrix, base_hamiltonian("minao_fock", z, positions, first.model.level), atol=1e-10)
+
+    computed = []
+    monkeypatch.setattr(hamiltonian_module, "base_hamiltonian", lambda *args: computed.append(args))
+    second = _task(base="minao_fock", base_file=str(base_file))
+    _trainer(tmp_path, steps=1).fit(second, datamodule=data())
+    assert computed == [] and len(read_base_hamiltonians(base_file, "minao_fock", second.model.metadata())) == 6
+
+    other_level = HamiltonianMetadata.computed_at(LevelOfTheory(xc="pbe", basis="def2-svp"))
+    with pytest.raises(ValueError, match="another level of theory: .*xc: 'pbe' != 'b3lyp5'"):
+        read_base_hamiltonians(base_file, "minao_fock", other_level)
+    with pytest.raises(ValueError, match="not a file of base Hamiltonians"):  # e.g. the labels by mistake
+        read_base_hamiltonians(WATER_H5, "minao_fock", first.model.metadata())

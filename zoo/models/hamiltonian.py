@@ -270,7 +270,7 @@ class HamiltonianModel(torch.nn.Module, HamiltonianPredictor):
         bounds = torch.cumsum(torch.bincount(molecule.cpu()), 0).tolist()
         parts = []
         for start, end in zip([0, *bounds[:-1]], bounds):
-            key = _geometry_key(z_np[start:end], pos_np[start:end])
+            key = geometry_key(z_np[start:end], pos_np[start:end])
             matrix = self._base_cache.get(key)
             if matrix is None:
                 matrix = torch.from_numpy(base_hamiltonian(self.base, z_np[start:end], pos_np[start:end], self.level))
@@ -342,11 +342,11 @@ class HamiltonianModel(torch.nn.Module, HamiltonianPredictor):
         """Keep ``base`` [n_ao, n_ao] (Hartree) as the base Hamiltonian of the molecule ``(z, positions Å)``,
         for a caller that already has it (see :meth:`predict`); nothing to keep without a ``base``."""
         if self.base is not None:
-            self._base_cache[_geometry_key(np.asarray(z, dtype=np.int64), positions)] = torch.as_tensor(base)
+            self._base_cache[geometry_key(np.asarray(z, dtype=np.int64), positions)] = torch.as_tensor(base)
 
 
-def _geometry_key(z: np.ndarray, positions: np.ndarray) -> tuple[bytes, bytes]:
-    """Cache key of a molecule's base Hamiltonian: its atomic numbers (int64) and positions (float64)."""
+def geometry_key(z, positions) -> tuple[bytes, bytes]:
+    """Cache key of a molecule's base Hamiltonian: its atomic numbers (int64) and positions (float64, Å)."""
     return np.asarray(z, dtype=np.int64).tobytes(), np.asarray(positions, dtype=np.float64).tobytes()
 
 

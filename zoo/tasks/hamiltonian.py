@@ -7,6 +7,7 @@ Self-consistency training (Zhang et al., ICML 2024) is the auxiliary loss
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from collections.abc import Sequence
 
@@ -15,8 +16,10 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from lightning.pytorch.utilities import rank_zero_info
 
 from zoo.data import atom_ranges, keys, n_structures
+from zoo.data.readers import append_base_hamiltonians, read_base_hamiltonians
 from zoo.losses import Forward, OccupiedSpaceLoss, Output, SelfConsistencyLoss
 from zoo.metrics import HamiltonianMetrics, onsite_mask, split_matrices
+from zoo.models.hamiltonian import geometry_key
 from zoo.qc.eigh import DEFAULT_BROADENING
 from zoo.tasks._base import AtomisticTask
 
@@ -72,6 +75,10 @@ class HamiltonianTask(AtomisticTask):
         fit_reference: at the start of a fresh fit, set the on-site reference blocks from the
             training set (labels; in ``sct`` mode or without labels, H[D_MINAO]); see
             :meth:`~zoo.models.HamiltonianModel.fit_onsite_reference`.
+        base_file: for a model with a base, an HDF5 file of base Hamiltonians kept from run to run
+            (:mod:`zoo.data.readers.base_hamiltonians`): a fit reads those of its training and
+            validation structures from it and computes and adds the others (a resumed run, a
+            second seed or a control then starts at once).
         optimizer, lr_scheduler, monitor, pretrained, keep_pretrained_statistics: as in
             :class:`AtomisticTask`.
     """
@@ -90,6 +97,7 @@ class HamiltonianTask(AtomisticTask):
         max_sct_grad_norm: float = 1e3,
         sct_cache_size: int = 4096,
         fit_reference: bool = True,
+        base_file: str | None = None,
         optimizer: OptimizerCallable | None = None,
         lr_scheduler: LRSchedulerCallable | None = None,
         monitor: str = "val/loss",
@@ -113,6 +121,7 @@ class HamiltonianTask(AtomisticTask):
         self.mode = mode
         self.max_sct_grad_norm = max_sct_grad_norm
         self.fit_reference = fit_reference
+        self.base_file = base_file
         self._step_has_sct = False
         self.register_buffer("skipped_steps", torch.zeros((), dtype=torch.long))
         self.hamiltonian_metrics = torch.nn.ModuleDict({s: HamiltonianMetrics() for s in ("val", "test")})
@@ -128,22 +137,37 @@ class HamiltonianTask(AtomisticTask):
         metadata = getattr(datamodule, "metadata", {}) or {}
         if "hamiltonian" in metadata:
             self.model.check_data(metadata["hamiltonian"])
-        if (stage == "fit" and self.fit_reference and not self.pretrained and self.trainer.ckpt_path is None
-                and getattr(datamodule, "train_dataset", None) is not None):
-            self.model.fit_onsite_reference(self._reference_structures(datamodule.train_dataset))
         if stage == "fit" and self.model.base is not None and datamodule is not None:
             self._prepare_bases([getattr(datamodule, name, None) for name in
                                  ("train_dataset", "val_dataset")])
+        if (stage == "fit" and self.fit_reference and not self.pretrained and self.trainer.ckpt_path is None
+                and getattr(datamodule, "train_dataset", None) is not None):
+            self.model.fit_onsite_reference(self._reference_structures(datamodule.train_dataset))
 
     def _prepare_bases(self, datasets) -> None:
         """The base Hamiltonian of every structure the fit will see, before the first step, with
         progress: otherwise the first epoch computes them (seconds each, one PySCF Fock build)
-        without a word for minutes."""
+        without a word for minutes. With ``base_file``, those stored there are read, and the
+        others are added to it as they are computed (every 50, so an interrupted run keeps them)."""
         structures = [data for dataset in datasets if dataset is not None for data in dataset.raw]
+        stored, new = set(), []
+        keep = self.base_file is not None and self.trainer.is_global_zero  # one writer under DDP
+        if self.base_file is not None:
+            for z, positions, matrix in read_base_hamiltonians(self.base_file, self.model.base, self.model.metadata()):
+                self.model.remember_base(z, positions, matrix)
+                stored.add(geometry_key(z, positions))
         began = shown = time.perf_counter()
         for number, data in enumerate(structures, 1):
-            z = data[keys.ATOMIC_NUMBERS]
-            self.model.base_matrices(z, data[keys.POSITIONS], torch.zeros_like(z))
+            z, positions = data[keys.ATOMIC_NUMBERS], data[keys.POSITIONS]
+            matrix = self.model.base_matrices(z, positions, torch.zeros_like(z))
+            entry = (z.numpy(), positions.double().numpy())
+            if keep and geometry_key(*entry) not in stored:
+                stored.add(geometry_key(*entry))
+                n_ao = math.isqrt(matrix.numel())
+                new.append((*entry, matrix.reshape(n_ao, n_ao).numpy()))
+            if len(new) >= 50 or (new and number == len(structures)):
+                append_base_hamiltonians(self.base_file, self.model.base, self.model.metadata(), new)
+                new = []
             now = time.perf_counter()
             if now - shown > 10 or number == len(structures):
                 shown = now

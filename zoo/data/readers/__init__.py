@@ -22,6 +22,7 @@ from pathlib import Path
 from zoo.data.dataset import AtomicDataset
 from zoo.data.readers.ase_io import read_ase
 from zoo.data.readers._hamiltonian_metadata import HamiltonianMetadata
+from zoo.data.readers.base_hamiltonians import append_base_hamiltonians, read_base_hamiltonians
 from zoo.data.readers.hamiltonian import read_hamiltonian_h5, read_hamiltonian_metadata, write_hamiltonian_h5
 from zoo.data.readers.md17 import read_md17
 from zoo.data.readers.qm9 import QM9_PROPERTIES, read_qm9
@@ -109,4 +110,5 @@ def read_structures(path: str | os.PathLike, format: str | None = None, **kwargs
 __all__ = [
     "FORMATS", "EXTENSIONS", "read_structures", "read_qm9", "QM9_PROPERTIES", "read_md17", "read_ase", "read_qh9", "read_schnorb",
     "HamiltonianMetadata", "read_hamiltonian_h5", "read_hamiltonian_metadata", "write_hamiltonian_h5",
+    "read_base_hamiltonians", "append_base_hamiltonians",
 ]
