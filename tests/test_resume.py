@@ -122,6 +122,9 @@ def test_a_killed_fit_continues_in_its_run_folder(tmp_path, monkeypatch, capsys)
     assert (last["epoch"], last["global_step"]) == (3, 8)
     assert last["optimizer_states"][0]["state"][0]["step"] == 8  # Adam's moments went on, not restarted
     assert last["averaging_state"]["n_averaged"] == 8  # so did the EMA
+    # the resumed fit's best epoch is best.ckpt, the file `zoo test` is told to test, not a best-v1.ckpt
+    # beside the killed run's (which would leave best.ckpt at a stale epoch)
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
     with open(run / "metrics.csv", newline="") as stream:
         validated = [row["epoch"] for row in csv.DictReader(stream) if row["val/loss"]]
     assert validated == ["0", "1", "2", "3"]  # the killed run's epochs kept, once each
