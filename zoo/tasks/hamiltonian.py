@@ -161,8 +161,9 @@ class HamiltonianTask(AtomisticTask):
             z, positions = data[keys.ATOMIC_NUMBERS], data[keys.POSITIONS]
             matrix = self.model.base_matrices(z, positions, torch.zeros_like(z))
             entry = (z.numpy(), positions.double().numpy())
-            if keep and geometry_key(*entry) not in stored:
-                stored.add(geometry_key(*entry))
+            key = geometry_key(*entry)
+            if keep and key not in stored:
+                stored.add(key)
                 n_ao = math.isqrt(matrix.numel())
                 new.append((*entry, matrix.reshape(n_ao, n_ao).numpy()))
             if len(new) >= 50 or (new and number == len(structures)):

@@ -47,24 +47,28 @@ def read_base_hamiltonians(path: str | os.PathLike, base: str,
     if not path.exists():
         return []
     with h5py.File(path, "r") as handle:
-        attrs = dict(handle.attrs)
-        if attrs.get("format") != FORMAT:
-            raise ValueError(f"{path} is not a file of base Hamiltonians (its 'format' attribute is "
-                             f"{attrs.get('format')!r}, expected {FORMAT!r}); give base_file a path of its own")
-        if int(attrs.get("format_version", -1)) != FORMAT_VERSION:
-            raise ValueError(f"{path} has format_version {attrs.get('format_version')!r}; this zoo reads "
-                             f"version {FORMAT_VERSION}")
-        stored = attrs.get("base")
-        stored = stored.decode() if isinstance(stored, bytes) else stored
-        if stored != base:
-            raise ValueError(f"{path} holds base Hamiltonians {stored!r}, not {base!r}: give base_file another path")
-        try:
-            metadata.check_compatible(HamiltonianMetadata.from_attrs(
-                {**attrs, "format": HAMILTONIAN_FORMAT, "format_version": HAMILTONIAN_FORMAT_VERSION}, str(path)))
-        except ValueError as error:
-            raise ValueError(f"{path} holds base Hamiltonians at another level of theory: {error}") from None
+        _check_header(handle.attrs, path, base, metadata)
         return [(group["atomic_numbers"][()].astype(np.int64), group["positions"][()].astype(np.float64),
                  group["matrix"][()].astype(np.float64)) for _, group in sorted(handle[GROUP].items())]
+
+
+def _check_header(attrs, path: Path, base: str, metadata: HamiltonianMetadata) -> None:
+    attrs = dict(attrs)
+    if attrs.get("format") != FORMAT:
+        raise ValueError(f"{path} is not a file of base Hamiltonians (its 'format' attribute is "
+                         f"{attrs.get('format')!r}, expected {FORMAT!r}); give base_file a path of its own")
+    if int(attrs.get("format_version", -1)) != FORMAT_VERSION:
+        raise ValueError(f"{path} has format_version {attrs.get('format_version')!r}; this zoo reads "
+                         f"version {FORMAT_VERSION}")
+    stored = attrs.get("base")
+    stored = stored.decode() if isinstance(stored, bytes) else stored
+    if stored != base:
+        raise ValueError(f"{path} holds base Hamiltonians {stored!r}, not {base!r}: give base_file another path")
+    try:
+        metadata.check_compatible(HamiltonianMetadata.from_attrs(
+            {**attrs, "format": HAMILTONIAN_FORMAT, "format_version": HAMILTONIAN_FORMAT_VERSION}, str(path)))
+    except ValueError as error:
+        raise ValueError(f"{path} holds base Hamiltonians at another level of theory: {error}") from None
 
 
 def append_base_hamiltonians(path: str | os.PathLike, base: str, metadata: HamiltonianMetadata,
@@ -77,10 +81,10 @@ def append_base_hamiltonians(path: str | os.PathLike, base: str, metadata: Hamil
 
     entries = list(entries)
     with exclusive_output(path, "base Hamiltonian file") as path:
-        if path.exists():
-            read_base_hamiltonians(path, base, metadata)  # the same base and level, or an error
         with atomic_path(path, copy_existing=True) as work, h5py.File(work, "a") as handle:
-            if not handle.attrs:
+            if handle.attrs:
+                _check_header(handle.attrs, path, base, metadata)  # the same base and level, or an error
+            else:
                 handle.attrs.update({**metadata.to_attrs(), "format": FORMAT, "format_version": FORMAT_VERSION,
                                      "base": base})
             group = handle.require_group(GROUP)
