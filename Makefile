@@ -114,6 +114,17 @@ data-consistency: | $(STAMP)
 		$(CONSISTENCY)/qm9_dft_perturbed_b3lyp.extxyz > $(CONSISTENCY)/qm9_train.extxyz.tmp
 	mv $(CONSISTENCY)/qm9_train.extxyz.tmp $(CONSISTENCY)/qm9_train.extxyz
 
+# Same-conformer cheap structures of the same training molecules (issue 21): QM9's own geometry
+# relaxed with GFN2-xTB, so that the cheap structure keeps QM9's conformer, as PubChemQC's PM6 and
+# B3LYP structures share theirs; more equilibrium structures for the generator. About 4 minutes.
+.PHONY: data-consistency-sameconf
+
+data-consistency-sameconf: | $(STAMP)
+	OMP_NUM_THREADS=1 $(ZOO) sample-qm9 --rows $(QM9_ROWS) --exclude-rows $(QM9_TEST_ROWS),$(QM9_DFT_ROWS) --start qm9 \
+		-o $(CONSISTENCY)/qm9_xtb_sameconf.extxyz --reference-out $(CONSISTENCY)/qm9_xtb_reference_sameconf.extxyz
+	OMP_NUM_THREADS=1 $(ZOO) sample-qm9 --rows $(QM9_DFT_ROWS) --exclude-rows $(QM9_TEST_ROWS) --start qm9 \
+		-o $(CONSISTENCY)/qm9_dft_xtb_sameconf.extxyz --reference-out $(CONSISTENCY)/qm9_dft_reference_sameconf.extxyz
+
 # Pretraining data of a general organic force field (issue 22): GFN2-xTB MD frames of every 40th
 # qm9pack molecule (3271, H/C/N/O/F, up to 9 heavy atoms), each started from the xTB relaxation of
 # QM9's own geometry; malonaldehyde (the fine-tuning benchmark's held-out molecule) is left out by

@@ -12,8 +12,10 @@ generates. Four variants of the recipe ``consistency_qm9``, identical but for:
 
 Each (variant, seed) is one process (``study.py run``) that fits through the zoo CLI and then
 generates structures for every test molecule (QM9's own B3LYP/6-31G(2df,p) geometries of
-molecules never trained on) with both generation modes, one-shot denoising of an RDKit conformer
-and DDIM sampling from noise, ``--k`` structures each, and measures:
+molecules never trained on) with every generation mode, one-shot denoising of an RDKit conformer,
+DDIM sampling from noise and refinement of an MMFF94 structure (DDIM from it noised; a model
+trained on small noise times only, ``max_noise_time`` < 1, is studied in the modes that start
+from a structure), ``--k`` structures each, and measures:
 
 - RMSD to the QM9 geometry after optimal superposition over the molecule's graph symmetries
   (:func:`zoo.metrics.best_rmsd`): the mean over the k structures, and the best of k;
@@ -51,7 +53,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = Path(__file__).resolve().parent / "results"
 DATA = ROOT / "data" / "consistency"
-RECIPE = "consistency_qm9"  # the packaged recipe (zoo.recipes)
+RECIPE = "consistency_qm9"  # the default recipe (packaged, zoo.recipes, or a file)
 #: fit overrides of each variant on top of the recipe
 VARIANTS = {
     "multitask": {"optimality_weight": "0", "score_weight": "0", "force_start_epoch": "1000000"},
@@ -59,13 +61,14 @@ VARIANTS = {
     "consistency": {"force_start_epoch": "1000000"},
     "consistency_forces": {},
 }
-MODES = ("one_shot", "ddim")
+MODES = ("one_shot", "ddim", "refine")
 #: a test molecule is "same-conformer" when its xTB minimum is this close to QM9's geometry (Å)
 SAME_CONFORMER_RMSD = 0.25
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--recipe", default=RECIPE, help="the recipe every run fits (a packaged name or a file)")
     parser.add_argument("--variants", nargs="+", choices=sorted(VARIANTS), default=list(VARIANTS))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, default=None, help="max_epochs (default: the recipe's)")
@@ -105,7 +108,7 @@ def run_folder(args, variant: str, seed: int) -> Path:
 
 def fit_arguments(args, variant: str, seed: int) -> list[str]:
     root = run_folder(args, variant, seed)
-    arguments = ["fit", "--config", RECIPE, "--seed_everything", str(seed),
+    arguments = ["fit", "--config", args.recipe, "--seed_everything", str(seed),
                  "--trainer.default_root_dir", str(root), "--trainer.logger.init_args.save_dir", str(root),
                  "--trainer.accelerator", args.accelerator, "--trainer.max_time", "99:00:00:00",
                  "--data.init_args.source", args.train, "--data.init_args.test_source", args.test]
@@ -133,7 +136,9 @@ def generate_all(model, references: list, mode: str, k: int, steps: int, seed: i
         data = [model.graph_data(a.info["smiles"]) for a in part]
         batch = Batch.from_data_list([d for d in data for _ in range(k)])
         with torch.no_grad():
-            positions = model.generate_positions(batch, mode=mode, steps=steps, seed=seed + start)
+            # seeded by the global number of the chunk's first structure: refinement's starting
+            # conformers of molecule m are diverse_conformers(smiles, k, seed + m k), whatever the chunking
+            positions = model.generate_positions(batch, mode=mode, steps=steps, seed=seed + start * k)
         positions = positions.double().cpu().numpy()
         offset = 0
         for atoms in part:
@@ -141,6 +146,16 @@ def generate_all(model, references: list, mode: str, k: int, steps: int, seed: i
             generated.append(np.stack([positions[offset + i * n: offset + (i + 1) * n] for i in range(k)]))
             offset += k * n
     return generated
+
+
+def model_modes(model) -> list[str]:
+    """The generation modes a model supports: a refiner (``max_noise_time`` < 1) none from noise."""
+    return [m for m in MODES if m != "ddim" or getattr(model, "max_noise_time", 1.0) == 1.0]
+
+
+def record_modes(record: dict) -> list[str]:
+    """The generation modes a record has results of (older records: no refinement)."""
+    return [m for m in MODES if f"{m}_rmsd" in record]
 
 
 def evaluate(model, test_file: str, n_test: int | None, k: int, steps: int, seed: int = 0) -> dict:
@@ -155,7 +170,7 @@ def evaluate(model, test_file: str, n_test: int | None, k: int, steps: int, seed
     references = ase.io.read(test_file, index=":")[:n_test]
     per_mode = {}
     reference_energy = [model.energy(a) for a in references]
-    for mode in MODES:
+    for mode in model_modes(model):
         generated = generate_all(model, references, mode, k, steps, seed)
         rmsd = [[best_rmsd(x, a.positions, a.info["smiles"]) for x in samples]
                 for samples, a in zip(generated, references)]
@@ -181,7 +196,7 @@ def run_one(args) -> dict:
     fit_seconds = next(c for c in trainer.callbacks if isinstance(c, Timer)).time_elapsed("train")
     model.eval()
     started = time.perf_counter()
-    record = {"variant": args.variant, "seed": args.seed, "epochs": trainer.current_epoch,
+    record = {"variant": args.variant, "seed": args.seed, "recipe": args.recipe, "epochs": trainer.current_epoch,
               "steps": trainer.global_step, "fit_seconds": fit_seconds,
               "n_train": len(cli.datamodule.train_dataset), "device": str(next(model.parameters()).device),
               "fit_args": args.fit_args, "consistency_start": int(cli.model.consistency_start_epoch),
@@ -216,23 +231,6 @@ def rdkit_baseline(args) -> dict:
                                     for seed in range(args.k)] for a in references}
 
 
-def mmff_minimum(smiles: str, positions):
-    """``positions`` of the molecule relaxed with RDKit's MMFF94 (at most 2000 steps)."""
-    from rdkit import Chem
-    from rdkit.Chem import AllChem
-    from rdkit.Geometry import Point3D
-
-    from zoo.data.molgraph import mol_from_smiles
-
-    mol = mol_from_smiles(smiles)
-    conformer = Chem.Conformer(mol.GetNumAtoms())
-    for i, (x, y, z) in enumerate(positions):
-        conformer.SetAtomPosition(i, Point3D(float(x), float(y), float(z)))
-    mol.AddConformer(conformer, assignId=True)
-    AllChem.MMFFOptimizeMolecule(mol, maxIters=2000)
-    return mol.GetConformer().GetPositions()
-
-
 def evaluate_published(args) -> None:
     """RMSD (mean and best of k) and validity of a trained model's structures for the test
     molecules, both modes, beside the RDKit ETKDG conformers and the GFN2-xTB minima; written to
@@ -244,7 +242,7 @@ def evaluate_published(args) -> None:
     import zoo
     from zoo.data.validity import structure_validity
     from zoo.metrics import best_rmsd
-    from zoo.models.consistency import etkdg_conformer
+    from zoo.models.consistency import REFINE_POOL, diverse_conformers, etkdg_conformer
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     model = zoo.load(args.model).model.eval()
@@ -256,21 +254,30 @@ def evaluate_published(args) -> None:
     record["etkdg_rmsd"] = [[best_rmsd(x, a.positions, a.info["smiles"]) for x in c] for c, a in zip(etkdg, references)]
     record["etkdg_valid"] = [[structure_validity(x, a.info["smiles"]).valid for x in c]
                              for c, a in zip(etkdg, references)]
-    mmff = [[mmff_minimum(a.info["smiles"], x) for x in c] for c, a in zip(etkdg, references)]
+    mmff = [[etkdg_conformer(a.info["smiles"], seed, relax=True) for seed in range(args.k)] for a in references]
     record["mmff_rmsd"] = [[best_rmsd(x, a.positions, a.info["smiles"]) for x in c] for c, a in zip(mmff, references)]
     record["mmff_valid"] = [[structure_validity(x, a.info["smiles"]).valid for x in c] for c, a in zip(mmff, references)]
+    # refinement's starting structures: k diverse of a pool of MMFF conformers, before any model
+    diverse = [diverse_conformers(a.info["smiles"], args.k, seed=m * args.k) for m, a in enumerate(references)]
+    record["diverse_rmsd"] = [[best_rmsd(x, a.positions, a.info["smiles"]) for x in c]
+                              for c, a in zip(diverse, references)]
+    record["diverse_valid"] = [[structure_validity(x, a.info["smiles"]).valid for x in c]
+                               for c, a in zip(diverse, references)]
     xtb = [cheap[int(a.info["qm9_id"])] for a in references]
     record["xtb_rmsd"] = [best_rmsd(x.positions, a.positions, a.info["smiles"]) for x, a in zip(xtb, references)]
     record["xtb_valid"] = [structure_validity(x, a.info["smiles"]).valid for x, a in zip(xtb, references)]
     name = Path(args.model).name
-    out = RESULTS / f"published_{name}.json"
+    out = Path(args.out).parent / f"published_{name}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(record) + "\n")
     rows = [("GFN2-xTB minimum", np.mean(record["xtb_rmsd"]), np.mean(record["xtb_rmsd"]), np.mean(record["xtb_valid"])),
             (f"RDKit ETKDG, {args.k} conformers", np.mean(record["etkdg_rmsd"]),
              np.mean(np.min(record["etkdg_rmsd"], axis=1)), np.mean(record["etkdg_valid"])),
             (f"RDKit ETKDG+MMFF94, {args.k} conformers", np.mean(record["mmff_rmsd"]),
-             np.mean(np.min(record["mmff_rmsd"], axis=1)), np.mean(record["mmff_valid"]))]
-    for mode in MODES:
+             np.mean(np.min(record["mmff_rmsd"], axis=1)), np.mean(record["mmff_valid"])),
+            (f"RDKit ETKDG+MMFF94, {args.k} diverse of {REFINE_POOL} (refinement's start)", np.mean(record["diverse_rmsd"]),
+             np.mean(np.min(record["diverse_rmsd"], axis=1)), np.mean(record["diverse_valid"]))]
+    for mode in record_modes(record):
         rmsd = np.array(record[f"{mode}_rmsd"])
         rows.append((f"{args.model}, {mode}", rmsd.mean(), rmsd.min(axis=1).mean(), np.mean(record[f"{mode}_valid"])))
     lines = [f"# {args.model} on {len(references)} held-out QM9 molecules", "",
@@ -335,7 +342,7 @@ def study(args) -> None:
     records = json.loads(out.read_text()) if out.is_file() else []
     done = {(r["variant"], r["seed"]) for r in records}
     todo = [(v, s) for s in args.seeds for v in args.variants if (v, s) not in done]
-    common = [sys.executable, __file__, "--train", args.train, "--test", args.test, "--k", str(args.k),
+    common = [sys.executable, __file__, "--recipe", args.recipe, "--train", args.train, "--test", args.test, "--k", str(args.k),
               "--ddim-steps", str(args.ddim_steps), "--accelerator", args.accelerator, "--out", args.out]
     for flag, value in (("--epochs", args.epochs), ("--consistency-start", args.consistency_start),
                         ("--batch-size", args.batch_size), ("--n-test", args.n_test), ("--fit-args", args.fit_args)):
@@ -384,7 +391,7 @@ def summarise(record: dict, molecules: list[int]) -> dict[str, float]:
     index = {m: i for i, m in enumerate(record["qm9_id"])}
     rows = [index[m] for m in molecules if m in index]
     summary = {}
-    for mode in MODES:
+    for mode in record_modes(record):
         rmsd = np.array(record[f"{mode}_rmsd"])[rows]
         gap = np.array(record[f"{mode}_energy"])[rows] - np.array(record["reference_energy"])[rows]
         summary[f"{mode}_rmsd_mean"] = float(rmsd.mean())
@@ -414,6 +421,12 @@ def paired(records: list[dict], a: str, b: str, column: str, molecules: list[int
             f"{sum(wins)}/{len(wins)} |")
 
 
+def baseline_row(label: str, columns: list[str], mean: str, best: str) -> str:
+    """A table row of structures made without a model: their RMSD in every mode's RMSD columns."""
+    cells = [mean if c.endswith("rmsd_mean") else best if c.endswith("rmsd_best") else "–" for c in columns]
+    return f"| {label} | – | – | – | " + " | ".join(cells) + " |"
+
+
 def report(args) -> None:
     import numpy as np
 
@@ -422,16 +435,17 @@ def report(args) -> None:
     base, rdkit = baseline(args), rdkit_baseline(args)
     molecules = sorted(set.intersection(*(set(r["qm9_id"]) for r in records)) & set(base))
     same = [m for m in molecules if base[m] < SAME_CONFORMER_RMSD]
-    columns = [f"{mode}_{name}" for mode in MODES for name in ("rmsd_mean", "rmsd_best", "gap_eV")]
-    if all("ddim_valid" in r for r in records):
-        columns += [f"{mode}_valid" for mode in MODES]
+    modes = [m for m in MODES if all(m in record_modes(r) for r in records)]
+    columns = [f"{mode}_{name}" for mode in modes for name in ("rmsd_mean", "rmsd_best", "gap_eV")]
+    if all(f"{modes[0]}_valid" in r for r in records):
+        columns += [f"{mode}_valid" for mode in modes]
     first = records[0]
     lines = [f"# Consistency study (QM9, {first['n_train']} training structures, {len(molecules)} test molecules)", "",
              f"Records: `{out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}`; k = {args.k} structures "
              f"per molecule and mode, DDIM {args.ddim_steps} steps; RMSD in Å (symmetry-aware, after superposition) "
              "against QM9's B3LYP/6-31G(2df,p) geometries of held-out molecules; gap = E(generated) − "
              "E(QM9 geometry) under the run's energy model, eV. Mean ± standard deviation over seeds.", "",
-             f"Runs: `{RECIPE}`, {first['epochs']} epochs, stage 2 from epoch "
+             f"Runs: `{first.get('recipe', RECIPE)}`, {first['epochs']} epochs, stage 2 from epoch "
              f"{first.get('consistency_start', '?')}, extra fit arguments `{first.get('fit_args') or 'none'}`.", ""]
     for title, subset in ((f"all {len(molecules)} test molecules", molecules),
                           (f"{len(same)} same-conformer test molecules (xTB minimum within "
@@ -451,26 +465,26 @@ def report(args) -> None:
             lines.append(f"| {variant} | {len(rows)} | {rows[0]['epochs']} | "
                          f"{statistics.mean(r['fit_seconds'] for r in rows):.0f} | " + " | ".join(cells) + " |")
         cheap = f"{np.mean([base[m] for m in subset]):.3f}"  # one structure: its mean and best of k
-        lines.append(f"| GFN2-xTB minimum (baseline) | – | – | – | {cheap} | {cheap} | – | {cheap} | {cheap} | – |")
+        lines.append(baseline_row("GFN2-xTB minimum (baseline)", columns, cheap, cheap))
         mean, best = (f"{np.mean([f(rdkit[m]) for m in subset]):.3f}" for f in (np.mean, np.min))
-        lines.append(f"| RDKit ETKDG conformers (no model) | – | – | – | {mean} | {best} | – | – | – | – |")
+        lines.append(baseline_row("RDKit ETKDG conformers (no model)", columns, mean, best))
         lines += ["", "Paired by seed (b − a; negative = b better; wins = seeds where b is better):", "",
                   "| comparison | metric | seeds | mean difference | wins |", "|---|---|---|---|---|"]
         for a, b in (("multitask", "consistency"), ("multitask_forces", "consistency_forces"),
                      ("multitask", "consistency_forces")):
-            for column in ("one_shot_rmsd_mean", "ddim_rmsd_mean", "ddim_rmsd_best", "ddim_gap_eV"):
+            for column in [f"{m}_rmsd_mean" for m in modes] + [f"{modes[-1]}_rmsd_best", f"{modes[-1]}_gap_eV"]:
                 row = paired(records, a, b, column, subset)
                 if row is not None:
                     lines.append(row)
         lines.append("")
     out.with_suffix(".md").write_text("\n".join(lines))
-    figures(records, out.parent)
+    figures(records, out.parent, modes[-1])
     print("\n".join(lines))
 
 
-def figures(records: list[dict], folder: Path) -> None:
-    """Per molecule, the energy of the generated structure against the reference's (as the
-    difference), and the RMSD distributions; the first seed."""
+def figures(records: list[dict], folder: Path, mode: str) -> None:
+    """Per molecule, the energy of the structure generated in ``mode`` against the reference's (as
+    the difference), and the RMSD distributions; the first seed."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -481,13 +495,13 @@ def figures(records: list[dict], folder: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
     for r in shown:
         reference = np.array(r["reference_energy"])
-        axes[0].scatter(reference, np.array(r["ddim_energy"]) - reference, s=6, alpha=0.6, label=r["variant"])
-        axes[1].hist(np.array(r["ddim_rmsd"]).mean(axis=1), bins=30, histtype="step", label=r["variant"])
+        axes[0].scatter(reference, np.array(r[f"{mode}_energy"]) - reference, s=6, alpha=0.6, label=r["variant"])
+        axes[1].hist(np.array(r[f"{mode}_rmsd"]).mean(axis=1), bins=30, histtype="step", label=r["variant"])
     # total energies span thousands of eV across molecules: the difference shows what matters
     axes[0].axhline(0.0, color="k", ls="--", lw=0.8)
-    axes[0].set(xlabel="E(QM9 geometry), eV", ylabel="E(generated, DDIM) − E(QM9 geometry), eV",
+    axes[0].set(xlabel="E(QM9 geometry), eV", ylabel=f"E(generated, {mode}) − E(QM9 geometry), eV",
                 title="energy model: generated vs reference structure")
-    axes[1].set(xlabel="RMSD to QM9 geometry (DDIM, mean of k), Å", ylabel="molecules", title="RMSD distribution")
+    axes[1].set(xlabel=f"RMSD to QM9 geometry ({mode}, mean of k), Å", ylabel="molecules", title="RMSD distribution")
     for ax in axes:
         ax.legend(fontsize=7)
     fig.tight_layout()

@@ -1,14 +1,15 @@
 import numpy as np
 import pytest
 import torch
+from rdkit import Chem
 from torch_geometric.data import Batch
 
 from zoo.data import AtomicData, keys
 from zoo.data.molgraph import mol_from_smiles
 from zoo.data.transforms import ATOM_FEATURE_NAMES, MolecularGraph
 from zoo.models import ConsistencyModel, DiffusionSchedule, EquivariantBackbone
-from zoo.models._diffusion import centre
-from zoo.models.consistency import molecular_edges
+from zoo.models._diffusion import centre, centred_noise
+from zoo.models.consistency import etkdg_conformer, molecular_edges
 from zoo.testing import assert_equivariant, toy_consistency_frames
 
 TIME_FEATURES = 8
@@ -136,8 +137,74 @@ def test_ddim_lands_on_the_data_for_an_exact_denoiser(model, batch, monkeypatch,
     assert torch.allclose(generated, target * model.position_scale, atol=1e-9)
 
 
+def _mmff_gradient(smiles, positions):
+    from rdkit.Chem import rdForceFieldHelpers
+    from rdkit.Geometry import Point3D
+
+    mol = mol_from_smiles(smiles)
+    conformer = Chem.Conformer(mol.GetNumAtoms())
+    for i, xyz in enumerate(positions):
+        conformer.SetAtomPosition(i, Point3D(*map(float, xyz)))
+    mol.AddConformer(conformer, assignId=True)
+    field = rdForceFieldHelpers.MMFFGetMoleculeForceField(mol, rdForceFieldHelpers.MMFFGetMoleculeProperties(mol))
+    return np.abs(field.CalcGrad()).max()
+
+
+def test_refinement_starts_from_diverse_mmff_minima_and_lands_on_the_data_for_an_exact_denoiser(model, monkeypatch):
+    from zoo.metrics import best_rmsd
+    from zoo.models._molecules import diverse_conformers
+
+    smiles = "OCCC#N"
+    starts = diverse_conformers(smiles, 2, seed=1)
+    assert all(_mmff_gradient(smiles, x) < 0.05 for x in starts)  # kcal/mol/Å: minima
+    assert best_rmsd(starts[0], starts[1], smiles) > 0.3  # two conformers, not one twice
+    assert _mmff_gradient(smiles, etkdg_conformer(smiles, 1)) > 1.0  # ETKDG alone: no minimum
+    assert _mmff_gradient(smiles, etkdg_conformer(smiles, 1, relax=True)) < 0.05
+
+    data = model.graph_data(smiles)
+    batch = Batch.from_data_list([data, data])
+    target = model.normalise(batch, torch.as_tensor(np.concatenate(starts) + 0.1))
+    seen = []
+
+    def exact_v(prepared, x_t, t):
+        seen.append(x_t.clone())
+        alpha, sigma = (a[prepared.batch].unsqueeze(-1) for a in model.schedule(t))
+        return (alpha * x_t - target) / sigma
+
+    monkeypatch.setattr(model, "predict_v", exact_v)
+    generated = model.generate_positions(batch, "refine", steps=50, start=4 / T, seed=1)
+    assert len(seen) == 4  # no more steps than integer times from the start
+    assert torch.allclose(generated, target * model.position_scale, atol=1e-9)
+    # the first input is exactly those conformers noised to the start with the seeded noise
+    alpha, sigma = (float(a) for a in model.schedule(torch.tensor(4)))
+    x0 = model.normalise(batch, torch.as_tensor(np.concatenate(starts)))
+    noise = centred_noise(x0, batch.batch, 2, torch.Generator().manual_seed(1))
+    assert torch.allclose(seen[0], alpha * x0 + sigma * noise, atol=1e-12)
+
+
+def test_a_refiner_learns_and_generates_small_noise_times_only(batch):
+    refiner = _model(max_noise_time=0.25, one_shot_start=0.2)
+    assert refiner.largest_time == 5
+    seen = []
+    original = refiner.predict_v
+    refiner.predict_v = lambda prepared, x_t, t: seen.append(t) or original(prepared, x_t, t)
+    for seed in range(20):
+        refiner.denoising_loss(batch, generator=torch.Generator().manual_seed(seed))
+    times = torch.cat(seen)
+    assert int(times.min()) >= 1 and int(times.max()) == 5
+    with pytest.raises(ValueError, match="learned noise times up to 5.*mode 'refine'"):
+        refiner.generate("CCO", mode="ddim", steps=3)
+    with pytest.raises(ValueError, match="learned noise times up to 5"):
+        refiner.generate("CCO", mode="one_shot", start=0.5)
+    with pytest.raises(ValueError, match="learned noise times up to 5"):
+        refiner.generate("CCO", mode="refine", start=0.5)
+    assert len(refiner.generate("CCO", mode="refine", start=0.25, k=2, check=False)) == 2
+    with pytest.raises(ValueError, match="one_shot_start=0.3 is later than the generator learns"):
+        _model(max_noise_time=0.25, one_shot_start=0.3)
+
+
 def test_generate_returns_k_structures_in_smiles_order(model):
-    for mode in ("ddim", "one_shot"):
+    for mode in ("ddim", "one_shot", "refine"):
         structures = model.generate("OCC#N", k=3, mode=mode, steps=3, seed=0, check=False)  # untrained
         assert len(structures) == 3
         order = [a.GetAtomicNum() for a in mol_from_smiles("OCC#N").GetAtoms()]

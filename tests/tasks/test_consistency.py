@@ -1,3 +1,5 @@
+import copy
+
 import lightning.pytorch as pl
 import pytest
 import torch
@@ -161,6 +163,11 @@ def test_bad_settings_are_clear_errors():
         ConsistencyTask(task.model, kT=0.0)
     with pytest.raises(ValueError, match="fractions of T"):
         ConsistencyTask(task.model, score_max_time=2.0)
+    refiner = copy.deepcopy(task.model)
+    refiner.max_noise_time = 0.2
+    with pytest.raises(ValueError, match="optimality_max_time=0.3 asks the generator for noise times it does not learn"):
+        ConsistencyTask(refiner, optimality_max_time=0.3)
+    ConsistencyTask(refiner, optimality_max_time=0.3, optimality_weight=0.0)
     water = AtomicData.from_arrays([8, 1, 1], [[0, 0, 0], [0, 0, 1], [0, 1, 0]], energy=1.0)
     with pytest.raises(ValueError, match="no molecular graph"):
         task.step_loss(Batch.from_data_list([water]), "train")

@@ -10,8 +10,9 @@ RDKit) and a 3D structure. Two heads read it:
   (per-atom sum, per-element reference energies); forces are :math:`-\nabla_R E`;
 - the **structure generator**, a denoising diffusion model over the coordinates: the backbone at
   time t on noisy coordinates plus the equivariant l=1 :class:`~zoo.nn.DenoisingHead`, with
-  one-shot denoising (:meth:`ConsistencyModel.one_shot`) and DDIM sampling
-  (:meth:`ConsistencyModel.sample_ddim`).
+  one-shot denoising (:meth:`ConsistencyModel.one_shot`), DDIM sampling from noise
+  (:meth:`ConsistencyModel.sample_ddim`) and refinement (DDIM from a noised MMFF structure, a
+  physical starting point, so the generator only has to correct it).
 
 The diffusion's conventions (variance preserving, normalised and centred coordinates, the
 v-parametrisation) and its pieces are :mod:`zoo.models._diffusion`.
@@ -34,14 +35,14 @@ from e3nn import o3
 from zoo.data import batch_index, keys, n_structures
 from zoo.data.transforms import ATOM_FEATURE_NAMES
 from zoo.models._diffusion import DiffusionSchedule, Noised, centre, centred_noise, random_times, time_embedding
-from zoo.models._molecules import MolecularInterface, etkdg_conformer
+from zoo.models._molecules import REFINE_POOL, MolecularInterface, diverse_conformers, etkdg_conformer
 from zoo.models.force_field import ForceFieldModel
 from zoo.nn import DenoisingHead
 
 #: Bond classes of the edge features: 0 no bond, then zoo.data.molgraph's codes 1..4.
 N_BOND_CLASSES = 5
 
-MODES = ("ddim", "one_shot")
+MODES = ("ddim", "one_shot", "refine")
 
 
 def molecular_edges(
@@ -89,6 +90,17 @@ def molecular_edges(
     return edge_index, features
 
 
+def _refinement_starts(smiles: list[str], seed: int, pool: int = REFINE_POOL) -> list[np.ndarray]:
+    """Starting structures of refinement: each run of consecutive structures of one molecule gets
+    that many diverse MMFF94 conformers of a pool (seeded by the run's first position)."""
+    starts, first = [], 0
+    for molecule, run in itertools.groupby(smiles):
+        k = len(list(run))
+        starts += diverse_conformers(molecule, k, seed + first, pool)
+        first += k
+    return starts
+
+
 class ConsistencyModel(MolecularInterface, ForceFieldModel):
     """An energy model and an equilibrium-structure generator on one shared backbone.
 
@@ -119,8 +131,11 @@ class ConsistencyModel(MolecularInterface, ForceFieldModel):
         time_features: size of the sinusoidal time embedding (even).
         max_graph_distance: graph distances up to this (and "farther") are edge features.
         max_atoms: the largest molecule (atoms, hydrogens included) the model accepts.
-        one_shot_start: default starting time of :meth:`generate`'s one-shot mode, as a
-            fraction of T.
+        one_shot_start: default starting time of the modes that start from an RDKit structure
+            (``one_shot``, ``refine``), as a fraction of T.
+        max_noise_time: the generator learns noise times up to this fraction of T only: below 1
+            it is a refiner of structures (modes ``one_shot`` and ``refine`` from at most this
+            time), not a generator from noise, and spends its capacity where refinement needs it.
     """
 
     def __init__(
@@ -135,14 +150,19 @@ class ConsistencyModel(MolecularInterface, ForceFieldModel):
         max_graph_distance: int = 4,
         max_atoms: int = 29,
         one_shot_start: float = 0.2,
+        max_noise_time: float = 1.0,
     ):
         super().__init__(backbone, hidden, forces=True)
         if time_features < 2 or time_features % 2:
             raise ValueError(f"time_features must be even and >= 2, got {time_features}")
         if max_graph_distance < 2:
             raise ValueError(f"max_graph_distance must be >= 2, got {max_graph_distance}")
-        if not position_scale > 0 or max_atoms < 1 or not 0 < one_shot_start <= 1:
-            raise ValueError("need position_scale > 0 (Å), max_atoms >= 1 and 0 < one_shot_start <= 1")
+        if not position_scale > 0 or max_atoms < 1 or not 0 < one_shot_start <= 1 or not 0 < max_noise_time <= 1:
+            raise ValueError("need position_scale > 0 (Å), max_atoms >= 1, 0 < one_shot_start <= 1 and "
+                             "0 < max_noise_time <= 1")
+        if one_shot_start > max_noise_time:
+            raise ValueError(f"one_shot_start={one_shot_start} is later than the generator learns "
+                             f"(max_noise_time={max_noise_time}): lower it or raise max_noise_time")
         n_extra = len(ATOM_FEATURE_NAMES) + time_features
         edge_dim = N_BOND_CLASSES + max_graph_distance
         irreps_extra = getattr(backbone, "irreps_extra", None)
@@ -160,6 +180,7 @@ class ConsistencyModel(MolecularInterface, ForceFieldModel):
         self.max_graph_distance = int(max_graph_distance)
         self.max_atoms = int(max_atoms)
         self.one_shot_start = float(one_shot_start)
+        self.max_noise_time = float(max_noise_time)
 
     def reset_parameters(self) -> None:
         super().reset_parameters()
@@ -241,6 +262,11 @@ class ConsistencyModel(MolecularInterface, ForceFieldModel):
 
     # --- the structure generator --------------------------------------------------------------
 
+    @property
+    def largest_time(self) -> int:
+        """The largest integer noise time the generator learns (``max_noise_time`` T, at least 1)."""
+        return max(1, round(self.max_noise_time * self.schedule.timesteps))
+
     def normalise(self, batch, positions: torch.Tensor | None = None) -> torch.Tensor:
         """Centred positions (Å, default the batch's) in the diffusion's units, x = R / s."""
         positions = batch[keys.POSITIONS] if positions is None else positions
@@ -270,11 +296,11 @@ class ConsistencyModel(MolecularInterface, ForceFieldModel):
     def denoising_loss(self, batch, t: torch.Tensor | None = None,
                        generator: torch.Generator | None = None) -> torch.Tensor:
         """Mean squared error of the predicted v on ``batch``'s structures noised at times ``t``
-        (default: uniform in 1..T per molecule)."""
+        (default: uniform per molecule in 1..``max_noise_time`` T)."""
         prepared = self.prepare(batch)
         x0 = self.normalise(batch)
         if t is None:
-            t = random_times(n_structures(batch), 1, self.schedule.timesteps, x0.device, generator)
+            t = random_times(n_structures(batch), 1, self.largest_time, x0.device, generator)
         noised = self.noise(prepared, x0, t, generator)
         return torch.nn.functional.mse_loss(self.predict_v(prepared, noised.x_t, t), noised.v)
 
@@ -300,6 +326,10 @@ class ConsistencyModel(MolecularInterface, ForceFieldModel):
         reference = prepared[keys.POSITIONS]
         times = self.schedule.times(steps, start)
         t = torch.full((n_molecules,), times[0], dtype=torch.long, device=reference.device)
+        if times[0] > self.largest_time:
+            raise ValueError(f"this generator learned noise times up to {self.largest_time} (max_noise_time="
+                             f"{self.max_noise_time:g} of T={self.schedule.timesteps}), not {times[0]}: start "
+                             "from a structure (mode 'refine' or 'one_shot') at a time no larger")
         if positions is None:
             if times[0] != self.schedule.timesteps:
                 raise ValueError("sampling from pure noise starts at T; give positions to start earlier")
@@ -318,13 +348,18 @@ class ConsistencyModel(MolecularInterface, ForceFieldModel):
         """Generated positions (Å, [n_atoms, 3], centred) for the molecular graphs of ``batch``.
 
         Args:
-            batch: structures with molecular graphs; their positions are not used. The one-shot
-                mode needs each structure's ``smiles`` (mapped, in the atoms' order).
+            batch: structures with molecular graphs; their positions are not used. The modes that
+                start from an RDKit structure need each structure's ``smiles`` (mapped, in the
+                atoms' order).
             mode: ``"ddim"``: DDIM sampling from pure noise in ``steps`` steps; ``"one_shot"``: an
                 RDKit ETKDG conformer of each molecule, noised to ``start`` and denoised in one
-                step (one network evaluation).
+                step (one network evaluation); ``"refine"``: an MMFF94-relaxed ETKDG conformer,
+                noised to ``start`` and brought back by DDIM in ``steps`` steps (at most one per
+                integer time); consecutive structures of one molecule start from different
+                conformers (:func:`~zoo.models._molecules.diverse_conformers`).
             steps: DDIM steps.
-            start: one-shot starting time as a fraction of T (default ``one_shot_start``).
+            start: starting time of ``one_shot`` and ``refine`` as a fraction of T (default
+                ``one_shot_start``).
             seed: seeds the noise (and the conformers), for reproducible structures.
         """
         if mode not in MODES:
@@ -335,18 +370,27 @@ class ConsistencyModel(MolecularInterface, ForceFieldModel):
             generator = torch.Generator(device=reference.device).manual_seed(int(seed))
         if mode == "ddim":
             return self.sample_ddim(batch, steps, generator)
+        fraction = self.one_shot_start if start is None else float(start)
+        if not 0 < fraction <= 1:
+            raise ValueError(f"the starting time is a fraction of T in (0, 1], got {fraction}")
+        time = max(1, round(fraction * self.schedule.timesteps))
         smiles = batch[keys.SMILES]
         smiles = [smiles] if isinstance(smiles, str) else list(smiles)
         conformer_seed = int(seed) if seed is not None else int(torch.randint(2**31 - 1, ()))
-        initial = np.concatenate([etkdg_conformer(s, conformer_seed + i) for i, s in enumerate(smiles)])
+        if mode == "refine":
+            initial = np.concatenate(_refinement_starts(smiles, conformer_seed))
+        else:
+            initial = np.concatenate([etkdg_conformer(s, conformer_seed + i) for i, s in enumerate(smiles)])
         initial = torch.as_tensor(initial, dtype=reference.dtype, device=reference.device)
-        fraction = self.one_shot_start if start is None else float(start)
-        if not 0 < fraction <= 1:
-            raise ValueError(f"the one-shot starting time is a fraction of T in (0, 1], got {fraction}")
-        t = torch.full((n_structures(batch),), max(1, round(fraction * self.schedule.timesteps)),
-                       dtype=torch.long, device=reference.device)
+        if mode == "refine":
+            return self.sample_ddim(batch, min(steps, time), generator, positions=initial, start=time)
+        if time > self.largest_time:
+            raise ValueError(f"this generator learned noise times up to {self.largest_time} of "
+                             f"T={self.schedule.timesteps} (max_noise_time={self.max_noise_time:g}); start no later")
+        t = torch.full((n_structures(batch),), time, dtype=torch.long, device=reference.device)
         return self.one_shot(batch, initial, t, generator)
 
     def extra_repr(self) -> str:
         return (f"position_scale={self.position_scale} Å, time_features={self.time_features}, "
-                f"max_graph_distance={self.max_graph_distance}, max_atoms={self.max_atoms}")
+                f"max_graph_distance={self.max_graph_distance}, max_atoms={self.max_atoms}, "
+                f"max_noise_time={self.max_noise_time:g}")

@@ -101,6 +101,9 @@ class ConsistencyTask(AtomisticTask):
         keep_pretrained_statistics: bool = False,
     ):
         outputs = energy_force_outputs(outputs, "consistency")
+        if optimality_weight and optimality_max_time > model.max_noise_time:
+            raise ValueError(f"optimality_max_time={optimality_max_time} asks the generator for noise times it does "
+                             f"not learn (the model's max_noise_time={model.max_noise_time}): lower it to at most that")
         auxiliary = [
             DiffusionDenoisingLoss(denoising_weight, equilibrium_kinds),
             OptimalityLoss(optimality_weight, consistency_start_epoch, optimality_max_time, equilibrium_kinds),
