@@ -62,7 +62,8 @@ def _set_counts(n: int, sizes, fractions, caller: str, unit: str) -> list[int]:
         counts, wanted = _counts_from_fractions(n, requested)
     for name, count, want in zip(SETS, counts, wanted):
         if want and count == 0:
-            raise ValueError(f"this split leaves the {name} set empty ({name}: {want} of {n} {unit})")
+            raise ValueError(f"this split leaves the {name} set empty ({name}: {want} of {n} {unit}): give more "
+                             f"{unit}, or a split that keeps at least one in each set (data.init_args.split)")
     if counts[0] == 0:
         raise ValueError(f"this split leaves the train set empty; request at least one training {unit[:-1]}")
     return counts
