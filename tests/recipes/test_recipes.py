@@ -145,3 +145,12 @@ def test_a_wheel_ships_every_recipe_file():
     files = [path for path in recipes.folder().rglob("*")
              if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".py"]
     assert len(files) > 20 and [str(path) for path in files if path not in shipped] == []
+
+
+def test_the_benchmark_recipes_parse_on_their_packaged_bases():
+    config = parse_config(["fit", "--config", str(ROOT / "benchmarks/consistency/refiner.yaml")])
+    model = config["model"]["init_args"]["model"]["init_args"]
+    assert model["max_noise_time"] == 0.3 and model["one_shot_start"] == 0.1
+    assert model["backbone"]["init_args"]["channels"] == 32
+    assert len(config["data"]["init_args"]["source"]) == 3
+    assert not any("ExportPretrained" in str(c) for c in config["trainer"]["callbacks"])  # no published card
