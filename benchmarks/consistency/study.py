@@ -95,9 +95,13 @@ def parse_args(argv=None):
     sub.add_parser("baseline", help="the cheap-structure baseline alone (xTB minimum against QM9 geometry)")
     published = sub.add_parser("published", help="a trained model (zoo.load name or folder) on the test molecules, "
                                                  "beside the baselines: RMSD, best of k and validity")
-    published.add_argument("--model", default="consistency-qm9-b3lyp-631gs")
+    published.add_argument("--model", default="consistency-qm9-b3lyp-631gs",
+                           help="a zoo.load name or folder, or a training run (its folder or a checkpoint file)")
+    published.add_argument("--start", type=float, default=None,
+                           help="starting time of one-shot and refinement, a fraction of T (default: the model's)")
     denoise = sub.add_parser("denoise", help="how much noise a model's one-step denoiser removes, against doing nothing")
-    denoise.add_argument("--model", default="consistency-qm9-b3lyp-631gs", help="a zoo.load name or folder")
+    denoise.add_argument("--model", default="consistency-qm9-b3lyp-631gs",
+                         help="a zoo.load name or folder, or a training run (its folder or a checkpoint file)")
     denoise.add_argument("--structures", type=int, default=256, help="first N xTB minima of --train")
     return parser.parse_args(argv)
 
@@ -124,21 +128,22 @@ def fit_arguments(args, variant: str, seed: int) -> list[str]:
 
 
 def generate_all(model, references: list, mode: str, k: int, steps: int, seed: int,
-                 chunk: int = 40) -> list:
-    """Generated positions ([k, n_atoms, 3] arrays) for every reference structure's molecule."""
+                 chunk: int = 40, start: float | None = None) -> list:
+    """Generated positions ([k, n_atoms, 3] arrays) for every reference structure's molecule;
+    ``start``: of one-shot and refinement, a fraction of T (default: the model's)."""
     import numpy as np
     import torch
     from torch_geometric.data import Batch
 
     generated = []
-    for start in range(0, len(references), chunk):
-        part = references[start:start + chunk]
+    for first in range(0, len(references), chunk):
+        part = references[first:first + chunk]
         data = [model.graph_data(a.info["smiles"]) for a in part]
         batch = Batch.from_data_list([d for d in data for _ in range(k)])
         with torch.no_grad():
             # seeded by the global number of the chunk's first structure: refinement's starting
             # conformers of molecule m are diverse_conformers(smiles, k, seed + m k), whatever the chunking
-            positions = model.generate_positions(batch, mode=mode, steps=steps, seed=seed + start * k)
+            positions = model.generate_positions(batch, mode=mode, steps=steps, seed=seed + first * k, start=start)
         positions = positions.double().cpu().numpy()
         offset = 0
         for atoms in part:
@@ -158,7 +163,8 @@ def record_modes(record: dict) -> list[str]:
     return [m for m in MODES if f"{m}_rmsd" in record]
 
 
-def evaluate(model, test_file: str, n_test: int | None, k: int, steps: int, seed: int = 0) -> dict:
+def evaluate(model, test_file: str, n_test: int | None, k: int, steps: int, seed: int = 0,
+             start: float | None = None) -> dict:
     """Per-molecule structure metrics of ``model`` on the test molecules (see the module docs)."""
     import ase.io
     import numpy as np
@@ -171,7 +177,7 @@ def evaluate(model, test_file: str, n_test: int | None, k: int, steps: int, seed
     per_mode = {}
     reference_energy = [model.energy(a) for a in references]
     for mode in model_modes(model):
-        generated = generate_all(model, references, mode, k, steps, seed)
+        generated = generate_all(model, references, mode, k, steps, seed, start=start)
         rmsd = [[best_rmsd(x, a.positions, a.info["smiles"]) for x in samples]
                 for samples, a in zip(generated, references)]
         valid = [[structure_validity(x, a.info["smiles"]).valid for x in samples]
@@ -231,6 +237,26 @@ def rdkit_baseline(args) -> dict:
                                     for seed in range(args.k)] for a in references}
 
 
+def load_model(ref: str):
+    """The consistency model of a registry name or model folder, or of a training run (a run folder
+    with its config.yaml, or a checkpoint file in it), in eval mode."""
+    import zoo
+    from zoo.registry import load_run
+
+    path = Path(ref)
+    if path.suffix == ".ckpt" or (path / "config.yaml").is_file():
+        return load_run(path).model.eval()
+    return zoo.load(ref).model.eval()
+
+
+def report_name(ref: str, start: float | None) -> str:
+    """The file name of a ``published`` report: the model's name (a run's: its recipe folder and
+    checkpoint) and a starting time other than the model's."""
+    path = Path(ref)
+    name = f"{path.parents[2].name}_{path.stem}" if path.suffix == ".ckpt" and len(path.parents) > 2 else path.name
+    return name + ("" if start is None else f"_start{start:g}")
+
+
 def evaluate_published(args) -> None:
     """RMSD (mean and best of k) and validity of a trained model's structures for the test
     molecules, both modes, beside the RDKit ETKDG conformers and the GFN2-xTB minima; written to
@@ -239,15 +265,14 @@ def evaluate_published(args) -> None:
     import numpy as np
     import torch
 
-    import zoo
     from zoo.data.validity import structure_validity
     from zoo.metrics import best_rmsd
     from zoo.models.consistency import REFINE_POOL, diverse_conformers, etkdg_conformer
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
-    model = zoo.load(args.model).model.eval()
-    record = {"model": args.model, "k": args.k, "ddim_steps": args.ddim_steps, "pool": REFINE_POOL,
-              **evaluate(model, args.test, args.n_test, args.k, args.ddim_steps)}
+    model = load_model(args.model)
+    record = {"model": args.model, "k": args.k, "ddim_steps": args.ddim_steps, "pool": REFINE_POOL, "start": args.start,
+              **evaluate(model, args.test, args.n_test, args.k, args.ddim_steps, start=args.start)}
     references = ase.io.read(args.test, index=":")[:args.n_test]
     cheap = {int(a.info["qm9_id"]): a for a in ase.io.read(args.test_xtb, index=":")}
     etkdg = [[etkdg_conformer(a.info["smiles"], seed) for seed in range(args.k)] for a in references]
@@ -266,8 +291,7 @@ def evaluate_published(args) -> None:
     xtb = [cheap[int(a.info["qm9_id"])] for a in references]
     record["xtb_rmsd"] = [best_rmsd(x.positions, a.positions, a.info["smiles"]) for x, a in zip(xtb, references)]
     record["xtb_valid"] = [structure_validity(x, a.info["smiles"]).valid for x, a in zip(xtb, references)]
-    name = Path(args.model).name
-    out = Path(args.out).parent / f"published_{name}.json"
+    out = Path(args.out).parent / f"published_{report_name(args.model, args.start)}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(record) + "\n")
     report = published_report(record, len(references))
@@ -300,9 +324,12 @@ def published_report(record: dict, n_molecules: int) -> str:
     lines += [f"| {label} | {mean:.3f} | {best:.3f} | {100 * valid:.1f} % |" for label, mean, best, valid in rows]
     best = np.min(record["mmff_rmsd"], axis=1)
     near = best < SAME_CONFORMER_RMSD
+    def mean(values) -> str:
+        return f"mean {values.mean():.3f} Å" if values.size else "none"
+
     lines += ["", f"Where the best of the {k} ETKDG+MMFF94 conformers is off: {near.sum()} molecules have one within "
-              f"{SAME_CONFORMER_RMSD} Å of QM9's geometry (best-of-{k} mean {best[near].mean():.3f} Å: the local "
-              f"geometry), the other {(~near).sum()} none (mean {best[~near].mean():.3f} Å: another conformer)."]
+              f"{SAME_CONFORMER_RMSD} Å of QM9's geometry (best-of-{k} {mean(best[near])}: the local geometry), "
+              f"the other {(~near).sum()} none ({mean(best[~near])}: another conformer)."]
     return "\n".join(lines) + "\n"
 
 
@@ -326,12 +353,11 @@ def print_denoising(args) -> None:
     import torch
     from torch_geometric.data import Batch
 
-    import zoo
     from zoo.data import keys, read_ase
     from zoo.metrics.structure import kabsch_rmsd
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
-    model = zoo.load(args.model).model.eval()
+    model = load_model(args.model)
     frames = read_ase(args.train, info_keys={"structure_kind": "structure_kind"}, results=["energy", "forces"],
                       mask_missing=True, molecular_graph=True)
     frames = [d for d in frames if d[keys.STRUCTURE_KIND] in ("xtb_optimized", None)][:args.structures]
