@@ -83,7 +83,8 @@ class ElementIndex(torch.nn.Module):
             unknown = sorted({SYMBOLS[int(n)] for n in z[index < 0].unique()})
             raise ValueError(
                 f"element(s) {', '.join(unknown)} not supported by this model, which knows "
-                f"{', '.join(self.symbols)}; fine-tune a model built with these elements instead"
+                f"{', '.join(self.symbols)}; use a model whose elements include {', '.join(unknown)} (or train one: "
+                "a backbone has no embedding for an element it was not built with)"
             )
         return index
 
