@@ -51,6 +51,14 @@ def test_fit_learns_and_logs_metrics(tmp_path):
     assert {"val/loss", "val/energy_rmse", "train/energy_loss"} <= set(trainer.callback_metrics)
 
 
+def test_a_task_built_in_python_fits_without_lightnings_pickling_warnings(tmp_path, recwarn):
+    # the model is a module and the optimizer a lambda: neither belongs in the saved hyper-parameters
+    task = AtomisticTask(_PositionSum(), [Output("energy")], optimizer=lambda p: torch.optim.SGD(p, lr=0.01))
+    assert "optimizer" not in task.hparams and "model" not in task.hparams
+    _trainer(default_root_dir=tmp_path).fit(task, _loader(), _loader())
+    assert not [w for w in recwarn if "hparams" in str(w.message) or "nn.Module" in str(w.message)]
+
+
 def test_missing_labels_name_the_key():
     task = AtomisticTask(_PositionSum(), [Output("energy", target="U0")])
     batch = next(iter(_loader()))

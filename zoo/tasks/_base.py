@@ -10,6 +10,7 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from lightning.pytorch.trainer.states import TrainerFn
+from lightning.pytorch.utilities.parsing import is_picklable
 
 from zoo.data import Statistics, StatisticsSource, UsesStatistics, n_structures
 from zoo.losses import AuxiliaryLoss, Forward, Output, Progress, Step
@@ -79,9 +80,12 @@ class AtomisticTask(pl.LightningModule):
         with warnings.catch_warnings():  # Lightning's advice for modules built in Python, handled below
             warnings.filterwarnings("ignore", message=r".*is an instance of `nn.Module`")
             self.save_hyperparameters()
-        modules = [name for name, value in self.hparams.items() if isinstance(value, torch.nn.Module)]
-        if modules:  # built in Python, not from a config: the weights hold the module, not its pickle
-            self.save_hyperparameters(ignore=modules)
+        # Built in Python, not from a config: the weights hold a module, not its pickle, and an
+        # optimizer given as a lambda cannot be saved (Lightning would drop it at fit time, warning)
+        unsaved = [name for name, value in self.hparams.items()
+                   if isinstance(value, torch.nn.Module) or not is_picklable(value)]
+        if unsaved:
+            self.save_hyperparameters(ignore=unsaved)
         self.model = model
         self.outputs = [o if isinstance(o, Output) else Output(**o) for o in outputs]
         self._auxiliary_names = []
