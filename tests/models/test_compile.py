@@ -179,6 +179,24 @@ def test_an_exported_force_field_runs_on_other_molecules(tmp_path):
         torch.export.load(tmp_path / "model.pt2").module()(*nitrogen.values())
 
 
+def test_an_exported_multi_fidelity_force_field_predicts_at_the_models_level():
+    # organic-dens-gfn2-xtb's kind: one energy head per level of theory, "energy" at model.level
+    torch.manual_seed(0)
+    model = ForceFieldModel(EquivariantBackbone(["H", "C", "O"], **TINY), hidden=8, levels=["pbe", "xtb"])
+    model.set_statistics({keys.ENERGY: {"mean": 0.3, "std": 2.0}})
+    model.level = "xtb"
+    model.eval()
+    example, other = _structures("CH3CH2OH", "CH3OH")
+    got, inputs = _exported_matches(model, example, other)
+    data = AtomicData.from_ase(other)
+    data[keys.EDGE_INDEX] = inputs["edge_index"]
+    expected = model(data)
+    _close(got[keys.ENERGY], expected[keys.ENERGY])
+    _close(got[keys.FORCES], expected[keys.FORCES])
+    model.level = "pbe"
+    assert not torch.allclose(model(data)[keys.ENERGY], expected[keys.ENERGY])  # the levels' heads differ
+
+
 @pytest.mark.parametrize("family", ["property", "mpnn"])
 def test_an_exported_property_model_runs_on_other_molecules(family):
     torch.manual_seed(0)

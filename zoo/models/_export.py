@@ -146,7 +146,7 @@ class _Predictions(torch.nn.Module):
         self.kind = kind
 
     def forward(self, z, pos, edge_index, edge_features=None, atom_features=None) -> dict[str, torch.Tensor]:
-        from zoo.models import PropertyModel
+        from zoo.models import ForceFieldModel, PropertyModel
 
         # one structure: no batch index, and one count of atoms
         data = {keys.ATOMIC_NUMBERS: z, keys.POSITIONS: pos, keys.EDGE_INDEX: edge_index,
@@ -156,8 +156,9 @@ class _Predictions(torch.nn.Module):
             # the energy model is the network at diffusion time 0
             conditioning = self.model._conditioning(data, torch.zeros(1, dtype=torch.long, device=z.device))
             return PropertyModel.forward(self.model, data, conditioning)
+        if isinstance(self.model, ForceFieldModel):
+            return self.model.energy(data)  # the forces are the program's own gradient
         if isinstance(self.model, PropertyModel):
-            # PropertyModel's forward: energy alone, also for a force field
             return PropertyModel.forward(self.model, data)
         return self.model(data)
 

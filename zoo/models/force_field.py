@@ -121,6 +121,11 @@ class ForceFieldModel(PropertyModel):
         with torch.enable_grad():
             return self._energy_and_forces(copy.copy(batch), extra_node_features, node_features, keep_graph)
 
+    def energy(self, batch) -> dict[str, torch.Tensor]:
+        """``{"energy": [n_structures] eV}`` at :attr:`level`, without forces: what
+        :func:`~zoo.models.export_model` traces before it differentiates the program itself."""
+        return self._energy(batch, None, node_features=False)
+
     def _energy(self, batch, extra, node_features: bool) -> dict[str, torch.Tensor]:
         features = self.backbone(batch) if extra is None else self.backbone(batch, extra)
         out = self.pool(batch, features.node_features)
