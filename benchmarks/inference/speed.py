@@ -193,16 +193,20 @@ def main(argv=None) -> int:
     if unknown:
         raise SystemExit(f"unknown models {unknown}; published: {sorted(entries)}")
     load = os.getloadavg()
-    results = []
+    results, failed = [], []
     # a cold compile in every worker: inductor's caches on disk would hide the compile time
     env = {**os.environ, "TORCHINDUCTOR_FORCE_DISABLE_CACHES": "1"}
     for name in names:
         family = {"force-field": "force_field"}.get(entries[name].family, entries[name].family)
         config = {"model": name, "family": family, "molecules": args.molecules, "repeats": args.repeats,
                   "warmup": args.warmup, "threads": args.threads}
-        out = subprocess.run([sys.executable, __file__, "--worker", json.dumps(config)], check=True,
-                             capture_output=True, text=True, env=env).stdout
-        results.append(json.loads(out.strip().splitlines()[-1]))
+        worker = subprocess.run([sys.executable, __file__, "--worker", json.dumps(config)], capture_output=True,
+                                text=True, env=env)
+        if worker.returncode:  # one model's failure costs its row, not the others' measurements
+            failed.append(name)
+            print(f"{name:<40} FAILED:\n{worker.stderr[-2000:]}", flush=True)
+            continue
+        results.append(json.loads(worker.stdout.strip().splitlines()[-1]))
         r = results[-1]
         print(f"{name:<40} single {1e3 * r['single_eager']:.1f} -> {1e3 * r['single_compiled']:.1f} ms, "
               f"batch {1e3 * r['batch_eager']:.1f} -> {1e3 * r['batch_compiled']:.1f} ms per molecule", flush=True)
@@ -226,12 +230,13 @@ def main(argv=None) -> int:
         "",
         table(results),
         "",
+        *([f"Failed (no row): {', '.join(failed)}; the command prints why.", ""] if failed else []),
     ])
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(report)
     args.output.with_suffix(".json").write_text(json.dumps(results, indent=1) + "\n")
     print(f"wrote {args.output}")
-    return 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
