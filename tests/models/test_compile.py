@@ -145,26 +145,27 @@ def test_compile_for_inference_refuses_a_module_without_tensor_cores():
 # --- torch.export --------------------------------------------------------------------------------
 
 
-def _exported_matches(model, example, other, tmp_path=None):
-    """Export on ``example``; the program (saved and loaded when ``tmp_path``) on ``other``, a
-    molecule of other sizes, against the model's forward pass on the same graph."""
+def _exported_and_eager(model, example, other, tmp_path=None, data=None):
+    """Export on ``example``; the program's predictions (saved and loaded when ``tmp_path``) on
+    ``other``, a molecule of other sizes, the model's forward pass on ``data`` (default: ``other``
+    with the program's neighbour list), and the program's inputs."""
     program = export_model(model, example)
     if tmp_path is not None:
         torch.export.save(program, tmp_path / "model.pt2")
         program = torch.export.load(tmp_path / "model.pt2")
     inputs = export_inputs(model, other)
     got = program.module()(*inputs.values())
-    return got, inputs
+    if data is None:
+        data = AtomicData.from_ase(other)
+        data[keys.EDGE_INDEX] = inputs["edge_index"]
+    return got, model(data), inputs
 
 
 @pytest.mark.slow
 def test_an_exported_force_field_runs_on_other_molecules(tmp_path):
     model = _force_field()
     example, other = _structures("CH3CH2OH", "CH3OH")
-    got, inputs = _exported_matches(model, example, other, tmp_path)
-    data = AtomicData.from_ase(other)
-    data[keys.EDGE_INDEX] = inputs["edge_index"]
-    expected = model(data)
+    got, expected, inputs = _exported_and_eager(model, example, other, tmp_path)
     assert got[keys.FORCES].shape == (len(other), 3)
     _close(got[keys.ENERGY], expected[keys.ENERGY])
     _close(got[keys.FORCES], expected[keys.FORCES])
@@ -187,10 +188,7 @@ def test_an_exported_multi_fidelity_force_field_predicts_at_the_models_level():
     model.level = "xtb"
     model.eval()
     example, other = _structures("CH3CH2OH", "CH3OH")
-    got, inputs = _exported_matches(model, example, other)
-    data = AtomicData.from_ase(other)
-    data[keys.EDGE_INDEX] = inputs["edge_index"]
-    expected = model(data)
+    got, expected, inputs = _exported_and_eager(model, example, other)
     _close(got[keys.ENERGY], expected[keys.ENERGY])
     _close(got[keys.FORCES], expected[keys.FORCES])
     model.level = "pbe"
@@ -206,10 +204,7 @@ def test_an_exported_property_model_runs_on_other_molecules(family):
         model = PropertyModel(EquivariantBackbone(["H", "C", "O"], **TINY), ["U0", "gap"], hidden=8)
     model.eval()
     example, other = _structures("CH3CH2OH", "CH3OH")
-    got, inputs = _exported_matches(model, example, other)
-    data = AtomicData.from_ase(other)
-    data[keys.EDGE_INDEX] = inputs["edge_index"]
-    expected = model(data)
+    got, expected, inputs = _exported_and_eager(model, example, other)
     assert sorted(got) == ["U0", "gap"]
     for target in ("U0", "gap"):
         _close(got[target], expected[target])
@@ -219,8 +214,7 @@ def test_an_exported_property_model_runs_on_other_molecules(family):
 def test_an_exported_consistency_model_scores_other_molecules(consistency_frames):
     model = _consistency()
     example, other = consistency_frames
-    got, inputs = _exported_matches(model, example, other)
-    expected = model(_graph(other))
+    got, expected, inputs = _exported_and_eager(model, example, other, data=_graph(other))
     assert inputs["edge_index"].shape[1] == len(other) * (len(other) - 1)  # every pair of atoms
     for name, value in export_inputs(model, _graph(other).to("cpu")).items():  # the same from data
         torch.testing.assert_close(value, inputs[name])
