@@ -92,9 +92,10 @@ def fit(args) -> None:
 
 def _progress(log: Path) -> dict:
     """Epochs, steps and seconds of a job's last epoch line (zoo.callbacks.EpochSummary)."""
-    found = [EPOCH_LINE.match(line) for line in log.read_text().splitlines()]
+    text = log.read_text()
+    found = [EPOCH_LINE.match(line) for line in text.splitlines()]
     epoch, step, seconds = [m.groups() for m in found if m][-1]
-    device = "GPU" if "GPU available: True (cuda), used: True" in log.read_text() else "CPU"
+    device = "GPU" if "GPU available: True (cuda), used: True" in text else "CPU"
     return {"epochs": int(epoch) + 1, "steps": int(step), "seconds": float(seconds), "device": device}
 
 
