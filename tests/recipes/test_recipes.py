@@ -30,7 +30,7 @@ def _flat(value, prefix=""):
 
 def test_every_published_recipe_is_packaged_and_runs_on_its_own():
     assert set(PUBLISHED) == set(recipes.names(add_ons=False))
-    assert set(recipes.names()) - set(PUBLISHED) == {"dens"}  # an add-on: `--config RECIPE --config dens`
+    assert set(recipes.names()) - set(PUBLISHED) == {"dens", "long_training"}  # add-ons: `--config RECIPE --config dens`
     with pytest.raises(SystemExit):  # no model: not a recipe by itself
         parse_config(["fit", "--config", "dens"])
 
