@@ -4,7 +4,7 @@ from ase import Atoms
 from ase.build import molecule
 from ase.calculators.emt import EMT
 
-from zoo.analysis import md_stability
+from zoo.analysis import md_stability, md_stability_replicas
 from zoo.analysis.md_stability import (
     bond_lengths,
     collapse_frame,
@@ -63,3 +63,64 @@ def test_md_stability_runs_and_reports():
     # a threshold no vibration stays under: the first recorded frame counts as a collapse
     collapsed = md_stability(atoms, EMT(), reference, time_ps=0.01, record_every=5, threshold=1e-6, seed=0)
     assert collapsed.collapsed and collapsed.stable_time_ps == 0.0 and collapsed.n_steps == 5
+
+
+def _copper_starts(n, seed=0):
+    rng = np.random.default_rng(seed)
+    atoms = Atoms("Cu3", positions=[[0, 0, 0], [2.5, 0, 0], [1.25, 2.1, 0]])
+    starts = []
+    for _ in range(n):
+        start = atoms.copy()
+        start.positions += 0.02 * rng.standard_normal((3, 3))
+        starts.append(start)
+    return atoms, starts
+
+
+def _emt_batch(images):
+    results = []
+    for image in images:
+        image = image.copy()
+        image.calc = EMT()
+        results.append({"energy": image.get_potential_energy(), "forces": image.get_forces()})
+    return results
+
+
+def test_replicas_run_independently_and_keep_their_centres_of_mass():
+    atoms, starts = _copper_starts(3)
+    reference = atoms.positions[None] + 0.01 * np.random.default_rng(0).standard_normal((10, 3, 3))
+    one_by_one = md_stability_replicas(starts, EMT(), reference, time_ps=0.01, record_every=5, seed=3)
+    batched = md_stability_replicas(starts, None, reference, time_ps=0.01, record_every=5, seed=3, predict=_emt_batch)
+    assert len(one_by_one) == 3
+    for result, same, start in zip(one_by_one, batched, starts):
+        assert not result.collapsed and result.n_steps == 20 and result.positions.shape == (5, 3, 3)
+        np.testing.assert_allclose(result.positions, same.positions, atol=1e-12)  # the batch is the same physics
+        np.testing.assert_allclose(result.positions[0], start.positions)  # where each copy started, unmoved
+        centres = result.positions.mean(axis=1)  # equal masses
+        np.testing.assert_allclose(centres, centres[:1].repeat(len(centres), 0), atol=1e-10)
+        assert np.abs(result.positions[-1] - result.positions[0]).max() > 1e-4  # and it moved
+    # the copies got different velocities: different trajectories
+    assert np.abs(one_by_one[0].positions[-1] - one_by_one[0].positions[0]
+                  - (one_by_one[1].positions[-1] - one_by_one[1].positions[0])).max() > 1e-4
+
+
+def test_a_collapsed_replica_is_frozen_while_the_others_go_on():
+    atoms, starts = _copper_starts(2)
+    starts[1].positions[1] += [0.8, 0.0, 0.0]  # a Cu-Cu bond stretched past the threshold: collapses at once
+    reference = atoms.positions[None] + 0.01 * np.random.default_rng(0).standard_normal((10, 3, 3))
+    seen = []
+
+    def batch(images):
+        seen.append(len(images))
+        return _emt_batch(images)
+
+    stable, collapsed = md_stability_replicas(starts, None, reference, time_ps=0.01, record_every=5, predict=batch)
+    assert collapsed.collapsed and collapsed.stable_time_ps == 0.0 and collapsed.n_steps == 5
+    assert collapsed.positions.shape == (2, 3, 3)
+    assert not stable.collapsed and stable.stable_time_ps == pytest.approx(0.01) and stable.n_steps == 20
+    assert seen[0] == 2 and seen[-1] == 1  # the collapsed copy is no longer evaluated
+
+
+def test_replicas_must_be_one_molecule():
+    atoms, starts = _copper_starts(1)
+    with pytest.raises(ValueError, match="same molecule"):
+        md_stability_replicas([starts[0], Atoms("Cu2", positions=[[0, 0, 0], [2.5, 0, 0]])], EMT(), atoms.positions[None])

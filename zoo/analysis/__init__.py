@@ -12,12 +12,13 @@ so it scales to the full parameter count of a model:
 
 The estimators take any ``matvec`` callable on flat vectors, so they apply to explicit matrices too.
 
-MD stability of force fields ("Forces are not enough"): :func:`md_stability` and the pieces in
+MD stability of force fields ("Forces are not enough"): :func:`md_stability`, several trajectories
+as one batch with :func:`md_stability_replicas`, and the pieces in
 :mod:`zoo.analysis.md_stability`.
 """
 
 from zoo.analysis.hessian import HessianOperator, hessian_vector_product, select_parameters
-from zoo.analysis.md_stability import StabilityResult, md_stability
+from zoo.analysis.md_stability import StabilityResult, md_stability, md_stability_replicas
 from zoo.analysis.spectrum import (
     hutchinson_trace,
     lanczos,
@@ -33,6 +34,7 @@ __all__ = [
     "hutchinson_trace",
     "lanczos",
     "md_stability",
+    "md_stability_replicas",
     "select_parameters",
     "spectral_density",
     "stochastic_lanczos_quadrature",

@@ -8,15 +8,19 @@ normalised to unit area, so the error lies in [0, 2]).
 
 Pieces: :func:`find_bonds` and :func:`bond_lengths`, :func:`collapse_frame`,
 :func:`distance_histogram` and :func:`h_error`, and :func:`md_stability`, which runs ASE's
-Langevin dynamics with any calculator (e.g. ``model.as_calculator()``) and stops at collapse.
+Langevin dynamics with any calculator (e.g. ``model.as_calculator()``) and stops at collapse;
+:func:`md_stability_replicas` runs several trajectories as one batch.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from ase.calculators.calculator import Calculator, all_changes
+from ase.constraints import FixConstraint
 
 #: Bond-length deviation (Å) that counts as a collapse.
 COLLAPSE_THRESHOLD = 0.5
@@ -119,52 +123,204 @@ def md_stability(
         threshold: bond deviation (Å) that counts as a collapse.
         seed: for the initial velocities and the thermostat.
     """
-    from ase import units
-    from ase.constraints import FixCom
-    from ase.md.langevin import Langevin
-    from ase.md.velocitydistribution import (
-        MaxwellBoltzmannDistribution,
-        Stationary,
-        ZeroRotation,
-    )
+    (result,) = md_stability_replicas([atoms], calculator, reference_positions, time_ps, temperature, timestep_fs,
+                                      friction, record_every, threshold, seed)
+    return result
 
+
+def md_stability_replicas(
+    starts: Sequence,
+    calculator,
+    reference_positions: np.ndarray,
+    time_ps: float = 1.0,
+    temperature: float = 500.0,
+    timestep_fs: float = 0.5,
+    friction: float = 0.01,
+    record_every: int = 10,
+    threshold: float = COLLAPSE_THRESHOLD,
+    seed: int = 0,
+    predict: Callable[[list], list[dict]] | None = None,
+) -> list[StabilityResult]:
+    """:func:`md_stability` for several trajectories of one molecule at once, one per start structure.
+
+    The copies are integrated together, as one ASE :class:`~ase.Atoms` of independent molecules
+    (each keeps its own centre of mass, none interacts with another), so that a model that
+    evaluates a batch of structures in about the time of one (``predict``, e.g. a zoo
+    calculator's :meth:`~zoo.models.ZooCalculator.predict`) runs them in about the time of one.
+    A copy that collapses is frozen where it collapsed and no longer evaluated; the run goes on
+    until ``time_ps`` or until every copy has collapsed. The copies draw their velocities and
+    thermostat noise from one generator (``seed``), so a copy's trajectory differs from a
+    single run's from the same start, with the same statistics.
+
+    Args:
+        starts: the starting structures, one per trajectory, atoms in the same order.
+        calculator: an ASE calculator, called on one copy at a time when ``predict`` is ``None``.
+        predict: energies and forces of a list of structures in one call (``[{"energy": eV,
+            "forces": [n_atoms, 3] eV/Å}, ...]``), used instead of ``calculator``.
+        reference_positions, time_ps, temperature, timestep_fs, friction, record_every,
+            threshold, seed: as :func:`md_stability`.
+
+    Returns:
+        One :class:`StabilityResult` per start, in order; ``steps_per_second`` is the whole run's
+        (every copy advances one step per step).
+    """
+    from ase import units
+    from ase.md.langevin import Langevin
+    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary, ZeroRotation
+
+    n_atoms = len(starts[0])
     reference_positions = np.asarray(reference_positions, dtype=np.float64)
-    if reference_positions.shape[1:] != (len(atoms), 3):
-        raise ValueError(f"reference positions have shape {reference_positions.shape}, expected [n, {len(atoms)}, 3]")
-    bonds = find_bonds(atoms.numbers, reference_positions[0])
+    if reference_positions.shape[1:] != (n_atoms, 3):
+        raise ValueError(f"reference positions have shape {reference_positions.shape}, expected [n, {n_atoms}, 3]")
+    if any(list(start.numbers) != list(starts[0].numbers) for start in starts):
+        raise ValueError("the start structures must be the same molecule, atoms in the same order")
+    bonds = find_bonds(starts[0].numbers, reference_positions[0])
     reference_lengths = bond_lengths(reference_positions, bonds).mean(axis=0)
 
-    atoms = atoms.copy()
-    atoms.calc = calculator
-    # the centre of mass stays put through a constraint (ASE's fixcm=True biases NVT sampling)
-    atoms.set_constraint(FixCom())
     rng = np.random.default_rng(seed)
-    MaxwellBoltzmannDistribution(atoms, temperature_K=temperature, rng=rng)
-    Stationary(atoms)
-    ZeroRotation(atoms)
-    dynamics = Langevin(atoms, timestep_fs * units.fs, temperature_K=temperature,
-                        friction=friction / units.fs, fixcm=False, rng=rng)
+    copies = []
+    for start in starts:
+        copy = start.copy()
+        MaxwellBoltzmannDistribution(copy, temperature_K=temperature, rng=rng)
+        Stationary(copy)
+        ZeroRotation(copy)
+        copies.append(copy)
+    system = _Replicas.join(copies)
+    system.calc = _Replicas(calculator, predict, n_atoms, len(copies))
+    system.calc.constrain(system)
+    dynamics = Langevin(system, timestep_fs * units.fs, temperature_K=temperature, friction=friction / units.fs,
+                        fixcm=False, rng=rng)
     n_steps_total = round(time_ps * 1000.0 / timestep_fs)
-    frames, steps, collapsed = [atoms.get_positions()], 0, False
-    start = time.perf_counter()
-    while steps < n_steps_total:
+    frames = [[copy.get_positions()] for copy in copies]
+    # per copy, if it collapsed: (steps before the collapsed frame, steps run)
+    collapses: list[tuple[int, int] | None] = [None] * len(copies)
+    steps = 0
+    start_time = time.perf_counter()
+    while steps < n_steps_total and system.calc.active.any():
         n = min(record_every, n_steps_total - steps)
         dynamics.run(n)
         steps += n
-        frames.append(atoms.get_positions())
-        if collapse_frame(frames[-1][None], bonds, reference_lengths, threshold) is not None:
-            collapsed = True
-            break
-    elapsed = time.perf_counter() - start
-    positions = np.stack(frames)
-    # the collapsed frame is the first unstable one: the stable time ends at the frame before it
-    stable_steps = steps - (n if collapsed else 0)
-    stable = positions[:-1] if collapsed else positions
-    return StabilityResult(
-        stable_time_ps=stable_steps * timestep_fs / 1000.0,
-        collapsed=collapsed,
-        n_steps=steps,
-        h_error=h_error(stable, reference_positions),
-        positions=positions,
-        steps_per_second=steps / elapsed if elapsed > 0 else float("inf"),
-    )
+        positions = system.calc.split(system.get_positions())
+        for k in np.flatnonzero(system.calc.active):
+            frames[k].append(positions[k])
+            if collapse_frame(positions[k][None], bonds, reference_lengths, threshold) is not None:
+                # the collapsed frame is the first unstable one: the stable time ends at the frame before it
+                collapses[k] = (steps - n, steps)
+                system.calc.freeze(system, k)
+    elapsed = time.perf_counter() - start_time
+    results = []
+    for k, collapse in enumerate(collapses):
+        positions = np.stack(frames[k])
+        stable_steps, run_steps = (steps, steps) if collapse is None else collapse
+        results.append(StabilityResult(
+            stable_time_ps=stable_steps * timestep_fs / 1000.0,
+            collapsed=collapse is not None,
+            n_steps=run_steps,
+            h_error=h_error(positions if collapse is None else positions[:-1], reference_positions),
+            positions=positions,
+            steps_per_second=steps / elapsed if elapsed > 0 else float("inf"),
+        ))
+    return results
+
+
+class _Replicas(Calculator):
+    """Copies of one molecule as one :class:`~ase.Atoms`: each copy's energy and forces from the
+    wrapped calculator (or a batched ``predict``), frozen copies left out."""
+
+    implemented_properties = ["energy", "forces"]
+    #: Å between copies along x: far beyond any model's cutoff
+    spacing = 1000.0
+
+    def __init__(self, calculator, predict, n_atoms: int, n_copies: int):
+        super().__init__()
+        self.inner, self.batched = calculator, predict
+        self.n_atoms = n_atoms
+        self.active = np.ones(n_copies, dtype=bool)
+
+    @classmethod
+    def join(cls, copies: list):
+        system = copies[0].copy()
+        for k, copy in enumerate(copies[1:], start=1):
+            moved = copy.copy()
+            moved.translate([k * cls.spacing, 0.0, 0.0])
+            system += moved
+        return system
+
+    def split(self, positions: np.ndarray) -> np.ndarray:
+        """The joined system's positions -> [n_copies, n_atoms, 3], each copy where it started."""
+        positions = positions.reshape(len(self.active), self.n_atoms, 3).copy()
+        positions[:, :, 0] -= self.spacing * np.arange(len(self.active))[:, None]
+        return positions
+
+    def _indices(self, k: int) -> np.ndarray:
+        return np.arange(k * self.n_atoms, (k + 1) * self.n_atoms)
+
+    def constrain(self, system) -> None:
+        """Each active copy keeps its centre of mass (ASE's fixcm=True would bias NVT sampling); a
+        frozen copy stays where it is."""
+        from ase.constraints import FixAtoms
+
+        constraints = [_FixCentresOfMass([self._indices(k) for k in np.flatnonzero(self.active)])]
+        if not self.active.all():
+            frozen = np.concatenate([self._indices(k) for k in np.flatnonzero(~self.active)])
+            constraints.append(FixAtoms(indices=frozen))
+        system.set_constraint(constraints)
+
+    def freeze(self, system, k: int) -> None:
+        self.active[k] = False
+        momenta = system.get_momenta()
+        momenta[self._indices(k)] = 0.0
+        system.set_momenta(momenta, apply_constraint=False)
+        self.constrain(system)
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        active = np.flatnonzero(self.active)
+        images = []
+        for k in active:
+            image = self.atoms[self._indices(k)]
+            image.translate([-k * self.spacing, 0.0, 0.0])
+            image.set_constraint()
+            images.append(image)
+        if self.batched is not None:
+            results = self.batched(images)
+        else:
+            results = []
+            for image in images:
+                image.calc = self.inner
+                results.append({"energy": image.get_potential_energy(), "forces": image.get_forces()})
+        forces = np.zeros((len(self.atoms), 3))
+        for k, result in zip(active, results):
+            forces[self._indices(k)] = result["forces"]
+        energy = float(sum(result["energy"] for result in results))
+        self.results = {"energy": energy, "free_energy": energy, "forces": forces}
+
+
+class _FixCentresOfMass(FixConstraint):
+    """ASE's ``FixCom`` for several groups of atoms at once, each its own centre of mass (ASE
+    3.29's ``FixSubsetCom`` moves every atom when it corrects one group's centre)."""
+
+    def __init__(self, groups: list[np.ndarray]):
+        self.groups = groups
+
+    def get_removed_dof(self, atoms):
+        return 3 * len(self.groups)
+
+    def adjust_positions(self, atoms, new):
+        masses, old = atoms.get_masses(), atoms.positions
+        for group in self.groups:
+            weights = masses[group] / masses[group].sum()
+            new[group] += weights @ (old[group] - new[group])
+
+    def adjust_momenta(self, atoms, momenta):
+        masses = atoms.get_masses()
+        for group in self.groups:
+            momenta[group] -= masses[group, None] * (momenta[group].sum(axis=0) / masses[group].sum())
+
+    def adjust_forces(self, atoms, forces):
+        masses = atoms.get_masses()
+        for group in self.groups:  # as FixCom: Eqs. (3) and (7) of doi:10.1021/jp9722824
+            forces[group] -= masses[group, None] * (masses[group] @ forces[group] / (masses[group] ** 2).sum())
+
+    def todict(self):
+        return {"name": type(self).__name__, "kwargs": {"groups": [group.tolist() for group in self.groups]}}
