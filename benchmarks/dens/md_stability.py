@@ -7,8 +7,8 @@ A model is a zoo registry name, a zoo run folder or checkpoint (``zoo.registry.l
 ``mace:PATH`` (a mace-torch ``.model`` file, run in the mace-torch environment of
 ``mace_compare.py``, ``--mace-env``). Trajectory ``k`` starts from frame ``k * stride`` of the test
 trajectory. ``--copies`` trajectories run together as independent copies of the molecule
-(``zoo.analysis.md_stability_replicas``: a zoo model evaluates them as one batch, in about the
-time of one; a MACE model one at a time through its ASE calculator), their velocities and
+(``zoo.analysis.md_stability_replicas``: a zoo model evaluates them as one batch, five ethanol
+molecules in 1.8x the time of one; a MACE model one at a time through its ASE calculator), their velocities and
 thermostat drawn from the seed of their first trajectory. Each batch's records are appended to
 ``results/md_stability/<molecule>.json`` as it ends, and a recorded (model, trajectory) is
 skipped, so an interrupted run resumes from the last finished batch. ``--table-only`` writes the table

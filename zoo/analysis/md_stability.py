@@ -145,8 +145,9 @@ def md_stability_replicas(
 
     The copies are integrated together, as one ASE :class:`~ase.Atoms` of independent molecules
     (each keeps its own centre of mass, none interacts with another), so that a model that
-    evaluates a batch of structures in about the time of one (``predict``, e.g. a zoo
-    calculator's :meth:`~zoo.models.ZooCalculator.predict`) runs them in about the time of one.
+    evaluates a batch of structures in one call (``predict``, e.g. a zoo calculator's
+    :meth:`~zoo.models.ZooCalculator.predict`) runs them at once: on one CPU thread a call on five
+    ethanol molecules takes 1.8x the time of a call on one.
     A copy that collapses is frozen where it collapsed and no longer evaluated; the run goes on
     until ``time_ps`` or until every copy has collapsed. The copies draw their velocities and
     thermostat noise from one generator (``seed``), so a copy's trajectory differs from a
