@@ -353,6 +353,11 @@ class ZooCLI(LightningCLI):
         keep_export_only_if_asked(self.trainer, self.subcommand, self.config[self.subcommand].export)
         self.created_run_folder = hold_run_folders(self.trainer, self.subcommand, self.run_folder_locks)
         if self.subcommand != "fit":
+            # testing a checkpoint of a time-limited fit: its Timer and its checkpoint folder's
+            # bookkeeping (best scores) belong to training, nothing a test needs or the user can act on
+            warnings.filterwarnings("ignore", message=r"Be aware that when using `ckpt_path`, callbacks used to "
+                                    r"create the checkpoint need to be provided.*\['Timer'\]")
+            warnings.filterwarnings("ignore", message="The dirpath has changed from")
             return
         if type(self.trainer.strategy.checkpoint_io) is TorchCheckpointIO:  # a configured one is kept
             self.trainer.strategy.checkpoint_io = AtomicCheckpointIO()
