@@ -158,8 +158,8 @@ def md_stability_replicas(
         calculator: an ASE calculator, called on one copy at a time when ``predict`` is ``None``.
         predict: energies and forces of a list of structures in one call (``[{"energy": eV,
             "forces": [n_atoms, 3] eV/Å}, ...]``), used instead of ``calculator``.
-        reference_positions, time_ps, temperature, timestep_fs, friction, record_every,
-            threshold, seed: as :func:`md_stability`.
+        reference_positions: as :func:`md_stability`, as are ``time_ps``, ``temperature``,
+            ``timestep_fs``, ``friction``, ``record_every``, ``threshold`` and ``seed``.
 
     Returns:
         One :class:`StabilityResult` per start, in order; ``steps_per_second`` is the whole run's
