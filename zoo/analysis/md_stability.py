@@ -95,19 +95,10 @@ def h_error(positions: np.ndarray, reference_positions: np.ndarray, r_max: float
     return float(np.abs(h - h_ref).sum() * (r[1] - r[0]))
 
 
-def md_stability(
-    atoms,
-    calculator,
-    reference_positions: np.ndarray,
-    time_ps: float = 1.0,
-    temperature: float = 500.0,
-    timestep_fs: float = 0.5,
-    friction: float = 0.01,
-    record_every: int = 10,
-    threshold: float = COLLAPSE_THRESHOLD,
-    seed: int = 0,
-) -> StabilityResult:
-    """Run Langevin NVT MD from ``atoms`` until ``time_ps`` or collapse.
+def md_stability(atoms, calculator, reference_positions: np.ndarray, **options) -> StabilityResult:
+    """Run Langevin NVT MD from ``atoms`` until ``time_ps`` or collapse: the one-copy case of
+    :func:`md_stability_replicas`, which takes the same keyword ``options`` (``time_ps``,
+    ``temperature``, ``timestep_fs``, ``friction``, ``record_every``, ``threshold``, ``seed``).
 
     Args:
         atoms: the starting structure (not modified).
@@ -115,16 +106,8 @@ def md_stability(
         reference_positions: [n_frames, n_atoms, 3] reference data (the training set, or a DFT
             trajectory) of the same molecule, atoms in the same order: reference bond lengths
             and h(r).
-        time_ps: length of the run.
-        temperature: K.
-        timestep_fs: time step.
-        friction: Langevin friction (1/fs).
-        record_every: record (and check) a frame every this many steps.
-        threshold: bond deviation (Å) that counts as a collapse.
-        seed: for the initial velocities and the thermostat.
     """
-    (result,) = md_stability_replicas([atoms], calculator, reference_positions, time_ps, temperature, timestep_fs,
-                                      friction, record_every, threshold, seed)
+    (result,) = md_stability_replicas([atoms], calculator, reference_positions, **options)
     return result
 
 
@@ -158,8 +141,15 @@ def md_stability_replicas(
         calculator: an ASE calculator, called on one copy at a time when ``predict`` is ``None``.
         predict: energies and forces of a list of structures in one call (``[{"energy": eV,
             "forces": [n_atoms, 3] eV/Å}, ...]``), used instead of ``calculator``.
-        reference_positions: as :func:`md_stability`, as are ``time_ps``, ``temperature``,
-            ``timestep_fs``, ``friction``, ``record_every``, ``threshold`` and ``seed``.
+        reference_positions: [n_frames, n_atoms, 3] reference data of the molecule (as
+            :func:`md_stability`'s).
+        time_ps: length of the run.
+        temperature: K.
+        timestep_fs: time step.
+        friction: Langevin friction (1/fs).
+        record_every: record (and check) a frame every this many steps.
+        threshold: bond deviation (Å) that counts as a collapse.
+        seed: for the initial velocities and the thermostat.
 
     Returns:
         One :class:`StabilityResult` per start, in order; ``steps_per_second`` is the whole run's
