@@ -323,7 +323,8 @@ class ZooCLI(LightningCLI):
         self.continued_run_folder: Path | None = None
         self.created_run_folder: Path | None = None
         try:
-            with RunFolderLocks() as self.run_folder_locks:
+            # warning filters a command sets (after_instantiate_classes) end with it
+            with RunFolderLocks() as self.run_folder_locks, warnings.catch_warnings():
                 super().__init__(*args, **kwargs)
         except BaseException:
             # after the locks are released; KeyboardInterrupt and SystemExit are failures too
