@@ -8,6 +8,8 @@ molecule's training file (one split file shared by all three, ``split_seed<seed>
   ``--max-time`` set to the budget, then measured on the independent test trajectory with a short
   MD run (``--md-ps``);
 - ``baseline-many_body``: the same recipe with ``interaction: many_body`` (MACE's product basis);
+- ``baseline-many_body-anneal``: that, with the ``anneal`` add-on (the learning rate decayed
+  linearly to zero over the budget in place of the plateau schedule);
 - ``mace``: ``mace_compare.py`` on the split file, at MACE's matched size, for the same budget.
 
 The runs go through a queue with ``--parallel`` slots (default 2: one single-threaded run per core
@@ -36,7 +38,9 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 RESULTS = HERE / "results"
 CURVE = RESULTS / "peer_curve"
-ZOO_RUNS = {"baseline": "two_body", "baseline-many_body": "many_body"}
+#: zoo's runs: (backbone interaction, recipe add-ons)
+ZOO_RUNS = {"baseline": ("two_body", ()), "baseline-many_body": ("many_body", ()),
+            "baseline-many_body-anneal": ("many_body", ("anneal",))}
 
 
 def parse_args(argv=None):
@@ -45,7 +49,7 @@ def parse_args(argv=None):
     parser.add_argument("--minutes", nargs="+", type=float, default=[5, 20, 60])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--models", nargs="+", default=["baseline-many_body", "mace", "baseline"],
-                        choices=["baseline", "baseline-many_body", "mace"])
+                        choices=[*ZOO_RUNS, "mace"])
     parser.add_argument("--parallel", type=int, default=2, help="runs at once (one thread each)")
     parser.add_argument("--md-ps", type=float, default=0.1)
     parser.add_argument("--table-only", action="store_true")
@@ -100,7 +104,7 @@ def command(molecule: str, minutes: float, seed: int, model: str, md_ps: float) 
     return [sys.executable, str(HERE / "study.py"), "--molecule", molecule, "--train", train, "--test", test,
             "--md-ps", str(md_ps), "--out", str(runs / _budget(minutes) / "zoo.json"),
             "run", "--variant", "baseline", "--seed", str(seed), "--max-time", max_time,
-            "--interaction", ZOO_RUNS[model], "--split-file", split]
+            "--interaction", ZOO_RUNS[model][0], "--split-file", split, "--add-on", *ZOO_RUNS[model][1]]
 
 
 def run_queue(jobs: list[tuple], parallel: int, md_ps: float) -> None:
@@ -187,7 +191,7 @@ def figure(path: Path) -> None:
     fig, axes = plt.subplots(1, max(len(molecules), 1), figsize=(5 * max(len(molecules), 1), 4), squeeze=False)
     for ax, folder in zip(axes[0], molecules):
         for name, key, file in (("zoo two-body", "baseline", "zoo"), ("zoo many-body", "baseline-many_body", "zoo"),
-                                ("MACE", None, "mace")):
+                                ("zoo many-body, annealed", "baseline-many_body-anneal", "zoo"), ("MACE", None, "mace")):
             points = []
             for record_file in sorted(folder.glob(f"{file}_*min.json")):
                 minutes = float(record_file.stem.split("_")[1][:-3])

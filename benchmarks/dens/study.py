@@ -59,6 +59,8 @@ def parse_args(argv=None):
     run.add_argument("--interaction", choices=["two_body", "many_body"], default="two_body",
                      help="the backbone's interaction (many_body: its run folder and record say so)")
     run.add_argument("--split-file", default=None, help="a saved split instead of the random one of the seed")
+    run.add_argument("--add-on", nargs="*", default=[], help="recipe add-ons (zoo fit --config NAME after the "
+                     "recipe; e.g. anneal); its run folder and record say so")
     args = parser.parse_args(argv)
     data = ROOT / "data" / args.molecule / f"{args.molecule}_pbe_def2svp"
     args.train = args.train or f"{data}_train.extxyz"
@@ -68,14 +70,16 @@ def parse_args(argv=None):
     return args
 
 
-def run_name(variant: str, interaction: str = "two_body") -> str:
-    return variant if interaction == "two_body" else f"{variant}-{interaction}"
+def run_name(variant: str, interaction: str = "two_body", add_ons: list[str] = ()) -> str:
+    return "-".join([variant] + ([interaction] if interaction != "two_body" else []) + list(add_ons))
 
 
 def fit_arguments(args, variant: str, seed: int, max_time: str | None, interaction: str = "two_body",
-                  split_file: str | None = None) -> list[str]:
-    root = Path(args.out).parent / "runs" / f"{run_name(variant, interaction)}_seed{seed}"
-    arguments = ["fit", "--config", RECIPES[variant].format(args.molecule), "--seed_everything", str(seed),
+                  split_file: str | None = None, add_ons: list[str] = ()) -> list[str]:
+    root = Path(args.out).parent / "runs" / f"{run_name(variant, interaction, add_ons)}_seed{seed}"
+    arguments = ["fit", "--config", RECIPES[variant].format(args.molecule)]
+    arguments += [option for name in add_ons for option in ("--config", name)]
+    arguments += ["--seed_everything", str(seed),
                  "--trainer.default_root_dir", str(root), "--trainer.logger.init_args.save_dir", str(root),
                  "--data.init_args.source", args.train,
                  "--data.init_args.split", f"{{method: random, sizes: [{args.n_train}, {args.n_val}, 0], seed: {seed}}}",
@@ -112,11 +116,13 @@ def run_one(args) -> dict:
     from zoo.cli import lightning_main
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
-    cli = lightning_main(fit_arguments(args, args.variant, args.seed, args.max_time, args.interaction, args.split_file))
+    cli = lightning_main(fit_arguments(args, args.variant, args.seed, args.max_time, args.interaction, args.split_file,
+                                       args.add_on))
     trainer, model = cli.trainer, cli.model.model
     # the training loop's own time (validation included), without start-up and data reading
     fit_seconds = next(c for c in trainer.callbacks if isinstance(c, Timer)).time_elapsed("train")
-    record = {"variant": run_name(args.variant, args.interaction), "interaction": args.interaction,
+    record = {"variant": run_name(args.variant, args.interaction, args.add_on), "interaction": args.interaction,
+              "add_ons": args.add_on,
               "seed": args.seed, "epochs": trainer.current_epoch,
               "steps": trainer.global_step, "fit_seconds": fit_seconds,
               "train_structures_per_s": trainer.current_epoch * len(cli.datamodule.train_dataset) / fit_seconds,

@@ -30,7 +30,7 @@ def _flat(value, prefix=""):
 
 def test_every_published_recipe_is_packaged_and_runs_on_its_own():
     assert set(PUBLISHED) == set(recipes.names(add_ons=False))
-    assert set(recipes.names()) - set(PUBLISHED) == {"dens", "long_training"}  # add-ons: `--config RECIPE --config dens`
+    assert set(recipes.names()) - set(PUBLISHED) == {"anneal", "dens", "long_training"}  # add-ons: `--config RECIPE --config dens`
     with pytest.raises(SystemExit):  # no model: not a recipe by itself
         parse_config(["fit", "--config", "dens"])
 
@@ -114,7 +114,8 @@ def test_zoo_recipes_lists_every_recipe_with_its_bases_and_card(capsys):
     listing = capsys.readouterr().out
     for name in recipes.names():
         assert f"\n{name}" in listing
-    assert "\nadd-ons: zoo fit --config RECIPE --config NAME\n\ndens\n    Add-on: DeNS" in listing
+    assert "\nadd-ons: zoo fit --config RECIPE --config NAME\n\nanneal\n    Add-on: the learning rate" in listing
+    assert "\ndens\n    Add-on: DeNS" in listing
     assert "ethanol_forcefield_dens  (on ethanol_forcefield + dens; card ethanol-dens-pbe-def2svp)" in listing
     assert "cluster/slurm.sbatch" in listing
     assert main(["recipes", "show", "dens"]) == 0

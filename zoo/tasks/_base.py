@@ -16,6 +16,7 @@ from zoo.data import Statistics, StatisticsSource, UsesStatistics, n_structures
 from zoo.losses import AuxiliaryLoss, Forward, Output, Progress, Step
 from zoo.models import Predictor, StructureGenerator, TrainingDomain
 from zoo.models._inference import BATCH_SIZE
+from zoo.tasks._budget import AnnealOverBudget, budget_fraction
 from zoo.tasks._fine_tuning import check_fine_tuning_data
 
 STAGES = ("train", "val", "test")
@@ -166,13 +167,11 @@ class AtomisticTask(pl.LightningModule):
         return {name: self.get_submodule(name) for name in self._auxiliary_names}
 
     def progress(self) -> Progress:
-        """Where training is: epoch, step, and the fraction of the run's steps taken (0 outside a fit,
-        where the run has no length)."""
-        fraction = 0.0
-        if self._trainer is not None and self.trainer.state.fn == TrainerFn.FITTING:
-            total = self.trainer.estimated_stepping_batches
-            fraction = self.global_step / total if total and total != float("inf") else 0.0
-        return Progress(self.current_epoch, self.global_step, fraction)
+        """Where training is: epoch, step, and the fraction of the run's budget spent
+        (:func:`~zoo.tasks.budget_fraction`: steps or wall clock, whichever ends the run; 0 outside
+        a fit, where the run has no length)."""
+        fitting = self._trainer is not None and self.trainer.state.fn == TrainerFn.FITTING
+        return Progress(self.current_epoch, self.global_step, budget_fraction(self.trainer) if fitting else 0.0)
 
     def forward(self, batch) -> dict[str, torch.Tensor]:
         return self.model(batch)
@@ -256,6 +255,11 @@ class AtomisticTask(pl.LightningModule):
             self.log(f"{stage}/{name}_loss", loss, batch_size=batch_size, sync_dist=stage != "train")
             total = total + weight * loss
         return total
+
+    def on_train_batch_start(self, batch, batch_idx) -> None:
+        for config in self.trainer.lr_scheduler_configs:
+            if isinstance(config.scheduler, AnnealOverBudget):
+                config.scheduler.set_fraction(self.progress().fraction)
 
     def training_step(self, batch, batch_idx):
         return self.require_finite_loss(self.step_loss(batch, "train", batch_idx), "train", batch_idx)
