@@ -81,7 +81,7 @@ def trajectories(calculator, test: Path, ks: list[int], stride: int, ps: float, 
     starts = [reference[(k * stride) % len(reference)] for k in ks]
     results = load_md_stability().md_stability_replicas(
         starts, calculator, np.stack([a.positions for a in reference]), time_ps=ps, temperature=temperature,
-        seed=ks[0], predict=predict)
+        seed=ks[0], predict=predict, progress=lambda line: print(line, file=sys.stderr, flush=True))
     return [{"trajectory": k, "ps": ps, "temperature_K": temperature, "stable_time_ps": result.stable_time_ps,
              "collapsed": result.collapsed, "h_error": result.h_error, "copies": len(ks),
              "md_steps_per_s": result.steps_per_second * len(ks)}

@@ -124,3 +124,12 @@ def test_replicas_must_be_one_molecule():
     atoms, starts = _copper_starts(1)
     with pytest.raises(ValueError, match="same molecule"):
         md_stability_replicas([starts[0], Atoms("Cu2", positions=[[0, 0, 0], [2.5, 0, 0]])], EMT(), atoms.positions[None])
+
+
+def test_replicas_report_progress_to_the_end():
+    atoms, starts = _copper_starts(2)
+    lines = []
+    md_stability_replicas(starts, EMT(), atoms.positions[None], time_ps=0.01, record_every=5, progress=lines.append)
+    # 20 steps take milliseconds: no line before the end, and the end's line
+    assert len(lines) == 1
+    assert lines[0].startswith("[md stability] 0.01/0.01 ps, 2 of 2 copies stable,") and lines[0].endswith(" 0 s left")

@@ -24,6 +24,8 @@ from ase.constraints import FixConstraint
 
 #: Bond-length deviation (Å) that counts as a collapse.
 COLLAPSE_THRESHOLD = 0.5
+#: seconds between progress lines of a run with ``progress=True``
+PROGRESS_SECONDS = 30.0
 
 
 @dataclass
@@ -123,6 +125,7 @@ def md_stability_replicas(
     threshold: float = COLLAPSE_THRESHOLD,
     seed: int = 0,
     predict: Callable[[list], list[dict]] | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> list[StabilityResult]:
     """:func:`md_stability` for several trajectories of one molecule at once, one per start structure.
 
@@ -150,6 +153,8 @@ def md_stability_replicas(
         record_every: record (and check) a frame every this many steps.
         threshold: bond deviation (Å) that counts as a collapse.
         seed: for the initial velocities and the thermostat.
+        progress: called with a line of progress (simulated time, copies still stable, steps/s,
+            seconds left) every ``PROGRESS_SECONDS`` and at the end, e.g. ``print``.
 
     Returns:
         One :class:`StabilityResult` per start, in order; ``steps_per_second`` is the whole run's
@@ -186,7 +191,7 @@ def md_stability_replicas(
     # per copy, if it collapsed: (steps before the collapsed frame, steps run)
     collapses: list[tuple[int, int] | None] = [None] * len(copies)
     steps = 0
-    start_time = time.perf_counter()
+    start_time = last_report = time.perf_counter()
     while steps < n_steps_total and system.calc.active.any():
         n = min(record_every, n_steps_total - steps)
         dynamics.run(n)
@@ -198,6 +203,11 @@ def md_stability_replicas(
                 # the collapsed frame is the first unstable one: the stable time ends at the frame before it
                 collapses[k] = (steps - n, steps)
                 system.calc.freeze(system, k)
+        now = time.perf_counter()
+        if progress is not None and (now - last_report >= PROGRESS_SECONDS or steps == n_steps_total):
+            last_report, rate = now, steps / (now - start_time)
+            progress(f"[md stability] {steps * timestep_fs / 1000:.2f}/{time_ps:g} ps, {int(system.calc.active.sum())} "
+                     f"of {len(copies)} copies stable, {rate:.1f} steps/s, {(n_steps_total - steps) / rate:.0f} s left")
     elapsed = time.perf_counter() - start_time
     results = []
     for k, collapse in enumerate(collapses):
