@@ -20,8 +20,9 @@ class Progress:
     Attributes:
         epoch: the current epoch (from 0).
         step: optimizer steps taken so far.
-        fraction: the fraction of the run's optimizer steps taken (0 outside a fit, or when the
-            run's length is unknown).
+        fraction: the fraction of the run's budget spent, optimizer steps or wall clock, whichever
+            ends the run (:func:`zoo.tasks.budget_fraction`; 0 outside a fit, or when the run has
+            no limit).
     """
 
     epoch: int = 0
