@@ -1,8 +1,11 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 from ase import Atoms
 from ase.build import molecule
 from ase.calculators.emt import EMT
+from ase.io import read
 
 from zoo.analysis import md_stability, md_stability_replicas
 from zoo.analysis.md_stability import (
@@ -12,6 +15,8 @@ from zoo.analysis.md_stability import (
     find_bonds,
     h_error,
 )
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _vibrating(n_frames=200, amplitude=0.05, seed=0):
@@ -133,3 +138,19 @@ def test_replicas_report_progress_to_the_end():
     # 20 steps take milliseconds: no line before the end, and the end's line
     assert len(lines) == 1
     assert lines[0].startswith("[md stability] 0.01/0.01 ps, 2 of 2 copies stable,") and lines[0].endswith(" 0 s left")
+
+
+def test_a_proton_moving_to_the_other_oxygen_is_no_collapse_but_a_lost_hydrogen_is():
+    # malonaldehyde's enol proton (H5 on O0) moved to 1.0 Å from O4, as at PBE it does at 500 K
+    reference = read(ROOT / "data" / "malonaldehyde" / "malonaldehyde_pbe_def2svp_test.extxyz", index=":")
+    numbers, positions = reference[0].numbers, np.stack([a.positions for a in reference])
+    bonds = find_bonds(numbers, positions[0])
+    lengths = bond_lengths(positions, bonds, numbers).mean(axis=0)
+    transferred = positions[0].copy()
+    direction = (positions[0, 0] - positions[0, 4]) / np.linalg.norm(positions[0, 0] - positions[0, 4])
+    transferred[5] = positions[0, 4] + 1.0 * direction
+    assert collapse_frame(transferred[None], bonds, lengths, numbers=numbers) is None
+    assert collapse_frame(transferred[None], bonds, lengths) == 0  # measured to O0 it looks broken
+    lost = positions[0].copy()
+    lost[5] += 3.0 * direction
+    assert collapse_frame(lost[None], bonds, lengths, numbers=numbers) == 0

@@ -2,7 +2,9 @@
 
 A simulation (NVT, 500 K, 0.5 fs for MD17 molecules) *collapses* at the first frame where any
 bond length deviates from its mean in the reference data by more than 0.5 Å; its *stable time* is
-the simulated time before that. The distribution of interatomic distances h(r) of the stable
+the simulated time before that. A hydrogen's bond is measured to the nearest atom of its
+partner's element, so that a proton moving between two oxygens (malonaldehyde) is not a
+collapse. The distribution of interatomic distances h(r) of the stable
 part is compared with the reference data's: ``h_error = ∫ |h(r) - h_ref(r)| dr`` (both
 normalised to unit area, so the error lies in [0, 2]).
 
@@ -61,17 +63,33 @@ def find_bonds(numbers, positions, scale: float = 1.2) -> np.ndarray:
     return np.unique(pairs[pairs[:, 0] < pairs[:, 1]], axis=0).reshape(-1, 2)
 
 
-def bond_lengths(positions: np.ndarray, bonds: np.ndarray) -> np.ndarray:
-    """[n_frames, n_atoms, 3] (or one frame) and bonds [n_bonds, 2] -> lengths [n_frames, n_bonds]."""
+def bond_lengths(positions: np.ndarray, bonds: np.ndarray, numbers=None) -> np.ndarray:
+    """[n_frames, n_atoms, 3] (or one frame) and bonds [n_bonds, 2] -> lengths [n_frames, n_bonds].
+
+    With the structure's ``numbers``, a hydrogen's bond is measured to the nearest atom of its
+    partner's element: a proton that moves from one oxygen to another (malonaldehyde's
+    intramolecular transfer, a low barrier at PBE) keeps a bond of normal length instead of
+    counting as a broken one.
+    """
     positions = np.asarray(positions, dtype=np.float64).reshape(-1, *np.shape(positions)[-2:])
-    return np.linalg.norm(positions[:, bonds[:, 0]] - positions[:, bonds[:, 1]], axis=-1)
+    lengths = np.linalg.norm(positions[:, bonds[:, 0]] - positions[:, bonds[:, 1]], axis=-1)
+    if numbers is None:
+        return lengths
+    numbers = np.asarray(numbers)
+    for b, (i, j) in enumerate(bonds):
+        if (numbers[i] == 1) == (numbers[j] == 1):
+            continue
+        hydrogen, partner = (i, j) if numbers[i] == 1 else (j, i)
+        candidates = np.flatnonzero(numbers == numbers[partner])
+        lengths[:, b] = np.linalg.norm(positions[:, candidates] - positions[:, [hydrogen]], axis=-1).min(axis=1)
+    return lengths
 
 
 def collapse_frame(positions: np.ndarray, bonds: np.ndarray, reference_lengths: np.ndarray,
-                   threshold: float = COLLAPSE_THRESHOLD) -> int | None:
+                   threshold: float = COLLAPSE_THRESHOLD, numbers=None) -> int | None:
     """The first frame in which a bond deviates from its reference length by more than
-    ``threshold`` (Å), or ``None`` if none does."""
-    deviation = np.abs(bond_lengths(positions, bonds) - np.asarray(reference_lengths)[None, :])
+    ``threshold`` (Å), or ``None`` if none does (``numbers``: as :func:`bond_lengths`)."""
+    deviation = np.abs(bond_lengths(positions, bonds, numbers) - np.asarray(reference_lengths)[None, :])
     broken = np.flatnonzero((deviation > threshold).any(axis=1))
     return int(broken[0]) if broken.size else None
 
@@ -171,7 +189,7 @@ def md_stability_replicas(
     if any(list(start.numbers) != list(starts[0].numbers) for start in starts):
         raise ValueError("the start structures must be the same molecule, atoms in the same order")
     bonds = find_bonds(starts[0].numbers, reference_positions[0])
-    reference_lengths = bond_lengths(reference_positions, bonds).mean(axis=0)
+    reference_lengths = bond_lengths(reference_positions, bonds, starts[0].numbers).mean(axis=0)
 
     rng = np.random.default_rng(seed)
     copies = []
@@ -199,7 +217,7 @@ def md_stability_replicas(
         positions = system.calc.split(system.get_positions())
         for k in np.flatnonzero(system.calc.active):
             frames[k].append(positions[k])
-            if collapse_frame(positions[k][None], bonds, reference_lengths, threshold) is not None:
+            if collapse_frame(positions[k][None], bonds, reference_lengths, threshold, starts[0].numbers) is not None:
                 # the collapsed frame is the first unstable one: the stable time ends at the frame before it
                 collapses[k] = (steps - n, steps)
                 system.calc.freeze(system, k)
