@@ -54,6 +54,9 @@ def _check_shapes(result, units, atoms):
 
 
 @pytest.mark.filterwarnings("ignore::zoo.registry.SupersededModelWarning")
+# the test molecule is ASE's first of the model's elements (ethanol for malonaldehyde's model, whose
+# training frames have no H-H pair as close): the domain warning is right, and tested elsewhere
+@pytest.mark.filterwarnings("ignore::zoo.models.ExtrapolationWarning")
 @pytest.mark.parametrize("name", PUBLISHED)
 def test_every_published_model_predicts_through_the_one_api(name):
     results = {}
