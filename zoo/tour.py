@@ -207,7 +207,9 @@ def force_field_section(section: Section, out: Path, md_steps: int = 400, parity
     reference = np.stack([test[i].pos.double().numpy() for i in range(len(test))])
     result = md_stability(atoms, calculator, reference, time_ps=md_steps * 0.5e-3)
     bonds = find_bonds(atoms.numbers, reference[0])
-    deviation = np.abs(bond_lengths(result.positions, bonds) - bond_lengths(reference, bonds).mean(0)).max(axis=1)
+    # measured as md_stability measures them: a hydrogen's bond to the nearest atom of its partner's element
+    lengths = bond_lengths(reference, bonds, atoms.numbers).mean(0)
+    deviation = np.abs(bond_lengths(result.positions, bonds, atoms.numbers) - lengths).max(axis=1)
     structures = range(min(parity_structures, len(test)))
     predicted = np.concatenate([r["forces"] for r in calculator.predict([test[i].to_ase() for i in structures],
                                                                         batch_size=len(structures))]).ravel()

@@ -23,24 +23,14 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 
 
-def pbe_def2svp(symbols, positions) -> tuple[float, np.ndarray]:
-    """Energy (eV) and forces (eV/Å) at the labels' level of theory."""
-    from ase.units import Bohr, Hartree
-    from pyscf import dft, gto
-
-    mol = gto.M(atom=list(zip(symbols, positions)), basis="def2-svp", verbose=0)
-    mf = dft.RKS(mol)
-    mf.xc, mf.grids.level = "pbe", 3
-    energy = mf.kernel()
-    return energy * Hartree, -mf.nuc_grad_method().kernel() * Hartree / Bohr
-
-
 def main(argv=None) -> None:
     import ase.io
     import torch
 
     import zoo
     from zoo.analysis.md_stability import md_stability_replicas
+    from zoo.datagen.label_task import compute_labels
+    from zoo.qc.level import LevelOfTheory
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--molecule", default="malonaldehyde")
@@ -59,6 +49,7 @@ def main(argv=None) -> None:
     result = md_stability_replicas([reference[0]], None, np.stack([a.positions for a in reference]),
                                    time_ps=args.ps, predict=calculator.predict, seed=args.seed, threshold=100.0)[0]
     symbols = reference[0].get_chemical_symbols()
+    level = LevelOfTheory(method="rks", xc="pbe", basis="def2-svp", grid_level=3)  # the labels' level
     h, a, b = args.watch
     rows = []
     for frame in range(0, len(result.positions), args.every):
@@ -66,9 +57,9 @@ def main(argv=None) -> None:
         structure = reference[0].copy()
         structure.positions = positions
         predicted = calculator.predict([structure])[0]
-        energy, forces = pbe_def2svp(symbols, positions)
+        dft = compute_labels(structure, level, ("energy", "forces"))
         rows.append((frame, np.linalg.norm(positions[h] - positions[a]), np.linalg.norm(positions[h] - positions[b]),
-                     predicted["energy"], energy, float(np.abs(predicted["forces"] - forces).mean())))
+                     predicted["energy"], dft["energy"], float(np.abs(predicted["forces"] - dft["forces"]).mean())))
         print(f"frame {frame}: done", flush=True)
     lines = [f"# {args.model} along its own MD trajectory against PBE/def2-SVP", "",
              f"`python benchmarks/dens/md_dft_check.py --molecule {args.molecule} --model {args.model} --ps {args.ps:g}`: "

@@ -26,7 +26,7 @@ from ase.constraints import FixConstraint
 
 #: Bond-length deviation (Å) that counts as a collapse.
 COLLAPSE_THRESHOLD = 0.5
-#: seconds between progress lines of a run with ``progress=True``
+#: seconds between the progress lines of a run given a ``progress`` callable
 PROGRESS_SECONDS = 30.0
 
 
