@@ -21,7 +21,7 @@ def _run(conv, x, pos, edge_index, radial, sh):
 def test_paths_keep_only_target_irreps_and_are_depthwise():
     conv = DepthwiseConvolution("4x0e+4x1o", o3.Irreps.spherical_harmonics(2), "8x0e+8x1o", num_radial=8)
     assert {ir for _, ir in conv.irreps_out} == {o3.Irrep("0e"), o3.Irrep("1o")}
-    assert all(ins.connection_mode == "uvu" for ins in conv.tensor_product.instructions)
+    assert conv.tensor_product.mode == "uvu"
     # one weight per channel and path, all from the radial MLP
     assert conv.tensor_product.weight_numel == 4 * len(conv.tensor_product.instructions)
 

@@ -19,7 +19,7 @@ def test_powers_are_channelwise_products_coupled_back_to_the_basis():
     basis = ProductBasis(BASIS, "8x0e+4x1o+4x2e", correlation=3, num_elements=3)
     assert len(basis.products) == 2  # nu = 2, 3
     for product, weight in zip(basis.products, basis.weights):
-        assert all(ins.connection_mode == "uuu" for ins in product.instructions)
+        assert product.mode == "uuu"
         assert product.irreps_out == o3.Irreps(BASIS)
         # one weight per element, channel and path
         assert weight.shape == (3, 4 * len(product.instructions))

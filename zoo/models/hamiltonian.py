@@ -24,15 +24,14 @@ from zoo.data.elements import SYMBOLS
 from zoo.models._compile import inference_core
 from zoo.models._domain import TrainingDomain
 from zoo.models._orbitals import HamiltonianPredictor
+from zoo.models._upgrade import upgrade_state_dict
 from zoo.nn import (
     AOBlockExpansion,
     RadialEmbedding,
     RadialMLP,
     coupled_irreps,
     depthwise_tensor_product,
-    restore_wigner_3j,
 )
-from zoo.nn._wigner import _restore_after_load
 from zoo.qc import ao
 from zoo.qc.guess import BASES, base_hamiltonian
 from zoo.qc.level import LevelOfTheory
@@ -129,7 +128,7 @@ class HamiltonianModel(torch.nn.Module, HamiltonianPredictor):
 
         # on-site head
         self.node_in = o3.Linear(backbone.irreps_out, irreps_x)
-        self.node_product = depthwise_tensor_product(irreps_x, irreps_x, targets, "uuu", weights_per_sample=False)
+        self.node_product = depthwise_tensor_product(irreps_x, irreps_x, targets, weights_per_sample=False)
         irreps_node, node_index = _grouped(irreps_x + self.node_product.irreps_out)
         self.register_buffer("node_index", node_index, persistent=False)
         self.onsite = torch.nn.ModuleList()
@@ -145,8 +144,8 @@ class HamiltonianModel(torch.nn.Module, HamiltonianPredictor):
         self.spherical_harmonics = o3.SphericalHarmonics(self.irreps_sh, normalize=True, normalization="component")
         self.pair_left = o3.Linear(backbone.irreps_out, irreps_x)
         self.pair_right = o3.Linear(backbone.irreps_out, irreps_x)
-        self.pair_product = depthwise_tensor_product(irreps_x, irreps_x, targets, "uuu")
-        self.pair_direction = depthwise_tensor_product(irreps_x, self.irreps_sh, targets, "uvu")
+        self.pair_product = depthwise_tensor_product(irreps_x, irreps_x, targets)
+        self.pair_direction = depthwise_tensor_product(irreps_x, self.irreps_sh, targets)
         self.pair_product_radial = RadialMLP(num_radial, radial_hidden, self.pair_product.weight_numel)
         self.pair_direction_radial = RadialMLP(num_radial, radial_hidden, self.pair_direction.weight_numel)
         irreps_pair, pair_index = _grouped(self.pair_product.irreps_out + self.pair_direction.irreps_out)
@@ -159,8 +158,7 @@ class HamiltonianModel(torch.nn.Module, HamiltonianPredictor):
                 self.offsite_expansion.append(expansion)
                 self.offsite.append(o3.Linear(irreps_pair, expansion.irreps_coupled))
 
-        restore_wigner_3j(self)
-        self.register_load_state_dict_post_hook(_restore_after_load)
+        self.register_load_state_dict_pre_hook(upgrade_state_dict)
 
     # ------------------------------------------------------------------------------------------
     # level of theory and checks
@@ -182,12 +180,6 @@ class HamiltonianModel(torch.nn.Module, HamiltonianPredictor):
 
     # ------------------------------------------------------------------------------------------
     # forward
-
-    def _apply(self, fn, recurse=True):
-        # .double() after a float32 build must not keep float32-rounded Clebsch–Gordan buffers
-        super()._apply(fn, recurse)
-        restore_wigner_3j(self)
-        return self
 
     def forward(self, batch) -> dict[str, torch.Tensor]:
         """``{"hamiltonian": [sum over molecules of n_ao²]}``: each molecule's H, PySCF order, row-major."""

@@ -6,9 +6,8 @@ import torch
 from e3nn import o3
 from torch_geometric.utils import scatter
 
-from zoo.nn._irreps import depthwise_tensor_product
+from zoo.nn._channelwise import depthwise_tensor_product
 from zoo.nn._mlp import RadialMLP
-from zoo.nn._wigner import _restore_after_load, restore_wigner_3j
 
 
 class DepthwiseConvolution(torch.nn.Module):
@@ -35,22 +34,14 @@ class DepthwiseConvolution(torch.nn.Module):
         if avg_num_neighbors <= 0:
             raise ValueError(f"avg_num_neighbors must be positive, got {avg_num_neighbors}")
         targets = {ir for _, ir in o3.Irreps(irreps_target)}
-        self.tensor_product = depthwise_tensor_product(irreps_in, irreps_sh, targets, "uvu")
+        self.tensor_product = depthwise_tensor_product(irreps_in, irreps_sh, targets)
         self.radial = RadialMLP(num_radial, radial_hidden, self.tensor_product.weight_numel)
         self.irreps_in, self.irreps_sh = irreps_in, irreps_sh
         self.irreps_out = self.tensor_product.irreps_out
         self.norm = float(avg_num_neighbors) ** -0.5
-        restore_wigner_3j(self)
-        self.register_load_state_dict_post_hook(_restore_after_load)
 
     def reset_parameters(self) -> None:
         self.radial.reset_parameters()
-
-    def _apply(self, fn, recurse=True):
-        # after .double(), .to(...): the Wigner 3j buffers must not keep float32 rounding
-        super()._apply(fn, recurse)
-        restore_wigner_3j(self)
-        return self
 
     def forward(self, x: torch.Tensor, edge_index: torch.Tensor, edge_sh: torch.Tensor,
                 edge_radial: torch.Tensor) -> torch.Tensor:
@@ -59,5 +50,8 @@ class DepthwiseConvolution(torch.nn.Module):
         ``edge_index[0]`` are the neighbours j, ``edge_index[1]`` the centres i.
         """
         neighbour, centre = edge_index
-        messages = self.tensor_product(x[neighbour], edge_sh, self.radial(edge_radial))
-        return scatter(messages, centre, dim=0, dim_size=x.shape[0], reduce="sum") * self.norm
+        product = self.tensor_product
+        # in the product's channel layout from the nodes' gather to the sum: converted per node, not per edge
+        messages = product.contract(product.to_channels(x)[neighbour], product.to_channels(edge_sh, 2),
+                                    self.radial(edge_radial))
+        return product.from_channels(scatter(messages, centre, dim=0, dim_size=x.shape[0], reduce="sum") * self.norm)

@@ -27,26 +27,3 @@ def hidden_irreps(channels: int, l_max: int, parity: str = "natural") -> o3.Irre
         irreps += [(channels, (l, p)) for p in parities]
     return o3.Irreps(irreps).sort().irreps
 
-
-def depthwise_tensor_product(
-    irreps1: o3.Irreps, irreps2: o3.Irreps, targets, mode: str = "uvu", weights_per_sample: bool = True
-) -> o3.TensorProduct:
-    """``x ⊗ y`` channel by channel: every path ``ir1 ⊗ ir2 -> ir`` with ``ir`` in ``targets``.
-
-    ``mode`` is e3nn's ``"uvu"`` (``y`` has one channel per irrep, e.g. edge spherical harmonics)
-    or ``"uuu"`` (``x`` and ``y`` share their channels). Each path keeps ``x``'s multiplicity, so
-    the cost grows linearly with the channels rather than quadratically. With
-    ``weights_per_sample`` the weights come from the caller (e.g. a radial MLP per edge),
-    otherwise they are the product's own parameters.
-    """
-    irreps1, irreps2 = o3.Irreps(irreps1), o3.Irreps(irreps2)
-    targets = set(targets)
-    irreps_mid, instructions = [], []
-    for i1, (mul, ir1) in enumerate(irreps1):
-        for i2, (_, ir2) in enumerate(irreps2):
-            for ir in ir1 * ir2:
-                if ir in targets:
-                    instructions.append((i1, i2, len(irreps_mid), mode, True))
-                    irreps_mid.append((mul, ir))
-    return o3.TensorProduct(irreps1, irreps2, irreps_mid, instructions,
-                            internal_weights=not weights_per_sample, shared_weights=not weights_per_sample)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import torch
 from e3nn import o3
 
+from zoo.nn._channelwise import ChannelwiseTensorProduct
 from zoo.nn._gate import EquivariantGate
 from zoo.nn._interaction import message_layers
 from zoo.nn._linear import ElementLinear
-from zoo.nn._wigner import _restore_after_load, restore_wigner_3j
 
 
 class ProductBasis(torch.nn.Module):
@@ -59,8 +59,6 @@ class ProductBasis(torch.nn.Module):
         )
         self.linear = o3.Linear(irreps_in * correlation, irreps_out)
         self.reset_parameters()
-        restore_wigner_3j(self)
-        self.register_load_state_dict_post_hook(_restore_after_load)
 
     def reset_parameters(self) -> None:
         # e3nn's products and linear normalise paths themselves and expect unit-variance weights
@@ -68,31 +66,14 @@ class ProductBasis(torch.nn.Module):
             torch.nn.init.normal_(weight)
         torch.nn.init.normal_(self.linear.weight)
 
-    def _apply(self, fn, recurse=True):
-        # after .double(), .to(...): the Wigner 3j buffers must not keep float32 rounding
-        super()._apply(fn, recurse)
-        restore_wigner_3j(self)
-        return self
-
-    def __deepcopy__(self, memo):
-        # e3nn copies its generated code by re-tracing it, which turns the Wigner 3j buffers of
-        # these products into extra float32 constants: a plain deepcopy (an EMA's averaged model)
-        # would list more buffers than the original, in another order. Rebuild and copy the state.
-        reference = self.linear.weight
-        clone = type(self)(self.irreps_in, self.irreps_out, self.correlation, self.num_elements)
-        clone.to(device=reference.device, dtype=reference.dtype)
-        clone.load_state_dict(self.state_dict())
-        for copied, original in zip(clone.parameters(), self.parameters()):
-            copied.requires_grad_(original.requires_grad)
-        clone.train(self.training)
-        memo[id(self)] = clone
-        return clone
-
     def forward(self, atomic_basis: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
         """[n_atoms, irreps_in.dim], [n_atoms] element indices -> [n_atoms, irreps_out.dim]."""
         powers = [atomic_basis]
-        for product, weight in zip(self.products, self.weights):
-            powers.append(product(powers[-1], atomic_basis, weight[species]))
+        if self.products:  # the powers stay in the products' channel layout (every product has the same irreps)
+            basis = power = self.products[0].to_channels(atomic_basis)
+            for product, weight in zip(self.products, self.weights):
+                power = product.contract(power, basis, weight[species])
+                powers.append(product.from_channels(power))
         return self.linear(torch.cat(powers, dim=-1))
 
     def __repr__(self) -> str:
@@ -100,7 +81,7 @@ class ProductBasis(torch.nn.Module):
                 f"{self.num_elements} elements)")
 
 
-def _channelwise_product(irreps: o3.Irreps, symmetric: bool) -> o3.TensorProduct:
+def _channelwise_product(irreps: o3.Irreps, symmetric: bool) -> ChannelwiseTensorProduct:
     """``x ⊗ y`` channel by channel ("uuu"), every path coupled back to an irrep of ``irreps``,
     with per-sample weights (one per channel and path).
 
@@ -115,8 +96,8 @@ def _channelwise_product(irreps: o3.Irreps, symmetric: bool) -> o3.TensorProduct
                 continue
             for i_out, (_, ir) in enumerate(irreps):
                 if ir in ir1 * ir2 and not (symmetric and i1 == i2 and ir.l % 2):
-                    instructions.append((i1, i2, i_out, "uuu", True))
-    return o3.TensorProduct(irreps, irreps, irreps, instructions, internal_weights=False, shared_weights=False)
+                    instructions.append((i1, i2, i_out))
+    return ChannelwiseTensorProduct(irreps, irreps, irreps, instructions)
 
 
 class ManyBodyInteraction(torch.nn.Module):
