@@ -245,10 +245,13 @@ class HamiltonianModel(torch.nn.Module, HamiltonianPredictor):
         A tensor core (:func:`~zoo.models.compile_for_inference`)."""
         vectors = pos[j] - pos[i]
         radial = self.pair_radial(vectors.norm(dim=-1))
-        left, right = self.pair_left(x), self.pair_right(x)
+        product, direction = self.pair_product, self.pair_direction
+        # both products read irreps_x: the atoms go to their channel layout once, before the gather into pairs
+        left, right = product.to_channels(self.pair_left(x)), product.to_channels(self.pair_right(x))
+        sh = direction.to_channels(self.spherical_harmonics(vectors), 2)
         return torch.cat([
-            self.pair_product(left[i], right[j], self.pair_product_radial(radial)),
-            self.pair_direction(left[i] + right[j], self.spherical_harmonics(vectors), self.pair_direction_radial(radial)),
+            product.from_channels(product.contract(left[i], right[j], self.pair_product_radial(radial))),
+            direction.from_channels(direction.contract(left[i] + right[j], sh, self.pair_direction_radial(radial))),
         ], dim=-1)[:, self.pair_index]
 
     def base_matrices(self, z: torch.Tensor, pos: torch.Tensor, molecule: torch.Tensor) -> torch.Tensor:
