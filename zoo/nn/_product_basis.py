@@ -61,7 +61,7 @@ class ProductBasis(torch.nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        # e3nn's products and linear normalise paths themselves and expect unit-variance weights
+        # the products and the linear normalise their paths (e3nn's convention) and expect unit-variance weights
         for weight in self.weights:
             torch.nn.init.normal_(weight)
         torch.nn.init.normal_(self.linear.weight)
