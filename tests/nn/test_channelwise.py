@@ -124,3 +124,15 @@ def test_no_samples(irreps2):
     product = depthwise_tensor_product(irreps, irreps2, {ir for _, ir in irreps})
     out = product(torch.zeros(0, irreps.dim), torch.zeros(0, irreps2.dim), torch.zeros(0, product.weight_numel))
     assert out.shape == (0, product.irreps_out.dim)
+
+
+def test_depthwise_squares_contract_by_blocks_shared_outputs_densely():
+    # both forms are compared with e3nn above; this pins which products take which
+    irreps = hidden_irreps(2, 2, "full")
+    square = depthwise_tensor_product(irreps, irreps, {o3.Irrep(l, p) for l in range(5) for p in (1, -1)})
+    assert len(square._groups) == len(irreps) ** 2 and not hasattr(square, "coefficients")
+    shared = ChannelwiseTensorProduct(irreps, irreps, irreps, [(0, 0, 0), (1, 1, 0), (0, 1, 1)])
+    assert shared._groups == () and hasattr(shared, "coefficients")
+    x = torch.randn(4, irreps.dim, dtype=torch.float64)
+    weight = torch.randn(4, square.weight_numel, dtype=torch.float64)
+    torch.testing.assert_close(square.double()(x, x, weight), _e3nn(square)(x, x, weight), rtol=0, atol=1e-12)

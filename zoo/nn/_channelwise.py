@@ -75,10 +75,15 @@ class ChannelwiseTensorProduct(torch.nn.Module):
         self._dims = tuple(tuple(ir.dim for _, ir in irreps) for irreps in (self.irreps_in1, self.irreps_in2, self.irreps_out))
         self._muls = (self.channels, mul2)
         coefficients, owner = self._coefficients()
+        # [paths, columns]: spreads each path's weight over the columns it owns
+        spread = torch.nn.functional.one_hot(owner, len(self.instructions) + 1)[:, :-1].T.double()
+        constants, self._groups = {"coefficients": coefficients, "spread": spread}, ()
+        if self.mode == "uuu":
+            blocks = self._blocks(coefficients, spread)
+            if blocks is not None:
+                constants, self._groups = blocks
         # the exact float64 master copies; the buffers follow the module's dtype (see _apply)
-        self._constants64 = {"coefficients": coefficients,
-                             # [paths, columns]: spreads each path's weight over the columns it owns
-                             "spread": torch.nn.functional.one_hot(owner, len(self.instructions) + 1)[:, :-1].T.double()}
+        self._constants64 = constants
         for name, value in self._constants64.items():
             self.register_buffer(name, value.to(torch.get_default_dtype()), persistent=False)
 
@@ -108,6 +113,33 @@ class ChannelwiseTensorProduct(torch.nn.Module):
             coefficients[block] = alpha * o3.wigner_3j(ir1.l, ir2.l, ir.l, dtype=torch.float64)
             owner[slot, start_out[i_out]:start_out[i_out] + ir.dim] = p
         return coefficients.reshape(d1 * d2, slots * d_out), owner.flatten()
+
+    def _blocks(self, coefficients: torch.Tensor, spread: torch.Tensor) -> tuple[dict, tuple] | None:
+        """For "uuu" products whose paths each have their own output (``depthwise_tensor_product``):
+        the coefficients cut into one block per pair of input irreps (its paths' columns), the
+        blocks' input ranges, and the weights' spread; ``None`` for other products.
+
+        Taken in order, the blocks' columns are then the outputs, and a dense contraction would
+        multiply every component pair by every column: for a Hamiltonian head's square of l <= 2
+        into l <= 4 (both parities), 17 times the multiply-adds of the blocks. Paths into shared
+        outputs (a product basis: few irreps, few atoms) stay one dense contraction.
+        """
+        d1, d2 = sum(self._dims[0]), sum(self._dims[1])
+        dense = coefficients.view(d1, d2, -1)
+        start1, start2 = _starts(self.irreps_in1), _starts(self.irreps_in2)
+        constants, ranges, columns = {}, [], []
+        for number, (i1, i2) in enumerate(dict.fromkeys((i1, i2) for i1, i2, _ in self.instructions)):
+            rows1 = slice(start1[i1], start1[i1] + self._dims[0][i1])
+            rows2 = slice(start2[i2], start2[i2] + self._dims[1][i2])
+            block = dense[rows1, rows2]
+            used = torch.nonzero(block.abs().sum(dim=(0, 1)) > 0).flatten()
+            constants[f"block_{number}"] = block[:, :, used].reshape(-1, used.numel())
+            ranges.append((rows1.start, rows1.stop, rows2.start, rows2.stop))
+            columns.append(used)
+        if not torch.equal(torch.cat(columns), torch.arange(dense.shape[-1])):
+            return None
+        constants["spread"] = spread
+        return constants, tuple(ranges)
 
     def _apply(self, fn, recurse=True):
         # .double() after a float32 build must give the exact float64 coefficients, not float32 rounding
@@ -144,16 +176,28 @@ class ChannelwiseTensorProduct(torch.nn.Module):
         ``[n, channels or 1, D2]``, ``weight`` as :meth:`forward`'s; returns ``[n, channels, D_out]``."""
         n, channels, d1 = x.shape
         d2 = y.shape[-1]
+        weight = self.weight.expand(n, -1) if weight is None else weight
+        weight = weight.view(n, len(self.instructions), channels).transpose(1, 2) @ self.spread
+        d_out = sum(self._dims[2])
+        if self._groups:
+            return self._contract_blocks(x, y, weight)
         if self.mode == "uvu":  # y is shared by the channels: fold it into the coefficients first
             folded = self.coefficients.view(d1, d2, -1).transpose(0, 1).reshape(d2, -1)
             products = torch.bmm(x, (y.view(n, d2) @ folded).view(n, d1, folded.shape[1] // d1))
         else:
             pairs = (x.unsqueeze(-1) * y.unsqueeze(-2)).reshape(n * channels, d1 * d2)
             products = (pairs @ self.coefficients).view(n, channels, self.coefficients.shape[1])
-        weight = self.weight.expand(n, -1) if weight is None else weight
-        weight = weight.view(n, len(self.instructions), channels).transpose(1, 2) @ self.spread
-        d_out = sum(self._dims[2])
         return (products * weight).view(n, channels, self.coefficients.shape[1] // d_out, d_out).sum(dim=2)
+
+    def _contract_blocks(self, x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        """:meth:`contract` of "uuu" by blocks, one per pair of input irreps (:meth:`_blocks`)."""
+        n, channels = x.shape[:2]
+        products = torch.cat([
+            (x[:, :, a:b].unsqueeze(-1) * y[:, :, c:e].unsqueeze(-2)).reshape(n, channels, (b - a) * (e - c))
+            @ getattr(self, f"block_{k}")
+            for k, (a, b, c, e) in enumerate(self._groups)
+        ], dim=-1)
+        return products * weight
 
     def forward(self, x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
         """``[n, irreps_in1.dim]``, ``[n, irreps_in2.dim]``, weights ``[n, weight_numel]`` (only
