@@ -34,7 +34,9 @@ class ChannelwiseTensorProduct(torch.nn.Module):
 
     with e3nn's Wigner 3j symbols C and its default normalisation α ("component" irreps, "element"
     paths). The function, the weights' layout (``[n, path, channel]`` flattened) and the irreps'
-    layouts are e3nn's, so it is a drop-in replacement: the tests compare the two.
+    layouts are e3nn's, so it is a drop-in replacement: the tests compare the two. A "uuu" product
+    whose paths each have their own output (:func:`depthwise_tensor_product`) contracts one block
+    per pair of input irreps instead, which skips the zeros of a sparse coupling (:meth:`_blocks`).
 
     Args:
         irreps_in1: irreps of ``x``, every irrep with the same multiplicity (the channels).
