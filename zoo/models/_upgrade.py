@@ -3,9 +3,10 @@
 :func:`upgrade_state_dict` is a ``load_state_dict`` pre-hook of every
 :class:`~zoo.models._rescale.RescaledModel` (property, MPNN, force-field and consistency models)
 and of :class:`~zoo.models.HamiltonianModel`, so it runs wherever such a model is loaded:
-published checkpoints, fine-tuning and Lightning's resume alike. Each step below renames or converts the tensors of one older layout and leaves a
-state dict already in today's layout untouched; add a step (and a test loading the old layout)
-whenever a model's tensors change name or meaning.
+published checkpoints, fine-tuning and Lightning's resume alike. Each step below renames or
+converts the tensors of one older layout and leaves a state dict already in today's layout
+untouched; add a step (and a test loading the old layout) whenever a model's tensors change name
+or meaning.
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
-"""Channel-by-channel tensor products as one dense contraction.
+"""Channel-by-channel tensor products as dense contractions.
 
 e3nn's :class:`~e3nn.o3.TensorProduct` runs one small kernel per path, and on a CPU the slicing
 around them (and its backward, which allocates a zero tensor per slice) costs more than the
 arithmetic. The products of zoo's layers are channelwise, so the same function is a contraction
-of each channel with one dense tensor of Clebsch–Gordan coefficients: a matrix product for all
-paths at once.
+of each channel with a dense tensor of Clebsch–Gordan coefficients: a matrix product for all
+paths at once (or for all paths of a pair of input irreps, where the coupling is sparse).
 """
 
 from __future__ import annotations
@@ -14,11 +14,6 @@ from collections.abc import Iterable, Sequence
 
 import torch
 from e3nn import o3
-
-#: Connection modes: ``"uuu"`` (both inputs have the channels) and ``"uvu"`` (the second input has
-#: one copy of each irrep, e.g. spherical harmonics, shared by every channel).
-MODES = ("uuu", "uvu")
-
 
 class ChannelwiseTensorProduct(torch.nn.Module):
     r"""``x ⊗ y`` channel by channel, every path weighted: e3nn's ``TensorProduct`` with
@@ -96,8 +91,8 @@ class ChannelwiseTensorProduct(torch.nn.Module):
         Paths into the same output irrep go to different "slots" s, so that within a slot every
         output component comes from one path, whose weight then multiplies it.
         """
-        d1, d2, d_out = (sum(ir.dim for _, ir in irreps) for irreps in (self.irreps_in1, self.irreps_in2, self.irreps_out))
-        start1, start2, start_out = (_starts(irreps) for irreps in (self.irreps_in1, self.irreps_in2, self.irreps_out))
+        d1, d2, d_out = (sum(dims) for dims in self._dims)
+        start1, start2, start_out = (_starts(dims) for dims in self._dims)
         # e3nn's normalisation: alpha = dim(out) / (number of paths into that output irrep)
         fan_in = {i_out: sum(1 for *_, o in self.instructions if o == i_out) for *_, i_out in self.instructions}
         slot_of, used = [], {}
@@ -126,9 +121,8 @@ class ChannelwiseTensorProduct(torch.nn.Module):
         into l <= 4 (both parities), 17 times the multiply-adds of the blocks. Paths into shared
         outputs (a product basis: few irreps, few atoms) stay one dense contraction.
         """
-        d1, d2 = sum(self._dims[0]), sum(self._dims[1])
-        dense = coefficients.view(d1, d2, -1)
-        start1, start2 = _starts(self.irreps_in1), _starts(self.irreps_in2)
+        dense = coefficients.view(sum(self._dims[0]), sum(self._dims[1]), -1)
+        start1, start2 = _starts(self._dims[0]), _starts(self._dims[1])
         constants, ranges, columns = {}, [], []
         for number, (i1, i2) in enumerate(dict.fromkeys((i1, i2) for i1, i2, _ in self.instructions)):
             rows1 = slice(start1[i1], start1[i1] + self._dims[0][i1])
@@ -180,9 +174,9 @@ class ChannelwiseTensorProduct(torch.nn.Module):
         d2 = y.shape[-1]
         weight = self.weight.expand(n, -1) if weight is None else weight
         weight = weight.view(n, len(self.instructions), channels).transpose(1, 2) @ self.spread
-        d_out = sum(self._dims[2])
         if self._groups:
             return self._contract_blocks(x, y, weight)
+        d_out = sum(self._dims[2])
         if self.mode == "uvu":  # y is shared by the channels: fold it into the coefficients first
             folded = self.coefficients.view(d1, d2, -1).transpose(0, 1).reshape(d2, -1)
             products = torch.bmm(x, (y.view(n, d2) @ folded).view(n, d1, folded.shape[1] // d1))
@@ -242,11 +236,7 @@ def _channels(irreps: o3.Irreps, name: str) -> int:
     return muls.pop()
 
 
-def _starts(irreps: o3.Irreps) -> list[int]:
-    """Where each irrep starts within one channel's components."""
-    starts, offset = [], 0
-    for _, ir in irreps:
-        starts.append(offset)
-        offset += ir.dim
-    return starts
+def _starts(dims: Sequence[int]) -> list[int]:
+    """Where each irrep (of these dimensions) starts within one channel's components."""
+    return [sum(dims[:k]) for k in range(len(dims))]
 
