@@ -136,3 +136,13 @@ def test_depthwise_squares_contract_by_blocks_shared_outputs_densely():
     x = torch.randn(4, irreps.dim, dtype=torch.float64)
     weight = torch.randn(4, square.weight_numel, dtype=torch.float64)
     torch.testing.assert_close(square.double()(x, x, weight), _e3nn(square)(x, x, weight), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("irreps2", [SH, None])
+def test_channel_order_reads_e3nns_layout_from_the_channel_layout(irreps2):
+    irreps = hidden_irreps(3, 2, "full")
+    irreps2 = irreps if irreps2 is None else irreps2
+    product = depthwise_tensor_product(irreps, irreps2, {o3.Irrep(l, p) for l in range(4) for p in (1, -1)})
+    x, y = torch.randn(5, irreps.dim), torch.randn(5, irreps2.dim)
+    out = product.contract(product.to_channels(x), product.to_channels(y, 2), torch.randn(5, product.weight_numel))
+    torch.testing.assert_close(out.flatten(1)[:, product.channel_order()], product.from_channels(out), rtol=0, atol=0)

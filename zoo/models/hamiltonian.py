@@ -149,7 +149,10 @@ class HamiltonianModel(torch.nn.Module, HamiltonianPredictor):
         self.pair_product_radial = RadialMLP(num_radial, radial_hidden, self.pair_product.weight_numel)
         self.pair_direction_radial = RadialMLP(num_radial, radial_hidden, self.pair_direction.weight_numel)
         irreps_pair, pair_index = _grouped(self.pair_product.irreps_out + self.pair_direction.irreps_out)
-        self.register_buffer("pair_index", pair_index, persistent=False)
+        # the products' outputs stay in their channel layouts, concatenated: one gather makes the grouped irreps
+        product_size = self.pair_product.irreps_out.dim
+        channel_order = torch.cat([self.pair_product.channel_order(), self.pair_direction.channel_order() + product_size])
+        self.register_buffer("pair_index", channel_order[pair_index], persistent=False)
         self.offsite = torch.nn.ModuleList()
         self.offsite_expansion = torch.nn.ModuleList()
         for a in range(n_elements):
@@ -202,29 +205,30 @@ class HamiltonianModel(torch.nn.Module, HamiltonianPredictor):
         # off-site blocks of all ordered pairs i != j of a molecule
         i, j = layout.pairs()
         if i.numel():
-            features = inference_core(self, "pair_features")(x, pos, i, j)
-            # H_ij = f(i, j) + f(j, i)^T: the pair (j, i) is at the position of the reverse pair
-            reverse = layout.reverse_pairs(i, j)
+            # blocks differ in shape per ordered element pair: one linear layer and expansion each.
+            # The pairs are put in element-pair order before their features are made, so that each
+            # element pair's features are a contiguous chunk (the backward of a split is a
+            # concatenation; gathering the rows of each type would zero-fill a gradient the size
+            # of all the features once per type)
             n = len(self.atomic_numbers)
             pair_type = species[i] * n + species[j]
-            # blocks differ in shape per ordered element pair: one linear layer and expansion each.
-            # One gather into element-pair order, then contiguous chunks: the backward of a split is
-            # a concatenation, where indexing each pair type's rows would zero-fill a gradient the
-            # size of all the features once per type (half the time of a training step)
             order = torch.argsort(pair_type, stable=True)
-            types, counts = torch.unique_consecutive(pair_type[order], return_counts=True)
-            f = {}
-            for t, sel, chunk in zip(types.tolist(), torch.split(order, counts.tolist()),
-                                     torch.split(features[order], counts.tolist())):
-                f[t] = (sel, self.offsite_expansion[t](self.offsite[t](chunk)))
-            position = torch.empty_like(i)  # row of each pair within its element pair's blocks
-            for t, (sel, _) in f.items():
-                position[sel] = torch.arange(sel.numel(), device=sel.device)
-            for t, (sel, block) in f.items():
+            sorted_position = torch.empty_like(order)
+            sorted_position[order] = torch.arange(order.numel(), device=order.device)
+            # H_ij = f(i, j) + f(j, i)^T: where the pair (j, i) of each pair is, in the new order
+            reverse = sorted_position[layout.reverse_pairs(i, j)[order]]
+            i, j, pair_type = i[order], j[order], pair_type[order]
+            features = inference_core(self, "pair_features")(x, pos, i, j)
+            types, counts = torch.unique_consecutive(pair_type, return_counts=True)
+            types, counts = types.tolist(), counts.tolist()
+            starts = dict(zip(types, np.cumsum([0, *counts[:-1]]).tolist()))
+            blocks = {t: self.offsite_expansion[t](self.offsite[t](chunk))
+                      for t, chunk in zip(types, torch.split(features, counts))}
+            for t, count in zip(types, counts):
                 a, b = divmod(t, n)
-                _, block_reverse = f[b * n + a]
-                block = block + block_reverse[position[reverse[sel]]].mT
-                indices.append(layout.block_indices(i[sel], j[sel], *block.shape[-2:]))
+                rows = slice(starts[t], starts[t] + count)
+                block = blocks[t] + blocks[b * n + a][reverse[rows] - starts[b * n + a]].mT
+                indices.append(layout.block_indices(i[rows], j[rows], *block.shape[-2:]))
                 values.append(block)
 
         flat = torch.cat([v.reshape(-1) for v in values])
@@ -250,8 +254,8 @@ class HamiltonianModel(torch.nn.Module, HamiltonianPredictor):
         left, right = product.to_channels(self.pair_left(x)), product.to_channels(self.pair_right(x))
         sh = direction.to_channels(self.spherical_harmonics(vectors), 2)
         return torch.cat([
-            product.from_channels(product.contract(left[i], right[j], self.pair_product_radial(radial))),
-            direction.from_channels(direction.contract(left[i] + right[j], sh, self.pair_direction_radial(radial))),
+            product.contract(left[i], right[j], self.pair_product_radial(radial)).flatten(1),
+            direction.contract(left[i] + right[j], sh, self.pair_direction_radial(radial)).flatten(1),
         ], dim=-1)[:, self.pair_index]
 
     def base_matrices(self, z: torch.Tensor, pos: torch.Tensor, molecule: torch.Tensor) -> torch.Tensor:

@@ -167,6 +167,19 @@ class ChannelwiseTensorProduct(torch.nn.Module):
         return torch.cat([part.reshape(n, channels * dim) for part, dim in zip(out.split(self._dims[2], dim=-1), self._dims[2])],
                          dim=-1)
 
+    def channel_order(self) -> torch.Tensor:
+        """The index that reads e3nn's layout from a flattened channel layout:
+        ``from_channels(out) == out.flatten(1)[:, channel_order()]``.
+
+        A caller that reorders the output's features anyway (e.g. grouping equal irreps) folds
+        its own permutation into this one and gathers once.
+        """
+        channels, dims = self.channels, self._dims[2]
+        width, parts = sum(dims), []
+        for start, dim in zip(_starts(dims), dims):
+            parts.append((torch.arange(channels)[:, None] * width + start + torch.arange(dim)[None, :]).flatten())
+        return torch.cat(parts)
+
     def contract(self, x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
         """The product on channel layouts (:meth:`to_channels`): ``x`` ``[n, channels, D1]``, ``y``
         ``[n, channels or 1, D2]``, ``weight`` as :meth:`forward`'s; returns ``[n, channels, D_out]``."""
