@@ -91,3 +91,17 @@ def test_hamiltonian_task_trains_on_it_beside_the_labels(water):
     assert occupied > 0 and float(total.detach()) == pytest.approx(supervised + 0.5 * occupied)
     total.backward()
     assert task.model.offsite[1].weight.grad.abs().max() > 0
+
+
+def test_a_float32_model_gets_the_loss_of_its_prediction_computed_in_float64(water):
+    # S of def2-SVP has near-null directions: float32 eigenvectors would carry their rounding into the loss
+    batch = Batch.from_data_list([water[0]])
+    batch[keys.HAMILTONIAN], batch[keys.OVERLAP] = batch[keys.HAMILTONIAN].float(), batch[keys.OVERLAP].float()
+    h, s, n_occ = matrices(water[0])
+    predicted = (h + 0.003 * torch.randn_like(h)).float().requires_grad_()
+    value = OccupiedSpaceLoss()(Step(torch.nn.Identity(), batch, Forward({keys.HAMILTONIAN: predicted.reshape(-1)}), "train"))
+    exact = occupied_space_loss(predicted.detach().double(), h.float().double(), s.float().double(), n_occ)
+    assert value.dtype == torch.float32
+    assert float(value.detach()) == pytest.approx(float(exact), rel=1e-6)
+    value.backward()
+    assert predicted.grad.dtype == torch.float32 and bool(predicted.grad.isfinite().all())

@@ -87,9 +87,11 @@ class OccupiedSpaceLoss(AuxiliaryLoss):
         references = split_matrices(batch[keys.HAMILTONIAN], n_ao)
         overlaps = split_matrices(batch[keys.OVERLAP], n_ao)
         electrons = batch[keys.N_ELECTRONS].reshape(-1).tolist()
-        losses = [occupied_space_loss(h, r, s.to(h.dtype), int(n) // 2, self.broadening)
+        # in float64 whatever the model's dtype: the eigenvectors of H in a basis whose S has
+        # near-null directions lose digits that float32 does not have
+        losses = [occupied_space_loss(h.double(), r.double(), s.double(), int(n) // 2, self.broadening)
                   for h, r, s, n in zip(predicted, references, overlaps, electrons, strict=True)]
-        return torch.stack(losses).mean()
+        return torch.stack(losses).mean().to(step.predictions[keys.HAMILTONIAN].dtype)
 
     def extra_repr(self) -> str:
         return f"weight={self.loss_weight}, broadening={self.broadening}"

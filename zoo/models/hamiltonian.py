@@ -345,8 +345,10 @@ class HamiltonianModel(torch.nn.Module, HamiltonianPredictor):
 
 
 def geometry_key(z, positions) -> tuple[bytes, bytes]:
-    """Cache key of a molecule's base Hamiltonian: its atomic numbers (int64) and positions (float64, Å)."""
-    return np.asarray(z, dtype=np.int64).tobytes(), np.asarray(positions, dtype=np.float64).tobytes()
+    """Cache key of a molecule's base Hamiltonian: its atomic numbers and positions (Å) to float32
+    precision, so that a float32 model finds the base a caller gave for the float64 geometry (the
+    bases of geometries within 1e-7 relative of each other differ by far less than any model error)."""
+    return np.asarray(z, dtype=np.int64).tobytes(), np.asarray(positions, dtype=np.float64).astype(np.float32).tobytes()
 
 
 class _Layout:
