@@ -175,3 +175,16 @@ data-qm9-hamiltonian: | $(STAMP)
 		--method rks --xc b3lyp5 --basis def2-svp --grid 3 \
 		--properties fock,overlap,density_matrix,orbital_energies \
 		-o $(QH9)/$${part}_b3lyp5_def2svp.h5 || exit 1; done
+
+# The Hamiltonian family's second out-of-distribution test: the drug-like molecules of
+# data/druglike/druglike.smi (10-25 atoms, 10-14 heavy atoms, so none in QM9), each the lowest
+# GFN2-xTB minimum of 3 RDKit conformers (druglike_xtb.extxyz, committed), labelled like the QM9
+# molecules (druglike_b3lyp5_def2svp.h5, not committed: ~1-3 CPU-minutes a molecule). Resumable.
+DRUGLIKE := data/druglike/druglike
+$(DRUGLIKE)_xtb.extxyz: $(DRUGLIKE).smi | $(STAMP)
+	$(ZOO) sample --smiles-file $< --conformers 3 --optimize --seed 0 -o $@
+
+.PHONY: data-druglike-hamiltonian
+data-druglike-hamiltonian: $(DRUGLIKE)_xtb.extxyz
+	OMP_NUM_THREADS=1 $(ZOO) label $< --method rks --xc b3lyp5 --basis def2-svp --grid 3 \
+		--properties fock,overlap,density_matrix,orbital_energies -o $(DRUGLIKE)_b3lyp5_def2svp.h5

@@ -49,9 +49,29 @@ def test_sample_displacements_from_xyz(tmp_path):
     assert len(frames) == 4 and frames[0].info["sampler"].startswith("normal_modes")
 
 
+def test_sample_a_smiles_file_with_a_conformer_search_each_and_resume(tmp_path, capsys):
+    molecules = tmp_path / "molecules.smi"
+    molecules.write_text("# name after the SMILES\nO water\n\nCO  # methanol, unnamed\n")
+    out = tmp_path / "minima.extxyz"
+    argv = ["--smiles-file", str(molecules), "--conformers", "2", "--optimize", "--workers", "0", "-o", str(out)]
+    assert sample_main(argv) == 0
+    minima = read_structures(out)
+    assert [m.info["name"] for m in minima] == ["water", "CO"]
+    assert [m.info["start_index"] for m in minima] == [0, 1]
+    assert all(m.info["conformer"] in (0, 1) and "conformers=2" in m.info["sample_settings"] for m in minima)
+    assert list(minima[1].numbers) == [6, 8, 1, 1, 1, 1]  # the SMILES's atom order
+    capsys.readouterr()
+    assert sample_main(argv) == 0  # a rerun finds both done
+    assert "2 of 2 done or failed before" in capsys.readouterr().err and len(read_structures(out)) == 2
+
+
 def test_bad_input_is_one_clear_line(tmp_path, capsys):
     assert sample_main(["--smiles", "not-a-smiles(", "-o", str(tmp_path / "x.extxyz")]) == 1
     assert "cannot parse the SMILES" in capsys.readouterr().err
+    smiles_file = tmp_path / "bad.smi"
+    smiles_file.write_text("CCO ethanol\nC1CC benzene-typo\n")
+    assert sample_main(["--smiles-file", str(smiles_file), "-o", str(tmp_path / "x.extxyz")]) == 1
+    assert "line 2 ('C1CC')" in capsys.readouterr().err
     assert label_main([str(tmp_path / "missing.extxyz"), "-o", str(tmp_path / "y.extxyz")]) == 1
     assert "no structure file" in capsys.readouterr().err
     radical = tmp_path / "oh.xyz"

@@ -30,11 +30,12 @@ SAMPLE_EXAMPLES = """examples:
   zoo sample --smiles CCO --optimize -o ethanol_opt.extxyz
   zoo sample --smiles 'O/C=C\\C=O' --conformers 10 --md --frames 200 -o malonaldehyde.extxyz
   zoo sample --xyz qm9_xtb.extxyz --all-frames --displace random -n 1 --amplitude 0.05 -o qm9_perturbed.extxyz
+  zoo sample --smiles-file drugs.smi --conformers 3 --optimize -o drugs_xtb.extxyz
 
   zoo sample --xyz qm9_xtb.extxyz --all-frames --md -n 5 --temperature 800 --shard 0/4 -o qm9_md.extxyz
   zoo sample --merge qm9_md.shard-*-of-4.extxyz -o qm9_md.extxyz
 
-With several start structures (--all-frames), each is one task; its structures are appended as it
+With several start structures (--all-frames, --smiles-file), each is one task (with its conformer search); its structures are appended as it
 ends, in the order of the start structures. A rerun with the same arguments resumes: start
 structures already in the output (or recorded as failed in the failures file) are skipped.
 """ + WORKER_NOTES
@@ -74,6 +75,9 @@ def sample_parser() -> argparse.ArgumentParser:
     )
     start = parser.add_argument_group("start structure (one of)").add_mutually_exclusive_group(required=True)
     start.add_argument("--smiles", help="SMILES; RDKit adds hydrogens, embeds (ETKDG, --seed) and MMFF-relaxes")
+    start.add_argument("--smiles-file", metavar="FILE",
+                       help="many molecules, one 'SMILES [name]' per line ('#' comments): molecule k is start "
+                            "structure k (seed + k), its name kept in the output's info")
     start.add_argument("--xyz", metavar="FILE", help="any file ase.io.read understands (xyz, extxyz, ...)")
     start.add_argument("--qm9-index", type=int, metavar="N",
                        help="0-based row of QM9 as shipped by qm9pack (not the gdb number, which has gaps)")
@@ -87,8 +91,8 @@ def sample_parser() -> argparse.ArgumentParser:
     parser.add_argument("--optimize", action="store_true", help="relax the start structure with GFN2-xTB first")
     parser.add_argument("--fmax", type=float, default=0.01, help="optimiser force threshold, eV/Å (default 0.01)")
     parser.add_argument("--conformers", type=int, default=1, metavar="N",
-                        help="with --smiles: relax N RDKit conformers (seeds seed..seed+N-1) with GFN2-xTB and "
-                             "start from the lowest minimum (implies --optimize; default 1)")
+                        help="with --smiles or --smiles-file: relax N RDKit conformers of each molecule (seeds "
+                             "s..s+N-1 from its seed s) with GFN2-xTB and start from the lowest minimum (default 1)")
     how = parser.add_mutually_exclusive_group()
     how.add_argument("--md", action="store_true", help="sample frames of GFN2-xTB NVT molecular dynamics")
     how.add_argument("--displace", choices=("random", "normal_modes"),
@@ -110,7 +114,7 @@ def sample_parser() -> argparse.ArgumentParser:
     parser.add_argument("-o", "--output", required=True,
                         help="output extended XYZ file (appended atomically, one start structure at a time)")
     parser.add_argument("--shard", metavar="I/N",
-                        help="with --all-frames: sample start structures I, I+N, I+2N, ... into OUTPUT with "
+                        help="with --all-frames or --smiles-file: sample start structures I, I+N, I+2N, ... into OUTPUT with "
                              ".shard-I-of-N before the suffix")
     parser.add_argument("--retry-failures", action="store_true",
                         help="sample again the start structures recorded as failed")
@@ -127,20 +131,19 @@ def sample_main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.all_frames and args.xyz is None:
         parser.error("--all-frames takes the structures of --xyz FILE")
-    if args.conformers != 1 and args.smiles is None:
-        parser.error("--conformers N takes the molecule of --smiles")
-    if args.shard is not None and not args.all_frames:
-        parser.error("--shard I/N splits the start structures of --all-frames")
+    if args.conformers != 1 and args.smiles is None and args.smiles_file is None:
+        parser.error("--conformers N takes the molecules of --smiles or --smiles-file")
+    if args.shard is not None and not args.all_frames and args.smiles_file is None:
+        parser.error("--shard I/N splits the start structures of --all-frames or --smiles-file")
     try:
         if args.merge is not None:
             count = sampling_runs.merge_structures(args.merge, args.output, key=sampling_runs.START_INDEX)
             jobs.log(f"zoo sample: merged {count} structures from {len(args.merge)} files into {args.output}")
             return 0
-        if args.smiles is not None and args.conformers != 1:
-            starts = [sampling.lowest_xtb_conformer(args.smiles, args.conformers, seed=args.seed, fmax=args.fmax)]
-            jobs.log(f"zoo sample: lowest of {args.conformers} conformers is #{starts[0].info['conformer']}")
-        elif args.smiles is not None:
+        if args.smiles is not None:
             starts = [sampling.from_smiles(args.smiles, seed=args.seed)]
+        elif args.smiles_file is not None:
+            starts = sampling.read_smiles_file(args.smiles_file, seed=args.seed)
         elif args.xyz is not None:
             starts = read_structures(args.xyz, index=":" if args.all_frames else args.frame)
         else:
@@ -149,7 +152,8 @@ def sample_main(argv: list[str] | None = None) -> int:
             # one start structure is one task: nothing to distribute, so no cluster to start
             summary = sampling_runs.sample(
                 starts, args.output, seed=args.seed, optimize=args.optimize, fmax=args.fmax, md=_md_settings(args),
-                displacement=_displacement_settings(args), shard=None if args.shard is None else _parse_shard(args.shard),
+                displacement=_displacement_settings(args), conformers=args.conformers,
+                shard=None if args.shard is None else _parse_shard(args.shard),
                 retry_failures=args.retry_failures, progress=len(starts) > 1,
                 workers=workers if len(starts) > 1 else jobs.Workers(0))
     except (*_USER_ERRORS, RuntimeError) as error:

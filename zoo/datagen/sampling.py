@@ -61,6 +61,31 @@ def from_smiles(smiles: str, seed: int = 0):
     return atoms
 
 
+def read_smiles_file(path, seed: int = 0) -> list:
+    """The molecules of a SMILES file as start structures: one ``SMILES [name]`` per line, blank
+    lines and ``#`` comments skipped; molecule ``k`` embedded by :func:`from_smiles` with seed
+    ``seed + k``, ``info["name"]`` its name (default: the SMILES).
+
+    Raises:
+        ValueError: a line RDKit cannot parse or embed (its number and text named), or no molecule.
+    """
+    starts = []
+    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        smiles, _, name = line.partition(" ")
+        try:
+            atoms = from_smiles(smiles, seed=seed + len(starts))
+        except ValueError as error:
+            raise ValueError(f"{path}, line {number} ({smiles!r}): {error}") from None
+        atoms.info["name"] = name.strip() or smiles
+        starts.append(atoms)
+    if not starts:
+        raise ValueError(f"{path} has no molecule: write one 'SMILES [name]' per line")
+    return starts
+
+
 def embed(mol, seed: int = 0):
     """:class:`ase.Atoms` of the RDKit molecule ``mol`` (explicit hydrogens) in its atom order.
 
@@ -275,14 +300,23 @@ def displace(
 
 
 def sample_start(atoms, seed: int, optimize: bool = False, fmax: float = 0.01, md: dict | None = None,
-                 displacement: dict | None = None) -> list:
+                 displacement: dict | None = None, conformers: int = 1) -> list:
     """The structures made from one start structure (one task of ``zoo sample``).
 
-    The start is relaxed with GFN2-xTB first when ``optimize`` (or for normal-mode displacements,
-    which need a minimum); then ``md`` (keyword arguments of :func:`md_sample`) gives MD frames,
-    ``displacement`` (keyword arguments of :func:`displace`) displaced copies, and neither the
-    (relaxed) start structure itself. ``seed`` drives the MD or the displacements.
+    With ``conformers`` > 1 the start is replaced by the lowest GFN2-xTB minimum of that many
+    conformers of its ``info["smiles"]`` (:func:`lowest_xtb_conformer`, seeds ``seed`` onwards;
+    the start's other ``info`` is kept). The start is relaxed with GFN2-xTB when ``optimize`` (or
+    for normal-mode displacements, which need a minimum); then ``md`` (keyword arguments of
+    :func:`md_sample`) gives MD frames, ``displacement`` (keyword arguments of :func:`displace`)
+    displaced copies, and neither the (relaxed) start structure itself. ``seed`` drives the MD or
+    the displacements.
     """
+    if conformers > 1:
+        if "smiles" not in atoms.info:
+            raise ValueError("a conformer search needs the start's SMILES (info['smiles'])")
+        minimum = lowest_xtb_conformer(atoms.info["smiles"], conformers, seed=seed, fmax=fmax)
+        minimum.info = {**atoms.info, **minimum.info}
+        atoms = minimum
     if optimize or (displacement or {}).get("mode") == "normal_modes":
         atoms = xtb_optimize(atoms, fmax=fmax)
     if md is not None:

@@ -40,6 +40,7 @@ def sample(
     fmax: float = 0.01,
     md: dict | None = None,
     displacement: dict | None = None,
+    conformers: int = 1,
     shard: tuple[int, int] | None = None,
     failures: str | os.PathLike | None = None,
     retry_failures: bool = False,
@@ -56,7 +57,8 @@ def sample(
     Args:
         starts: a sequence of :class:`ase.Atoms`, or a file :func:`ase.io.read` understands.
         out: the extended XYZ output. With ``shard`` it is :func:`~zoo.datagen.files.shard_path` of it.
-        seed, optimize, fmax, md, displacement: as :func:`~zoo.datagen.sampling.sample_start` takes them.
+        seed, optimize, fmax, md, displacement, conformers: as :func:`~zoo.datagen.sampling.sample_start`
+            takes them.
         shard: ``(i, n)`` samples starts i, i+n, i+2n, ... (one job of an n-job array).
         failures: the failure log (default :func:`~zoo.datagen.failures.failures_path` of the output).
         retry_failures: sample again the starts recorded as failed at these settings.
@@ -74,7 +76,9 @@ def sample(
     shard = check_shard(shard)
     out = shard_path(out, shard)
     failures = Path(failures) if failures is not None else failure_log.failures_path(out)
-    settings = _settings_text(seed=seed, optimize=optimize, fmax=fmax, md=md, displacement=displacement)
+    # conformers only when searched: the settings of files made before the option stay the same
+    searched = {"conformers": conformers} if conformers != 1 else {}
+    settings = _settings_text(seed=seed, optimize=optimize, fmax=fmax, md=md, displacement=displacement, **searched)
     with exclusive_output(out, "structure file"):  # a second writer would interleave and duplicate starts
         done = _stored_values(out, START_INDEX, SAMPLE_SETTINGS, settings)
         mine = range(len(frames)) if shard is None else range(shard[0], len(frames), shard[1])
@@ -88,7 +92,7 @@ def sample(
                 "failed before")
         start, counts = time.perf_counter(), {"done": 0, "failed": 0, "frames": 0}
         tracker = jobs.Progress(where, len(todo), enabled=progress)
-        tasks = [(frames[k], seed + k, optimize, fmax, md, displacement) for k in todo]
+        tasks = [(frames[k], seed + k, optimize, fmax, md, displacement, conformers) for k in todo]
         in_order = jobs.InOrder()
         for outcome in jobs.run(sample_start_task, tasks, workers, name="sample"):
             k = todo[outcome.task]
@@ -113,14 +117,14 @@ def sample(
 
 
 def sample_start_task(atoms, seed: int, optimize: bool, fmax: float, md: dict | None,
-                      displacement: dict | None) -> dict:
+                      displacement: dict | None, conformers: int = 1) -> dict:
     """The task of one start structure, run by a worker: ``{"frames": [...]}`` or ``{"failure": why}``.
 
     An xTB run that does not converge is an answer, returned rather than raised: rerunning it
     elsewhere would fail again.
     """
     try:
-        return {"frames": sampling.sample_start(atoms, seed, optimize, fmax, md, displacement)}
+        return {"frames": sampling.sample_start(atoms, seed, optimize, fmax, md, displacement, conformers)}
     except (RuntimeError, ValueError) as error:  # ASE's CalculationFailed is a RuntimeError
         return {"failure": f"{type(error).__name__}: {error}"}
 
