@@ -35,9 +35,10 @@ SAMPLE_EXAMPLES = """examples:
   zoo sample --xyz qm9_xtb.extxyz --all-frames --md -n 5 --temperature 800 --shard 0/4 -o qm9_md.extxyz
   zoo sample --merge qm9_md.shard-*-of-4.extxyz -o qm9_md.extxyz
 
-With several start structures (--all-frames, --smiles-file), each is one task (with its conformer search); its structures are appended as it
-ends, in the order of the start structures. A rerun with the same arguments resumes: start
-structures already in the output (or recorded as failed in the failures file) are skipped.
+With several start structures (--all-frames, --smiles-file), each is one task (with its conformer
+search); its structures are appended as it ends, in the order of the start structures. A rerun
+with the same arguments resumes: start structures already in the output (or recorded as failed in
+the failures file) are skipped.
 """ + WORKER_NOTES
 
 SAMPLE_QM9_EXAMPLES = """examples:
@@ -114,8 +115,8 @@ def sample_parser() -> argparse.ArgumentParser:
     parser.add_argument("-o", "--output", required=True,
                         help="output extended XYZ file (appended atomically, one start structure at a time)")
     parser.add_argument("--shard", metavar="I/N",
-                        help="with --all-frames or --smiles-file: sample start structures I, I+N, I+2N, ... into OUTPUT with "
-                             ".shard-I-of-N before the suffix")
+                        help="with --all-frames or --smiles-file: sample start structures I, I+N, I+2N, ... "
+                             "into OUTPUT with .shard-I-of-N before the suffix")
     parser.add_argument("--retry-failures", action="store_true",
                         help="sample again the start structures recorded as failed")
     _add_worker_options(parser)
