@@ -18,9 +18,11 @@ from zoo.datagen.labelling import PROPERTIES
 _USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, IndexError, OutputBusyError, ConnectionError)
 
 WORKER_NOTES = """
-Tasks run on local Dask worker processes, one per core (--workers N; --workers 0 runs them in
-this process, one after the other), or on a running Dask cluster (--scheduler ADDRESS,
---dask-config FILE, --slurm-jobs N). This process alone writes the output, as results come back.
+A rerun with the same arguments resumes: what the output holds (or the failures file records as
+failed at the same settings) is skipped. Tasks run on local Dask worker processes, one per core
+(--workers N; --workers 0 runs them in this process, one after the other), or on a running Dask
+cluster (--scheduler ADDRESS, --dask-config FILE, --slurm-jobs N). This process alone writes the
+output, as results come back.
 """
 
 SAMPLE_EXAMPLES = """examples:
@@ -36,9 +38,7 @@ SAMPLE_EXAMPLES = """examples:
   zoo sample --merge qm9_md.shard-*-of-4.extxyz -o qm9_md.extxyz
 
 With several start structures (--all-frames, --smiles-file), each is one task (with its conformer
-search); its structures are appended as it ends, in the order of the start structures. A rerun
-with the same arguments resumes: start structures already in the output (or recorded as failed in
-the failures file) are skipped.
+search); its structures are appended as it ends, in the order of the start structures.
 """ + WORKER_NOTES
 
 SAMPLE_QM9_EXAMPLES = """examples:
@@ -46,9 +46,6 @@ SAMPLE_QM9_EXAMPLES = """examples:
   zoo sample-qm9 --rows 0:2000 --exclude-rows 9:2000:10 --max-heavy-atoms 7 --shard 0/4 \
       -o qm9_xtb.extxyz --reference-out qm9_reference.extxyz
   zoo sample-qm9 --merge qm9_xtb.shard-*-of-4.extxyz -o qm9_xtb.extxyz
-
-A rerun with the same arguments resumes: rows already written (or recorded as failed in the
-failures file) are skipped.
 """ + WORKER_NOTES
 
 LABEL_EXAMPLES = """examples:
@@ -58,10 +55,6 @@ LABEL_EXAMPLES = """examples:
   zoo label water.extxyz --xc b3lyp5 --basis def2-svp -o water_b3lyp5.h5   # Fock, overlap, density, ...
   zoo label water.extxyz --method rhf --basis sto-3g --workers 0 -o water_hf.extxyz   # in this process
   zoo label qm9.extxyz --xc b3lyp --basis '6-31g*' --dask-config slurm.yaml --slurm-jobs 32 -o qm9.extxyz
-
-
-A rerun with the same arguments resumes: structures already in the output (or recorded as
-failed at the same settings in the failures file) are skipped.
 """ + WORKER_NOTES
 
 
