@@ -305,11 +305,11 @@ def sample_start(atoms, seed: int, optimize: bool = False, fmax: float = 0.01, m
 
     With ``conformers`` > 1 the start is replaced by the lowest GFN2-xTB minimum of that many
     conformers of its ``info["smiles"]`` (:func:`lowest_xtb_conformer`, seeds ``seed`` onwards;
-    the start's other ``info`` is kept). The start is relaxed with GFN2-xTB when ``optimize`` (or
-    for normal-mode displacements, which need a minimum); then ``md`` (keyword arguments of
-    :func:`md_sample`) gives MD frames, ``displacement`` (keyword arguments of :func:`displace`)
-    displaced copies, and neither the (relaxed) start structure itself. ``seed`` drives the MD or
-    the displacements.
+    the start's other ``info`` is kept; already a minimum, it is not relaxed again). Otherwise the
+    start is relaxed with GFN2-xTB when ``optimize`` (or for normal-mode displacements, which need
+    a minimum). Then ``md`` (keyword arguments of :func:`md_sample`) gives MD frames,
+    ``displacement`` (keyword arguments of :func:`displace`) displaced copies, and neither the
+    (relaxed) start structure itself. ``seed`` drives the MD or the displacements.
     """
     if conformers > 1:
         if "smiles" not in atoms.info:
@@ -317,7 +317,7 @@ def sample_start(atoms, seed: int, optimize: bool = False, fmax: float = 0.01, m
         minimum = lowest_xtb_conformer(atoms.info["smiles"], conformers, seed=seed, fmax=fmax)
         minimum.info = {**atoms.info, **minimum.info}
         atoms = minimum
-    if optimize or (displacement or {}).get("mode") == "normal_modes":
+    elif optimize or (displacement or {}).get("mode") == "normal_modes":
         atoms = xtb_optimize(atoms, fmax=fmax)
     if md is not None:
         return md_sample(atoms, seed=seed, **md)
