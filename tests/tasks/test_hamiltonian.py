@@ -76,7 +76,21 @@ def test_the_base_hamiltonians_are_made_before_the_first_step_with_progress(tmp_
     with caplog.at_level("INFO"):
         _trainer(tmp_path, steps=1).fit(task, datamodule=data)
     assert len(task.model._base_cache) == 6  # the 4 training and 2 validation structures, nothing more
-    assert "base Hamiltonians (minao_fock) of the training and validation structures: 6/6" in caplog.text
+    assert "base Hamiltonians (minao_fock) of the structures to fit: 6/6" in caplog.text
+
+
+def test_sct_molecules_get_their_base_before_the_first_step_and_in_the_base_file(tmp_path):
+    from zoo.data.readers import read_base_hamiltonians
+
+    data = AtomicDataModule(source=str(WATER_H5), reader_kwargs={"indices": list(range(6))}, dtype="float64",
+                            targets=[keys.HAMILTONIAN], split={"method": "random", "sizes": [4, 2, 0], "seed": 0},
+                            split_dir=str(tmp_path), batch_size=2, unlabelled_source=str(WATER_H5),
+                            unlabelled_reader_kwargs={"indices": [6, 7]})
+    base_file = tmp_path / "bases.h5"
+    task = _task(base="minao_fock", mode="mixed", sct_grid_level=1, base_file=str(base_file))
+    _trainer(tmp_path, steps=1).fit(task, datamodule=data)
+    # 4 training, 2 validation and 2 unlabelled structures, kept for the next run
+    assert len(read_base_hamiltonians(base_file, "minao_fock", task.model.metadata())) == 8
 
 
 def test_level_of_theory_mismatch_is_an_error(tmp_path):

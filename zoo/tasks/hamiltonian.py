@@ -139,15 +139,15 @@ class HamiltonianTask(AtomisticTask):
             self.model.check_data(metadata["hamiltonian"])
         if stage == "fit" and self.model.base is not None and datamodule is not None:
             self._prepare_bases([getattr(datamodule, name, None) for name in
-                                 ("train_dataset", "val_dataset")])
+                                 ("train_dataset", "val_dataset", "unlabelled_dataset")])
         if (stage == "fit" and self.fit_reference and not self.pretrained and self.trainer.ckpt_path is None
                 and getattr(datamodule, "train_dataset", None) is not None):
             self.model.fit_onsite_reference(self._reference_structures(datamodule.train_dataset))
 
     def _prepare_bases(self, datasets) -> None:
-        """The base Hamiltonian of every structure the fit will see, before the first step, with
-        progress: otherwise the first epoch computes them (seconds each, one PySCF Fock build)
-        without a word for minutes. With ``base_file``, those stored there are read, and the
+        """The base Hamiltonian of every structure the fit will see (SCT's unlabelled ones too),
+        before the first step, with progress: otherwise the first epoch computes them (seconds
+        each, one PySCF Fock build) without a word for minutes. With ``base_file``, those stored there are read, and the
         others are added to it as they are computed (every 50, so an interrupted run keeps them)."""
         structures = [data for dataset in datasets if dataset is not None for data in dataset.raw]
         stored, new = set(), []
@@ -172,8 +172,8 @@ class HamiltonianTask(AtomisticTask):
             now = time.perf_counter()
             if now - shown > 10 or number == len(structures):
                 shown = now
-                rank_zero_info(f"zoo: base Hamiltonians ({self.model.base}) of the training and validation "
-                               f"structures: {number}/{len(structures)} in {now - began:.0f} s")
+                rank_zero_info(f"zoo: base Hamiltonians ({self.model.base}) of the structures to fit: "
+                               f"{number}/{len(structures)} in {now - began:.0f} s")
 
     def _reference_structures(self, dataset):
         structures = [dataset[i] for i in range(min(len(dataset), _REFERENCE_STRUCTURES))]
