@@ -75,11 +75,13 @@ class SelfConsistencyLoss(AuxiliaryLoss):
         molecules = atom_ranges(batch)
         n_ao = [int(ao.ao_offsets(z[a:b].cpu().numpy(), self.level.basis)[-1]) for a, b in molecules]
         total, count = 0.0, 0
-        for (a, b), h in zip(molecules, split_matrices(hamiltonian, n_ao)):
+        # in float64 whatever the model's dtype, as the occupied-space loss: D(H) comes from the
+        # eigenvectors of H in a basis whose S has near-null directions
+        for (a, b), h in zip(molecules, split_matrices(hamiltonian.double(), n_ao)):
             residual = self._builder(z[a:b], pos[a:b]).self_consistency_residual(h, broadening=self.broadening)
             total = total + residual.square().sum()
             count += residual.numel()
-        return total / count
+        return (total / count).to(hamiltonian.dtype)
 
     def _builder(self, z: torch.Tensor, pos: torch.Tensor) -> FockBuilder:
         z_np, pos_np = z.cpu().numpy(), pos.detach().cpu().double().numpy()
