@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -84,7 +85,7 @@ def evaluate(model, dataset, test, n_scf: int, minao: list[dict], lindep: float 
                    "energy": float(energy)}
         out = model.predict((z, pos), lindep=lindep)  # a base model reuses the base of the guess (cached)
         n = out["hamiltonian"].shape[0]
-        predictions.append(torch.as_tensor(out["hamiltonian"]))
+        predictions.append(torch.as_tensor(out["hamiltonian"]).double())  # a float32 model's too
         targets.append(data[keys.HAMILTONIAN].reshape(n, n))
         overlaps.append(data[keys.OVERLAP].reshape(n, n))
         masks.append(onsite_mask(z, model.level.basis))
@@ -96,6 +97,9 @@ def evaluate(model, dataset, test, n_scf: int, minao: list[dict], lindep: float 
                        energy_difference=abs(scf["energy"] - minao[k]["energy"]),
                        minao_cycles=minao[k]["cycles"], minao_s=minao[k]["time_s"], minao_converged=minao[k]["converged"])
         rows.append(row)
+        print(f"[evaluate] {k + 1}/{len(test)}: H MAE {row['hamiltonian_mae']:.0f} µEh"
+              + (f", SCF {row['cycles']} cycles (MINAO {row['minao_cycles']})" if scf is not None else "")
+              + f", {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
     seconds = time.perf_counter() - start
     h = hamiltonian_mae(predictions, targets, masks)
     result = {"test_frames": len(test), "hamiltonian_mae_all": h["all"], "hamiltonian_mae_diagonal": h["diagonal"],
@@ -132,7 +136,7 @@ def _load(ref: str, level: LevelOfTheory):
         return BaseGuess(ref.removeprefix("base:"), level)
     from zoo.registry import load
 
-    return load(ref).model.double()
+    return load(ref).model  # in its own dtype, as a user runs it
 
 
 def main() -> None:
