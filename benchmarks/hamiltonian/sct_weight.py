@@ -1,7 +1,7 @@
 """Choose the SCT loss weight of a mixed recipe by balancing gradient norms at its starting model.
 
-The supervised loss (MAE + MSE, Hartree) and the SCT loss (mean squared residual, Hartree²) have
-unrelated scales. This loads the recipe's starting model (its ``pretrained``), takes a few
+The supervised loss (MAE + MSE, Hartree, and the occupied-space loss when the recipe has one) and
+the SCT loss (mean squared residual, Hartree²) have unrelated scales. This loads the recipe's starting model (its ``pretrained``), takes a few
 labelled and unlabelled training batches, and prints the norm of the gradient of each loss with
 respect to the weights, and their ratio: the ``sct_weight`` at which both pull equally.
 
@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import warnings
 from pathlib import Path
 
 import torch
@@ -40,12 +41,17 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=3)
     args = parser.parse_args()
     torch.set_num_threads(1)
+    # the tasks log their losses outside a Trainer here: nothing to record
+    warnings.filterwarnings("ignore", message=r".*`self.trainer` reference is not registered")
 
     recipe = parse_config(["fit", "--config", args.recipe])  # with its bases
     options = recipe["model"]["init_args"]
-    # the recipe's SCT targets (grid, density fitting) on the recipe's starting weights
-    task = HamiltonianTask(load(str(ROOT / options["pretrained"])).model.double(), mode="mixed",
-                           sct_grid_level=options.get("sct_grid_level"),
+    # the recipe's starting weights, in the dtype they were trained in (the recipe's data dtype);
+    # its supervised loss as trained (outputs and occupied-space loss) and its SCT targets (grid,
+    # density fitting)
+    model = load(str(ROOT / options["pretrained"])).model
+    supervised_task = HamiltonianTask(model, mode="supervised", occupied_weight=options.get("occupied_weight", 0.0))
+    task = HamiltonianTask(model, mode="mixed", sct_grid_level=options.get("sct_grid_level"),
                            sct_density_fitting=options.get("sct_density_fitting"))
     data = AtomicDataModule(**recipe["data"]["init_args"])
     data.setup("fit")
@@ -55,7 +61,7 @@ def main() -> None:
     supervised, sct, sct_losses = [], [], []
     for _ in range(args.batches):
         batch = next(labelled)
-        supervised.append(_gradient_norm(task, task.compute_loss(batch, task(batch), "train")))
+        supervised.append(_gradient_norm(task, supervised_task.training_step({"labelled": batch}, 0)))
         batch = next(unlabelled)
         loss = task.self_consistency_loss(batch, task(batch)[keys.HAMILTONIAN])
         sct_losses.append(float(loss))
