@@ -29,8 +29,10 @@ import each other. Top to bottom:
 - ``data``: AtomicData, keys, readers, splits.
 - ``qc`` (the physics: level of theory, AO conventions, Fock, eigh, guess), ``analysis`` (Hessian
   spectra and MD stability of any torch model or ASE calculator), ``_files`` (atomic writes),
-  ``_lazy`` (the lazy re-exports of the registry and the publishing tools) and ``recipes`` (the packaged training recipes, found by name; the registry reads a card's recipe
-  through it): they import nothing of zoo.
+  ``_lazy`` (the lazy re-exports of the registry and the publishing tools), ``_allocator`` (glibc's
+  allocator tuned for training, applied by the ``zoo`` command) and ``recipes`` (the packaged
+  training recipes, found by name; the registry reads a card's recipe through it): they import
+  nothing of zoo.
 
 DESIGN.md draws ``data | qc`` on one row; ``data`` reads the level of theory and AO conventions of
 ``qc``, so here they are two.
@@ -53,7 +55,7 @@ LAYERS = (
     ("nn",),
     ("registry", "datagen", "metrics"),
     ("data",),
-    ("qc", "analysis", "_files", "_lazy", "recipes"),
+    ("qc", "analysis", "_files", "_lazy", "_allocator", "recipes"),
 )
 ROW = {part: row for row, parts in enumerate(LAYERS) for part in parts}
 

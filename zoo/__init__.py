@@ -7,6 +7,10 @@ _REGISTRY = ("load", "list_models", "download")
 
 
 def __getattr__(name: str):
+    if name == "keep_freed_memory":
+        from zoo._allocator import keep_freed_memory
+
+        return keep_freed_memory
     if name in _REGISTRY:
         from zoo import registry
 

@@ -22,10 +22,12 @@ def lightning_main(argv: list[str]):
     name a packaged recipe, and an overlay brings its base (:mod:`zoo.recipes`).
     """
     from zoo import recipes
+    from zoo._allocator import keep_freed_memory
     from zoo._lightning_cli import ZooCLI
     from zoo.data.datamodule import AtomicDataModule
     from zoo.tasks import AtomisticTask
 
+    keep_freed_memory()  # training steps' tensors reuse freed memory
     expanded = recipes.expand_config_arguments(argv)
     from_console = argv == sys.argv[1:]
     if from_console:
@@ -137,6 +139,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"zoo: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
         return 2
     module, function = TOOLS[command]
+    from zoo._allocator import keep_freed_memory
+
+    keep_freed_memory()
     return int(getattr(importlib.import_module(module), function)(rest) or 0)
 
 
