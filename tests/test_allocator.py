@@ -24,3 +24,9 @@ def test_the_zoo_command_applies_it(monkeypatch, capsys):
     monkeypatch.setattr(_allocator, "keep_freed_memory", lambda: calls.append(True) or True)
     assert cli.main(["recipes", "list"]) == 0
     assert calls == [True] and "ethanol_forcefield" in capsys.readouterr().out
+
+
+def test_its_environment_variables_are_the_same_settings():
+    variables = _allocator.environment()
+    assert set(variables) == set(_allocator.ENVIRONMENT)
+    assert variables["MALLOC_TRIM_THRESHOLD_"] == str(2**30)

@@ -16,11 +16,19 @@ import ctypes
 import os
 import sys
 
-#: glibc's mallopt parameters (malloc.h)
+#: glibc's mallopt parameters (malloc.h) and the environment variables that set them at start-up
 _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
+_VARIABLES = {_M_MMAP_THRESHOLD: "MALLOC_MMAP_THRESHOLD_", _M_TRIM_THRESHOLD: "MALLOC_TRIM_THRESHOLD_",
+              _M_TOP_PAD: "MALLOC_TOP_PAD_"}
 SETTINGS = {_M_MMAP_THRESHOLD: 32 * 2**20, _M_TRIM_THRESHOLD: 2**30, _M_TOP_PAD: 64 * 2**20}
 #: a user's own settings of the same parameters, which win
-ENVIRONMENT = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_")
+ENVIRONMENT = tuple(_VARIABLES.values())
+
+
+def environment() -> dict[str, str]:
+    """The same settings as environment variables, for a process that does not import zoo (a
+    peer's training in a benchmark gets what zoo's gets)."""
+    return {_VARIABLES[parameter]: str(value) for parameter, value in SETTINGS.items()}
 
 
 def keep_freed_memory() -> bool:

@@ -149,8 +149,13 @@ def mace_python(env: str) -> str:
 
 
 def child_env() -> dict:
+    """MACE's processes: the threads of zoo's, no GPU, and the allocator settings the zoo command
+    applies (zoo.keep_freed_memory), so that neither side trains with a slower allocator."""
+    from zoo._allocator import environment
+
     threads = os.environ.get("OMP_NUM_THREADS", "1")
-    return {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "CUDA_VISIBLE_DEVICES": ""}
+    return {**environment(), **os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads,
+            "CUDA_VISIBLE_DEVICES": ""}
 
 
 def run_mace(python: str, arguments: list[str], log: Path, timeout: float) -> None:

@@ -119,7 +119,10 @@ def run_batch(args, model: str, ks: list[int]) -> list[dict]:
     python = Path(args.mace_env) / "bin" / "python"
     command = [str(python), __file__, "_mace-md", model[len("mace:"):], str(test_file(args.molecule)),
                ",".join(map(str, ks)), str(args.stride), str(args.ps), str(args.temperature)]
-    output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    from zoo._allocator import environment  # the allocator settings zoo's side runs with (main)
+
+    output = subprocess.run(command, check=True, capture_output=True, text=True,
+                            env={**environment(), **os.environ}).stdout
     return json.loads(output.strip().splitlines()[-1])
 
 
@@ -201,6 +204,9 @@ def figure(path: Path, out: Path) -> None:
 def main(argv=None) -> int:
     args = parse_args(argv)
     if not args.table_only:
+        import zoo
+
+        zoo.keep_freed_memory()  # as the zoo command runs; MACE's process gets the same settings
         run(args)
     if records(args.out):
         args.out.with_suffix(".md").write_text(table(args.out, args.molecule))
