@@ -231,6 +231,7 @@ def main(argv=None) -> dict:
     model, zoo_training_only = zoo_model(config, None if checkpoint is None else split.parent)
     record = {"seed": seed, "zoo_run": str(folder or split), "variant": variant, "budget_s": seconds,
               "threads": int(child_env()["OMP_NUM_THREADS"]), "train": args.train, "test": args.test,
+              "allocator_env": {k: v for k, v in child_env().items() if k.startswith("MALLOC_")},
               "zoo_config": str(config), "zoo_parameters": sum(p.numel() for p in model.parameters()),
               "zoo_training_only_parameters": zoo_training_only}
     if zoo:

@@ -145,6 +145,7 @@ def run_one(args) -> dict:
     import torch
     from lightning.pytorch.callbacks import Timer
 
+    import zoo
     from zoo.cli import lightning_main
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
@@ -158,6 +159,7 @@ def run_one(args) -> dict:
               "dens_settings": args.dens if args.variant == "dens" else [],
               "val_forces_mae_meV_A": None if validation_forces is None else 1e3 * float(validation_forces),
               "seed": args.seed, "epochs": trainer.current_epoch,
+              "allocator_tuned": zoo.keep_freed_memory(),  # applied by lightning_main: says whether it could be
               "steps": trainer.global_step, "fit_seconds": fit_seconds,
               "train_structures_per_s": trainer.current_epoch * len(cli.datamodule.train_dataset) / fit_seconds,
               **test_metrics(model, args.test)}
