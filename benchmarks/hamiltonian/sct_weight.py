@@ -1,9 +1,10 @@
 """Choose the SCT loss weight of a mixed recipe by balancing gradient norms at its starting model.
 
 The supervised loss (MAE + MSE, Hartree, and the occupied-space loss when the recipe has one) and
-the SCT loss (mean squared residual, Hartree²) have unrelated scales. This loads the recipe's starting model (its ``pretrained``), takes a few
-labelled and unlabelled training batches, and prints the norm of the gradient of each loss with
-respect to the weights, and their ratio: the ``sct_weight`` at which both pull equally.
+the SCT loss (mean squared residual, Hartree²) have unrelated scales. This loads the recipe's
+starting model (its ``pretrained``), takes a few labelled and unlabelled training batches, and
+prints the norm of the gradient of each loss with respect to the weights, and their ratio: the
+``sct_weight`` at which both pull equally.
 
     OMP_NUM_THREADS=1 python benchmarks/hamiltonian/sct_weight.py hamiltonian_qm9_sct
 """
