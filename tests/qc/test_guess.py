@@ -85,3 +85,18 @@ def test_a_base_model_guess_builds_its_base_on_the_users_scf_object(dtype, atol,
     np.testing.assert_allclose(dm0, density_from_hamiltonian(base, mf.get_ovlp(), 10), atol=atol)
     assert mf.grids.coords is not None  # the grids the SCF will reuse
     assert mf.kernel(dm0=dm0) and mf.converged
+
+
+def test_a_base_on_a_coarser_grid_shares_the_integrals_and_differs_only_by_quadrature():
+    from zoo.qc.guess import base_hamiltonian_of
+
+    level = LevelOfTheory(xc="b3lyp5", basis="6-31g", grid_level=3)
+    mf = level.build_scf(level.build_mole(*WATER))
+    coarse = base_hamiltonian_of("minao_fock", mf, grid_level=1)
+    assert mf.grids.coords is None  # the SCF's own grid is not built on the way
+    assert mf._eri is not None  # the integrals the SCF will reuse are
+    full = base_hamiltonian_of("minao_fock", mf)
+    assert mf.grids.level == 3 and mf.grids.coords is not None
+    difference = np.abs(coarse - full).max()
+    assert 1e-9 < difference < 1e-3, difference  # another quadrature of the same Fock matrix
+    np.testing.assert_allclose(base_hamiltonian_of("minao_fock", mf, grid_level=3), full, atol=1e-12)

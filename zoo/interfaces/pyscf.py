@@ -19,7 +19,7 @@ import numpy as np
 from zoo.qc.guess import base_hamiltonian_of
 
 
-def model_guess(model, mf, lindep: float | None = None) -> np.ndarray:
+def model_guess(model, mf, lindep: float | None = None, base_grid_level: int | None = None) -> np.ndarray:
     """The density matrix a Hamiltonian model predicts for ``mf``'s molecule: a ``dm0`` for PySCF.
 
     Args:
@@ -27,6 +27,9 @@ def model_guess(model, mf, lindep: float | None = None) -> np.ndarray:
             :class:`~zoo.models.HamiltonianModel`.
         mf: a PySCF RKS/RHF object (or a built ``Mole``, which skips the functional check).
         lindep: see :meth:`~zoo.models.HamiltonianModel.predict`.
+        base_grid_level: for a model that learns a correction to a base Hamiltonian, the PySCF grid
+            level of the base's XC part (default: ``mf``'s grid); see
+            :func:`zoo.qc.guess.base_hamiltonian_of`.
 
     Raises:
         ValueError: the molecule's basis, functional or charge differs from the model's level of
@@ -58,5 +61,5 @@ def model_guess(model, mf, lindep: float | None = None) -> np.ndarray:
     base = None
     if getattr(model, "base", None) is not None and mf is not mol:
         # the base on the user's own SCF object: its grids and integrals are then built once, for both
-        base = base_hamiltonian_of(model.base, mf)
+        base = base_hamiltonian_of(model.base, mf, grid_level=base_grid_level)
     return model.predict((mol.atom_charges(), mol.atom_coords(unit="Angstrom")), lindep=lindep, base=base)["density_matrix"]
