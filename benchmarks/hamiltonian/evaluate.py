@@ -56,7 +56,8 @@ class BaseGuess:
                 "density_matrix": density_from_hamiltonian(hamiltonian, overlap, mol.nelectron, lindep=lindep)}
 
 
-def evaluate(model, dataset, test, n_scf: int, minao: list[dict], lindep: float | None = None) -> dict:
+def evaluate(model, dataset, test, n_scf: int, minao: list[dict], lindep: float | None = None,
+             base_grid_level: int | None = None) -> dict:
     """Figures of one model on ``test``; SCF from its density on the first ``n_scf`` structures.
 
     ``minao`` caches PySCF's runs from the MINAO guess (one per structure), shared by every model.
@@ -77,7 +78,7 @@ def evaluate(model, dataset, test, n_scf: int, minao: list[dict], lindep: float 
                 minao.append(scf_cycles(mol, model.level))
             mf = model.level.build_scf(mol)
             tic = time.perf_counter()
-            dm0 = model_guess(model, mf, lindep=lindep)
+            dm0 = model_guess(model, mf, lindep=lindep, base_grid_level=base_grid_level)
             guess_s = time.perf_counter() - tic
             tic = time.perf_counter()
             energy = mf.kernel(dm0=dm0)
@@ -149,6 +150,8 @@ def main() -> None:
     parser.add_argument("--scf", type=int, default=50, help="test structures to run SCF on (both guesses), the first ones")
     parser.add_argument("--lindep", type=float, help="drop eigen-directions of S below this from the guess's "
                         "eigenproblem (HamiltonianModel.predict's lindep)")
+    parser.add_argument("--base-grid-level", type=int, help="the PySCF grid level of a base model's F[D_MINAO] XC part in "
+                        "the guess (model_guess's base_grid_level; default: the SCF's grid)")
     parser.add_argument("--json", help="write the figures here")
     args = parser.parse_args()
 
@@ -164,8 +167,9 @@ def main() -> None:
             model.check_data(metadata)
     test = load_split(args.split, n=len(dataset)).test if args.split else np.arange(len(dataset))
     minao: list[dict] = []
-    result = {"data": args.data, "split": args.split, "lindep": args.lindep,
-              "models": {ref: evaluate(model, dataset, test, args.scf, minao, args.lindep) for ref, model in models.items()}}
+    result = {"data": args.data, "split": args.split, "lindep": args.lindep, "base_grid_level": args.base_grid_level,
+              "models": {ref: evaluate(model, dataset, test, args.scf, minao, args.lindep, args.base_grid_level)
+                         for ref, model in models.items()}}
     print(json.dumps(result, indent=2))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
