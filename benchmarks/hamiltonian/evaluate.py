@@ -57,7 +57,7 @@ class BaseGuess:
 
 
 def evaluate(model, dataset, test, n_scf: int, minao: list[dict], lindep: float | None = None,
-             base_grid_level: int | None = None) -> dict:
+             base_grid_level: int | None = 1) -> dict:
     """Figures of one model on ``test``; SCF from its density on the first ``n_scf`` structures.
 
     ``minao`` caches PySCF's runs from the MINAO guess (one per structure), shared by every model.
@@ -150,8 +150,9 @@ def main() -> None:
     parser.add_argument("--scf", type=int, default=50, help="test structures to run SCF on (both guesses), the first ones")
     parser.add_argument("--lindep", type=float, help="drop eigen-directions of S below this from the guess's "
                         "eigenproblem (HamiltonianModel.predict's lindep)")
-    parser.add_argument("--base-grid-level", type=int, help="the PySCF grid level of a base model's F[D_MINAO] XC part in "
-                        "the guess (model_guess's base_grid_level; default: the SCF's grid)")
+    parser.add_argument("--base-grid-level", type=int, default=1, help="the PySCF grid level of a base model's F[D_MINAO] "
+                        "XC part in the guess where the SCF's is finer (model_guess's base_grid_level, default 1; "
+                        "give the SCF's level for its own grid)")
     parser.add_argument("--json", help="write the figures here")
     args = parser.parse_args()
 

@@ -19,7 +19,7 @@ import numpy as np
 from zoo.qc.guess import base_hamiltonian_of
 
 
-def model_guess(model, mf, lindep: float | None = None, base_grid_level: int | None = None) -> np.ndarray:
+def model_guess(model, mf, lindep: float | None = None, base_grid_level: int | None = 1) -> np.ndarray:
     """The density matrix a Hamiltonian model predicts for ``mf``'s molecule: a ``dm0`` for PySCF.
 
     Args:
@@ -28,8 +28,9 @@ def model_guess(model, mf, lindep: float | None = None, base_grid_level: int | N
         mf: a PySCF RKS/RHF object (or a built ``Mole``, which skips the functional check).
         lindep: see :meth:`~zoo.models.HamiltonianModel.predict`.
         base_grid_level: for a model that learns a correction to a base Hamiltonian, the PySCF grid
-            level of the base's XC part (default: ``mf``'s grid); see
-            :func:`zoo.qc.guess.base_hamiltonian_of`.
+            level of the base's XC part where ``mf``'s grid is finer (``None``: ``mf``'s grid). The
+            default, 1, gives the same SCF cycles as ``mf``'s grid 3 at a quarter less guess time;
+            see :func:`zoo.qc.guess.base_hamiltonian_of`.
 
     Raises:
         ValueError: the molecule's basis, functional or charge differs from the model's level of
