@@ -61,6 +61,6 @@ def model_guess(model, mf, lindep: float | None = None, base_grid_level: int | N
                          "(zoo list)")
     base = None
     if getattr(model, "base", None) is not None and mf is not mol:
-        # the base on the user's own SCF object: its grids and integrals are then built once, for both
+        # the base on the user's own SCF object: its two-electron integrals are then built once, for both
         base = base_hamiltonian_of(model.base, mf, grid_level=base_grid_level)
     return model.predict((mol.atom_charges(), mol.atom_coords(unit="Angstrom")), lindep=lindep, base=base)["density_matrix"]
