@@ -50,6 +50,17 @@ def test_the_recipe_a_card_names_is_the_one_that_exports_it():
         assert card in recipes.references(recipes.find(named)), card.name
 
 
+@pytest.mark.parametrize("name", recipes.names(add_ons=False))
+def test_a_card_is_read_as_the_text_it_was_written_as(name):
+    # the recipe parser reads 'text: more text' inside a string as a mapping; the export would
+    # refuse such a card only after training
+    for callback in parse_config(["fit", "--config", name])["trainer"]["callbacks"]:
+        if callback["class_path"].endswith("ExportPretrained"):
+            card = callback["init_args"]["card"]
+            assert {key: type(card[key]) for key in ("name", "family", "license", "description", "recipe")} == dict.fromkeys(
+                ("name", "family", "license", "description", "recipe"), str), name
+
+
 def test_a_recipe_runs_by_name_from_a_folder_without_recipes(tmp_path):
     # the form a model card gives (recipes/<name>.yaml) names the packaged recipe too
     result = subprocess.run([sys.executable, "-m", "zoo.cli", "fit", "--config",
