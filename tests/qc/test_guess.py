@@ -87,14 +87,17 @@ def test_a_base_model_guess_builds_its_base_on_the_users_scf_object(dtype, atol,
     assert mf.kernel(dm0=dm0) and mf.converged
 
 
-def test_a_base_on_a_coarser_grid_shares_the_integrals_and_differs_only_by_quadrature():
+@pytest.mark.parametrize("in_core", [True, False])
+def test_a_base_on_a_coarser_grid_shares_the_integrals_and_differs_only_by_quadrature(in_core):
     from zoo.qc.guess import base_hamiltonian_of
 
     level = LevelOfTheory(xc="b3lyp5", basis="6-31g", grid_level=3)
     mf = level.build_scf(level.build_mole(*WATER))
+    if not in_core:
+        mf.max_memory = 0  # direct SCF, as for molecules whose integrals do not fit in memory
     coarse = base_hamiltonian_of("minao_fock", mf, grid_level=1)
-    assert mf.grids.coords is None  # the SCF's own grid is not built on the way
-    assert mf._eri is not None  # the integrals the SCF will reuse are
+    assert mf.grids.coords is None and mf.grids.level == 3  # the SCF's own grid, not built on the way
+    assert (mf._eri is not None) == in_core  # the in-core integrals the SCF will reuse
     full = base_hamiltonian_of("minao_fock", mf)
     assert mf.grids.level == 3 and mf.grids.coords is not None
     difference = np.abs(coarse - full).max()

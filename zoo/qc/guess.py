@@ -7,7 +7,6 @@ of a zoo model by name is :func:`zoo.interfaces.model_guess`, above the registry
 
 from __future__ import annotations
 
-import copy
 import time
 
 import numpy as np
@@ -68,13 +67,15 @@ def base_hamiltonian_of(kind: str, mf, grid_level: int | None = None) -> np.ndar
         return np.asarray(mf.get_fock(dm=density))
     from pyscf.dft.gen_grid import Grids
 
-    coarse = copy.copy(mf)  # shares mf's integrals (and density fitting) but not its grids
-    coarse.grids = Grids(mf.mol)
-    coarse.grids.level = int(grid_level)
-    fock = np.asarray(coarse.get_fock(dm=density))
-    if getattr(mf, "_eri", None) is None:
-        mf._eri = getattr(coarse, "_eri", None)  # the in-core integrals the SCF will reuse
-    return fock
+    # mf itself on a coarse grid for this one build: its integrals (in core, or the direct-SCF
+    # screening) are made once, for the SCF too; its own grid is put back unbuilt
+    coarse = Grids(mf.mol)
+    coarse.level = int(grid_level)
+    mf.grids = coarse
+    try:
+        return np.asarray(mf.get_fock(dm=density))
+    finally:
+        mf.grids = grids
 
 
 def scf_cycles(mol, level: LevelOfTheory, dm0=None) -> dict:
