@@ -108,14 +108,22 @@ def recipe_datamodule(info, split_dir: str | Path, root: str | Path | None = Non
         raise VerificationError(f"{info.name}: its card names no recipe")
     config = _data_section(info, root, trust_remote_code, trusted_modules)
     arguments = config.init_args.as_dict()
-    missing = [value for value in arguments.values()
-               if isinstance(value, str) and "/" in value and Path(value).suffix and not (root / value).exists()]
+
+    def paths(value) -> list[str]:  # a data argument's file paths: one, or a list of them (source: [a, b])
+        values = value if isinstance(value, list) else [value]
+        return [v for v in values if isinstance(v, str) and "/" in v and Path(v).suffix]
+
+    def rooted(value):
+        if isinstance(value, list):
+            return [rooted(item) for item in value]
+        return str(root / value) if isinstance(value, str) and (root / value).exists() else value
+
+    missing = [path for value in arguments.values() for path in paths(value) if not (root / path).exists()]
     if missing:
         raise MissingDataError(f"{info.name}: the data of {info.recipe} ({', '.join(missing)}) are not in {root}; "
                                "they are too big to commit: make them with the command data/README.md gives "
                                "(or verify from the folder that has them)")
-    arguments = {key: str(root / value) if isinstance(value, str) and (root / value).exists() else value
-                 for key, value in arguments.items()}
+    arguments = {key: rooted(value) for key, value in arguments.items()}
     module, _, name = config.class_path.rpartition(".")
     return getattr(importlib.import_module(module), name)(**{**arguments, "split_dir": str(split_dir)})
 
