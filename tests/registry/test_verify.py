@@ -96,8 +96,12 @@ def test_the_data_verified_are_those_zoo_fit_reads(tmp_path):
         except MissingDataError:
             continue
         fit = parse_config(["fit", "--config", info.recipe])["data"]["init_args"]
-        fit = {key: str(ROOT / value) if isinstance(value, str) and (ROOT / value).exists() else value
-               for key, value in fit.items()}
+        def rooted(value):  # one path, or a list of them (source: [a, b])
+            if isinstance(value, list):
+                return [rooted(item) for item in value]
+            return str(ROOT / value) if isinstance(value, str) and (ROOT / value).exists() else value
+
+        fit = {key: rooted(value) for key, value in fit.items()}
         assert dict(module.hparams) == {**fit, "split_dir": str(tmp_path / name)}, name
         checked.append(name)
     assert "malonaldehyde-dens-pbe-def2svp" in checked and len(checked) >= 5
