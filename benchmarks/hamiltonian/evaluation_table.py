@@ -14,11 +14,15 @@ import statistics
 from pathlib import Path
 
 
+def _models(path: Path):
+    """(model, its figures, its molecules with an SCF) of one evaluate.py result file."""
+    for model, r in json.loads(path.read_text())["models"].items():
+        yield model, r, [m for m in r["molecules"] if "cycles" in m]
+
+
 def summary_rows(path: Path) -> list[str]:
-    result = json.loads(path.read_text())
     rows = []
-    for model, r in result["models"].items():
-        scf = [m for m in r["molecules"] if "cycles" in m]
+    for model, r, scf in _models(path):
         extra = [m["cycles"] - m["minao_cycles"] for m in scf]
         rows.append(
             f"| {model} | {path.name} | {r['test_frames']} | {r['hamiltonian_mae_all']:.0f} | {r['hamiltonian_mae_diagonal']:.0f} "
@@ -32,10 +36,8 @@ def summary_rows(path: Path) -> list[str]:
 
 
 def molecule_rows(path: Path) -> list[str]:
-    result = json.loads(path.read_text())
     rows = []
-    for model, r in result["models"].items():
-        scf = [m for m in r["molecules"] if "cycles" in m]
+    for model, r, scf in _models(path):
         saved = [m["minao_cycles"] - m["cycles"] for m in scf]
         cycles = ", ".join(f"{m['cycles']}/{m['minao_cycles']}" for m in scf)
         h = [m["hamiltonian_mae"] for m in r["molecules"]]

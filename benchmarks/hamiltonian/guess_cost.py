@@ -1,7 +1,7 @@
 """What a base model's guess costs, and whether a coarser XC grid for its base changes the SCF.
 
 A model with ``base: minao_fock`` builds F[D_MINAO] on the user's SCF object before predicting.
-Its two-electron integrals and grids are reused by the SCF, but the XC part of that Fock build is
+Its two-electron integrals are reused by the SCF, but the XC part of that Fock build is
 extra work. This benchmark makes the guess of each molecule twice, with the base's XC on the SCF's
 own grid and on a coarser one (``model_guess(..., base_grid_level=...)``), and records per
 molecule: the base's difference between the two grids (µEh), the guess's wall time, the SCF's
