@@ -17,6 +17,10 @@ enough": NVT 500 K, 0.5 fs) with MD steps/s. Results go to ``results/dens_study.
 ``results/dens_study_<molecule>.json`` otherwise (one record per run, appended as runs finish, so an
 interrupted study resumes) and a Markdown table.
 
+A run interrupted before its record was written (a study longer than a session) continues from
+its ``last.ckpt`` when the study is started again with the same options: epoch, optimizer, EMA and
+the Timer's elapsed time are restored, so ``fit_seconds`` counts both parts.
+
 ``--interaction``, ``--add-on`` and ``--dens NAME=VALUE`` (a setting of the DeNS add-on: sigma,
 corrupt_ratio, probability, loss_weight, ...) apply to every run of a study and name its variants
 (e.g. ``dens-many_body-anneal-sigma=0.1``). Each record also keeps the last validation force MAE
@@ -118,6 +122,8 @@ def fit_arguments(args, variant: str, seed: int, max_time: str | None, split_fil
                  "--model.init_args.model.init_args.backbone.init_args.interaction", args.interaction]
     if split_file is not None:
         arguments += ["--data.init_args.split_file", split_file]
+    if any(root.glob("version_*/checkpoints/last.ckpt")):  # an interrupted run of this variant continues
+        arguments += ["--ckpt_path", "last"]
     if max_time is None:  # a max_time far away still installs Lightning's Timer, which times the fit
         arguments += ["--trainer.max_epochs", str(args.epochs), "--trainer.max_time", "99:00:00:00"]
     else:  # the epoch limit is lifted: the clock decides
