@@ -16,11 +16,17 @@ Study 5(ii), the QM9-derived out-of-distribution test molecules (the whole file)
     OMP_NUM_THREADS=1 python benchmarks/hamiltonian/evaluate.py --model runs/hamiltonian_qm9/pretrained \\
         --model runs/hamiltonian_qm9_control/pretrained --model runs/hamiltonian_qm9_sct/pretrained \\
         --data data/qm9_hamiltonian/large_test_b3lyp5_def2svp.h5 --scf 16 --json benchmarks/hamiltonian/results/qm9_ood.json
+
+The SCF runs are the slow part (minutes a molecule). With ``--json``, each is kept in
+``<json>.partial`` as it finishes, and an evaluation interrupted (a session's end) and started
+again with the same arguments goes on from there; the file goes when the result is written.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import hashlib
 import json
 import statistics
 import sys
@@ -30,6 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from zoo._files import atomic_path, exclusive_output
 from zoo.data import keys, read_hamiltonian_h5
 from zoo.data.splits import load_split
 from zoo.metrics import hamiltonian_mae, onsite_mask, orbital_metrics
@@ -56,35 +63,90 @@ class BaseGuess:
                 "density_matrix": density_from_hamiltonian(hamiltonian, overlap, mol.nelectron, lindep=lindep)}
 
 
-def evaluate(model, dataset, test, n_scf: int, minao: list[dict], lindep: float | None = None,
-             base_grid_level: int | None = 1) -> dict:
+class SCFRuns:
+    """The SCF runs of an evaluation by structure: from MINAO (shared by every model) and from each
+    model's guess, kept in ``path`` (if given) as each one finishes.
+
+    Started again with the same settings, an evaluation takes the runs already in ``path``
+    instead of repeating them; a model's runs count only for the same weights (a fingerprint of
+    its parameters). Other settings than those in ``path`` are refused, naming both.
+    """
+
+    def __init__(self, path: Path | None, settings: dict):
+        self.path, self.settings = path, settings
+        self.runs: dict = {"minao": {}, "models": {}}
+        if path is not None and path.is_file():
+            saved = json.loads(path.read_text())
+            if saved["settings"] != settings:
+                raise SystemExit(f"evaluate.py: {path} holds the SCF runs of an evaluation with other settings "
+                                 f"({saved['settings']}, not {settings}); remove it to start again")
+            self.runs = saved["runs"]
+            done = len(self.runs["minao"]) + sum(map(len, self.runs["models"].values()))
+            print(f"[evaluate] going on from {path}: {done} SCF runs done before", file=sys.stderr, flush=True)
+
+    def minao(self, index: int, run) -> dict:
+        return self._get(self.runs["minao"], index, run)
+
+    def model(self, fingerprint: str, index: int, run) -> dict:
+        return self._get(self.runs["models"].setdefault(fingerprint, {}), index, run)
+
+    def _get(self, done: dict, index: int, run) -> dict:
+        if str(index) not in done:
+            done[str(index)] = run()
+            if self.path is not None:
+                with atomic_path(self.path) as tmp:
+                    tmp.write_text(json.dumps({"settings": self.settings, "runs": self.runs}))
+        return done[str(index)]
+
+    def finish(self) -> None:
+        if self.path is not None:
+            self.path.unlink(missing_ok=True)
+
+
+def fingerprint(ref: str, model) -> str:
+    """``ref`` and a hash of the model's parameters: the same name with other weights is another model."""
+    digest = hashlib.sha256(ref.encode())
+    if isinstance(model, torch.nn.Module):
+        for name, tensor in sorted(model.state_dict().items()):
+            digest.update(name.encode())
+            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return f"{ref} {digest.hexdigest()[:16]}"
+
+
+def scf_from_guess(model, z, pos, lindep: float | None, base_grid_level: int | None) -> dict:
+    """The SCF as a user runs it, ``mf.kernel(dm0=model_guess(model, mf))`` on one SCF object; the
+    guess's own cost (model inference, base Hamiltonian and the grids it builds for the SCF) apart."""
+    mf = model.level.build_scf(model.level.build_mole(z, pos))
+    tic = time.perf_counter()
+    dm0 = model_guess(model, mf, lindep=lindep, base_grid_level=base_grid_level)
+    guess_s = time.perf_counter() - tic
+    tic = time.perf_counter()
+    energy = mf.kernel(dm0=dm0)
+    return {"guess_s": guess_s, "cycles": int(mf.cycles), "time_s": time.perf_counter() - tic,
+            "converged": bool(mf.converged), "energy": float(energy)}
+
+
+def evaluate(model, dataset, test, n_scf: int, runs: SCFRuns, lindep: float | None = None,
+             base_grid_level: int | None = 1, name: str = "model") -> dict:
     """Figures of one model on ``test``; SCF from its density on the first ``n_scf`` structures.
 
-    ``minao`` caches PySCF's runs from the MINAO guess (one per structure), shared by every model.
-    The guess is made as a user makes it, ``mf.kernel(dm0=model_guess(model, mf))`` on one SCF
-    object, and each row records the guess's own cost (model inference, base Hamiltonian and the
-    grids it builds for the SCF included), so the wall-time ratio is what a user waits:
-    (guess + SCF from it) / SCF from MINAO.
+    ``runs`` holds PySCF's runs from the MINAO guess (one per structure, shared by every model)
+    and from each model's guess (:func:`scf_from_guess`), whose rows record the guess's own cost,
+    so the wall-time ratio is what a user waits: (guess + SCF from it) / SCF from MINAO.
     """
     predictions, targets, overlaps, masks, n_occ, rows = [], [], [], [], [], []
     start = time.perf_counter()
+    key = fingerprint(name, model)
     for k, index in enumerate(test.tolist()):
         data = dataset[index]
         z, pos = data[keys.ATOMIC_NUMBERS].numpy(), data[keys.POSITIONS].numpy()
-        scf = None
+        # before the guess, which leaves its coarse-grid base in the model's cache: the errors are those
+        # of predict's own base, whether or not this structure's SCF runs now (the guess builds its base anew)
+        out = model.predict((z, pos), lindep=lindep)
+        scf = minao = None
         if k < n_scf:
-            mol = model.level.build_mole(z, pos)
-            if len(minao) <= k:
-                minao.append(scf_cycles(mol, model.level))
-            mf = model.level.build_scf(mol)
-            tic = time.perf_counter()
-            dm0 = model_guess(model, mf, lindep=lindep, base_grid_level=base_grid_level)
-            guess_s = time.perf_counter() - tic
-            tic = time.perf_counter()
-            energy = mf.kernel(dm0=dm0)
-            scf = {"cycles": int(mf.cycles), "time_s": time.perf_counter() - tic, "converged": bool(mf.converged),
-                   "energy": float(energy)}
-        out = model.predict((z, pos), lindep=lindep)  # a base model reuses the base of the guess (cached)
+            minao = runs.minao(index, lambda: scf_cycles(model.level.build_mole(z, pos), model.level))
+            scf = runs.model(key, index, lambda: scf_from_guess(model, z, pos, lindep, base_grid_level))
         n = out["hamiltonian"].shape[0]
         predictions.append(torch.as_tensor(out["hamiltonian"]).double())  # a float32 model's too
         targets.append(data[keys.HAMILTONIAN].reshape(n, n))
@@ -94,9 +156,9 @@ def evaluate(model, dataset, test, n_scf: int, minao: list[dict], lindep: float 
         row = {"index": index, "n_atoms": len(z), "n_ao": n,
                "hamiltonian_mae": float((predictions[-1] - targets[-1]).abs().mean()) * 1e6}
         if scf is not None:
-            row.update(guess_s=guess_s, cycles=scf["cycles"], scf_s=scf["time_s"], converged=scf["converged"],
-                       energy_difference=abs(scf["energy"] - minao[k]["energy"]),
-                       minao_cycles=minao[k]["cycles"], minao_s=minao[k]["time_s"], minao_converged=minao[k]["converged"])
+            row.update(guess_s=scf["guess_s"], cycles=scf["cycles"], scf_s=scf["time_s"], converged=scf["converged"],
+                       energy_difference=abs(scf["energy"] - minao["energy"]),
+                       minao_cycles=minao["cycles"], minao_s=minao["time_s"], minao_converged=minao["converged"])
         rows.append(row)
         print(f"[evaluate] {k + 1}/{len(test)}: H MAE {row['hamiltonian_mae']:.0f} µEh"
               + (f", SCF {row['cycles']} cycles (MINAO {row['minao_cycles']})" if scf is not None else "")
@@ -167,13 +229,19 @@ def main() -> None:
         if hasattr(model, "check_data"):
             model.check_data(metadata)
     test = load_split(args.split, n=len(dataset)).test if args.split else np.arange(len(dataset))
-    minao: list[dict] = []
-    result = {"data": args.data, "split": args.split, "lindep": args.lindep, "base_grid_level": args.base_grid_level,
-              "models": {ref: evaluate(model, dataset, test, args.scf, minao, args.lindep, args.base_grid_level)
-                         for ref, model in models.items()}}
-    print(json.dumps(result, indent=2))
-    if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    settings = {"data": args.data, "split": args.split, "lindep": args.lindep, "base_grid_level": args.base_grid_level}
+    with contextlib.ExitStack() as stack:
+        if args.json:  # one evaluation writes it at a time
+            stack.enter_context(exclusive_output(args.json, "evaluation result"))
+        runs = SCFRuns(Path(args.json + ".partial") if args.json else None, settings)
+        result = {**settings, "models": {ref: evaluate(model, dataset, test, args.scf, runs, args.lindep,
+                                                       args.base_grid_level, name=ref)
+                                         for ref, model in models.items()}}
+        print(json.dumps(result, indent=2))
+        if args.json:
+            with atomic_path(args.json) as tmp:
+                tmp.write_text(json.dumps(result, indent=2) + "\n")
+            runs.finish()
 
 
 if __name__ == "__main__":
