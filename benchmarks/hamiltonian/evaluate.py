@@ -140,13 +140,14 @@ def evaluate(model, dataset, test, n_scf: int, runs: SCFRuns, lindep: float | No
     for k, index in enumerate(test.tolist()):
         data = dataset[index]
         z, pos = data[keys.ATOMIC_NUMBERS].numpy(), data[keys.POSITIONS].numpy()
-        # before the guess, which leaves its coarse-grid base in the model's cache: the errors are those
-        # of predict's own base, whether or not this structure's SCF runs now (the guess builds its base anew)
-        out = model.predict((z, pos), lindep=lindep)
         scf = minao = None
         if k < n_scf:
             minao = runs.minao(index, lambda: scf_cycles(model.level.build_mole(z, pos), model.level))
             scf = runs.model(key, index, lambda: scf_from_guess(model, z, pos, lindep, base_grid_level))
+        # the errors of predict with its own base (the model's grid), not the guess's coarse-grid one
+        # left in the model's cache: the same figures whether or not this structure's SCF ran now
+        base = None if getattr(model, "base", None) is None else base_hamiltonian(model.base, z, pos, model.level)
+        out = model.predict((z, pos), lindep=lindep, base=base)
         n = out["hamiltonian"].shape[0]
         predictions.append(torch.as_tensor(out["hamiltonian"]).double())  # a float32 model's too
         targets.append(data[keys.HAMILTONIAN].reshape(n, n))
