@@ -6,7 +6,7 @@ from torch_geometric.data import Batch
 
 from zoo.data import AtomicData, keys
 from zoo.dens import Corruption, DenoisingForward, DenoisingHead, DeNS, ForceEncoding, corrupt
-from zoo.losses import Forward, Progress, Step
+from zoo.losses import Forward, Output, Progress, Step
 from zoo.models import EquivariantBackbone, ForceFieldModel
 from zoo.testing import assert_equivariant
 
@@ -113,6 +113,29 @@ def test_attach_and_forward(extra):
     with pytest.raises(TypeError, match="DeNS.predict"):
         dens(Step(model, batch, Forward(plain), "train"))
 
+
+
+def test_unsupervised_corrupted_structures_train_the_denoising_loss_alone():
+    """``supervise_corrupted=False``: a structure with a corrupted atom gives neither its energy nor
+    any force to the outputs; one chosen for denoising whose atoms all stayed put still does."""
+    model = _model().double()
+    dens = DeNS(supervise_corrupted=False).attach(model)
+    batch = _ethanols(3)
+    n = len(batch.pos) // 3
+    mask = torch.zeros(3 * n, dtype=torch.bool)
+    mask[[1, 4]] = True  # two atoms of the first structure
+    noise = torch.zeros(3 * n, 3, dtype=torch.float64)
+    noise[mask] = 0.05
+    corruption = Corruption(batch.pos + noise, mask, noise / 0.05, torch.full((3 * n,), 0.05, dtype=torch.float64),
+                            torch.tensor([True, True, False]))
+    forward = dens.predict(model, batch, corruption)
+    assert forward.structures.tolist() == [False, True, True]
+    assert forward.atoms.tolist() == [False] * n + [True] * (2 * n)
+    energy, forces = Output(name=keys.ENERGY), Output(name=keys.FORCES)
+    assert len(energy.select(batch, forward.predictions, forward.atoms, forward.structures)[0]) == 2
+    assert len(forces.select(batch, forward.predictions, forward.atoms, forward.structures)[0]) == 2 * n
+    supervised = DeNS().attach(model).predict(model, batch, corruption)  # the paper's recipe
+    assert supervised.structures is None and len(energy.select(batch, supervised.predictions, supervised.atoms)[0]) == 3
 
 def _ambiguous_pairs():
     """Two H2 'originals' at 0.6 and 1.0 Å that both become the same 0.8 Å structure when atom 1

@@ -158,6 +158,23 @@ def test_dens_force_loss_only_on_uncorrupted_atoms(monkeypatch):
     assert torch.isfinite(task.step_loss(batch, "train"))
 
 
+def test_dens_without_supervising_corrupted_structures(monkeypatch):
+    task = _task(probability=1.0, corrupt_ratio=0.5, supervise_corrupted=False)
+    batch = _batch(3)
+    corruption = task.dens.corrupt(batch, torch.Generator().manual_seed(0))
+    corruption.mask[9:] = False  # the first ethanol corrupted, the other two not
+    monkeypatch.setattr(task.dens, "corrupt", lambda b: corruption)
+    reference = task.step_loss(batch, "train").item()
+    # the corrupted structure's energy and its uncorrupted atoms' forces are not trained on ...
+    changed = batch.clone()
+    changed[keys.ENERGY][0] = 1e6
+    changed[keys.FORCES][:9][~corruption.mask[:9]] = 1e6
+    assert task.step_loss(changed, "train").item() == pytest.approx(reference, rel=1e-6)
+    # ... those of the others are
+    changed[keys.ENERGY][1] = 1e6
+    assert task.step_loss(changed, "train").item() != pytest.approx(reference, rel=1e-6)
+
+
 def test_bad_inputs_are_named():
     with pytest.raises(ValueError, match="predicts"):
         ForceFieldTask(_task().model, [Output("dipole")])

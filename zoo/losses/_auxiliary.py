@@ -37,10 +37,13 @@ class Forward:
     Attributes:
         predictions: ``{name: tensor}`` as the model returns them.
         atoms: [n_atoms] bool: the atoms whose per-atom labels the outputs train on (``None``: all).
+        structures: [n_structures] bool: the structures whose per-structure labels (energy, ...)
+            the outputs train on (``None``: all).
     """
 
     predictions: dict[str, torch.Tensor]
     atoms: torch.Tensor | None = None
+    structures: torch.Tensor | None = None
 
 
 def _no_log(name: str, value, batch_size: int | None = None) -> None:

@@ -55,11 +55,13 @@ class Output:
         if self.weight < 0 or not self.scale > 0:
             raise ValueError(f"output {self.name!r}: weight must be >= 0 and scale > 0")
 
-    def select(self, batch, predictions, atoms: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor] | None:
+    def select(self, batch, predictions, atoms: torch.Tensor | None = None,
+               structures: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor] | None:
         """``(prediction, target)`` on the rows that hold a label, or ``None`` if none does.
 
         The rows are those of the label's mask (:func:`~zoo.losses.label_mask`) and, for a
-        per-atom target, of ``atoms`` ([n_atoms] bool, e.g. the atoms DeNS did not corrupt).
+        per-atom target, of ``atoms`` ([n_atoms] bool, e.g. the atoms DeNS did not corrupt), for
+        a per-structure one, of ``structures`` ([n_structures] bool).
 
         Raises:
             KeyError: the batch has no ``target`` at all (a dataset without these labels).
@@ -77,6 +79,8 @@ class Output:
         rows = label_mask(batch, self.target)
         if atoms is not None and self.target in keys.PER_ATOM:
             rows = atoms if rows is None else rows & atoms
+        if structures is not None and self.target in keys.PER_STRUCTURE:
+            rows = structures if rows is None else rows & structures
         if rows is None:
             return prediction, target
         if not rows.any():

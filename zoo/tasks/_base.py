@@ -211,7 +211,8 @@ class AtomisticTask(pl.LightningModule):
         outputs of the stage on their labels, and the auxiliary losses of the stage."""
         forward = self.forward_pass(batch, stage)
         terms = self.auxiliary_terms(self.make_step(batch, forward, stage, batch_idx))
-        return self.compute_loss(batch, forward.predictions, stage, self.active_outputs(stage), terms, forward.atoms)
+        return self.compute_loss(batch, forward.predictions, stage, self.active_outputs(stage), terms, forward.atoms,
+                                 forward.structures)
 
     def compute_loss(
         self,
@@ -221,19 +222,21 @@ class AtomisticTask(pl.LightningModule):
         outputs: Sequence[Output] | None = None,
         terms: Mapping[str, tuple[float, torch.Tensor]] | None = None,
         atoms: torch.Tensor | None = None,
+        structures: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Weighted loss of ``outputs`` (default: all of the task's) and ``terms``, logged with the
         outputs' metrics as ``{stage}/...``; the total is logged as ``{stage}/loss``.
 
-        Each output is compared on the rows that hold its labels, and per-atom ones on ``atoms``
-        only ([n_atoms] bool, :meth:`~zoo.losses.Output.select`); an output without labels in
+        Each output is compared on the rows that hold its labels, per-atom ones on ``atoms`` only
+        ([n_atoms] bool) and per-structure ones on ``structures`` only ([n_structures] bool)
+        (:meth:`~zoo.losses.Output.select`); an output without labels in
         the batch adds nothing. ``terms`` are losses that are no output of the model,
         ``{name: (weight, loss)}`` (see :meth:`weighted_terms`).
         """
         total = 0.0
         batch_size = n_structures(batch)
         for output in self.outputs if outputs is None else outputs:
-            selected = output.select(batch, predictions, atoms)
+            selected = output.select(batch, predictions, atoms, structures)
             if selected is None:
                 continue
             prediction, target = selected

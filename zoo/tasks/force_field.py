@@ -57,14 +57,16 @@ class ForceFieldTask(AtomisticTask):
 
     def compute_loss(self, batch, predictions, stage: str, outputs: Sequence[Output] | None = None,
                      terms: Mapping[str, tuple[float, torch.Tensor]] | None = None,
-                     atoms: torch.Tensor | None = None) -> torch.Tensor:
+                     atoms: torch.Tensor | None = None, structures: torch.Tensor | None = None) -> torch.Tensor:
         """:meth:`AtomisticTask.compute_loss`, refusing non-finite forces, and the energy per atom's
         metrics on the structures with an energy label."""
         if keys.FORCES in batch and not torch.isfinite(batch[keys.FORCES]).all():
             raise ValueError(f"the {stage} batch has NaN or inf forces; remove or fix those structures in the data")
-        loss = super().compute_loss(batch, predictions, stage, outputs, terms, atoms)
+        loss = super().compute_loss(batch, predictions, stage, outputs, terms, atoms, structures)
         if keys.ENERGY in predictions and keys.ENERGY in batch:
             labelled = label_mask(batch, keys.ENERGY)
+            if structures is not None:
+                labelled = structures if labelled is None else labelled & structures
             rows = slice(None) if labelled is None else labelled
             n_atoms = batch[keys.N_ATOMS].reshape(-1)[rows].to(predictions[keys.ENERGY].dtype)
             if n_atoms.numel():
