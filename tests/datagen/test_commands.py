@@ -3,6 +3,8 @@
 import importlib.util
 import sys
 
+import ase.io
+import numpy as np
 import pytest
 
 pytest.importorskip("pyscf")
@@ -221,3 +223,39 @@ def _alive(process_group: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+@pytest.mark.slow
+def test_a_label_run_stopped_by_its_batch_system_ends_cleanly_and_keeps_its_labels(tmp_path):
+    """SIGTERM mid-run (a batch system's time limit): one line saying how to go on, exit status 143,
+    no traceback or warning from Dask's workers, and the labels done so far in the output."""
+    import signal
+    import subprocess
+    import time
+
+    from ase.build import molecule
+
+    rng = np.random.default_rng(0)
+    waters = []
+    for _ in range(200):
+        water = molecule("H2O")
+        water.positions += 0.02 * rng.standard_normal(water.positions.shape)
+        waters.append(water)
+    source, output = tmp_path / "water.extxyz", tmp_path / "water_b3lyp.extxyz"
+    ase.io.write(source, waters)
+    run = subprocess.Popen([sys.executable, "-m", "zoo.cli", "label", str(source), "--basis", "def2-svp",
+                            "--properties", "energy,forces", "--workers", "1", "--quiet", "-o", str(output)],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (output.exists() and len(read_structures(output)) >= 2) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    run.send_signal(signal.SIGTERM)
+    _, stderr = run.communicate(timeout=60)
+    assert run.returncode == 128 + signal.SIGTERM, stderr
+    assert "zoo label: stopped (SIGTERM)" in stderr and "same command goes on" in stderr
+    assert "Traceback" not in stderr and "Warning" not in stderr, stderr
+    kept = read_structures(output)
+    assert 2 <= len(kept) < len(waters)
+    for frame in kept:  # each labelled frame is whole: its own geometry, energy and forces
+        np.testing.assert_allclose(frame.positions, waters[frame.info["source_index"]].positions, atol=1e-6)
+        assert np.isfinite(frame.get_potential_energy()) and frame.get_forces().shape == (3, 3)

@@ -9,9 +9,11 @@ Their per-structure work runs as tasks on Dask workers (:mod:`zoo.datagen.jobs`)
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 
 from zoo._files import OutputBusyError
+from zoo._signals import StopSignal, stops_interrupt
 from zoo.datagen.labelling import PROPERTIES
 
 #: What the commands report as one line: bad input, a busy output, an unreachable Dask scheduler.
@@ -19,7 +21,8 @@ _USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, IndexError, Outp
 
 WORKER_NOTES = """
 A rerun with the same arguments resumes: what the output holds (or the failures file records as
-failed at the same settings) is skipped. Tasks run on local Dask worker processes, one per core
+failed at the same settings) is skipped; Ctrl-C, SIGTERM (a batch system's time limit) and SIGHUP
+stop a run cleanly, keeping what it wrote. Tasks run on local Dask worker processes, one per core
 (--workers N; --workers 0 runs them in this process, one after the other), or on a running Dask
 cluster (--scheduler ADDRESS, --dask-config FILE, --slurm-jobs N). This process alone writes the
 output, as results come back.
@@ -56,6 +59,27 @@ LABEL_EXAMPLES = """examples:
   zoo label water.extxyz --method rhf --basis sto-3g --workers 0 -o water_hf.extxyz   # in this process
   zoo label qm9.extxyz --xc b3lyp --basis '6-31g*' --dask-config slurm.yaml --slurm-jobs 32 -o qm9.extxyz
 """ + WORKER_NOTES
+
+
+def _resumable(name: str):
+    """Run a command's ``main(argv)`` so that Ctrl-C, SIGTERM and SIGHUP stop it cleanly: its Dask
+    workers shut down, the output keeps what was appended, and the user is told how to go on (exit
+    status 128 + the signal's number: 130 for Ctrl-C, 143 for SIGTERM)."""
+
+    def decorate(main):
+        @functools.wraps(main)
+        def run(argv: list[str] | None = None) -> int:
+            try:
+                with stops_interrupt():
+                    return main(argv)
+            except StopSignal as stop:
+                print(f"zoo {name}: stopped ({stop}); the output keeps what was done, and the "
+                      "same command goes on from there", file=sys.stderr)
+                return stop.exit_status
+
+        return run
+
+    return decorate
 
 
 def sample_parser() -> argparse.ArgumentParser:
@@ -116,6 +140,7 @@ def sample_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@_resumable("sample")
 def sample_main(argv: list[str] | None = None) -> int:
     """Entry point of ``zoo sample``; returns the exit status."""
     from zoo.datagen import failures, jobs, sampling, sampling_runs
@@ -252,6 +277,7 @@ def sample_qm9_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@_resumable("sample-qm9")
 def sample_qm9_main(argv: list[str] | None = None) -> int:
     """Entry point of ``zoo sample-qm9``; returns the exit status (failed molecules are recorded, not fatal)."""
     from zoo.datagen import sampling_runs
@@ -335,6 +361,7 @@ def label_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@_resumable("label")
 def label_main(argv: list[str] | None = None) -> int:
     """Entry point of ``zoo label``; returns the exit status (SCF failures are recorded, not fatal)."""
     from zoo.datagen import labelling

@@ -39,6 +39,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from zoo._signals import stops_deferred
+
 
 @dataclass(frozen=True)
 class Workers:
@@ -187,13 +189,16 @@ def _client(workers: Workers, n_tasks: int):
                 yield client
             return
         n = min(workers.n or default_worker_count(workers.threads), n_tasks)
-        with dask.config.set(LOCAL_CLUSTER_SETTINGS):
-            # no dashboard; the scheduler's HTTP server (health checks) takes any free local port, so
-            # a second zoo run beside the first does not warn that port 8787 is taken
-            cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
-                                   scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
-                                   silence_logs=logging.CRITICAL, env={"OMP_NUM_THREADS": str(workers.threads)})
-        with cluster, Client(cluster) as client:
+        with contextlib.ExitStack() as stack:
+            # a stop (Ctrl-C, SIGTERM) while the cluster starts waits until it is ours to close
+            with stops_deferred(), dask.config.set(LOCAL_CLUSTER_SETTINGS):
+                # no dashboard; the scheduler's HTTP server (health checks) takes any free local port,
+                # so a second zoo run beside the first does not warn that port 8787 is taken
+                cluster = stack.enter_context(LocalCluster(
+                    n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
+                    scheduler_kwargs={"dashboard_address": "127.0.0.1:0"}, silence_logs=logging.CRITICAL,
+                    env={"OMP_NUM_THREADS": str(workers.threads)}))
+                client = stack.enter_context(Client(cluster))
             yield client
     finally:
         distributed_logger.setLevel(level)

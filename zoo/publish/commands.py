@@ -7,20 +7,11 @@ registry error as one message.
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 from pathlib import Path
 
+from zoo._signals import stops_interrupt
 from zoo.registry.commands import command, manifest_arguments, manifest_of
-
-
-class _Stop(Exception):
-    """A stop signal (SIGTERM, SIGHUP) turned into an exception, so that ``with`` blocks unwind."""
-
-
-def _raise_stop(number, frame) -> None:
-    signal.signal(number, signal.SIG_IGN)  # a second one must not interrupt the stopping
-    raise _Stop(signal.Signals(number).name)
 
 
 def _serve(args) -> int:
@@ -30,10 +21,8 @@ def _serve(args) -> int:
     hub = LocalHub(manifest_of(args), args.models_dir, args.workdir, args.host, args.port)
     # SIGTERM (kill, systemd, a scheduler) and SIGHUP (the terminal closed) stop olah like Ctrl-C does,
     # instead of ending this process and leaving olah holding the port
-    stops = [getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)]
-    previous = {number: signal.signal(number, _raise_stop) for number in stops}
     try:
-        with hub:
+        with stops_interrupt(), hub:
             for name, revision in hub.revisions.items():
                 print(f"serving {name} at {revision}")
             print(f"local Hub at {hub.endpoint}; on the clients:\n  export HF_ENDPOINT={hub.endpoint}\n"
@@ -41,11 +30,8 @@ def _serve(args) -> int:
             code = hub.process.wait()
             if code:  # olah stopped by itself: say why instead of exiting as if asked to
                 raise RegistryError(f"olah exited with code {code}; see {hub.log_file}")
-    except (KeyboardInterrupt, _Stop) as stop:
+    except KeyboardInterrupt as stop:
         print(f"zoo hub serve: stopped ({str(stop) or 'Ctrl-C'})", file=sys.stderr)
-    finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
     return 0
 
 
