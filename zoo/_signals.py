@@ -26,7 +26,9 @@ class StopSignal(KeyboardInterrupt):
         self.exit_status = 128 + int(number)
 
 
-class _Deferral(threading.local):
+class _Deferral:
+    """How many :func:`stops_deferred` blocks the main thread is in, and the signal that waits."""
+
     depth = 0
     pending: int | None = None
 
@@ -52,10 +54,9 @@ def stops_deferred() -> Iterator[None]:
         yield
     finally:
         _deferral.depth -= 1
-        pending, _deferral.pending = _deferral.pending, None
-        if pending is not None and not _deferral.depth:
-            raise StopSignal(pending)
-        _deferral.pending = pending
+        if not _deferral.depth and _deferral.pending is not None:
+            number, _deferral.pending = _deferral.pending, None
+            raise StopSignal(number)
 
 
 @contextlib.contextmanager

@@ -38,9 +38,9 @@ class DeNS(AuxiliaryLoss):
     of the corrupted atoms encoded into the backbone's extra node inputs (:class:`ForceEncoding`);
     a :class:`DenoisingHead` predicts noise / sigma for those atoms. The task trains the energy on
     the original structure's energy and the forces only on uncorrupted atoms (the forward pass's
-    ``atoms``; with ``supervise_corrupted=False`` neither on a corrupted structure), and adds ``weight(progress) * denoising loss`` (:meth:`forward`). Knowing the
-    forces makes the target well defined: many originals (with different forces) lead to the same
-    corrupted structure.
+    ``atoms``; with ``supervise_corrupted=False``, neither on a corrupted structure), and adds
+    ``weight(progress) * denoising loss`` (:meth:`forward`). Knowing the forces makes the target
+    well defined: many originals (with different forces) lead to the same corrupted structure.
 
     Inference never uses any of this: without extra inputs the backbone sees zeros, exactly what
     uncorrupted atoms see in training.
@@ -140,7 +140,7 @@ class DeNS(AuxiliaryLoss):
 
         The predictions' energy and forces are those of the corrupted structures (with encoded
         forces); the outputs compare them with the original labels, the forces on the uncorrupted
-        atoms only (with ``supervise_corrupted=False``, on the structures without a corrupted atom only).
+        atoms only (with ``supervise_corrupted=False``, on structures without a corrupted atom only).
         """
         self._built()
         corruption = self.corrupt(batch) if corruption is None else corruption
