@@ -20,8 +20,13 @@ molecule's one), the recipe's data and loss (no DeNS, as from scratch), learning
     python benchmarks/finetune/finetune.py zero-shot --init ethanol-dens-pbe-def2svp
     python benchmarks/finetune/finetune.py table        # results/finetune.md and .png
 
-Records are appended to ``results/finetune.json`` as runs end; a rerun skips what is recorded, so an
-interrupted queue resumes. Run folders go to ``results/runs/`` (ignored by git).
+Records are appended to ``results/finetune.json`` (malonaldehyde) or ``results/finetune_<molecule>.json``
+as runs end; a rerun skips what is recorded, so an interrupted queue resumes. ``table`` writes the
+records' table and figure beside them (``.md``, ``.png``). Run folders go to ``results/runs/``
+(ignored by git).
+
+    python benchmarks/finetune/finetune.py --molecule paracetamol run --init organic-dens-gfn2-xtb scratch \
+        --frames 25 50 100 250 --seeds 0 1 2 --minutes 5
 """
 
 from __future__ import annotations
@@ -40,7 +45,6 @@ import yaml
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 RESULTS = HERE / "results"
-RECORDS = RESULTS / "finetune.json"
 VALIDATION_FRAMES = 50
 SELECTIONS = ("random", "fps", "d-optimal")
 
@@ -48,7 +52,8 @@ SELECTIONS = ("random", "fps", "d-optimal")
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--molecule", default="malonaldehyde")
-    parser.add_argument("--records", type=Path, default=RECORDS, help="JSON file of results (appended)")
+    parser.add_argument("--records", type=Path, default=None,
+                        help="JSON file of results (appended); default results/finetune[_<molecule>].json")
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="train and test: every init x frames x seed not yet recorded")
     run.add_argument("--init", nargs="+", required=True, help="'scratch' and/or registry names to fine-tune")
@@ -64,8 +69,12 @@ def parse_args(argv=None):
     run.add_argument("--select-model", default=None, help="features for fps and d-optimal (default: see above)")
     zero = commands.add_parser("zero-shot", help="test pretrained models as they are")
     zero.add_argument("--init", nargs="+", required=True)
-    commands.add_parser("table", help="results/finetune.md and finetune.png from the records")
-    return parser.parse_args(argv)
+    commands.add_parser("table", help="the records' table (.md) and figure (.png) beside them")
+    args = parser.parse_args(argv)
+    if args.records is None:  # malonaldehyde's came first and keep their file's name
+        suffix = "" if args.molecule == "malonaldehyde" else f"_{args.molecule}"
+        args.records = RESULTS / f"finetune{suffix}.json"
+    return args
 
 
 def data_files(molecule: str) -> tuple[Path, Path]:
@@ -73,8 +82,10 @@ def data_files(molecule: str) -> tuple[Path, Path]:
     return Path(f"{stem}_train.extxyz"), Path(f"{stem}_test.extxyz")
 
 
-def records(path: Path) -> list[dict]:
-    return json.loads(path.read_text()) if path.is_file() else []
+def records(path: Path, molecule: str | None = None) -> list[dict]:
+    """The records of ``path``, those of ``molecule`` only if given (records without one are malonaldehyde's)."""
+    found = json.loads(path.read_text()) if path.is_file() else []
+    return [r for r in found if molecule is None or r.get("molecule", "malonaldehyde") == molecule]
 
 
 def append(path: Path, record: dict) -> None:
@@ -235,7 +246,8 @@ def _epochs(folder: Path) -> int:
 
 def zero_shot(molecule: str, init: str) -> dict:
     """The pretrained model's force and energy errors on the test trajectory, as it is (no training);
-    the energy error after removing the mean offset, since the model's energy zero is its own."""
+    the energy error after removing the mean offset, since the model's energy zero is its own. For
+    scale, the force error of the GFN2-xTB forces the frames carry from their MD (``xtb_forces``)."""
     import ase.io
     import numpy as np
 
@@ -246,23 +258,27 @@ def zero_shot(molecule: str, init: str) -> dict:
     predictions = task.predict(frames)
     forces = np.concatenate([p["forces"] - atoms.get_forces() for p, atoms in zip(predictions, frames)])
     energies = np.array([p["energy"] - atoms.get_potential_energy() for p, atoms in zip(predictions, frames)])
-    return {"molecule": molecule, "init": _label(init), "pretrained": init, "frames": 0, "seed": None, "minutes": 0.0,
-            "test_forces_mae": float(np.abs(forces).mean() * 1000),
-            "test_energy_mae": float(np.abs(energies - energies.mean()).mean() * 1000),
-            "energy_offset": float(energies.mean()), "units": "meV/Å, meV (offset eV)"}
+    record = {"molecule": molecule, "init": _label(init), "pretrained": init, "frames": 0, "seed": None,
+              "minutes": 0.0, "test_forces_mae": float(np.abs(forces).mean() * 1000),
+              "test_energy_mae": float(np.abs(energies - energies.mean()).mean() * 1000),
+              "energy_offset": float(energies.mean()), "units": "meV/Å, meV (offset eV)"}
+    if all("xtb_forces" in atoms.arrays for atoms in frames):
+        xtb = np.concatenate([atoms.arrays["xtb_forces"] - atoms.get_forces() for atoms in frames])
+        record["xtb_forces_mae"] = float(np.abs(xtb).mean() * 1000)
+    return record
 
 
-def table(path: Path) -> str:
+def table(path: Path, molecule: str) -> str:
     import numpy as np
 
-    found = [{**r, "init": _row_label(r)} for r in records(path)]
+    found = [{**r, "init": _row_label(r)} for r in records(path, molecule)]
     inits = list(dict.fromkeys(r["init"] for r in found))
     sizes = sorted({r["frames"] for r in found if r["frames"]})
-    lines = ["# Fine-tuning against training from scratch at equal CPU time", "",
-             f"`python benchmarks/finetune/finetune.py table` from `{_shown(path)}`: test force MAE "
+    lines = [f"# Fine-tuning against training from scratch at equal CPU time: {molecule}", "",
+             f"`python benchmarks/finetune/finetune.py --molecule {molecule} table` from `{_shown(path)}`: test force MAE "
              "(meV/Å) on the independent test trajectory, mean ± std over seeds (number of seeds); "
              "frames 0 = the pretrained model as it is.", "",
-             "| init | " + " | ".join(f"N = {n}" for n in sizes) + " | zero-shot |",
+             "| " + " | ".join(["init", *(f"N = {n}" for n in sizes), "zero-shot"]) + " |",
              "|---|" + "---:|" * (len(sizes) + 1)]
     for init in inits:
         cells = []
@@ -271,7 +287,8 @@ def table(path: Path) -> str:
             cells.append("–" if not values else f"{np.mean(values):.1f} ± {np.std(values):.1f} ({len(values)})")
         lines.append(f"| {init} | " + " | ".join(cells) + " |")
     minutes = sorted({r["minutes"] for r in found if r["frames"]})
-    lines += ["", f"Training wall clock per run: {', '.join(f'{m:g}' for m in minutes)} min on one thread."]
+    if minutes:
+        lines += ["", f"Training wall clock per run: {', '.join(f'{m:g}' for m in minutes)} min on one thread."]
     return "\n".join(lines) + "\n"
 
 
@@ -286,14 +303,14 @@ def _shown(path: Path) -> str:
     return str(path.resolve().relative_to(ROOT)) if path.resolve().is_relative_to(ROOT) else str(path)
 
 
-def figure(path: Path, out: Path) -> None:
+def figure(path: Path, molecule: str, out: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
 
-    found = [{**r, "init": _row_label(r)} for r in records(path) if r["frames"]]
+    found = [{**r, "init": _row_label(r)} for r in records(path, molecule) if r["frames"]]
     fig, axis = plt.subplots(figsize=(5, 3.6))
     for init in dict.fromkeys(r["init"] for r in found):
         sizes = sorted({r["frames"] for r in found if r["init"] == init})
@@ -301,7 +318,8 @@ def figure(path: Path, out: Path) -> None:
         axis.errorbar(sizes, [np.mean(v) for v in values], yerr=[np.std(v) for v in values], marker="o",
                       capsize=3, label=init)
     axis.set(xscale="log", yscale="log", xlabel="DFT training frames N", ylabel="test force MAE (meV/Å)")
-    axis.legend(fontsize=8)
+    if found:
+        axis.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(out, dpi=150)
 
@@ -313,7 +331,7 @@ def main(argv=None) -> int:
         if backbone and args.init != ["scratch"]:
             raise SystemExit("--backbone changes the scratch recipe; a fine-tune keeps its pretrained architecture")
         done = {(r["init"], r.get("select", "random"), r["frames"], r["seed"], r["minutes"], r.get("lr"))
-                for r in records(args.records)}
+                for r in records(args.records, args.molecule)}
         for seed in args.seeds:
             for frames in args.frames:
                 for init in args.init:
@@ -332,12 +350,14 @@ def main(argv=None) -> int:
         for init in args.init:
             record = zero_shot(args.molecule, init)
             append(args.records, record)
-            print(f"[finetune] {init} zero-shot on {args.molecule}: {record['test_forces_mae']:.1f} meV/Å", flush=True)
+            xtb = f" (GFN2-xTB's own forces: {record['xtb_forces_mae']:.1f})" if "xtb_forces_mae" in record else ""
+            print(f"[finetune] {init} zero-shot on {args.molecule}: {record['test_forces_mae']:.1f} meV/Å{xtb}",
+                  flush=True)
     else:
-        out = args.records.with_suffix("")
-        out.with_suffix(".md").write_text(table(args.records))
-        figure(args.records, out.with_suffix(".png"))
-        print(table(args.records))
+        text = table(args.records, args.molecule)
+        args.records.with_suffix(".md").write_text(text)
+        figure(args.records, args.molecule, args.records.with_suffix(".png"))
+        print(text)
     return 0
 
 
