@@ -30,7 +30,8 @@ import each other. Top to bottom:
 - ``qc`` (the physics: level of theory, AO conventions, Fock, eigh, guess), ``analysis`` (Hessian
   spectra and MD stability of any torch model or ASE calculator), ``_files`` (atomic writes),
   ``_lazy`` (the lazy re-exports of the registry and the publishing tools), ``_allocator`` (glibc's
-  allocator tuned for training, applied by the ``zoo`` command) and ``recipes`` (the packaged
+  allocator tuned for training, applied by the ``zoo`` command), ``_signals`` (stop signals as
+  interrupts, for the commands that run long) and ``recipes`` (the packaged
   training recipes, found by name; the registry reads a card's recipe through it): they import
   nothing of zoo.
 
@@ -55,7 +56,7 @@ LAYERS = (
     ("nn",),
     ("registry", "datagen", "metrics"),
     ("data",),
-    ("qc", "analysis", "_files", "_lazy", "_allocator", "recipes"),
+    ("qc", "analysis", "_files", "_lazy", "_allocator", "_signals", "recipes"),
 )
 ROW = {part: row for row, parts in enumerate(LAYERS) for part in parts}
 

@@ -28,7 +28,7 @@ def test_a_stop_during_a_deferred_step_is_raised_when_the_step_ends():
     with pytest.raises(StopSignal):
         with stops_interrupt():
             with stops_deferred():
-                os.kill(os.getpid(), signal.SIGHUP)
+                os.kill(os.getpid(), signal.SIGTERM)
                 done.append("the rest of the step")
             done.append("after the step")
     assert done == ["the rest of the step"]

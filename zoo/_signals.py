@@ -11,9 +11,11 @@ SIGINT) stays ignored.
 from __future__ import annotations
 
 import contextlib
+import functools
 import signal
+import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
 
@@ -86,3 +88,23 @@ def stops_interrupt() -> Iterator[None]:
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler)
+
+
+def stops_cleanly(command: str, after: str) -> Callable:
+    """Decorate a command's ``main(argv) -> exit status`` so that a stop signal ends it cleanly: the
+    ``with`` blocks unwind, one line says ``<command>: stopped (<signal>); <after>``, and the exit
+    status is 128 + the signal's number (130 for Ctrl-C, 143 for SIGTERM)."""
+
+    def decorate(main: Callable[..., int]) -> Callable[..., int]:
+        @functools.wraps(main)
+        def run(argv: list[str] | None = None) -> int:
+            try:
+                with stops_interrupt():
+                    return main(argv)
+            except StopSignal as stop:
+                print(f"{command}: stopped ({stop}); {after}", file=sys.stderr)
+                return stop.exit_status
+
+        return run
+
+    return decorate

@@ -4,16 +4,18 @@ All return an exit status instead of raising on bad input, so that a user sees o
 (``zoo sample: error: ...``) rather than a traceback; argparse handles ``--help`` and usage errors.
 Their per-structure work runs as tasks on Dask workers (:mod:`zoo.datagen.jobs`); the options of
 :func:`_add_worker_options` say where.
+
+Long because the three commands share their worker options, notes, errors and argument parsers,
+which stay next to the commands that use them.
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
 import sys
 
 from zoo._files import OutputBusyError
-from zoo._signals import StopSignal, stops_interrupt
+from zoo._signals import stops_cleanly
 from zoo.datagen.labelling import PROPERTIES
 
 #: What the commands report as one line: bad input, a busy output, an unreachable Dask scheduler.
@@ -61,25 +63,8 @@ LABEL_EXAMPLES = """examples:
 """ + WORKER_NOTES
 
 
-def _resumable(name: str):
-    """Run a command's ``main(argv)`` so that Ctrl-C, SIGTERM and SIGHUP stop it cleanly: its Dask
-    workers shut down, the output keeps what was appended, and the user is told how to go on (exit
-    status 128 + the signal's number: 130 for Ctrl-C, 143 for SIGTERM)."""
-
-    def decorate(main):
-        @functools.wraps(main)
-        def run(argv: list[str] | None = None) -> int:
-            try:
-                with stops_interrupt():
-                    return main(argv)
-            except StopSignal as stop:
-                print(f"zoo {name}: stopped ({stop}); the output keeps what was done, and the "
-                      "same command goes on from there", file=sys.stderr)
-                return stop.exit_status
-
-        return run
-
-    return decorate
+#: What a stopped run (Ctrl-C, SIGTERM, SIGHUP) says after "stopped (SIGTERM); ".
+_STOPPED = "the output keeps what was done, and the same command goes on from there"
 
 
 def sample_parser() -> argparse.ArgumentParser:
@@ -140,7 +125,7 @@ def sample_parser() -> argparse.ArgumentParser:
     return parser
 
 
-@_resumable("sample")
+@stops_cleanly("zoo sample", _STOPPED)
 def sample_main(argv: list[str] | None = None) -> int:
     """Entry point of ``zoo sample``; returns the exit status."""
     from zoo.datagen import failures, jobs, sampling, sampling_runs
@@ -277,7 +262,7 @@ def sample_qm9_parser() -> argparse.ArgumentParser:
     return parser
 
 
-@_resumable("sample-qm9")
+@stops_cleanly("zoo sample-qm9", _STOPPED)
 def sample_qm9_main(argv: list[str] | None = None) -> int:
     """Entry point of ``zoo sample-qm9``; returns the exit status (failed molecules are recorded, not fatal)."""
     from zoo.datagen import sampling_runs
@@ -361,7 +346,7 @@ def label_parser() -> argparse.ArgumentParser:
     return parser
 
 
-@_resumable("label")
+@stops_cleanly("zoo label", _STOPPED)
 def label_main(argv: list[str] | None = None) -> int:
     """Entry point of ``zoo label``; returns the exit status (SCF failures are recorded, not fatal)."""
     from zoo.datagen import labelling
