@@ -311,6 +311,8 @@ def figure(path: Path, molecule: str, out: Path) -> None:
     import numpy as np
 
     found = [{**r, "init": _row_label(r)} for r in records(path, molecule) if r["frames"]]
+    if not found:  # zero-shot records alone: nothing to draw against N
+        return
     fig, axis = plt.subplots(figsize=(5, 3.6))
     for init in dict.fromkeys(r["init"] for r in found):
         sizes = sorted({r["frames"] for r in found if r["init"] == init})
@@ -318,8 +320,7 @@ def figure(path: Path, molecule: str, out: Path) -> None:
         axis.errorbar(sizes, [np.mean(v) for v in values], yerr=[np.std(v) for v in values], marker="o",
                       capsize=3, label=init)
     axis.set(xscale="log", yscale="log", xlabel="DFT training frames N", ylabel="test force MAE (meV/Å)")
-    if found:
-        axis.legend(fontsize=8)
+    axis.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(out, dpi=150)
 
