@@ -83,9 +83,9 @@ def data_files(molecule: str) -> tuple[Path, Path]:
 
 
 def records(path: Path, molecule: str | None = None) -> list[dict]:
-    """The records of ``path``, those of ``molecule`` only if given (records without one are malonaldehyde's)."""
+    """The records of ``path``, those of ``molecule`` only if given."""
     found = json.loads(path.read_text()) if path.is_file() else []
-    return [r for r in found if molecule is None or r.get("molecule", "malonaldehyde") == molecule]
+    return [r for r in found if molecule is None or r["molecule"] == molecule]
 
 
 def append(path: Path, record: dict) -> None:

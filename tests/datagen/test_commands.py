@@ -235,11 +235,10 @@ def test_a_label_run_stopped_by_its_batch_system_ends_cleanly_and_keeps_its_labe
 
     from ase.build import molecule
 
-    rng = np.random.default_rng(0)
     waters = []
-    for _ in range(200):
+    for seed in range(200):
         water = molecule("H2O")
-        water.positions += 0.02 * rng.standard_normal(water.positions.shape)
+        water.rattle(0.02, seed=seed)
         waters.append(water)
     source, output = tmp_path / "water.extxyz", tmp_path / "water_b3lyp.extxyz"
     ase.io.write(source, waters)
