@@ -5,11 +5,12 @@ scratch, at equal CPU time; and the pretrained model as it is (zero-shot).
 Every run trains on N frames of ``data/<molecule>/<molecule>_pbe_def2svp_train.extxyz`` for
 ``--minutes`` of wall clock on one thread, keeps its best validation epoch, and is tested on the
 independent trajectory of ``..._test.extxyz``. The seed fixes 50 validation frames; the N training
-frames are chosen from the other 950 (the xTB MD pool, before any DFT) by ``--select``: ``random``,
-``fps`` (farthest point) or ``d-optimal`` (greedy D-optimal design, :mod:`zoo.selection`), the
-last two on the features of ``--select-model`` (a registry name; default: the run's pretrained
-model, or the Coulomb-matrix descriptor for ``scratch``). ``scratch`` trains the molecule's packaged recipe (``<molecule>_forcefield``);
-a registry name or model folder fine-tunes that model: its own architecture and weights (the task's
+frames are chosen from the rest (the pool: malonaldehyde's 950, paracetamol's 250; structures only,
+no label is read to choose) by ``--select``: ``random``, ``fps`` (farthest point) or ``d-optimal``
+(greedy D-optimal design, :mod:`zoo.selection`), the last two on the features of ``--select-model``
+(a registry name; default: the run's pretrained model, or the Coulomb-matrix descriptor for
+``scratch``). ``scratch`` trains the molecule's packaged recipe (``<molecule>_forcefield``); a
+registry name or model folder fine-tunes that model: its own architecture and weights (the task's
 ``pretrained``, backbone loaded whole, heads re-fitted; a multi-fidelity model's levels become the
 molecule's one), the recipe's data and loss (no DeNS, as from scratch), learning rate ``--lr``.
 
@@ -89,9 +90,12 @@ def records(path: Path, molecule: str | None = None) -> list[dict]:
 
 
 def append(path: Path, record: dict) -> None:
+    """Append ``record`` to ``path``; queues of runs on several cores may share one file."""
+    from filelock import FileLock
+
     from zoo._files import atomic_path
 
-    with atomic_path(path) as tmp:
+    with FileLock(f"{path}.lock"), atomic_path(path) as tmp:
         tmp.write_text(json.dumps(records(path) + [record], indent=1) + "\n")
 
 
