@@ -50,6 +50,22 @@ def test_md17_labels_match_pyscf_at_their_level_of_theory(molecule):
     assert data[keys.FORCES].abs().max() < 20.0  # eV/Å: a 500 K frame, not a broken one
 
 
+@pytest.mark.parametrize("split, frames", [("train", 300), ("test", 100)])
+def test_paracetamol_labels_cover_every_md_frame_at_the_card_level(split, frames):
+    from zoo.datagen.files import read_structures
+
+    labelled = read_structures(DATA / "paracetamol" / f"paracetamol_pbe_def2svp_{split}.extxyz")
+    md = read_structures(DATA / "paracetamol" / f"paracetamol_md500K_{split}.extxyz")
+    assert len(md) == frames
+    assert [f.info["source_index"] for f in labelled] == list(range(frames))  # in order, none missing
+    info = labelled[0].info
+    assert (info["xc"], info["basis"], info["grid_level"], info["density_fitting"]) == ("pbe", "def2-svp", 3, True)
+    for atoms, source in zip(labelled, md):
+        np.testing.assert_allclose(atoms.positions, source.positions, atol=1e-6)  # each label on its own frame
+    forces = np.stack([atoms.get_forces() for atoms in labelled])
+    assert np.isfinite(forces).all() and np.abs(forces).max() < 20.0  # eV/Å: 500 K frames, none broken
+
+
 def test_malonaldehyde_is_the_hydrogen_bonded_enol():
     from zoo.datagen.files import read_structures
 
