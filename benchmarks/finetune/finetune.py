@@ -324,6 +324,10 @@ def figure(path: Path, molecule: str, out: Path) -> None:
         axis.errorbar(sizes, [np.mean(v) for v in values], yerr=[np.std(v) for v in values], marker="o",
                       capsize=3, label=init)
     axis.set(xscale="log", yscale="log", xlabel="DFT training frames N", ylabel="test force MAE (meV/Å)")
+    # the frame counts themselves as ticks: log axes label minor ticks as 3x10^1, 4x10^1, ... on top of each other
+    frames = sorted({r["frames"] for r in found})
+    axis.set_xticks(frames, [str(n) for n in frames], minor=False)
+    axis.set_xticks([], minor=True)
     axis.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(out, dpi=150)
