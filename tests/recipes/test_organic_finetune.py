@@ -31,6 +31,8 @@ def test_fine_tuning_starts_from_the_published_backbone_and_refits_the_energy_ze
     assert loaded and tuned.backbone.state_dict().keys() == loaded.keys()
     for name, tensor in tuned.backbone.state_dict().items():
         assert torch.equal(tensor, loaded[name]), name
+    # the energy head (one unnamed level) starts from the pretrained level's, gfn2-xtb
+    assert torch.equal(tuned.readout[2].weight, published.readout[2].weight)
 
     # the heads' statistics are the new level's: PBE total energies, not xTB's
     pbe = np.array([a.get_potential_energy() for a in frames[:4]])

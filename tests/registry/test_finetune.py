@@ -43,24 +43,70 @@ def _same(a, b):
     return all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_new_heads_start_fresh_and_the_backbone_is_loaded(registry, tiny):
+def test_a_target_the_checkpoint_has_keeps_its_rows_and_a_new_one_starts_fresh(registry, tiny):
     task = instantiate_task(tiny.config(targets=("energy", "gap")))
+    initial = task.model.readout[2].weight.detach().clone()
     report = load_pretrained_weights(task, registry.served / "tiny-ho")
     assert report.source == "local folder"
     assert _same(_backbone(task), _backbone(registry.tasks["tiny-ho"]))
-    mismatched = {m.split(":")[0] for m in report.mismatched}  # the per-target tensors of the head
-    assert {"model.rescale.shift", "model.reference_energies.atomref", "model.readout.2.weight"} <= mismatched
-    assert not any(k.startswith("model.backbone") for k in mismatched)
-    assert "model.readout.0.weight" in report.loaded and not report.missing and not report.unexpected
-    with pytest.raises(CheckpointFormatError, match="cannot load 'tiny-ho' strictly.*tensors of another shape"):
+    assert report.heads == {"energy": "energy", "gap": None}
+    published = registry.tasks["tiny-ho"].model
+    for name in ("readout.2.weight", "readout.2.bias", "rescale.shift", "rescale.scale", "reference_energies.atomref"):
+        assert f"model.{name}" in report.loaded
+        assert torch.equal(task.model.get_parameter(name)[0] if "readout" in name else task.model.get_buffer(name)[0],
+                           published.get_parameter(name)[0] if "readout" in name else published.get_buffer(name)[0])
+    assert torch.equal(task.model.readout[2].weight[1], initial[1])  # the gap's row: its initialisation
+    assert not report.mismatched and not report.missing and not report.unexpected
+    with pytest.raises(CheckpointFormatError, match="cannot load 'tiny-ho' strictly.*other heads \\(gap at its initialisation"):
         load_pretrained_weights(task, registry.served / "tiny-ho", strict=True)
+
+
+def _force_field(tiny, levels):
+    """A tiny ForceFieldTask(ForceFieldModel) with an energy head per level of theory."""
+    config = tiny.config()
+    model = config["init_args"]["model"]
+    model["class_path"] = "zoo.models.ForceFieldModel"
+    model["init_args"] = {"backbone": model["init_args"]["backbone"], "hidden": 8, "levels": levels}
+    torch.manual_seed(len(levels or ()))
+    return instantiate_task({"class_path": "zoo.tasks.ForceFieldTask", "init_args": {"model": model}})
+
+
+@pytest.mark.parametrize("levels", [["pbe/def2-svp", "gfn2-xtb"], ["gfn2-xtb", "pbe/def2-svp"]])
+def test_a_new_level_of_theory_starts_from_the_pretrained_primary_head_and_a_known_one_keeps_its_own(
+        levels, tiny, tmp_path):
+    from zoo.registry import save_pretrained
+
+    info = {**tiny.info("tiny-xtb"), "family": "force-field",
+            "units": {"positions": "Å", "energy": "eV", "forces": "eV/Å"}}
+    save_pretrained(_force_field(tiny, ["gfn2-xtb"]), tmp_path / "xtb", info)  # stage 1: one level
+    xtb = _force_field(tiny, ["gfn2-xtb"])
+    load_pretrained_weights(xtb, tmp_path / "xtb", strict=True)
+    xtb_row = xtb.model.readout[2].weight[0].detach().clone()
+
+    both = _force_field(tiny, levels)  # stage 2: a second level joins
+    report = load_pretrained_weights(both, tmp_path / "xtb", required=["model.backbone.*"])
+    assert report.heads == {f"energy[{level}]": "energy[gfn2-xtb]" for level in levels}
+    assert all(torch.equal(row, xtb_row) for row in both.model.readout[2].weight)
+    assert "model.readout.2.weight" in report.loaded and not report.mismatched
+
+    with torch.no_grad():  # as if stage 2 had trained the levels apart
+        both.model.readout[2].weight[levels.index("pbe/def2-svp")] += 1.0
+    save_pretrained(both, tmp_path / "both", {**info, "name": "tiny-both"})
+    mine = _force_field(tiny, None)  # a user's fine-tune at PBE/def2-SVP: one unnamed level
+    report = load_pretrained_weights(mine, tmp_path / "both")
+    assert report.heads == {"energy": f"energy[{levels[0]}]"}  # the pretrained model's primary level
+    assert torch.equal(mine.model.readout[2].weight[0], both.model.readout[2].weight[0])
+    again = _force_field(tiny, ["pbe/def2-svp"])  # the user names the level: that head, wherever it is
+    report = load_pretrained_weights(again, tmp_path / "both")
+    assert report.heads == {"energy[pbe/def2-svp]": "energy[pbe/def2-svp]"}
+    assert torch.equal(again.model.readout[2].weight[0], both.model.readout[2].weight[levels.index("pbe/def2-svp")])
 
 
 def test_a_required_backbone_loads_whole_or_not_at_all(registry, tiny):
     task = instantiate_task(tiny.config(targets=("energy", "gap")))
     report = load_pretrained_weights(task, registry.served / "tiny-ho", required=["model.backbone.*"])
     backbone = sorted(f"model.backbone.{k}" for k in task.model.backbone.state_dict())
-    assert set(backbone) <= set(report.loaded) and "model.readout.2.weight" not in report.loaded
+    assert set(backbone) <= set(report.loaded) and report.heads == {"energy": "energy", "gap": None}
     wider = instantiate_task(tiny.config(elements=("H", "C", "O")))
     before = {k: v.clone() for k, v in wider.state_dict().items()}
     with pytest.raises(CheckpointFormatError, match=r"model.backbone.embedding.weight.*adds elements \['C'\]"):
@@ -208,11 +254,12 @@ def test_a_checkpoint_with_the_statistics_of_zoo_0_1_0_loads_and_fine_tunes(regi
     loaded = load_pretrained(old).model  # strict: every tensor finds its new name
     assert torch.equal(loaded.rescale.scale, published.rescale.scale)
     assert torch.equal(loaded.reference_energies.atomref, published.reference_energies.atomref)
-    # a fine-tune to more targets: the statistics of the old layout are of another shape, reported as such
+    # a fine-tune to more targets: the statistics of the old layout, under their new names, row by row
     task = instantiate_task(tiny.config(targets=("energy", "gap")))
     report = load_pretrained_weights(task, old)
-    assert {"model.rescale.shift", "model.reference_energies.atomref"} <= {m.split(":")[0] for m in report.mismatched}
-    assert "model.readout.0.weight" in report.loaded and not report.unexpected
+    assert {"model.rescale.shift", "model.reference_energies.atomref"} <= set(report.loaded)
+    assert torch.equal(task.model.rescale.scale[0], published.rescale.scale[0]) and report.heads["gap"] is None
+    assert "model.readout.0.weight" in report.loaded and not report.unexpected and not report.mismatched
 
 
 def test_fine_tuning_data_in_other_units_or_at_another_level_is_refused(tmp_path):

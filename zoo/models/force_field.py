@@ -75,6 +75,17 @@ class ForceFieldModel(PropertyModel):
             raise ValueError(f"this model predicts the levels {self.levels or '(one, unnamed)'}, not {level!r}")
         self._level = self.levels.index(level)
 
+    @staticmethod
+    def checkpoint_targets(init_args: Mapping) -> list[str]:
+        """The energy heads, in row order, of a force field built with ``init_args`` (a checkpoint's config)."""
+        return [_head(level) for level in init_args.get("levels") or []] or [keys.ENERGY]
+
+    def start_target(self, target: str, checkpoint_targets: Sequence[str]) -> str | None:
+        """A level of theory the checkpoint has keeps its head; another one starts from the
+        checkpoint's primary level (its first head), as MACE's multi-head fine-tuning starts a new
+        head: every head predicts an energy, and the levels differ far less than a fresh layer does."""
+        return target if target in checkpoint_targets else checkpoint_targets[0]
+
     @property
     def prediction_units(self) -> dict[str, str]:
         """``{"energy": "eV", "forces": "eV/Å"}`` (the energy alone without ``forces``)."""

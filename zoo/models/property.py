@@ -64,6 +64,22 @@ class PropertyModel(RescaledModel, Predictor):
             torch.nn.Linear(n_scalars, hidden), torch.nn.SiLU(), torch.nn.Linear(hidden, len(self.targets))
         )
 
+    #: the tensors (names within the model) with one row per target: the readout's last layer, the
+    #: targets' scale and shift and their per-element references; a fine-tune takes them row by
+    #: row from the checkpoint (:class:`zoo.registry.RowsPerTarget`)
+    per_target_tensors = ("readout.2.weight", "readout.2.bias", "rescale.shift", "rescale.scale",
+                          "reference_energies.atomref")
+
+    @staticmethod
+    def checkpoint_targets(init_args: Mapping) -> list[str]:
+        """The targets, in row order, of a model built with ``init_args`` (a checkpoint's config)."""
+        return list(init_args.get("targets") or [])
+
+    def start_target(self, target: str, checkpoint_targets: Sequence[str]) -> str | None:
+        """The checkpoint's target whose rows ``target`` starts from in a fine-tune: the same one, or
+        none (a new property starts at its initialisation)."""
+        return target if target in checkpoint_targets else None
+
     @property
     def prediction_units(self) -> dict[str, str]:
         """``{target: unit}`` of :meth:`predict` (:data:`zoo.models._inference.UNITS`)."""

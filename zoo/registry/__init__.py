@@ -41,7 +41,7 @@ _EXPORTS = {
     "load": "_load", "download": "_load", "list_models": "_load", "select_models": "_load", "model_card": "_load",
     "resolve": "_load",
     # _finetune
-    "load_pretrained_weights": "_finetune", "LoadReport": "_finetune",
+    "load_pretrained_weights": "_finetune", "LoadReport": "_finetune", "RowsPerTarget": "_finetune",
     # _verify
     "verify_model": "_verify", "Verification": "_verify", "VerificationError": "_verify", "MissingDataError": "_verify",
     "recipe_datamodule": "_verify",
