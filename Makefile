@@ -131,10 +131,15 @@ data-consistency-sameconf: | $(STAMP)
 # its graph. xTB energies and forces are kept as xtb_energy/xtb_forces (a multi-fidelity source,
 # docs/force_field.md). About 0.2 s per start structure and 1.5 s per molecule of MD on one core.
 # Held-out test molecules: every 400th row from 20, the same sampling with another MD seed. Then
-# PBE/def2-SVP labels (RI-J) of the first MD frame of every fifth molecule (shard 0 of 25: about a
-# CPU-minute per frame, 654 frames). Every step resumes; the files (~50 MB) are not committed.
+# PBE/def2-SVP labels (RI-J) of the first MD frame of every fifth test molecule (66 frames) and of two
+# training molecules in five (shards 0 and 5 of 25: about a CPU-minute per frame, 1308 frames), for
+# the multi-fidelity stage (benchmarks/finetune/organic_multifidelity.yaml). Every step resumes; the
+# files (~50 MB) are not committed.
 ORGANIC ?= data/organic
 HELD_OUT_SMILES ?= O/C=C\C=O,O=CCC=O
+# shard I of 25 of the MD frames is the first frame of molecules I/5, I/5 + 5, ...: shards 0 and 5 label
+# two molecules in five, one after the other here (on two cores, start the shard-5 `zoo label` by hand)
+ORGANIC_DFT_SHARDS ?= 0 5
 .PHONY: data-organic
 
 data-organic: | $(STAMP)
@@ -146,10 +151,16 @@ data-organic: | $(STAMP)
 		--workers 0 -o $(ORGANIC)/test_starts.extxyz --reference-out $(ORGANIC)/test_starts_qm9.extxyz
 	OMP_NUM_THREADS=1 $(ZOO) sample --xyz $(ORGANIC)/test_starts.extxyz --all-frames --md -n 5 --temperature 500 \
 		--equilibrate 100 --interval 30 --seed 1 --workers 0 -o $(ORGANIC)/test_md500.extxyz
-	OMP_NUM_THREADS=1 $(ZOO) label $(ORGANIC)/qm9_md500.extxyz --method rks --xc pbe --basis def2-svp --grid 3 \
-		--density-fitting --properties energy,forces --shard 0/25 --workers 1 -o $(ORGANIC)/qm9_md500_pbe_def2svp.extxyz
+	OMP_NUM_THREADS=1 $(ZOO) label $(ORGANIC)/test_md500.extxyz --method rks --xc pbe --basis def2-svp --grid 3 \
+		--density-fitting --properties energy,forces --shard 0/25 --workers 1 -o $(ORGANIC)/test_md500_pbe_def2svp.extxyz
+	rm -f $(ORGANIC)/test_md500_pbe_def2svp.extxyz
+	$(ZOO) label --merge $(ORGANIC)/test_md500_pbe_def2svp.shard-0-of-25.extxyz -o $(ORGANIC)/test_md500_pbe_def2svp.extxyz
+	for shard in $(ORGANIC_DFT_SHARDS); do OMP_NUM_THREADS=1 $(ZOO) label $(ORGANIC)/qm9_md500.extxyz --method rks \
+		--xc pbe --basis def2-svp --grid 3 --density-fitting --properties energy,forces --shard $$shard/25 --workers 1 \
+		-o $(ORGANIC)/qm9_md500_pbe_def2svp.extxyz || exit 1; done
 	rm -f $(ORGANIC)/qm9_md500_pbe_def2svp.extxyz
-	$(ZOO) label --merge $(ORGANIC)/qm9_md500_pbe_def2svp.shard-0-of-25.extxyz -o $(ORGANIC)/qm9_md500_pbe_def2svp.extxyz
+	$(ZOO) label --merge $(foreach s,$(ORGANIC_DFT_SHARDS),$(ORGANIC)/qm9_md500_pbe_def2svp.shard-$(s)-of-25.extxyz) \
+		-o $(ORGANIC)/qm9_md500_pbe_def2svp.extxyz
 
 # QM9-derived Hamiltonians for self-consistency training, QH9's protocol (b3lyp5/def2-SVP, grid 3,
 # QM9's own geometries), out of distribution by size like QH9-stable-ood: labelled small molecules
