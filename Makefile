@@ -125,6 +125,15 @@ data-consistency-sameconf: | $(STAMP)
 	OMP_NUM_THREADS=1 $(ZOO) sample-qm9 --rows $(QM9_DFT_ROWS) --exclude-rows $(QM9_TEST_ROWS) --start qm9 \
 		-o $(CONSISTENCY)/qm9_dft_xtb_sameconf.extxyz --reference-out $(CONSISTENCY)/qm9_dft_reference_sameconf.extxyz
 
+# QM9's own geometries of 32,208 molecules outside the rows above (every fourth qm9pack row from
+# 2000), for the refiner that learns the target's geometry (benchmarks/consistency/
+# refiner_qm9_geometries.yaml, issue 21). No xTB or DFT: a few minutes on one core.
+.PHONY: data-consistency-qm9-geometries
+
+data-consistency-qm9-geometries: | $(STAMP)
+	OMP_NUM_THREADS=1 $(ZOO) sample-qm9 --rows 2000:130831:4 --reference-only --workers 0 \
+		--reference-out $(CONSISTENCY)/qm9_geometries.extxyz
+
 # Pretraining data of a general organic force field (issue 22): GFN2-xTB MD frames of every 40th
 # qm9pack molecule (3271, H/C/N/O/F, up to 9 heavy atoms), each started from the xTB relaxation of
 # QM9's own geometry; malonaldehyde (the fine-tuning benchmark's held-out molecule) is left out by
