@@ -8,6 +8,7 @@ of their irreps. Model families reuse these in their own tests::
     from zoo.testing import assert_backbone_equivariant, assert_equivariant
 
     assert_backbone_equivariant(backbone, data)
+    assert_interaction_equivariant(layer, irreps_sh)   # one message-passing layer on its own
     assert_equivariant(lambda d: model(d)["energy"][:, None], data, "0e", per_atom=False)
     assert_equivariant(lambda d: model(d)["forces"], data, "1x1o")  # e3nn 0.6: 1o is (x, y, z)
 """
@@ -189,6 +190,50 @@ def assert_backbone_equivariant(model, data, extra_node_features: torch.Tensor |
     return assert_equivariant(
         lambda d, *extra: model(d, *extra).node_features, data, model.irreps_out, node_inputs, **kwargs
     )
+
+
+def assert_interaction_equivariant(layer, irreps_sh, cutoff: float = 5.0, num_radial: int = 4,
+                                    atol: float = 1e-10, seed: int = 0
+                                    ) -> tuple[Callable[[torch.Tensor], torch.Tensor], torch.Tensor]:
+    """Check that an interaction layer (``layer(x, species, edge_index, sh, radial)``, as
+    :class:`~zoo.nn.Interaction` and :class:`~zoo.nn.ManyBodyInteraction`) in float64 rotates its
+    output with the edge vectors, under a proper and an improper rotation.
+
+    Five atoms of two elements, six edges, invariant scalar inputs of ``layer.irreps_in``'s width.
+
+    Returns:
+        A function of positions to the layer's output, and the output at the reference positions,
+        for further checks (e.g. that ``reset_parameters`` changes it).
+
+    Raises:
+        AssertionError: naming the rotation and its largest error.
+
+    Example::
+
+        layer = Interaction("4x0e", "4x0e+4x1o", o3.Irreps.spherical_harmonics(1), num_radial=4).double()
+        run, out = assert_interaction_equivariant(layer, o3.Irreps.spherical_harmonics(1))
+    """
+    from zoo.nn import RadialEmbedding
+
+    generator = torch.Generator().manual_seed(seed)
+    pos = torch.randn(5, 3, dtype=torch.float64, generator=generator)
+    x = torch.randn(5, o3.Irreps(layer.irreps_in).dim, dtype=torch.float64, generator=generator)
+    species = torch.tensor([0, 1, 1, 0, 1])
+    edge_index = torch.tensor([[1, 2, 3, 4, 0, 2], [0, 0, 0, 0, 1, 1]])
+    sh = o3.SphericalHarmonics(irreps_sh, normalize=True, normalization="component")
+    radial = RadialEmbedding(cutoff, num_radial)
+
+    def run(positions: torch.Tensor) -> torch.Tensor:
+        vectors = positions[edge_index[0]] - positions[edge_index[1]]
+        return layer(x, species, edge_index, sh(vectors), radial(vectors.norm(dim=-1)))
+
+    out = run(pos)
+    assert out.shape == (5, layer.irreps_out.dim)
+    for improper in (False, True):
+        rotation = random_rotation(torch.float64, improper, generator)
+        error = float((run(pos @ rotation.T) - out @ wigner_D(layer.irreps_out, rotation).T).abs().max().detach())
+        assert error <= atol, f"{type(layer).__name__} not equivariant under {'im' * improper}proper rotation: {error:g}"
+    return run, out
 
 
 def toy_consistency_frames(smiles: Sequence[str], perturbed: int = 2, sigma: float = 0.05,

@@ -2,8 +2,8 @@ import pytest
 import torch
 from e3nn import o3
 
-from zoo.nn import ManyBodyInteraction, ProductBasis, RadialEmbedding
-from zoo.testing import random_rotation, wigner_D
+from zoo.nn import ManyBodyInteraction, ProductBasis
+from zoo.testing import assert_interaction_equivariant, random_rotation, wigner_D
 
 BASIS = "4x0e+4x1o+4x2e"
 
@@ -132,12 +132,6 @@ def test_bad_arguments():
         ProductBasis(BASIS, BASIS, correlation=0)
 
 
-def _edges(n=5, seed=0):
-    pos = torch.randn(n, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
-    edge_index = torch.tensor([[1, 2, 3, 4, 0, 2], [0, 0, 0, 0, 1, 1]])
-    return pos, edge_index
-
-
 def test_interaction_equivariant_and_resettable():
     irreps_sh = o3.Irreps.spherical_harmonics(2)
     torch.manual_seed(0)
@@ -145,19 +139,8 @@ def test_interaction_equivariant_and_resettable():
                                 num_elements=2, correlation=3).double()
     assert layer.irreps_out == o3.Irreps("4x0e+4x1o+4x2e")
     assert layer.product_basis.irreps_out == layer.gate.irreps_in
-    sh = o3.SphericalHarmonics(irreps_sh, normalize=True, normalization="component")
-    radial = RadialEmbedding(5.0, 4)
-    pos, edge_index = _edges()
-    x = torch.randn(5, 4, dtype=torch.float64)
-    species = torch.tensor([0, 1, 1, 0, 1])
-
-    def run(p):
-        vectors = p[edge_index[0]] - p[edge_index[1]]
-        return layer(x, species, edge_index, sh(vectors), radial(vectors.norm(dim=-1)))
-
-    out = run(pos)
-    for improper in (False, True):
-        rotation = random_rotation(torch.float64, improper, torch.Generator().manual_seed(3))
-        assert torch.allclose(run(pos @ rotation.T), out @ wigner_D(layer.irreps_out, rotation).T, atol=1e-10)
+    run, _ = assert_interaction_equivariant(layer, irreps_sh)
+    positions = torch.randn(5, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    before = run(positions)
     layer.reset_parameters()
-    assert not torch.allclose(out, run(pos))
+    assert not torch.allclose(before, run(positions))
