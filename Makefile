@@ -125,7 +125,7 @@ data-consistency-sameconf: | $(STAMP)
 	OMP_NUM_THREADS=1 $(ZOO) sample-qm9 --rows $(QM9_DFT_ROWS) --exclude-rows $(QM9_TEST_ROWS) --start qm9 \
 		-o $(CONSISTENCY)/qm9_dft_xtb_sameconf.extxyz --reference-out $(CONSISTENCY)/qm9_dft_reference_sameconf.extxyz
 
-# QM9's own geometries of 32,208 molecules outside the rows above (every fourth qm9pack row from
+# QM9's own geometries of 32,207 molecules outside the rows above (every fourth qm9pack row from
 # 2000), for the refiner that learns the target's geometry (benchmarks/consistency/
 # refiner_qm9_geometries.yaml, issue 21). No xTB or DFT: a few minutes on one core.
 .PHONY: data-consistency-qm9-geometries
