@@ -102,7 +102,12 @@ def parse_args(argv=None):
     denoise = sub.add_parser("denoise", help="how much noise a model's one-step denoiser removes, against doing nothing")
     denoise.add_argument("--model", default="consistency-qm9-b3lyp-631gs",
                          help="a zoo.load name or folder, or a training run (its folder or a checkpoint file)")
-    denoise.add_argument("--structures", type=int, default=256, help="first N xTB minima of --train")
+    denoise.add_argument("--structures", type=int, default=256, help="first N structures of --train of --kind")
+    denoise.add_argument("--kind", default="xtb_optimized", choices=["xtb_optimized", "qm9_reference"],
+                         help="the structures to noise: the xTB minima (a generator's training structures), or QM9's "
+                              "geometries (e.g. of the test molecules: --train data/consistency/qm9_test.extxyz)")
+    denoise.add_argument("--times", type=int, nargs="+", default=[5, 20, 50, 100, 200, 300, 500],
+                         help="noise times (of the model's T); a refiner learned those up to its max_noise_time only")
     return parser.parse_args(argv)
 
 
@@ -360,14 +365,14 @@ def print_denoising(args) -> None:
     model = load_model(args.model)
     frames = read_ase(args.train, info_keys={"structure_kind": "structure_kind"}, results=["energy", "forces"],
                       mask_missing=True, molecular_graph=True)
-    frames = [d for d in frames if d[keys.STRUCTURE_KIND] in ("xtb_optimized", None)][:args.structures]
+    frames = [d for d in frames if d[keys.STRUCTURE_KIND] in (args.kind, None)][:args.structures]
     batch = Batch.from_data_list(frames)
     prepared, x0 = model.prepare(batch), model.normalise(batch)
     generator = torch.Generator().manual_seed(0)
     scale = model.position_scale
-    print(f"{args.model}: {len(frames)} xTB minima of {Path(args.train).name} (training molecules); RMSD to the clean structure, Å")
+    print(f"{args.model}: {len(frames)} structures ({args.kind}) of {Path(args.train).name}; RMSD to the clean structure, Å")
     print("| t | noise sigma_t s (Å) | x0-hat of the denoiser | x_t / alpha_t (no denoising) |\n|---|---|---|---|")
-    for t in (5, 20, 50, 100, 200, 300, 500):
+    for t in args.times:
         times = torch.full((len(frames),), t, dtype=torch.long)
         noised = model.noise(prepared, x0, times, generator)
         with torch.no_grad():
