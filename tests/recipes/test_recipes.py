@@ -166,3 +166,10 @@ def test_the_benchmark_recipes_parse_on_their_packaged_bases():
     assert model["backbone"]["init_args"]["channels"] == 32
     assert len(config["data"]["init_args"]["source"]) == 3
     assert not any("ExportPretrained" in str(c) for c in config["trainer"]["callbacks"])  # no published card
+    # the refiner of QM9 geometries: refiner.yaml's model, many-body, learning QM9's geometries only
+    config = parse_config(["fit", "--config", str(ROOT / "benchmarks/consistency/refiner_qm9_geometries.yaml")])
+    task = config["model"]["init_args"]
+    assert task["model"]["init_args"]["max_noise_time"] == 0.3
+    assert task["model"]["init_args"]["backbone"]["init_args"]["interaction"] == "many_body"
+    assert task["equilibrium_kinds"] == ["qm9_reference"]
+    assert [Path(s).name for s in config["data"]["init_args"]["source"]] == ["qm9_train.extxyz", "qm9_geometries.extxyz"]
