@@ -99,6 +99,8 @@ def parse_args(argv=None):
                            help="a zoo.load name or folder, or a training run (its folder or a checkpoint file)")
     published.add_argument("--start", type=float, default=None,
                            help="starting time of one-shot and refinement, a fraction of T (default: the model's)")
+    rewrite = sub.add_parser("published-report", help="rewrite the Markdown pages of `published` records (JSON files)")
+    rewrite.add_argument("records", nargs="+")
     denoise = sub.add_parser("denoise", help="how much noise a model's one-step denoiser removes, against doing nothing")
     denoise.add_argument("--model", default="consistency-qm9-b3lyp-631gs",
                          help="a zoo.load name or folder, or a training run (its folder or a checkpoint file)")
@@ -322,7 +324,7 @@ def published_report(record: dict, n_molecules: int) -> str:
         rows.append((f"{model}, {mode}", rmsd.mean(), rmsd.min(axis=1).mean(), np.mean(record[f"{mode}_valid"])))
     lines = [f"# {model} on {n_molecules} held-out QM9 molecules", "",
              f"`python benchmarks/consistency/study.py --k {k} --ddim-steps {record['ddim_steps']} published "
-             f"--model {model}`; RMSD (Å) to QM9's B3LYP/6-31G(2df,p) geometry after symmetry-aware "
+             f"--model {model}" + (f" --start {record['start']}" if record.get("start") is not None else "") + "`; RMSD (Å) to QM9's B3LYP/6-31G(2df,p) geometry after symmetry-aware "
              "superposition; valid = every bond within 0.75-1.25x its covalent radii sum and no clash "
              "(`zoo.data.validity`).", "",
              "| structures | RMSD mean | best-of-k RMSD | valid |", "|---|---|---|---|"]
@@ -335,6 +337,16 @@ def published_report(record: dict, n_molecules: int) -> str:
     lines += ["", f"Where the best of the {k} ETKDG+MMFF94 conformers is off: {near.sum()} molecules have one within "
               f"{SAME_CONFORMER_RMSD} Å of QM9's geometry (best-of-{k} {mean(best[near])}: the local geometry), "
               f"the other {(~near).sum()} none ({mean(best[~near])}: another conformer)."]
+    if "refine_rmsd" in record:
+        # structure by structure against its own start: what refinement adds to the local geometry
+        start, refined = np.array(record["diverse_rmsd"]), np.array(record["refine_rmsd"])
+        close = start < SAME_CONFORMER_RMSD
+        gained = np.sum(refined.min(axis=1) < start.min(axis=1) - 1e-3)
+        lost = np.sum(refined.min(axis=1) > start.min(axis=1) + 1e-3)
+        lines += ["", f"Refinement against its own starts: the {close.sum()} starting structures within "
+                  f"{SAME_CONFORMER_RMSD} Å of QM9's geometry ({mean(start[close])}: MMFF94's local geometry) are "
+                  f"refined to {mean(refined[close])}, closer in {np.sum(refined[close] < start[close])} of them; "
+                  f"the best of {k} moves closer in {gained} molecules and further in {lost} (by more than 0.001 Å)."]
     return "\n".join(lines) + "\n"
 
 
@@ -567,5 +579,9 @@ if __name__ == "__main__":
         print_denoising(arguments)
     elif arguments.command == "published":
         evaluate_published(arguments)
+    elif arguments.command == "published-report":
+        for path in map(Path, arguments.records):
+            record = json.loads(path.read_text())
+            path.with_suffix(".md").write_text(published_report(record, len(record["qm9_id"])))
     else:
         study(arguments)
