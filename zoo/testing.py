@@ -215,6 +215,9 @@ def assert_interaction_equivariant(layer, irreps_sh, cutoff: float = 5.0, num_ra
     """
     from zoo.nn import RadialEmbedding
 
+    if o3.Irreps(layer.irreps_in).lmax > 0:
+        raise ValueError(f"the check feeds random scalar node features; {type(layer).__name__} takes "
+                         f"{layer.irreps_in}: rotate its inputs too (assert_equivariant on a backbone)")
     generator = torch.Generator().manual_seed(seed)
     pos = torch.randn(5, 3, dtype=torch.float64, generator=generator)
     x = torch.randn(5, o3.Irreps(layer.irreps_in).dim, dtype=torch.float64, generator=generator)
