@@ -341,8 +341,8 @@ def published_report(record: dict, n_molecules: int) -> str:
         # structure by structure against its own start: what refinement adds to the local geometry
         start, refined = np.array(record["diverse_rmsd"]), np.array(record["refine_rmsd"])
         close = start < SAME_CONFORMER_RMSD
-        gained = np.sum(refined.min(axis=1) < start.min(axis=1) - 1e-3)
-        lost = np.sum(refined.min(axis=1) > start.min(axis=1) + 1e-3)
+        change = refined.min(axis=1) - start.min(axis=1)
+        gained, lost = np.sum(change < -1e-3), np.sum(change > 1e-3)
         lines += ["", f"Refinement against its own starts: the {close.sum()} starting structures within "
                   f"{SAME_CONFORMER_RMSD} Å of QM9's geometry ({mean(start[close])}: MMFF94's local geometry) are "
                   f"refined to {mean(refined[close])}, closer in {np.sum(refined[close] < start[close])} of them; "
