@@ -199,6 +199,10 @@ def test_a_refiner_learns_and_generates_small_noise_times_only(batch):
     with pytest.raises(ValueError, match="learned noise times up to 5"):
         refiner.generate("CCO", mode="refine", start=0.5)
     assert len(refiner.generate("CCO", mode="refine", start=0.25, k=2, check=False)) == 2
+    # with no mode asked for, a refiner refines (from one_shot_start) and a full generator samples from noise
+    assert refiner.default_mode == "refine" and _model().default_mode == "ddim"
+    assert torch.equal(refiner.generate_positions(batch, seed=3),
+                       refiner.generate_positions(batch, mode="refine", start=0.2, seed=3))
     with pytest.raises(ValueError, match="one_shot_start=0.3 is later than the generator learns"):
         _model(max_noise_time=0.25, one_shot_start=0.3)
 

@@ -76,7 +76,7 @@ class MolecularInterface(Predictor, StructureGenerator):
                              f"supports (max_atoms={self.max_atoms}); it was trained on smaller molecules")
         return mol
 
-    def generate(self, molecule, k: int = 1, mode: str = "ddim", steps: int = 50, start: float | None = None,
+    def generate(self, molecule, k: int = 1, mode: str | None = None, steps: int = 50, start: float | None = None,
                  seed: int | None = None, check: bool = True) -> list:
         """``k`` equilibrium structures of a molecule as :class:`ase.Atoms`.
 
@@ -299,7 +299,7 @@ def etkdg_conformer(smiles: str, seed: int, relax: bool = False) -> np.ndarray:
     if rdDistGeom.EmbedMolecule(mol, params) < 0:
         params.useRandomCoords = True  # RDKit's advice for molecules that fail to embed
         if rdDistGeom.EmbedMolecule(mol, params) < 0:
-            raise ValueError(f"RDKit cannot embed {smiles!r} in 3D to start from; use mode='ddim'")
+            raise ValueError(f"RDKit cannot embed {smiles!r} in 3D to start from; a model that samples from noise generates it with mode='ddim'")
     if relax:
         if rdForceFieldHelpers.MMFFHasAllMoleculeParams(mol):
             rdForceFieldHelpers.MMFFOptimizeMolecule(mol, maxIters=2000)
@@ -336,7 +336,7 @@ def diverse_conformers(smiles: str, k: int, seed: int, pool: int = REFINE_POOL) 
         params.useRandomCoords = True
         ids = list(rdDistGeom.EmbedMultipleConfs(mol, max(pool, k), params))
     if not ids:
-        raise ValueError(f"RDKit cannot embed {smiles!r} in 3D to start from; use mode='ddim'")
+        raise ValueError(f"RDKit cannot embed {smiles!r} in 3D to start from; a model that samples from noise generates it with mode='ddim'")
     if rdForceFieldHelpers.MMFFHasAllMoleculeParams(mol):
         results = rdForceFieldHelpers.MMFFOptimizeMoleculeConfs(mol, maxIters=2000)
     else:

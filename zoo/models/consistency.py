@@ -263,6 +263,12 @@ class ConsistencyModel(MolecularInterface, ForceFieldModel):
     # --- the structure generator --------------------------------------------------------------
 
     @property
+    def default_mode(self) -> str:
+        """The generation mode when none is asked for: DDIM from pure noise, or ``"refine"`` for a
+        generator that learned small noise only (``max_noise_time`` < 1), which cannot start from noise."""
+        return "ddim" if self.max_noise_time >= 1 else "refine"
+
+    @property
     def largest_time(self) -> int:
         """The largest integer noise time the generator learns (``max_noise_time`` T, at least 1)."""
         return max(1, round(self.max_noise_time * self.schedule.timesteps))
@@ -343,7 +349,7 @@ class ConsistencyModel(MolecularInterface, ForceFieldModel):
             x = self.schedule.ddim_step(x, v, t[molecule].unsqueeze(-1), s[molecule].unsqueeze(-1))
         return x * self.position_scale
 
-    def generate_positions(self, batch, mode: str = "ddim", steps: int = 50, start: float | None = None,
+    def generate_positions(self, batch, mode: str | None = None, steps: int = 50, start: float | None = None,
                            seed: int | None = None) -> torch.Tensor:
         """Generated positions (Å, [n_atoms, 3], centred) for the molecular graphs of ``batch``.
 
@@ -356,12 +362,14 @@ class ConsistencyModel(MolecularInterface, ForceFieldModel):
                 step (one network evaluation); ``"refine"``: an MMFF94-relaxed ETKDG conformer,
                 noised to ``start`` and brought back by DDIM in ``steps`` steps (at most one per
                 integer time); consecutive structures of one molecule start from different
-                conformers (:func:`~zoo.models._molecules.diverse_conformers`).
+                conformers (:func:`~zoo.models._molecules.diverse_conformers`). Default:
+                :attr:`default_mode`.
             steps: DDIM steps.
             start: starting time of ``one_shot`` and ``refine`` as a fraction of T (default
                 ``one_shot_start``).
             seed: seeds the noise (and the conformers), for reproducible structures.
         """
+        mode = self.default_mode if mode is None else mode
         if mode not in MODES:
             raise ValueError(f"unknown generation mode {mode!r}; choose one of {MODES}")
         reference = batch[keys.POSITIONS]
