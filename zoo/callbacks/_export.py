@@ -34,6 +34,10 @@ class ExportPretrained(pl.Callback):
                 # caught at the start of a fit, not after training, when the card is written
                 raise ValueError(f"card {key!r} was read as a mapping, {card[key]}: the recipe parser reads "
                                  "'text: more text' inside a string as key: value; write it without ': '")
+        from zoo.registry import ModelInfo
+
+        # every field the card gives is checked now, at the start of a fit or test, not when it is written
+        ModelInfo.check_given(card, "the recipe's model card (ExportPretrained card)")
         self.folder = None if folder is None else Path(folder)
         self.card = dict(card)
         self.split = split

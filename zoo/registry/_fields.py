@@ -166,9 +166,10 @@ def field(checker, default=MISSING, default_factory=MISSING):
     return dataclasses.field(default=default, default_factory=default_factory, metadata={"check": checker})
 
 
-def parse(cls, data, where: str):
-    """An instance of the dataclass ``cls`` from JSON ``data``, each field through its checker;
-    ``where`` names the data in the :class:`~zoo.registry.ManifestError`."""
+def check_given(cls, data, where: str) -> dict:
+    """The fields ``data`` gives, each through its checker (unknown fields refused), without
+    requiring the others: a part of a record checked before the rest exists (a recipe's model
+    card before its test metrics)."""
     if not isinstance(data, dict):
         raise ManifestError(f"{where}: expected an object, got {type(data).__name__}")
     known = {f.name: f for f in dataclasses.fields(cls)}
@@ -176,15 +177,23 @@ def parse(cls, data, where: str):
     if unknown:
         raise ManifestError(f"{where}: unknown field(s) {unknown}; known fields: {sorted(known)}")
     values = {}
-    for name, f in known.items():
-        if data.get(name) is None:
-            if f.default is MISSING and f.default_factory is MISSING:
-                raise ManifestError(f"{where}: field {name!r} is missing")
+    for name, value in data.items():
+        if value is None:
             continue
         try:
-            values[name] = f.metadata["check"](data[name])
+            values[name] = known[name].metadata["check"](value)
         except Invalid as error:
             raise ManifestError(f"{where}: field {name!r}: {error}") from None
+    return values
+
+
+def parse(cls, data, where: str):
+    """An instance of the dataclass ``cls`` from JSON ``data``, each field through its checker;
+    ``where`` names the data in the :class:`~zoo.registry.ManifestError`."""
+    values = check_given(cls, data, where)
+    for f in dataclasses.fields(cls):
+        if f.name not in values and f.default is MISSING and f.default_factory is MISSING:
+            raise ManifestError(f"{where}: field {f.name!r} is missing")
     try:
         return cls(**values)
     except Invalid as error:

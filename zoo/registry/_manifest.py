@@ -159,6 +159,11 @@ class ModelInfo:
         """Check and build from JSON data; ``where`` names the data in error messages."""
         return check.parse(cls, data, where)
 
+    @classmethod
+    def check_given(cls, data: dict, where: str) -> None:
+        """Check the fields ``data`` gives, as :meth:`from_dict` would, without requiring the others."""
+        check.check_given(cls, data, where)
+
     def to_dict(self) -> dict[str, Any]:
         """The JSON form: fields in schema order, unset optional fields left out."""
         out = {}
