@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import math
 import tempfile
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -143,6 +144,7 @@ def verify_model(name: str, tolerance: float = RELATIVE_TOLERANCE, root: str | P
     import lightning.pytorch as pl
 
     import zoo
+    from zoo._lightning_cli import ignore_lightning_noise
 
     task = zoo.load(name, **load_kwargs)
     trust = {key: load_kwargs[key] for key in ("trust_remote_code", "trusted_modules") if key in load_kwargs}
@@ -154,7 +156,9 @@ def verify_model(name: str, tolerance: float = RELATIVE_TOLERANCE, root: str | P
         datamodule = recipe_datamodule(info, split_dir, root, **trust)
         trainer = pl.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
                              enable_progress_bar=False, enable_model_summary=False)
-        results = trainer.test(task, datamodule=datamodule, verbose=False)[0]
+        with warnings.catch_warnings():
+            ignore_lightning_noise()
+            results = trainer.test(task, datamodule=datamodule, verbose=False)[0]
     measured = {key.removeprefix("test/"): float(value) for key, value in results.items()}
     failed = [key for key, expected in card.items()
               if key not in measured or not abs(measured[key] - expected) <= max(tolerance * abs(expected), _CARD_ROUNDING)]
