@@ -126,8 +126,8 @@ data-consistency-sameconf: | $(STAMP)
 		-o $(CONSISTENCY)/qm9_dft_xtb_sameconf.extxyz --reference-out $(CONSISTENCY)/qm9_dft_reference_sameconf.extxyz
 
 # QM9's own geometries of 32,207 molecules outside the rows above (every fourth qm9pack row from
-# 2000), for the refiner that learns the target's geometry (benchmarks/consistency/
-# refiner_qm9_geometries.yaml, issue 21). No xTB or DFT: a few minutes on one core.
+# 2000), for the refiner that learns the target's geometry (the recipe
+# consistency_refiner_qm9_geometries, issue 21). No xTB or DFT: a few minutes on one core.
 .PHONY: data-consistency-qm9-geometries
 
 data-consistency-qm9-geometries: | $(STAMP)

@@ -66,11 +66,19 @@ def _published(family: str | None = None) -> list:
 
 def _held_out(task, root: Path | None):
     """The test set of the model's recipe (never seen in training) and its first structure as ASE Atoms;
-    the recipe's data paths are relative to ``root`` (default: the working folder)."""
-    from zoo.registry import recipe_datamodule
+    the recipe's data paths are relative to ``root`` (default: the working folder).
+
+    Raises:
+        MissingDataError: neither the recipe's data nor a test set of its own are under ``root``.
+    """
+    from zoo.registry import MissingDataError, recipe_datamodule, recipe_test_set
 
     with tempfile.TemporaryDirectory() as split_dir:
-        datamodule = recipe_datamodule(task.registry_info.info, split_dir, root)
+        try:
+            datamodule = recipe_datamodule(task.registry_info.info, split_dir, root)
+        except MissingDataError:  # training data made by a command: a test set in a file of its own will do
+            test = recipe_test_set(task.registry_info.info, root)
+            return test, test[0].to_ase()
         datamodule.setup("test")
         return datamodule.test_dataset, datamodule.test_dataset[0].to_ase()
 
@@ -284,7 +292,7 @@ def consistency_section(section: Section, out: Path, k: int = 4, root: Path | No
                          "recipe); RMSD to its reference geometry after superposition over graph symmetries:")
     panels = []
     bonds = find_bonds(reference.numbers, reference.positions)
-    for mode in ("one_shot", "ddim"):
+    for mode in ("one_shot", task.model.default_mode):  # a refiner cannot sample from noise: it refines
         generated = task.model.generate(smiles, k=k, mode=mode, seed=0)
         rmsds = [best_rmsd(atoms.positions, reference.positions, smiles) for atoms in generated]
         section.lines.append(f"{mode}: mean {np.mean(rmsds):.3f} Å, best of {k} {min(rmsds):.3f} Å")

@@ -110,6 +110,12 @@ def parse_args(argv=None):
                               "geometries (e.g. of the test molecules: --train data/consistency/qm9_test.extxyz)")
     denoise.add_argument("--times", type=int, nargs="+", default=[5, 20, 50, 100, 200, 300, 500],
                          help="noise times (of the model's T); a refiner learned those up to its max_noise_time only")
+    gap = sub.add_parser("dft-gap", help="DFT energy of refinement's starts and refined structures above QM9's geometry")
+    gap.add_argument("--model", default="consistency-qm9-b3lyp-631gs-v2",
+                     help="a zoo.load name or folder, or a training run (its folder or a checkpoint file)")
+    gap.add_argument("--start", type=float, default=None, help="refinement's starting time (default: the model's)")
+    gap.add_argument("--molecules", type=int, default=20,
+                     help="the first N test molecules with a start in QM9's conformer")
     return parser.parse_args(argv)
 
 
@@ -304,6 +310,87 @@ def evaluate_published(args) -> None:
     report = published_report(record, len(references))
     out.with_suffix(".md").write_text(report)
     print(report)
+
+
+def dft_gap(args) -> None:
+    """Does refinement improve a structure's energy at the energy model's level of theory?
+
+    For the first ``--molecules`` test molecules whose best refinement start (5 diverse
+    ETKDG+MMFF94 conformers, as ``published``) is QM9's conformer (within 0.25 Å), the B3LYP/6-31G*
+    energy (the energy head's level; QM9's geometry is the minimum at B3LYP/6-31G(2df,p), close to
+    it) of that start and of the structure refined from it, above the energy of QM9's geometry;
+    beside the energy model's own gaps. The structures are those of ``published`` (same seeds and
+    chunks). Written to ``results/dft_gap_<model>.{json,md}``.
+    """
+    import ase.io
+    import numpy as np
+    import torch
+    from ase import Atoms
+
+    from zoo.datagen.label_task import compute_labels
+    from zoo.metrics import best_rmsd
+    from zoo.models.consistency import diverse_conformers
+    from zoo.qc import LevelOfTheory
+
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    model = load_model(args.model)
+    references = ase.io.read(args.test, index=":")[:args.n_test]
+    refined = generate_all(model, references, "refine", args.k, args.ddim_steps, 0, start=args.start)
+    level = LevelOfTheory(method="rks", xc="b3lyp", basis="6-31g*", grid_level=3)
+    rows = []
+    for m, (reference, structures) in enumerate(zip(references, refined)):
+        smiles = reference.info["smiles"]
+        starts = diverse_conformers(smiles, args.k, seed=m * args.k)  # refinement's, structure by structure
+        start_rmsd = [best_rmsd(x, reference.positions, smiles) for x in starts]
+        best = int(np.argmin(start_rmsd))
+        if start_rmsd[best] > SAME_CONFORMER_RMSD:
+            continue
+        trio = [reference.positions, starts[best], structures[best]]
+        dft = [compute_labels(Atoms(reference.numbers, positions=x), level, ["energy"])["energy"] for x in trio]
+        energy_model = [model.energy(Atoms(reference.numbers, positions=x, info=reference.info), check_distances=False)
+                        for x in trio]
+        rows.append({"qm9_id": int(reference.info["qm9_id"]), "start_rmsd": start_rmsd[best],
+                     "refined_rmsd": best_rmsd(structures[best], reference.positions, smiles),
+                     "dft_start_gap": dft[1] - dft[0], "dft_refined_gap": dft[2] - dft[0],
+                     "model_start_gap": energy_model[1] - energy_model[0],
+                     "model_refined_gap": energy_model[2] - energy_model[0]})
+        row = rows[-1]
+        print(f"[dft-gap] {len(rows)}/{args.molecules} qm9 {row['qm9_id']}: DFT start {row['dft_start_gap'] * 1000:.0f} "
+              f"meV, refined {row['dft_refined_gap'] * 1000:.0f} meV", flush=True)
+        if len(rows) == args.molecules:
+            break
+    record = {"model": args.model, "start": args.start, "k": args.k, "ddim_steps": args.ddim_steps,
+              "level": level.describe(), "molecules": rows}
+    out = Path(args.out).parent / f"dft_gap_{report_name(args.model, args.start)}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(record) + "\n")
+    out.with_suffix(".md").write_text(dft_gap_report(record))
+    print(out.with_suffix(".md").read_text())
+
+
+def dft_gap_report(record: dict) -> str:
+    """The Markdown page of a ``dft-gap`` record."""
+    import numpy as np
+
+    rows = record["molecules"]
+    column = {key: np.array([row[key] for row in rows]) * 1000 for key in rows[0] if key.endswith("_gap")}
+    lower = int(np.sum(column["dft_refined_gap"] < column["dft_start_gap"]))
+    start = "" if record["start"] is None else f" --start {record['start']:g}"
+    lines = [f"# Refinement and the DFT energy: {record['model']}", "",
+             f"`python benchmarks/consistency/study.py dft-gap --model {record['model']}{start} --molecules {len(rows)}`: "
+             f"the first {len(rows)} test molecules whose best of the {record['k']} refinement starts (diverse "
+             f"ETKDG+MMFF94 conformers) is QM9's conformer (within {SAME_CONFORMER_RMSD} Å); energies above QM9's "
+             f"geometry at {record['level']} (DFT) and under the model's energy head, meV.", "",
+             "| structure | RMSD to QM9 (Å), mean | DFT gap, mean | DFT gap, median | energy-model gap, mean |",
+             "|---|---:|---:|---:|---:|"]
+    for name in ("start", "refined"):
+        rmsd = np.mean([row[f"{name}_rmsd"] for row in rows])
+        lines.append(f"| {name} | {rmsd:.3f} | {column[f'dft_{name}_gap'].mean():.0f} | "
+                     f"{np.median(column[f'dft_{name}_gap']):.0f} | {column[f'model_{name}_gap'].mean():.0f} |")
+    change = column["dft_refined_gap"] - column["dft_start_gap"]
+    lines += ["", f"Refinement changes the DFT energy by {change.mean():+.0f} ± {change.std(ddof=1):.0f} meV "
+              f"(mean ± std over molecules); lower in {lower} of {len(rows)} molecules.", ""]
+    return "\n".join(lines)
 
 
 def published_report(record: dict, n_molecules: int) -> str:
@@ -579,6 +666,8 @@ if __name__ == "__main__":
         print_denoising(arguments)
     elif arguments.command == "published":
         evaluate_published(arguments)
+    elif arguments.command == "dft-gap":
+        dft_gap(arguments)
     elif arguments.command == "published-report":
         for path in map(Path, arguments.records):
             record = json.loads(path.read_text())

@@ -166,9 +166,11 @@ def test_the_benchmark_recipes_parse_on_their_packaged_bases():
     assert model["backbone"]["init_args"]["channels"] == 32
     assert len(config["data"]["init_args"]["source"]) == 3
     assert not any("ExportPretrained" in str(c) for c in config["trainer"]["callbacks"])  # no published card
-    # the refiner of QM9 geometries: refiner.yaml's model, many-body, learning QM9's geometries only
-    config = parse_config(["fit", "--config", str(ROOT / "benchmarks/consistency/refiner_qm9_geometries.yaml")])
+    # the packaged refiner of QM9 geometries: refiner.yaml's model, many-body, learning QM9's geometries only
+    config = parse_config(["fit", "--config", "consistency_refiner_qm9_geometries"])
     task = config["model"]["init_args"]
+    assert {key: task["model"]["init_args"]["backbone"]["init_args"][key] for key in ("channels", "l_max")} == \
+        {"channels": 32, "l_max": 2}
     assert task["model"]["init_args"]["max_noise_time"] == 0.3
     assert task["model"]["init_args"]["backbone"]["init_args"]["interaction"] == "many_body"
     assert task["equilibrium_kinds"] == ["qm9_reference"]

@@ -17,6 +17,7 @@ from zoo.registry import (
     VerificationError,
     load_manifest,
     recipe_datamodule,
+    recipe_test_set,
     verify_model,
 )
 
@@ -111,3 +112,20 @@ def test_the_data_verified_are_those_zoo_fit_reads(tmp_path):
         assert dict(module.hparams) == {**fit, "split_dir": str(tmp_path / name)}, name
         checked.append(name)
     assert "malonaldehyde-dens-pbe-def2svp" in checked and len(checked) >= 5
+
+
+def test_a_test_set_of_its_own_file_is_read_without_the_training_data(tmp_path):
+    # consistency-qm9-b3lyp-631gs-v2 trains on QM9 geometries made by a command (too big to commit);
+    # its test set is a committed file of its own
+    info = load_manifest().get("consistency-qm9-b3lyp-631gs-v2").info
+    (tmp_path / "data" / "consistency").mkdir(parents=True)
+    shutil.copy(ROOT / "data/consistency/qm9_test.extxyz", tmp_path / "data/consistency")
+    with pytest.raises(MissingDataError, match="qm9_geometries.extxyz"):
+        recipe_datamodule(info, tmp_path / "split", root=tmp_path)
+    test = recipe_test_set(info, root=tmp_path)
+    assert len(test) == 200 and test[0].to_ase().info["smiles"].startswith("[C:1]")
+    with pytest.raises(MissingDataError, match="a split of its training data"):
+        recipe_test_set(load_manifest().get(NAME).info, root=ROOT)
+    (tmp_path / "data/consistency/qm9_test.extxyz").unlink()
+    with pytest.raises(MissingDataError, match="qm9_test.extxyz.*data/README.md"):
+        recipe_test_set(info, root=tmp_path)

@@ -44,7 +44,7 @@ _EXPORTS = {
     "load_pretrained_weights": "_finetune", "LoadReport": "_finetune", "RowsPerTarget": "_finetune",
     # _verify
     "verify_model": "_verify", "Verification": "_verify", "VerificationError": "_verify", "MissingDataError": "_verify",
-    "recipe_datamodule": "_verify",
+    "recipe_datamodule": "_verify", "recipe_test_set": "_verify",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -87,6 +87,36 @@ def _data_section(info, root: Path, trust_remote_code: bool, trusted_modules: Se
     return config.data
 
 
+def recipe_test_set(info, root: str | Path | None = None, trust_remote_code: bool = False,
+                    trusted_modules: Sequence[str] = ()):
+    """The test set of the recipe a model card names when the recipe reads it from a file of its own
+    (``test_source``): an :class:`~zoo.data.AtomicDataset`, read as the recipe's data module reads
+    it, without the training data (which may be too big to commit). Arguments as
+    :func:`recipe_datamodule`.
+
+    Raises:
+        MissingDataError: the recipe's test set is a split of its training data, or its file is
+            not under ``root``.
+    """
+    from zoo.data import read_structures
+    from zoo.data.dataset import resolve_dtype
+
+    root = Path(root) if root is not None else Path.cwd()
+    if not info.recipe:
+        raise VerificationError(f"{info.name}: its card names no recipe")
+    arguments = _data_section(info, root, trust_remote_code, trusted_modules).init_args.as_dict()
+    source = arguments.get("test_source")
+    if source is None:
+        raise MissingDataError(f"{info.name}: the test set of {info.recipe} is a split of its training data; "
+                               "read it with recipe_datamodule")
+    if not (root / source).exists():
+        raise MissingDataError(f"{info.name}: the test set of {info.recipe} ({source}) is not in {root}; make it "
+                               "with the command data/README.md gives")
+    reader_kwargs = arguments.get("test_reader_kwargs")
+    reader_kwargs = arguments.get("reader_kwargs") or {} if reader_kwargs is None else reader_kwargs
+    return read_structures(root / source, dtype=resolve_dtype(arguments.get("dtype")), **reader_kwargs)
+
+
 def recipe_datamodule(info, split_dir: str | Path, root: str | Path | None = None, trust_remote_code: bool = False,
                       trusted_modules: Sequence[str] = ()):
     """The data module of the recipe a model card names (not set up), its split saved in ``split_dir``.
