@@ -31,7 +31,8 @@ import each other. Top to bottom:
   spectra and MD stability of any torch model or ASE calculator), ``_files`` (atomic writes),
   ``_lazy`` (the lazy re-exports of the registry and the publishing tools), ``_allocator`` (glibc's
   allocator tuned for training, applied by the ``zoo`` command), ``_signals`` (stop signals as
-  interrupts, for the commands that run long) and ``recipes`` (the packaged
+  interrupts, for the commands that run long), ``_lightning_noise`` (Lightning's warnings about its
+  own code, filtered wherever zoo builds a Trainer) and ``recipes`` (the packaged
   training recipes, found by name; the registry reads a card's recipe through it): they import
   nothing of zoo.
 
@@ -56,7 +57,7 @@ LAYERS = (
     ("nn",),
     ("registry", "datagen", "metrics"),
     ("data",),
-    ("qc", "analysis", "_files", "_lazy", "_allocator", "_signals", "recipes"),
+    ("qc", "analysis", "_files", "_lazy", "_allocator", "_signals", "_lightning_noise", "recipes"),
 )
 ROW = {part: row for row, parts in enumerate(LAYERS) for part in parts}
 

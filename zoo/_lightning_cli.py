@@ -52,6 +52,7 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from zoo import recipes
 from zoo._files import atomic_path, exclusive_output
+from zoo._lightning_noise import ignore_lightning_noise
 from zoo.callbacks import ExportPretrained
 
 #: The checkpoint that ``--ckpt_path last`` names: the recipes write it at the end of every epoch.
@@ -305,17 +306,6 @@ class _NoAdverts(logging.Filter):
 
 
 logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_NoAdverts())
-
-
-def ignore_lightning_noise() -> None:
-    """Filters the warnings Lightning gives about its own code, not about the user's run: for
-    every Trainer zoo builds (the CLI's, at import; others inside ``warnings.catch_warnings()``)."""
-    # Lightning builds torch's deprecated LeafSpec on every batch
-    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated",
-                            category=FutureWarning)
-    # `zoo test` of a recipe with EMA: the checkpoint's weights are already the averaged ones (the
-    # EMA callback saves them so), so there is nothing to restore and nothing for the user to do
-    warnings.filterwarnings("ignore", message="You're using the WeightAveraging callback, but loading a checkpoint outside")
 
 
 ignore_lightning_noise()

@@ -280,7 +280,7 @@ def evaluate_published(args) -> None:
 
     from zoo.data.validity import structure_validity
     from zoo.metrics import best_rmsd
-    from zoo.models.consistency import REFINE_POOL, diverse_conformers, etkdg_conformer
+    from zoo.models._molecules import REFINE_POOL, diverse_conformers, etkdg_conformer
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     model = load_model(args.model)
@@ -329,7 +329,7 @@ def dft_gap(args) -> None:
 
     from zoo.datagen.label_task import compute_labels
     from zoo.metrics import best_rmsd
-    from zoo.models.consistency import diverse_conformers
+    from zoo.models._molecules import diverse_conformers
     from zoo.qc import LevelOfTheory
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))

@@ -11,6 +11,7 @@ structure read on its SMILES.
 from __future__ import annotations
 
 import functools
+import itertools
 import warnings
 from collections.abc import Sequence
 
@@ -351,3 +352,14 @@ def diverse_conformers(smiles: str, k: int, seed: int, pool: int = REFINE_POOL) 
     while len(chosen) < k:
         chosen.append(int(np.argmax(distance[:, chosen].min(axis=1))))
     return [mol.GetConformer(ids[i]).GetPositions() for i in chosen]
+
+
+def refinement_starts(smiles: list[str], seed: int, pool: int = REFINE_POOL) -> list[np.ndarray]:
+    """Starting structures of refinement: each run of consecutive structures of one molecule gets
+    that many diverse MMFF94 conformers of a pool (seeded by the run's first position)."""
+    starts, first = [], 0
+    for molecule, run in itertools.groupby(smiles):
+        k = len(list(run))
+        starts += diverse_conformers(molecule, k, seed + first, pool)
+        first += k
+    return starts

@@ -35,7 +35,7 @@ from e3nn import o3
 from zoo.data import batch_index, keys, n_structures
 from zoo.data.transforms import ATOM_FEATURE_NAMES
 from zoo.models._diffusion import DiffusionSchedule, Noised, centre, centred_noise, random_times, time_embedding
-from zoo.models._molecules import REFINE_POOL, MolecularInterface, diverse_conformers, etkdg_conformer
+from zoo.models._molecules import MolecularInterface, etkdg_conformer, refinement_starts
 from zoo.models.force_field import ForceFieldModel
 from zoo.nn import DenoisingHead
 
@@ -88,17 +88,6 @@ def molecular_edges(
         torch.nn.functional.one_hot(distance[m, centre, neighbour] - 1, max_distance),
     ], dim=-1).to(dtype)
     return edge_index, features
-
-
-def _refinement_starts(smiles: list[str], seed: int, pool: int = REFINE_POOL) -> list[np.ndarray]:
-    """Starting structures of refinement: each run of consecutive structures of one molecule gets
-    that many diverse MMFF94 conformers of a pool (seeded by the run's first position)."""
-    starts, first = [], 0
-    for molecule, run in itertools.groupby(smiles):
-        k = len(list(run))
-        starts += diverse_conformers(molecule, k, seed + first, pool)
-        first += k
-    return starts
 
 
 class ConsistencyModel(MolecularInterface, ForceFieldModel):
@@ -264,8 +253,7 @@ class ConsistencyModel(MolecularInterface, ForceFieldModel):
 
     @property
     def default_mode(self) -> str:
-        """The generation mode when none is asked for: DDIM from pure noise, or ``"refine"`` for a
-        generator that learned small noise only (``max_noise_time`` < 1), which cannot start from noise."""
+        """The mode of a generation that names none: ``"refine"`` for a refiner (``max_noise_time`` < 1), else DDIM."""
         return "ddim" if self.max_noise_time >= 1 else "refine"
 
     @property
@@ -357,13 +345,12 @@ class ConsistencyModel(MolecularInterface, ForceFieldModel):
             batch: structures with molecular graphs; their positions are not used. The modes that
                 start from an RDKit structure need each structure's ``smiles`` (mapped, in the
                 atoms' order).
-            mode: ``"ddim"``: DDIM sampling from pure noise in ``steps`` steps; ``"one_shot"``: an
-                RDKit ETKDG conformer of each molecule, noised to ``start`` and denoised in one
-                step (one network evaluation); ``"refine"``: an MMFF94-relaxed ETKDG conformer,
-                noised to ``start`` and brought back by DDIM in ``steps`` steps (at most one per
-                integer time); consecutive structures of one molecule start from different
-                conformers (:func:`~zoo.models._molecules.diverse_conformers`). Default:
-                :attr:`default_mode`.
+            mode: ``"ddim"``: DDIM sampling from pure noise in ``steps`` steps; ``"one_shot"``: an RDKit
+                ETKDG conformer of each molecule, noised to ``start`` and denoised in one step (one network
+                evaluation); ``"refine"``: an MMFF94-relaxed ETKDG conformer, noised to ``start`` and brought
+                back by DDIM in ``steps`` steps (at most one per integer time); consecutive structures of one
+                molecule start from different conformers (:func:`~zoo.models._molecules.diverse_conformers`).
+                Default: :attr:`default_mode`.
             steps: DDIM steps.
             start: starting time of ``one_shot`` and ``refine`` as a fraction of T (default
                 ``one_shot_start``).
@@ -386,7 +373,7 @@ class ConsistencyModel(MolecularInterface, ForceFieldModel):
         smiles = [smiles] if isinstance(smiles, str) else list(smiles)
         conformer_seed = int(seed) if seed is not None else int(torch.randint(2**31 - 1, ()))
         if mode == "refine":
-            initial = np.concatenate(_refinement_starts(smiles, conformer_seed))
+            initial = np.concatenate(refinement_starts(smiles, conformer_seed))
         else:
             initial = np.concatenate([etkdg_conformer(s, conformer_seed + i) for i, s in enumerate(smiles)])
         initial = torch.as_tensor(initial, dtype=reference.dtype, device=reference.device)

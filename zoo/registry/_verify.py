@@ -174,7 +174,7 @@ def verify_model(name: str, tolerance: float = RELATIVE_TOLERANCE, root: str | P
     import lightning.pytorch as pl
 
     import zoo
-    from zoo._lightning_cli import ignore_lightning_noise
+    from zoo._lightning_noise import ignore_lightning_noise
 
     task = zoo.load(name, **load_kwargs)
     trust = {key: load_kwargs[key] for key in ("trust_remote_code", "trusted_modules") if key in load_kwargs}
