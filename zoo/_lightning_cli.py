@@ -306,8 +306,6 @@ class _NoAdverts(logging.Filter):
 
 
 logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_NoAdverts())
-
-
 ignore_lightning_noise()
 
 

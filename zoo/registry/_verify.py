@@ -64,6 +64,8 @@ def _data_section(info, root: Path, trust_remote_code: bool, trusted_modules: Se
     from zoo import recipes
     from zoo.data import AtomicDataModule
 
+    if not info.recipe:
+        raise VerificationError(f"{info.name}: its card names no recipe")
     try:
         files = recipes.chain(info.recipe, relative_to=root)
     except recipes.RecipeError as error:
@@ -102,8 +104,6 @@ def recipe_test_set(info, root: str | Path | None = None, trust_remote_code: boo
     from zoo.data.dataset import resolve_dtype
 
     root = Path(root) if root is not None else Path.cwd()
-    if not info.recipe:
-        raise VerificationError(f"{info.name}: its card names no recipe")
     arguments = _data_section(info, root, trust_remote_code, trusted_modules).init_args.as_dict()
     source = arguments.get("test_source")
     if source is None:
@@ -113,7 +113,8 @@ def recipe_test_set(info, root: str | Path | None = None, trust_remote_code: boo
         raise MissingDataError(f"{info.name}: the test set of {info.recipe} ({source}) is not in {root}; make it "
                                "with the command data/README.md gives")
     reader_kwargs = arguments.get("test_reader_kwargs")
-    reader_kwargs = arguments.get("reader_kwargs") or {} if reader_kwargs is None else reader_kwargs
+    if reader_kwargs is None:  # as the data module: the test file is read like the training data
+        reader_kwargs = arguments.get("reader_kwargs") or {}
     return read_structures(root / source, dtype=resolve_dtype(arguments.get("dtype")), **reader_kwargs)
 
 
@@ -135,8 +136,6 @@ def recipe_datamodule(info, split_dir: str | Path, root: str | Path | None = Non
         UntrustedCodeError: the recipe's data class is not trusted.
     """
     root = Path(root) if root is not None else Path.cwd()
-    if not info.recipe:
-        raise VerificationError(f"{info.name}: its card names no recipe")
     config = _data_section(info, root, trust_remote_code, trusted_modules)
     arguments = config.init_args.as_dict()
 
