@@ -175,3 +175,15 @@ def test_the_benchmark_recipes_parse_on_their_packaged_bases():
     assert task["model"]["init_args"]["backbone"]["init_args"]["interaction"] == "many_body"
     assert task["equilibrium_kinds"] == ["qm9_reference"]
     assert [Path(s).name for s in config["data"]["init_args"]["source"]] == ["qm9_train.extxyz", "qm9_geometries.extxyz"]
+
+
+def test_the_long_qm9_hamiltonian_anneal_continues_the_published_model_without_publishing():
+    config = parse_config(["fit", "--config", str(ROOT / "benchmarks/hamiltonian/qm9_long_anneal.yaml")])
+    task = config["model"]["init_args"]
+    assert task["pretrained"] == "hamiltonian-qm9-b3lyp5-def2svp"
+    assert task["optimizer"]["init_args"]["lr"] == 0.001
+    assert task["lr_scheduler"]["class_path"] == "zoo.tasks.AnnealOverBudget"
+    assert config["trainer"]["max_time"] == "00:04:00:00" and config["trainer"]["gradient_clip_val"] == 0.01
+    assert [Path(s).name for s in config["data"]["init_args"]["source"]] == \
+        ["small_b3lyp5_def2svp.h5", "small_extra_b3lyp5_def2svp.h5"]
+    assert not any("ExportPretrained" in str(c) for c in config["trainer"]["callbacks"])
