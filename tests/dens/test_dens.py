@@ -137,6 +137,28 @@ def test_unsupervised_corrupted_structures_train_the_denoising_loss_alone():
     supervised = DeNS().attach(model).predict(model, batch, corruption)  # the paper's recipe
     assert supervised.structures is None and len(energy.select(batch, supervised.predictions, supervised.atoms)[0]) == 3
 
+
+def test_augmented_dens_trains_every_label_on_the_uncorrupted_batch_and_denoises_the_copies():
+    model = _model().double()
+    with pytest.raises(ValueError, match="supervise_corrupted=False"):
+        DeNS(augment=True)
+    dens = DeNS(probability=1.0, augment=True, supervise_corrupted=False).attach(model)
+    batch = _ethanols(3)
+    corruption = dens.corrupt(batch, torch.Generator().manual_seed(0))
+    assert corruption.mask.any()
+    forward = dens.predict(model, batch, corruption)
+    assert forward.atoms is None and forward.structures is None  # nothing gives up its labels
+    plain = model(batch)
+    for key in (keys.ENERGY, keys.FORCES):
+        torch.testing.assert_close(forward.predictions[key], plain[key])
+    # the noise is predicted from the corrupted copies: the replacing recipe predicts the same
+    replacing = DeNS(probability=1.0, supervise_corrupted=False).attach(model)
+    replacing.load_state_dict(dens.state_dict())
+    torch.testing.assert_close(forward.noise, replacing.predict(model, batch, corruption).noise)
+    loss = dens(Step(model, batch, forward, "train"))
+    loss.backward()
+    assert all(p.grad is not None for p in dens.parameters())
+
 def _ambiguous_pairs():
     """Two H2 'originals' at 0.6 and 1.0 Å that both become the same 0.8 Å structure when atom 1
     moves by +0.2 or -0.2 Å: the noise is only known through the original forces (harmonic,

@@ -175,6 +175,21 @@ def test_dens_without_supervising_corrupted_structures(monkeypatch):
     assert task.step_loss(changed, "train").item() != pytest.approx(reference, rel=1e-6)
 
 
+def test_augmented_dens_keeps_the_corrupted_structures_labels(monkeypatch):
+    task = _task(probability=1.0, corrupt_ratio=0.5, supervise_corrupted=False, augment=True)
+    batch = _batch(2)
+    corruption = task.dens.corrupt(batch, torch.Generator().manual_seed(0))
+    assert corruption.mask[:9].any()
+    monkeypatch.setattr(task.dens, "corrupt", lambda b: corruption)
+    reference = task.step_loss(batch, "train").item()
+    changed = batch.clone()
+    changed[keys.ENERGY][0] = 1e6  # a corrupted structure's energy trains, on its uncorrupted self
+    assert task.step_loss(changed, "train").item() != pytest.approx(reference, rel=1e-6)
+    # and the denoising loss is part of the step's
+    task.dens.loss_weight = task.dens.final_loss_weight = 0.0
+    assert task.step_loss(batch, "train").item() != pytest.approx(reference, rel=1e-6)
+
+
 def test_bad_inputs_are_named():
     with pytest.raises(ValueError, match="predicts"):
         ForceFieldTask(_task().model, [Output("dipole")])

@@ -69,6 +69,12 @@ class DeNS(AuxiliaryLoss):
             -dE/dR those targets are not the corrupted structure's: on ethanol at sigma 0.05 Å
             they are 200 meV and 360 meV/Å off under PBE, some 100 times the label error
             (``benchmarks/dens/target_shift.py``).
+        augment: denoise corrupted copies beside the uncorrupted batch instead of in its place:
+            every structure trains its labels as without DeNS, and a second forward pass on the
+            batch with the drawn corruption trains the denoising loss alone (so
+            ``supervise_corrupted`` must be ``False``). No structure gives up its labels; a step
+            costs a second forward pass, on the whole batch, whose denoised structures are those
+            ``probability`` chooses (1.0: every structure's).
     """
 
     name = "dens"
@@ -86,6 +92,7 @@ class DeNS(AuxiliaryLoss):
         head_hidden: int = 16,
         loss: str = "mse",
         supervise_corrupted: bool = True,
+        augment: bool = False,
     ):
         if loss_weight < 0 or final_loss_weight < 0:
             raise ValueError(f"DeNS loss weights must be >= 0, got {loss_weight} -> {final_loss_weight}")
@@ -95,7 +102,10 @@ class DeNS(AuxiliaryLoss):
         self.sigma = sigma if isinstance(sigma, (int, float)) else list(sigma)
         self.final_loss_weight = float(final_loss_weight)
         self.encode_forces, self.l_max, self.head_hidden, self.loss = encode_forces, l_max, head_hidden, loss
-        self.supervise_corrupted = supervise_corrupted
+        if augment and supervise_corrupted:
+            raise ValueError("DeNS(augment=True) trains the labels on the uncorrupted batch and the corrupted copies "
+                             "on the denoising loss alone: set supervise_corrupted=False as well")
+        self.supervise_corrupted, self.augment = supervise_corrupted, augment
         check_recipe(probability, corrupt_ratio, self.sigma)  # fail when built, not mid-training
         self.encoding: ForceEncoding | None = None
         self.head: DenoisingHead | None = None
@@ -141,6 +151,8 @@ class DeNS(AuxiliaryLoss):
         The predictions' energy and forces are those of the corrupted structures (with encoded
         forces); the outputs compare them with the original labels, the forces on the uncorrupted
         atoms only (with ``supervise_corrupted=False``, on structures without a corrupted atom only).
+        With ``augment``, they are those of the uncorrupted batch, every label trained, and the
+        corrupted structures make the noise prediction in a second pass.
         """
         self._built()
         corruption = self.corrupt(batch) if corruption is None else corruption
@@ -154,6 +166,8 @@ class DeNS(AuxiliaryLoss):
             extra = self.encoding(batch[keys.FORCES], corruption.mask)
         predictions = dict(model(corrupted, extra, node_features=True))
         noise = self.head(predictions.pop(NODE_FEATURES))
+        if self.augment:
+            return DenoisingForward(dict(model(batch)), noise=noise, corruption=corruption)
         atoms, structures = ~corruption.mask, None
         if not self.supervise_corrupted:
             index = batch_index(batch)
@@ -180,5 +194,5 @@ class DeNS(AuxiliaryLoss):
     def extra_repr(self) -> str:
         return (f"probability={self.probability}, corrupt_ratio={self.corrupt_ratio}, sigma={self.sigma}, "
                 f"per_batch={self.per_batch}, weight {self.loss_weight} -> {self.final_loss_weight}, "
-                f"encode_forces={self.encode_forces}, supervise_corrupted={self.supervise_corrupted}")
+                f"encode_forces={self.encode_forces}, supervise_corrupted={self.supervise_corrupted}, augment={self.augment}")
 
