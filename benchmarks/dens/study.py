@@ -229,7 +229,9 @@ def table(records: list[dict], args) -> str:
     columns = ["epochs", "fit_seconds", "train_structures_per_s", "val_forces_mae_meV_A", "energy_mae_meV",
                "forces_mae_meV_A", "forces_rmse_meV_A"]
     columns += ["md_stable_ps", "md_h_error", "md_steps_per_s"] if args.md_ps > 0 else []
-    title = (f"DeNS study, {args.molecule}, {args.n_train}/{args.n_val}, test {args.test}; "
+    test = Path(args.test).resolve()
+    test = test.relative_to(ROOT) if test.is_relative_to(ROOT) else test  # the same title from any checkout
+    title = (f"DeNS study, {args.molecule}, {args.n_train}/{args.n_val}, test {test}; "
              f"{os.environ.get('OMP_NUM_THREADS', '?')} thread(s)")
     lines = [title, "",
              "| variant | seeds | " + " | ".join(columns) + " |", "|---" * (len(columns) + 2) + "|"]
