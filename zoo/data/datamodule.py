@@ -283,14 +283,20 @@ class AtomicDataModule(pl.LightningDataModule):
             if len(split.test):
                 raise ValueError(f"test_source {self.test_source!r} is the test set, but the split also makes one "
                                  f"of {len(split.test)} structures; give the split two sizes (train, val)")
-            test = read_structures(self.test_source, dtype=self.dtype, **self.test_reader_kwargs)
-            test.require_nonempty(f"test_source {self.test_source!r} gave no structures")
-            self._check_keys(test, self.test_source)
+            test = self.read_test_source()
             self.test_dataset = test.subset(range(len(test)), transform)
         if self.unlabelled_source is not None:
             unlabelled = read_structures(self.unlabelled_source, dtype=self.dtype, **self.unlabelled_reader_kwargs)
             unlabelled.require_nonempty(f"unlabelled_source {self.unlabelled_source!r} gave no structures")
             self.unlabelled_dataset = unlabelled.subset(range(len(unlabelled)), transform)
+
+    def read_test_source(self) -> AtomicDataset:
+        """The structures of ``test_source``, read and checked as :meth:`setup` reads them, without
+        the training data (``zoo.registry.recipe_test_set``)."""
+        test = read_structures(self.test_source, dtype=self.dtype, **self.test_reader_kwargs)
+        test.require_nonempty(f"test_source {self.test_source!r} gave no structures")
+        self._check_keys(test, self.test_source)
+        return test
 
     def _check_keys(self, dataset: AtomicDataset, source: str) -> None:
         required = dict.fromkeys([*self.targets, *self.standardize, *self.reference_energies])

@@ -100,11 +100,9 @@ def recipe_test_set(info, root: str | Path | None = None, trust_remote_code: boo
         MissingDataError: the recipe's test set is a split of its training data, or its file is
             not under ``root``.
     """
-    from zoo.data import read_structures
-    from zoo.data.dataset import resolve_dtype
-
     root = Path(root) if root is not None else Path.cwd()
-    arguments = _data_section(info, root, trust_remote_code, trusted_modules).init_args.as_dict()
+    config = _data_section(info, root, trust_remote_code, trusted_modules)
+    arguments = config.init_args.as_dict()
     source = arguments.get("test_source")
     if source is None:
         raise MissingDataError(f"{info.name}: the test set of {info.recipe} is a split of its training data; "
@@ -112,10 +110,9 @@ def recipe_test_set(info, root: str | Path | None = None, trust_remote_code: boo
     if not (root / source).exists():
         raise MissingDataError(f"{info.name}: the test set of {info.recipe} ({source}) is not in {root}; make it "
                                "with the command data/README.md gives")
-    reader_kwargs = arguments.get("test_reader_kwargs")
-    if reader_kwargs is None:  # as the data module: the test file is read like the training data
-        reader_kwargs = arguments.get("reader_kwargs") or {}
-    return read_structures(root / source, dtype=resolve_dtype(arguments.get("dtype")), **reader_kwargs)
+    module, _, name = config.class_path.rpartition(".")
+    datamodule = getattr(importlib.import_module(module), name)(**{**arguments, "test_source": str(root / source)})
+    return datamodule.read_test_source()
 
 
 def recipe_datamodule(info, split_dir: str | Path, root: str | Path | None = None, trust_remote_code: bool = False,
