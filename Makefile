@@ -139,36 +139,43 @@ data-consistency-qm9-geometries: | $(STAMP)
 # QM9's own geometry; malonaldehyde (the fine-tuning benchmark's held-out molecule) is left out by
 # its graph. xTB energies and forces are kept as xtb_energy/xtb_forces (a multi-fidelity source,
 # docs/force_field.md). About 0.2 s per start structure and 1.5 s per molecule of MD on one core.
-# Held-out test molecules: every 400th row from 20, the same sampling with another MD seed. Then
-# PBE/def2-SVP labels (RI-J) of the first MD frame of every fifth test molecule (66 frames) and of two
-# training molecules in five (shards 0 and 5 of 25: about a CPU-minute per frame, 1308 frames), for
-# the multi-fidelity stage (benchmarks/finetune/organic_multifidelity.yaml). Every step resumes; the
-# files (~50 MB) are not committed.
+# Held-out test molecules: every 400th row from 20, the same sampling with another MD seed, and
+# PBE/def2-SVP labels (RI-J) of the first MD frame of every fifth test molecule (66 frames). The
+# files (~50 MB) are not committed, except the test labels; every step resumes.
 ORGANIC ?= data/organic
 HELD_OUT_SMILES ?= O/C=C\C=O,O=CCC=O
-# shard I of 25 of the MD frames is the first frame of molecules I/5, I/5 + 5, ...: shards 0 and 5 label
-# two molecules in five, one after the other here (on two cores, start the shard-5 `zoo label` by hand)
-ORGANIC_DFT_SHARDS ?= 0 5
-.PHONY: data-organic
+ORGANIC_STARTS := OMP_NUM_THREADS=1 $(ZOO) sample-qm9 --rows 0:130831:40 --start qm9 --exclude-smiles '$(HELD_OUT_SMILES)' \
+	--workers 0 -o $(ORGANIC)/qm9_starts.extxyz --reference-out $(ORGANIC)/qm9_starts_qm9.extxyz
+ORGANIC_MD := --all-frames --md --temperature 500 --equilibrate 100 --interval 30 --workers 0
+PBE_LABELS := --method rks --xc pbe --basis def2-svp --grid 3 --density-fitting --properties energy,forces --workers 1
+.PHONY: data-organic data-organic-dft
 
 data-organic: | $(STAMP)
-	OMP_NUM_THREADS=1 $(ZOO) sample-qm9 --rows 0:130831:40 --start qm9 --exclude-smiles '$(HELD_OUT_SMILES)' \
-		--workers 0 -o $(ORGANIC)/qm9_starts.extxyz --reference-out $(ORGANIC)/qm9_starts_qm9.extxyz
-	OMP_NUM_THREADS=1 $(ZOO) sample --xyz $(ORGANIC)/qm9_starts.extxyz --all-frames --md -n 5 --temperature 500 \
-		--equilibrate 100 --interval 30 --seed 0 --workers 0 -o $(ORGANIC)/qm9_md500.extxyz
+	$(ORGANIC_STARTS)
+	OMP_NUM_THREADS=1 $(ZOO) sample --xyz $(ORGANIC)/qm9_starts.extxyz $(ORGANIC_MD) -n 5 --seed 0 -o $(ORGANIC)/qm9_md500.extxyz
 	OMP_NUM_THREADS=1 $(ZOO) sample-qm9 --rows 20:130831:400 --start qm9 --exclude-smiles '$(HELD_OUT_SMILES)' \
 		--workers 0 -o $(ORGANIC)/test_starts.extxyz --reference-out $(ORGANIC)/test_starts_qm9.extxyz
-	OMP_NUM_THREADS=1 $(ZOO) sample --xyz $(ORGANIC)/test_starts.extxyz --all-frames --md -n 5 --temperature 500 \
-		--equilibrate 100 --interval 30 --seed 1 --workers 0 -o $(ORGANIC)/test_md500.extxyz
-	OMP_NUM_THREADS=1 $(ZOO) label $(ORGANIC)/test_md500.extxyz --method rks --xc pbe --basis def2-svp --grid 3 \
-		--density-fitting --properties energy,forces --shard 0/25 --workers 1 -o $(ORGANIC)/test_md500_pbe_def2svp.extxyz
+	OMP_NUM_THREADS=1 $(ZOO) sample --xyz $(ORGANIC)/test_starts.extxyz $(ORGANIC_MD) -n 5 --seed 1 -o $(ORGANIC)/test_md500.extxyz
+	OMP_NUM_THREADS=1 $(ZOO) label $(ORGANIC)/test_md500.extxyz $(PBE_LABELS) --shard 0/25 -o $(ORGANIC)/test_md500_pbe_def2svp.extxyz
 	rm -f $(ORGANIC)/test_md500_pbe_def2svp.extxyz
 	$(ZOO) label --merge $(ORGANIC)/test_md500_pbe_def2svp.shard-0-of-25.extxyz -o $(ORGANIC)/test_md500_pbe_def2svp.extxyz
-	for shard in $(ORGANIC_DFT_SHARDS); do OMP_NUM_THREADS=1 $(ZOO) label $(ORGANIC)/qm9_md500.extxyz --method rks \
-		--xc pbe --basis def2-svp --grid 3 --density-fitting --properties energy,forces --shard $$shard/25 --workers 1 \
+
+# The DFT level of the multi-fidelity stage (benchmarks/finetune/organic_multifidelity.yaml): the
+# first MD frame of two training molecules in five (starts k with k % 5 in {0, 1}; the same frames
+# as shards 0 and 5 of 25 of qm9_md500.extxyz, as molecule k's MD is seeded with seed + k and -n 1
+# stops after its first frame), 1308 frames, committed as qm9_md500_dft_frames.extxyz so that the
+# labelling needs no MD. PBE/def2-SVP labels, about a CPU-minute a frame, in two shards (one per
+# core), committed as they grow; `zoo label` resumes where the committed shard stops.
+data-organic-dft: | $(STAMP)
+	test -f $(ORGANIC)/qm9_md500_dft_frames.extxyz || { $(ORGANIC_STARTS) && for s in 0 1; do \
+		OMP_NUM_THREADS=1 $(ZOO) sample --xyz $(ORGANIC)/qm9_starts.extxyz $(ORGANIC_MD) -n 1 --seed 0 --shard $$s/5 \
+		-o $(ORGANIC)/qm9_md500_first.extxyz || exit 1; done && $(ZOO) sample --merge \
+		$(ORGANIC)/qm9_md500_first.shard-0-of-5.extxyz $(ORGANIC)/qm9_md500_first.shard-1-of-5.extxyz \
+		-o $(ORGANIC)/qm9_md500_dft_frames.extxyz; }
+	for s in 0 1; do OMP_NUM_THREADS=1 $(ZOO) label $(ORGANIC)/qm9_md500_dft_frames.extxyz $(PBE_LABELS) --shard $$s/2 \
 		-o $(ORGANIC)/qm9_md500_pbe_def2svp.extxyz || exit 1; done
 	rm -f $(ORGANIC)/qm9_md500_pbe_def2svp.extxyz
-	$(ZOO) label --merge $(foreach s,$(ORGANIC_DFT_SHARDS),$(ORGANIC)/qm9_md500_pbe_def2svp.shard-$(s)-of-25.extxyz) \
+	$(ZOO) label --merge $(ORGANIC)/qm9_md500_pbe_def2svp.shard-0-of-2.extxyz $(ORGANIC)/qm9_md500_pbe_def2svp.shard-1-of-2.extxyz \
 		-o $(ORGANIC)/qm9_md500_pbe_def2svp.extxyz
 
 # QM9-derived Hamiltonians for self-consistency training, QH9's protocol (b3lyp5/def2-SVP, grid 3,

@@ -117,3 +117,35 @@ def test_consistency_training_data_keep_the_test_molecules_out_and_the_sameconf_
                          for f in sample])
         # QM9's conformer relaxed at another level; a few flat rotors turn (RDKit's conformers: 0.68 Å mean)
         assert (rmsd < 0.25).mean() > 0.9 and rmsd.mean() < 0.15, (rmsd < 0.25).mean()
+
+
+def test_organic_dft_frames_are_the_first_md_frame_of_two_molecules_in_five_and_their_labels_sit_on_them():
+    from zoo.datagen import failures
+    from zoo.datagen.files import read_structures
+
+    folder = DATA / "organic"
+    frames = read_structures(folder / "qm9_md500_dft_frames.extxyz")
+    starts = [int(f.info["start_index"]) for f in frames]
+    assert len(frames) == 1308 and starts == sorted(starts) and {k % 5 for k in starts} == {0, 1}
+    assert len({int(f.info["qm9_row"]) for f in frames}) == len(frames)  # one frame a molecule
+    for frame, k in zip(frames, starts):  # molecule k's MD is seeded with seed + k (seed 0), first frame kept
+        assert frame.info["md_step"] == 130 and frame.info["sampler"].endswith(f"seed {k}")
+    test_rows = set(range(20, 130831, 400))
+    assert not test_rows & {int(f.info["qm9_row"]) for f in frames}
+    shards = sorted(folder.glob("qm9_md500_pbe_def2svp.shard-*-of-2.extxyz"))
+    assert shards, "the labels are committed as they grow"
+    for path in shards:
+        shard = int(path.name.split(".shard-")[1].split("-of-")[0])
+        labelled = read_structures(path)
+        sources = [int(atoms.info["source_index"]) for atoms in labelled]
+        log = failures.failures_path(path)
+        failed = {int(entry["index"]) for entry in failures.entries(log)} if log.is_file() else set()
+        # the shard's frames in order: every one up to the last labelled is labelled or logged as failed
+        assert sources == sorted(sources) and set(range(shard, sources[-1] + 1, 2)) == set(sources) | failed
+        info = labelled[0].info
+        assert (info["xc"], info["basis"], info["grid_level"], info["density_fitting"]) == ("pbe", "def2-svp", 3, True)
+        for atoms, source in zip(labelled, sources):
+            np.testing.assert_allclose(atoms.positions, frames[source].positions, atol=1e-6)
+            assert atoms.info["qm9_row"] == frames[source].info["qm9_row"]
+        forces = np.concatenate([atoms.get_forces() for atoms in labelled])
+        assert np.isfinite(forces).all() and np.abs(forces).max() < 20.0  # eV/Å
