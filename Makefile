@@ -164,7 +164,7 @@ data-organic: | $(STAMP)
 # first MD frame of two training molecules in five (starts k with k % 5 in {0, 1}; the same frames
 # as shards 0 and 5 of 25 of qm9_md500.extxyz, as molecule k's MD is seeded with seed + k and -n 1
 # stops after its first frame), 1308 frames, committed as qm9_md500_dft_frames.extxyz so that the
-# labelling needs no MD. PBE/def2-SVP labels, 20-45 s a frame on one core, in two shards (one per
+# labelling needs no MD. PBE/def2-SVP labels, 20-100 s a frame on one core, in two shards (one per
 # core), committed as they grow; `zoo label` resumes where the committed shard stops.
 data-organic-dft: | $(STAMP)
 	test -f $(ORGANIC)/qm9_md500_dft_frames.extxyz || { $(ORGANIC_STARTS) && for s in 0 1; do \
