@@ -89,6 +89,12 @@ def _data_section(info, root: Path, trust_remote_code: bool, trusted_modules: Se
     return config.data
 
 
+def _data_module(config, arguments: dict):
+    """The data module of a checked :func:`_data_section`, built with ``arguments``."""
+    module, _, name = config.class_path.rpartition(".")
+    return getattr(importlib.import_module(module), name)(**arguments)
+
+
 def recipe_test_set(info, root: str | Path | None = None, trust_remote_code: bool = False,
                     trusted_modules: Sequence[str] = ()):
     """The test set of the recipe a model card names when the recipe reads it from a file of its own
@@ -110,9 +116,7 @@ def recipe_test_set(info, root: str | Path | None = None, trust_remote_code: boo
     if not (root / source).exists():
         raise MissingDataError(f"{info.name}: the test set of {info.recipe} ({source}) is not in {root}; make it "
                                "with the command data/README.md gives")
-    module, _, name = config.class_path.rpartition(".")
-    datamodule = getattr(importlib.import_module(module), name)(**{**arguments, "test_source": str(root / source)})
-    return datamodule.read_test_source()
+    return _data_module(config, {**arguments, "test_source": str(root / source)}).read_test_source()
 
 
 def recipe_datamodule(info, split_dir: str | Path, root: str | Path | None = None, trust_remote_code: bool = False,
@@ -151,8 +155,7 @@ def recipe_datamodule(info, split_dir: str | Path, root: str | Path | None = Non
                                "they are too big to commit: make them with the command data/README.md gives "
                                "(or verify from the folder that has them)")
     arguments = {key: rooted(value) for key, value in arguments.items()}
-    module, _, name = config.class_path.rpartition(".")
-    return getattr(importlib.import_module(module), name)(**{**arguments, "split_dir": str(split_dir)})
+    return _data_module(config, {**arguments, "split_dir": str(split_dir)})
 
 
 def verify_model(name: str, tolerance: float = RELATIVE_TOLERANCE, root: str | Path | None = None,
