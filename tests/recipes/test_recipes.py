@@ -187,3 +187,18 @@ def test_the_long_qm9_hamiltonian_anneal_continues_the_published_model_without_p
     assert [Path(s).name for s in config["data"]["init_args"]["source"]] == \
         ["small_b3lyp5_def2svp.h5", "small_extra_b3lyp5_def2svp.h5"]
     assert not any("ExportPretrained" in str(c) for c in config["trainer"]["callbacks"])
+
+
+def test_the_multi_fidelity_stage_reads_only_committed_files():
+    """Stage 2 of the organic force field (issue 22) runs on any clone: its sources are in the repository."""
+    config = parse_config(["fit", "--config", str(ROOT / "benchmarks/finetune/organic_multifidelity.yaml")])
+    data = config["data"]["init_args"]
+    assert config["model"]["init_args"]["pretrained"] == "organic-dens-gfn2-xtb"
+    assert data["levels"] == ["pbe/def2-svp", "gfn2-xtb"]
+    assert [(s["source"], s["level"]) for s in data["source"]] == [
+        ("data/organic/qm9_md500_pbe_def2svp.extxyz", "pbe/def2-svp"),
+        ("data/organic/qm9_md500_dft_frames.extxyz", "gfn2-xtb")]
+    # the DFT source is the merge of the label shards (make data-organic-dft), committed as they grow
+    needed = [data["source"][1]["source"], data["test_source"], "data/organic/qm9_md500_pbe_def2svp.shard-0-of-2.extxyz",
+              "data/organic/qm9_md500_pbe_def2svp.shard-1-of-2.extxyz"]
+    assert [path for path in needed if not (ROOT / path).is_file()] == []
