@@ -17,21 +17,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 OUT = HERE / "results" / "dens_converged"
-
-
-def errors(model, images) -> dict[str, float]:
-    """Energy (meV) and force (meV/Å) MAE of ``model`` on ``images``."""
-    import numpy as np
-
-    predicted = model.as_calculator().predict(images, batch_size=50)
-    de = np.array([p["energy"] - a.get_potential_energy() for p, a in zip(predicted, images)])
-    df = np.concatenate([(p["forces"] - a.get_forces()).reshape(-1) for p, a in zip(predicted, images)])
-    return {"energy_mae_meV": 1e3 * float(np.abs(de).mean()), "forces_mae_meV_A": 1e3 * float(np.abs(df).mean())}
+sys.path.insert(0, str(HERE))
+from study import errors  # noqa: E402  (the DeNS study's own error measure)
 
 
 def measure(molecule: str, names: list[str], seed: int, n_train: int, n_val: int) -> list[dict]:

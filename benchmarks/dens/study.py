@@ -131,19 +131,25 @@ def fit_arguments(args, variant: str, seed: int, max_time: str | None, split_fil
     return arguments
 
 
-def test_metrics(model, test_file: str) -> dict[str, float]:
-    """Energy (meV) and force (meV/Å) errors of ``model`` on every structure of ``test_file``."""
-    import ase.io
+def errors(model, images) -> dict[str, float]:
+    """Energy (meV) and force (meV/Å) errors of ``model`` on the labelled structures ``images``."""
     import numpy as np
 
-    images = ase.io.read(test_file, index=":")
     predicted = model.as_calculator().predict(images, batch_size=50)
     de = np.array([p["energy"] - a.get_potential_energy() for p, a in zip(predicted, images)])
     df = np.concatenate([(p["forces"] - a.get_forces()).reshape(-1) for p, a in zip(predicted, images)])
-    return {"n_test": len(images), "energy_mae_meV": 1e3 * float(np.abs(de).mean()),
+    return {"energy_mae_meV": 1e3 * float(np.abs(de).mean()),
             "energy_rmse_meV": 1e3 * float(np.sqrt((de ** 2).mean())),
             "forces_mae_meV_A": 1e3 * float(np.abs(df).mean()),
             "forces_rmse_meV_A": 1e3 * float(np.sqrt((df ** 2).mean()))}
+
+
+def test_metrics(model, test_file: str) -> dict[str, float]:
+    """:func:`errors` on every structure of ``test_file``."""
+    import ase.io
+
+    images = ase.io.read(test_file, index=":")
+    return {"n_test": len(images), **errors(model, images)}
 
 
 def run_one(args) -> dict:
