@@ -115,3 +115,17 @@ def atomic_path(path: str | os.PathLike, copy_existing: bool = False) -> Iterato
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def append_json_record(path: str | os.PathLike, record: dict) -> list[dict]:
+    """Append ``record`` to the JSON list in ``path`` (created if missing); returns the list.
+
+    Several processes may append to one file (a study's runs on several cores): each reads the
+    list under ``<path>.lock``, so none loses another's record, and replaces it atomically.
+    """
+    path = Path(os.fspath(path))
+    with FileLock(f"{path}.lock"), atomic_path(path) as tmp:
+        records = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else []
+        records.append(record)
+        tmp.write_text(json.dumps(records, indent=1) + "\n", encoding="utf-8")
+    return records

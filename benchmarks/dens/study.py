@@ -43,6 +43,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from zoo._files import append_json_record
+
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = Path(__file__).resolve().parent / "results"
 #: the packaged recipe of each variant (zoo.recipes)
@@ -222,10 +224,8 @@ def study(args) -> None:
             if args.dry_run:
                 continue
             output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-            record = json.loads(output.rsplit("RESULT ", 1)[1])
-            records.append(record)
-            out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text(json.dumps(records, indent=1) + "\n")
+            # another study may write the same file (one a core): re-read it when appending
+            records = append_json_record(out, json.loads(output.rsplit("RESULT ", 1)[1]))
     if records:
         out.with_suffix(".md").write_text(table(records, args))
 

@@ -43,6 +43,8 @@ from pathlib import Path
 
 import yaml
 
+from zoo._files import append_json_record
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 RESULTS = HERE / "results"
@@ -87,16 +89,6 @@ def records(path: Path, molecule: str | None = None) -> list[dict]:
     """The records of ``path``, those of ``molecule`` only if given."""
     found = json.loads(path.read_text()) if path.is_file() else []
     return [r for r in found if molecule is None or r["molecule"] == molecule]
-
-
-def append(path: Path, record: dict) -> None:
-    """Append ``record`` to ``path``; queues of runs on several cores may share one file."""
-    from filelock import FileLock
-
-    from zoo._files import atomic_path
-
-    with FileLock(f"{path}.lock"), atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(records(path) + [record], indent=1) + "\n")
 
 
 def training_split(molecule: str, frames: int, seed: int, select: str, feature_model: str | None,
@@ -352,13 +344,13 @@ def main(argv=None) -> int:
                               f"{args.minutes:g} min", flush=True)
                         record = train_and_test(args.molecule, init, frames, seed, args.minutes, args.lr,
                                                 backbone, select, args.select_model)
-                        append(args.records, record)
+                        append_json_record(args.records, record)
                         print(f"[finetune]   test force MAE {record['test_forces_mae']:.1f} meV/Å "
                               f"({record['epochs']} epochs)", flush=True)
     elif args.command == "zero-shot":
         for init in args.init:
             record = zero_shot(args.molecule, init)
-            append(args.records, record)
+            append_json_record(args.records, record)
             xtb = f" (GFN2-xTB's own forces: {record['xtb_forces_mae']:.1f})" if "xtb_forces_mae" in record else ""
             print(f"[finetune] {init} zero-shot on {args.molecule}: {record['test_forces_mae']:.1f} meV/Å{xtb}",
                   flush=True)

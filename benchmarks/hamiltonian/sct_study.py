@@ -35,6 +35,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from zoo._files import append_json_record
+
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = Path(__file__).resolve().parent / "results"
 RECIPES = {"sct": "hamiltonian_qm9_occupied_sct", "control": "hamiltonian_qm9_occupied_control"}
@@ -50,16 +52,6 @@ FIGURES = {"hamiltonian_mae_all": "H MAE (µEh)", "orbital_energy_mae": "ε_occ 
 
 def records(path: Path) -> list[dict]:
     return json.loads(path.read_text(encoding="utf-8")) if path.exists() else []
-
-
-def append(path: Path, record: dict) -> None:
-    """Append ``record`` to ``path``; the two arms may run at once, one a core."""
-    from filelock import FileLock
-
-    from zoo._files import atomic_path
-
-    with FileLock(f"{path}.lock"), atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(records(path) + [record], indent=1) + "\n", encoding="utf-8")
 
 
 def run_folder(arm: str, seed: int) -> Path:
@@ -106,7 +98,7 @@ def run(args) -> int:
                 continue
             subprocess.run(step, cwd=ROOT, check=True)
             figures = next(iter(json.loads(Path(step[-1]).read_text(encoding="utf-8"))["models"].values()))
-            append(out, {"arm": args.arm, "seed": seed, "set": name, "labelled": args.labelled, "scf": args.scf,
+            append_json_record(out, {"arm": args.arm, "seed": seed, "set": name, "labelled": args.labelled, "scf": args.scf,
                          **{key: figures[key] for key in (*FIGURES, "test_frames", "scf_frames")}})
     return 0
 

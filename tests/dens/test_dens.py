@@ -30,9 +30,10 @@ def _model(extra=EXTRA, **kwargs):
     return ForceFieldModel(backbone, hidden=16)
 
 
-def test_force_encoding_equivariant_and_zero_for_uncorrupted_atoms():
+@pytest.mark.parametrize("bounded", [False, True])
+def test_force_encoding_equivariant_and_zero_for_uncorrupted_atoms(bounded):
     torch.manual_seed(0)
-    encoding = ForceEncoding("4x0e+4x1o+4x2e", l_max=2, force_scale=2.0).double()
+    encoding = ForceEncoding("4x0e+4x1o+4x2e", l_max=2, force_scale=2.0, bounded=bounded).double()
     batch = _ethanols()
     mask = torch.arange(batch.num_nodes) % 3 == 0
     forces = batch[keys.FORCES].clone()
@@ -45,6 +46,22 @@ def test_force_encoding_equivariant_and_zero_for_uncorrupted_atoms():
                        permutation=False, generator=torch.Generator().manual_seed(0))
     with pytest.raises(ValueError, match="cannot reach"):
         ForceEncoding("4x1e", l_max=2)
+
+
+def test_bounded_force_encoding_keeps_small_encodings_and_caps_large_ones():
+    torch.manual_seed(0)
+    free = ForceEncoding("4x0e+4x1o+4x2e", l_max=2).double()
+    bounded = ForceEncoding("4x0e+4x1o+4x2e", l_max=2, bounded=True).double()
+    bounded.load_state_dict(free.state_dict())
+    forces = torch.randn(20, 3, dtype=torch.float64)
+    mask = torch.ones(20, dtype=torch.bool)
+    for scale in (1e-3, 1e3):
+        rms_free = free(forces * scale, mask).pow(2).mean(dim=-1).sqrt()
+        rms_bounded = bounded(forces * scale, mask).pow(2).mean(dim=-1).sqrt()
+        if scale < 1:  # small: unchanged to second order
+            torch.testing.assert_close(rms_bounded, rms_free, rtol=1e-5, atol=0)
+        else:  # large: the free encoding grows with the force, the bounded one stays below one
+            assert (rms_free > 100).all() and (rms_bounded < 1).all() and (rms_bounded > 0.99).all()
 
 
 def test_denoising_head_is_equivariant():

@@ -61,6 +61,8 @@ class DeNS(AuxiliaryLoss):
         encode_forces: encode the original forces (off only for ablations: the target is then
             ambiguous).
         l_max: degree of the force encoding's spherical harmonics.
+        bounded_encoding: bound each corrupted atom's force encoding to a root mean square below
+            one (:class:`ForceEncoding`'s ``bounded``).
         head_hidden: width of the denoising head.
         loss: a loss name of :data:`zoo.losses.LOSSES` for the noise.
         supervise_corrupted: train a corrupted structure's energy and its uncorrupted atoms'
@@ -89,6 +91,7 @@ class DeNS(AuxiliaryLoss):
         final_loss_weight: float = 0.0,
         encode_forces: bool = True,
         l_max: int = 2,
+        bounded_encoding: bool = False,
         head_hidden: int = 16,
         loss: str = "mse",
         supervise_corrupted: bool = True,
@@ -102,6 +105,7 @@ class DeNS(AuxiliaryLoss):
         self.sigma = sigma if isinstance(sigma, (int, float)) else list(sigma)
         self.final_loss_weight = float(final_loss_weight)
         self.encode_forces, self.l_max, self.head_hidden, self.loss = encode_forces, l_max, head_hidden, loss
+        self.bounded_encoding = bool(bounded_encoding)
         if augment and supervise_corrupted:
             raise ValueError("DeNS(augment=True) trains the labels on the uncorrupted batch and the corrupted copies "
                              "on the denoising loss alone: set supervise_corrupted=False as well")
@@ -123,7 +127,7 @@ class DeNS(AuxiliaryLoss):
                 "DeNS encodes forces into the backbone's extra node inputs, but this model's backbone has none: "
                 "build it with extra_node_irreps, e.g. EquivariantBackbone(..., extra_node_irreps='1x0e+1x1o+1x2e')"
             )
-        self.encoding = ForceEncoding(irreps_extra, self.l_max)
+        self.encoding = ForceEncoding(irreps_extra, self.l_max, bounded=self.bounded_encoding)
         self.head = DenoisingHead(backbone.irreps_out, self.head_hidden)
         dtype = next(model.parameters()).dtype
         return self.to(dtype)
@@ -194,5 +198,5 @@ class DeNS(AuxiliaryLoss):
     def extra_repr(self) -> str:
         return (f"probability={self.probability}, corrupt_ratio={self.corrupt_ratio}, sigma={self.sigma}, "
                 f"per_batch={self.per_batch}, weight {self.loss_weight} -> {self.final_loss_weight}, "
-                f"encode_forces={self.encode_forces}, supervise_corrupted={self.supervise_corrupted}, augment={self.augment}")
+                f"encode_forces={self.encode_forces}, bounded_encoding={self.bounded_encoding}, supervise_corrupted={self.supervise_corrupted}, augment={self.augment}")
 
