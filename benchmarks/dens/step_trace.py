@@ -11,6 +11,7 @@ corrupted atoms). A step whose denoising loss spikes shows where the spike start
     python benchmarks/dens/step_trace.py --molecule ethanol --interaction many_body \\
         --add-on long_training anneal --epochs 300 --seed 1 \\
         --dens supervise_corrupted=false loss_weight=0.2 --steps 460 --out /tmp/trace.jsonl
+    python benchmarks/dens/step_trace.py --table "as published=/tmp/trace.jsonl" ...
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -68,13 +70,32 @@ class StepTrace(pl.Callback):
 
     def on_train_batch_end(self, trainer, task, outputs, batch, batch_idx):
         losses = {name.removeprefix("train/"): float(value) for name, value in trainer.callback_metrics.items()
-                  if name.startswith("train/")}
+                  if name.startswith("train/") or name == "val/forces_mae"}  # the last validation's
         line = {"step": trainer.global_step, "epoch": trainer.current_epoch, **losses, **self.current}
         with self.out.open("a") as file:
             file.write(json.dumps(line) + "\n")
         self.current = {}
         if trainer.global_step >= self.steps:
             trainer.should_stop = True
+
+
+def table(traces: dict[str, Path]) -> str:
+    """A Markdown table of several traces (label -> JSON lines file): how many steps spiked and
+    how large the DeNS path's magnitudes grew."""
+    lines = ["| run | steps | denoising loss > 20 | largest denoising loss | node features, median (max) | "
+             "gradient norm, median | force loss, last 100 steps | validation force MAE (meV/Å) |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for label, path in traces.items():
+        rows = [json.loads(line) for line in path.read_text().splitlines()]
+        corrupted = [r["max_node_feature"] for r in rows if "max_noise_prediction" in r]
+        losses = [r.get("dens_loss", 0.0) for r in rows]
+        last = rows[-100:]
+        validation = rows[-1].get("val/forces_mae")
+        lines.append(f"| {label} | {len(rows)} | {sum(loss > 20 for loss in losses)} | {max(losses):.3g} | "
+                     f"{statistics.median(corrupted):.3g} ({max(corrupted):.3g}) | "
+                     f"{statistics.median(r['grad_norm'] for r in rows):.3g} | "
+                     f"{statistics.mean(r['forces_loss'] for r in last):.3g} | {'–' if validation is None else f'{1e3 * validation:.1f}'} |")
+    return "\n".join(lines) + "\n"
 
 
 def main(argv=None) -> None:
@@ -84,11 +105,18 @@ def main(argv=None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--variant", choices=sorted(study.RECIPES), default="dens")
     parser.add_argument("--steps", type=int, default=500, help="stop after this many optimizer steps")
-    parser.add_argument("--out", required=True, help="JSON lines, one per step")
+    parser.add_argument("--out", help="JSON lines, one per step")
     parser.add_argument("--fit", nargs="*", default=[], metavar="OPTION",
                         help="further zoo fit options, e.g. --fit=--trainer.gradient_clip_val=10")
+    parser.add_argument("--table", nargs="+", metavar="LABEL=TRACE",
+                        help="print a Markdown table of these traces instead of running one")
     study._add_variant_options(parser)
     args = parser.parse_args(argv)
+    if args.table:
+        print(table({label: Path(path) for label, _, path in (item.partition("=") for item in args.table)}), end="")
+        return
+    if args.out is None:
+        parser.error("--out is required to run a trace")
     data = study.ROOT / "data" / args.molecule / f"{args.molecule}_pbe_def2svp"
     args.train, args.n_train, args.n_val = f"{data}_train.extxyz", 950, 50
 
