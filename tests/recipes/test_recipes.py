@@ -195,6 +195,8 @@ def test_the_multi_fidelity_stage_reads_only_committed_files():
     data = config["data"]["init_args"]
     assert config["model"]["init_args"]["pretrained"] == "organic-dens-gfn2-xtb"
     assert data["levels"] == ["pbe/def2-svp", "gfn2-xtb"]
+    # a fresh force encoding beside a trained many-body backbone: bounded (docs/force_field.md)
+    assert config["model"]["init_args"]["dens"]["init_args"]["bounded_encoding"] is True
     assert [(s["source"], s["level"]) for s in data["source"]] == [
         ("data/organic/qm9_md500_pbe_def2svp.extxyz", "pbe/def2-svp"),
         ("data/organic/qm9_md500_dft_frames.extxyz", "gfn2-xtb")]
