@@ -98,8 +98,8 @@ def run(args) -> int:
                 continue
             subprocess.run(step, cwd=ROOT, check=True)
             figures = next(iter(json.loads(Path(step[-1]).read_text(encoding="utf-8"))["models"].values()))
-            append_json_record(out, {"arm": args.arm, "seed": seed, "set": name, "labelled": args.labelled, "scf": args.scf,
-                         **{key: figures[key] for key in (*FIGURES, "test_frames", "scf_frames")}})
+            append_json_record(out, {"arm": args.arm, "seed": seed, "set": name, "labelled": args.labelled,
+                                     "scf": args.scf, **{key: figures[key] for key in (*FIGURES, "test_frames", "scf_frames")}})
     return 0
 
 

@@ -20,7 +20,7 @@ class ForceEncoding(torch.nn.Module):
     (the mean square over its components, a rotation invariant): small encodings pass unchanged,
     large ones end with a root mean square below one, whatever the force and the weights. A
     backbone whose many-body product raises its inputs to a power (correlation 3, over several
-    layers) otherwise turns an encoding ten times the element embedding's size into node features
+    layers) otherwise turns encodings a few times the element embedding's size into node features
     of 10⁶ and a denoising loss of 10⁷ in one step (``benchmarks/dens/step_trace.py``).
 
     Args:
