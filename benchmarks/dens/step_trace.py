@@ -83,7 +83,7 @@ def table(traces: dict[str, Path]) -> str:
     """A Markdown table of several traces (label -> JSON lines file): how many steps spiked and
     how large the DeNS path's magnitudes grew."""
     lines = ["| run | steps | denoising loss > 20 | largest denoising loss | node features, median (max) | "
-             "gradient norm, median | force loss, last 100 steps | validation force MAE (meV/Å) |",
+             "gradient norm, median | force loss, last 100 steps | last validation force MAE (meV/Å) |",
              "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for label, path in traces.items():
         rows = [json.loads(line) for line in path.read_text().splitlines()]
