@@ -50,8 +50,8 @@ def test_force_encoding_equivariant_and_zero_for_uncorrupted_atoms(bounded):
 
 def test_bounded_force_encoding_keeps_small_encodings_and_caps_large_ones():
     torch.manual_seed(0)
-    free = ForceEncoding("4x0e+4x1o+4x2e", l_max=2).double()
-    bounded = ForceEncoding("4x0e+4x1o+4x2e", l_max=2, bounded=True).double()
+    free = ForceEncoding("4x0e+4x1o+4x2e", l_max=2, bounded=False).double()
+    bounded = ForceEncoding("4x0e+4x1o+4x2e", l_max=2).double()  # the default
     bounded.load_state_dict(free.state_dict())
     forces = torch.randn(20, 3, dtype=torch.float64)
     mask = torch.ones(20, dtype=torch.bool)

@@ -27,10 +27,10 @@ class ForceEncoding(torch.nn.Module):
         irreps_out: irreps of the encoding; irreps that no l <= ``l_max`` reaches stay zero.
         l_max: highest degree of the spherical harmonics.
         force_scale: typical force magnitude (eV/Å); :meth:`set_statistics` sets it from data.
-        bounded: bound each atom's encoding as above.
+        bounded: bound each atom's encoding as above (``False``: the paper's encoding).
     """
 
-    def __init__(self, irreps_out, l_max: int = 2, force_scale: float = 1.0, bounded: bool = False):
+    def __init__(self, irreps_out, l_max: int = 2, force_scale: float = 1.0, bounded: bool = True):
         super().__init__()
         self.irreps_sh = o3.Irreps.spherical_harmonics(l_max)
         self.irreps_out = o3.Irreps(irreps_out)
