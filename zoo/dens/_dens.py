@@ -64,7 +64,7 @@ class DeNS(AuxiliaryLoss):
         bounded_encoding: bound each corrupted atom's force encoding to a root mean square below
             one (:class:`ForceEncoding`'s ``bounded``; not in the paper). On by default: with a
             many-body backbone the unbounded encoding let one of two ethanol seeds diverge, and
-            the bounded one trained both (docs/force_field.md, the DeNS study at convergence).
+            the bounded one trained all three (docs/force_field.md, the DeNS study at convergence).
         head_hidden: width of the denoising head.
         loss: a loss name of :data:`zoo.losses.LOSSES` for the noise.
         supervise_corrupted: train a corrupted structure's energy and its uncorrupted atoms'
