@@ -1,6 +1,6 @@
 """Peer comparison with mace-torch (issue 6): MACE trained on a zoo run's data for its wall clock.
 
-Given a run folder of the DeNS study (``results/runs/<variant>_seed<seed>``, with
+Given a run folder of the DeNS study (``results/runs/dens_study/<variant>_seed<seed>``, with
 ``version_0/split.npz``) or a split file, this
 
 1. writes the run's very training and validation structures for MACE (``prepare_mace.py``);
@@ -23,7 +23,7 @@ Given a run folder of the DeNS study (``results/runs/<variant>_seed<seed>``, wit
 One JSON record per seed and MACE size is added to ``results/mace_compare.json`` (a record already
 there is kept unless ``--force``) and printed.
 
-    OMP_NUM_THREADS=1 python benchmarks/dens/mace_compare.py benchmarks/dens/results/runs/dens_seed0
+    OMP_NUM_THREADS=1 python benchmarks/dens/mace_compare.py benchmarks/dens/results/runs/dens_study/dens_seed0
 
 The budget defaults to the ``fit_seconds`` of the run's own record in ``dens_study.json`` (next to
 ``runs/``); ``--seconds`` overrides it. See ``mace_plan.md`` for the environment.
@@ -72,7 +72,7 @@ MACE_TRAINING = ["--batch_size", "8", "--valid_batch_size", "50", "--E0s", "aver
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("run", help="a zoo run folder (results/runs/<variant>_seed<seed>) or a split file (.npz/.json)")
+    parser.add_argument("run", help="a zoo run folder (results/runs/dens_study/<variant>_seed<seed>) or a split file (.npz/.json)")
     parser.add_argument("--train", default=str(ROOT / "data/ethanol/ethanol_pbe_def2svp_train.extxyz"),
                         help="the extxyz the zoo run read (read only)")
     parser.add_argument("--test", default=str(ROOT / "data/ethanol/ethanol_pbe_def2svp_test.extxyz"))

@@ -17,7 +17,8 @@ enough": NVT 500 K, 0.5 fs) with MD steps/s. Results go to ``results/dens_study.
 ``results/dens_study_<molecule>.json`` otherwise (one record per run, appended as runs finish, so an
 interrupted study resumes) and a Markdown table.
 
-A run interrupted before its record was written (a study longer than a session) continues from
+Run folders go to ``runs/<records file's stem>/<variant>_seed<seed>`` beside the records file. A run
+interrupted before its record was written (a study longer than a session) continues from
 its ``last.ckpt`` when the study is started again with the same options: epoch, optimizer, EMA and
 the Timer's elapsed time are restored, so ``fit_seconds`` counts both parts.
 
@@ -112,7 +113,8 @@ def dens_arguments(settings: list[str]) -> list[str]:
 
 def fit_arguments(args, variant: str, seed: int, max_time: str | None, split_file: str | None = None) -> list[str]:
     name = run_name(variant, args.interaction, args.add_on, args.dens)
-    root = Path(args.out).parent / "runs" / f"{name}_seed{seed}"
+    # runs/<records file>/: two studies in one folder (ethanol.json, malonaldehyde.json) never share a run
+    root = Path(args.out).parent / "runs" / Path(args.out).stem / f"{name}_seed{seed}"
     arguments = ["fit", "--config", RECIPES[variant].format(args.molecule)]
     arguments += [option for add_on in args.add_on for option in ("--config", add_on)]
     if variant == "dens":
