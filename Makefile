@@ -183,10 +183,10 @@ data-organic-dft: | $(STAMP)
 # (<= 6 heavy atoms, every fourth of qm9pack rows 0-999), unlabelled larger ones (8 heavy atoms,
 # rows 4000-5999; geometries only, for SCT) and a labelled test set of larger molecules never seen
 # in training (every 40th of those rows); then 897 more labelled small molecules (every other QM9
-# molecule with <= 6 heavy atoms and every tenth with 7 of rows 818-5999: 1094 with small). Labelling: 2-35 s per small
-# molecule (17 s on average for small's 197, 55 core-minutes) and 30-60 s per large one on one core:
-# about 6 core-hours in all (small_extra: 17 s a molecule on average), half that on two cores with `--shard I/2`; resumable. The label files
-# (~90 MB) are not committed.
+# molecule with <= 6 heavy atoms and every tenth with 7 of rows 818-5999: 1094 with small).
+# Labelling on one core: 2-35 s per small molecule (17 s on average, small's 197 and small_extra's
+# first 342 alike) and 30-60 s per large one, about 6 core-hours in all, half that on two cores
+# with `--shard I/2`; resumable. The label files (~90 MB) are not committed.
 QH9 ?= data/qm9_hamiltonian
 .PHONY: data-qm9-hamiltonian
 
