@@ -82,6 +82,22 @@ def test_multi_fidelity_sources_are_checked(labelled):
         module.setup("fit")
 
 
+def test_a_test_source_is_tagged_with_its_test_level(labelled):
+    """The test set's labels are at the primary level unless ``test_level`` names another: then its
+    structures carry that level, and a model tests them with that level's head."""
+    primary = _module(labelled, test_source=str(labelled))
+    primary.setup("fit")
+    assert all(keys.FIDELITY not in s for s in primary.test_dataset.raw)  # the model's own level
+    xtb = _module(labelled, test_source=str(labelled), test_level="gfn2-xtb", test_reader_kwargs=XTB_READER)
+    xtb.setup("fit")
+    assert {int(s[keys.FIDELITY]) for s in xtb.test_dataset.raw} == {1}
+    assert all(abs(float(s[keys.ENERGY])) < 400 for s in xtb.test_dataset.raw)  # the xTB energies
+    with pytest.raises(ValueError, match="test_level 'ccsd' is not one of levels"):
+        _module(labelled, test_source=str(labelled), test_level="ccsd")
+    with pytest.raises(ValueError, match=r"not one of levels \(none: one level\)"):
+        AtomicDataModule(source=str(labelled), test_source=str(labelled), test_level="gfn2-xtb")
+
+
 def test_each_structure_gets_the_energy_of_its_level_and_forces_are_its_gradient(labelled):
     module = _module(labelled)
     module.setup("fit")

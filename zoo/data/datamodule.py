@@ -77,6 +77,14 @@ class AtomicDataModule(pl.LightningDataModule):
         test_source: a separate source for the test set (e.g. an independent MD trajectory); the
             split then divides ``source`` into train and validation only.
         test_reader_kwargs: reader arguments for ``test_source`` (default: ``reader_kwargs``).
+        test_level: with ``levels``, the level of theory of ``test_source``'s labels (default: the
+            primary level): its structures are tagged with that level, so a multi-fidelity model
+            is tested with that level's head, e.g. on the same frames' xTB labels::
+
+                zoo test --config organic_multifidelity --ckpt_path best \\
+                    --data.init_args.test_level gfn2-xtb \\
+                    --data.init_args.test_reader_kwargs '{info_keys: {xtb_energy: energy},
+                        array_keys: {xtb_forces: forces}, results: []}'
         unlabelled_source: structures without labels, trained on alongside the labelled training
             set (e.g. self-consistency training of a Hamiltonian on larger molecules): the training
             loader is then ``{"labelled": ..., "unlabelled": ...}``, cycled to the longer of the two
@@ -115,6 +123,7 @@ class AtomicDataModule(pl.LightningDataModule):
         dtype: str | None = None,
         test_source: str | None = None,
         test_reader_kwargs: dict[str, Any] | None = None,
+        test_level: str | None = None,
         unlabelled_source: str | None = None,
         unlabelled_reader_kwargs: dict[str, Any] | None = None,
         levels: list[str] | None = None,
@@ -143,6 +152,10 @@ class AtomicDataModule(pl.LightningDataModule):
         self.dtype = resolve_dtype(dtype)
         self.test_source = test_source
         self.test_reader_kwargs = dict(self.reader_kwargs if test_reader_kwargs is None else test_reader_kwargs)
+        if test_level is not None and test_level not in self.levels:
+            raise ValueError(f"test_level {test_level!r} is not one of levels {self.levels or '(none: one level)'}; "
+                             "name the level of theory of test_source's labels among the levels")
+        self.test_level = test_level
         self.unlabelled_source = unlabelled_source
         self.unlabelled_reader_kwargs = dict(self.reader_kwargs if unlabelled_reader_kwargs is None
                                              else unlabelled_reader_kwargs)
@@ -296,6 +309,10 @@ class AtomicDataModule(pl.LightningDataModule):
         test = read_structures(self.test_source, dtype=self.dtype, **self.test_reader_kwargs)
         test.require_nonempty(f"test_source {self.test_source!r} gave no structures")
         self._check_keys(test, self.test_source)
+        if self.test_level is not None:
+            fidelity = torch.tensor([self.levels.index(self.test_level)])
+            for data in test.raw:
+                data[keys.FIDELITY] = fidelity
         return test
 
     def _check_keys(self, dataset: AtomicDataset, source: str) -> None:
