@@ -81,7 +81,7 @@ class AtomicDataModule(pl.LightningDataModule):
             primary level): its structures are tagged with that level, so a multi-fidelity model
             is tested with that level's head, e.g. on the same frames' xTB labels::
 
-                zoo test --config organic_multifidelity --ckpt_path best \\
+                zoo test --config organic_multifidelity --ckpt_path <checkpoint> \\
                     --data.init_args.test_level gfn2-xtb \\
                     --data.init_args.test_reader_kwargs '{info_keys: {xtb_energy: energy},
                         array_keys: {xtb_forces: forces}, results: []}'
