@@ -149,3 +149,10 @@ def test_organic_dft_frames_are_the_first_md_frame_of_two_molecules_in_five_and_
             assert atoms.info["qm9_row"] == frames[source].info["qm9_row"]
         forces = np.concatenate([atoms.get_forces() for atoms in labelled])
         assert np.isfinite(forces).all() and np.abs(forces).max() < 20.0  # eV/Å
+    # the 504 that trained organic-dens-pbe-def2svp: labelled frames of these, each once
+    merged = read_structures(folder / "qm9_md500_pbe_def2svp_504.extxyz")
+    sources = [int(atoms.info["source_index"]) for atoms in merged]
+    assert len(merged) == 504 and len(set(sources)) == 504
+    for atoms, source in zip(merged, sources):
+        np.testing.assert_allclose(atoms.positions, frames[source].positions, atol=1e-6)
+        assert atoms.info["xc"] == "pbe" and np.isfinite(atoms.get_forces()).all()
