@@ -45,7 +45,8 @@ def test_a_property_model_predicts_each_target_as_a_float_in_its_unit(make):
         assert len(many) == 3
         for target in model.targets:
             assert [r[target] for r in many] == pytest.approx(expected[target].tolist(), rel=1e-6)
-    assert one == many[1]
+        if batch_size == 1:  # the same computation: the same floats (other batch shapes round otherwise)
+            assert one == many[1]
 
 
 def test_a_model_of_u0_is_a_calculator_of_energies_only():
