@@ -103,9 +103,11 @@ def test_the_data_verified_are_those_zoo_fit_reads(tmp_path):
         except MissingDataError:
             continue
         fit = parse_config(["fit", "--config", info.recipe])["data"]["init_args"]
-        def rooted(value):  # one path, or a list of them (source: [a, b])
+        def rooted(value):  # one path, a list of them (source: [a, b]), or {source, level} entries
             if isinstance(value, list):
                 return [rooted(item) for item in value]
+            if isinstance(value, dict) and "source" in value:
+                return {**value, "source": rooted(value["source"])}
             return str(ROOT / value) if isinstance(value, str) and (ROOT / value).exists() else value
 
         fit = {key: rooted(value) for key, value in fit.items()}
