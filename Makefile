@@ -160,7 +160,7 @@ data-organic: | $(STAMP)
 	rm -f $(ORGANIC)/test_md500_pbe_def2svp.extxyz
 	$(ZOO) label --merge $(ORGANIC)/test_md500_pbe_def2svp.shard-0-of-25.extxyz -o $(ORGANIC)/test_md500_pbe_def2svp.extxyz
 
-# The DFT level of the multi-fidelity stage (benchmarks/finetune/organic_multifidelity.yaml): the
+# The DFT level of the multi-fidelity stage (recipe organic_multifidelity): the
 # first MD frame of two training molecules in five (starts k with k % 5 in {0, 1}; the same frames
 # as shards 0 and 5 of 25 of qm9_md500.extxyz, as molecule k's MD is seeded with seed + k and -n 1
 # stops after its first frame), 1308 frames, committed as qm9_md500_dft_frames.extxyz so that the
