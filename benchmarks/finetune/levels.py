@@ -9,7 +9,7 @@ zeros, so they are not compared across). GFN2-xTB itself against PBE is the row 
 measured against: what the xTB level alone gets wrong at the DFT level.
 
     python benchmarks/finetune/levels.py --models organic-dens-gfn2-xtb runs/organic_multifidelity/pretrained
-    python benchmarks/finetune/levels.py --models organic-dens-pbe-def2svp --out results/levels.md
+    python benchmarks/finetune/levels.py --models organic-dens-pbe-def2svp --out /tmp/levels.md
 
 Writes a Markdown table (``--out``, default ``results/levels.md``) and prints it.
 """
@@ -46,7 +46,7 @@ def rows(models: list[str], frames) -> list[dict]:
 
     atoms = np.array([len(a) for a in frames])
     by_level = labels(frames)
-    xtb_energies, xtb_forces = by_level["gfn2-xtb"]
+    xtb_forces = by_level["gfn2-xtb"][1]
     found = [{"model": "GFN2-xTB itself", "head": "gfn2-xtb", "energy": 0.0,
               **{level: force_mae(xtb_forces, by_level[level][1]) for level in LABELS}}]
     for name in models:
