@@ -11,7 +11,8 @@ measured by ``evaluate.py`` on both out-of-distribution sets: the 49 held-out la
 and the 41 drug-like molecules (H errors on every molecule, SCF from the guess and from MINAO on the
 first ``--scf``). One record per (arm, seed, set) goes to ``results/sct_study.json`` as it finishes;
 a rerun skips what is recorded, resumes a fit from its ``last.ckpt`` and an evaluation from its
-partial file. ``report`` writes ``results/sct_study.md``: each arm's mean ± std, and the paired
+partial file, and records an evaluation already written (one set can be evaluated on another core
+by its ``evaluate.py`` command from ``--dry-run``). ``report`` writes ``results/sct_study.md``: each arm's mean ± std, and the paired
 SCT − control difference per seed.
 
 Needs the labels of ``make data-qm9-hamiltonian`` (small, large_test) and
@@ -96,7 +97,8 @@ def run(args) -> int:
         for name, step in zip(SETS, steps[2:]):
             if name in done:
                 continue
-            subprocess.run(step, cwd=ROOT, check=True)
+            if not Path(step[-1]).exists():  # written whole at its end, by this run or one started by hand
+                subprocess.run(step, cwd=ROOT, check=True)
             figures = next(iter(json.loads(Path(step[-1]).read_text(encoding="utf-8"))["models"].values()))
             append_json_record(out, {"arm": args.arm, "seed": seed, "set": name, "labelled": args.labelled,
                                      "scf": args.scf, **{key: figures[key] for key in (*FIGURES, "test_frames", "scf_frames")}})
