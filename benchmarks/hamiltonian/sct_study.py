@@ -12,8 +12,10 @@ and the 41 drug-like molecules (H errors on every molecule, SCF from the guess a
 first ``--scf``). One record per (arm, seed, set) goes to ``results/sct_study.json`` as it finishes;
 a rerun skips what is recorded, resumes a fit from its ``last.ckpt`` and an evaluation from its
 partial file, and records an evaluation already written (one set can be evaluated on another core
-by its ``evaluate.py`` command from ``--dry-run``). ``report`` writes ``results/sct_study.md``: each arm's mean ± std, and the paired
-SCT − control difference per seed.
+by its ``evaluate.py`` command from ``--dry-run``); a set whose label file lacks molecules of its
+source (an interrupted ``zoo label``) is left out with the reason, not measured on fewer.
+``report`` writes ``results/sct_study.md``: each arm's mean ± std, and the paired SCT − control
+difference per seed.
 
 Needs the labels of ``make data-qm9-hamiltonian`` (small, large_test) and
 ``make data-druglike-hamiltonian``. Per seed: the SCT arm ~1.5 h on one thread, the control
@@ -43,6 +45,9 @@ RESULTS = Path(__file__).resolve().parent / "results"
 RECIPES = {"sct": "hamiltonian_qm9_occupied_sct", "control": "hamiltonian_qm9_occupied_control"}
 SETS = {"large_qm9": "data/qm9_hamiltonian/large_test_b3lyp5_def2svp.h5",
         "druglike": "data/druglike/druglike_b3lyp5_def2svp.h5"}
+#: the geometries each set's labels were made from (``zoo label`` keeps what it finished, so an
+#: interrupted labelling leaves a file of fewer molecules)
+SOURCES = {"large_qm9": "data/qm9_hamiltonian/large_test.extxyz", "druglike": "data/druglike/druglike_xtb.extxyz"}
 LABELLED = "data/qm9_hamiltonian/small_b3lyp5_def2svp.h5"
 #: the figures of an evaluation kept in a record, and the report's columns (lower is better for all
 #: but the orbital cosine)
@@ -53,6 +58,22 @@ FIGURES = {"hamiltonian_mae_all": "H MAE (µEh)", "orbital_energy_mae": "ε_occ 
 
 def records(path: Path) -> list[dict]:
     return json.loads(path.read_text(encoding="utf-8")) if path.exists() else []
+
+
+def incomplete(name: str) -> str | None:
+    """Why the set's label file cannot be evaluated yet, or None when it holds every molecule."""
+    import ase.io
+    import h5py
+
+    from zoo.data.readers.hamiltonian import GROUP
+
+    labels, source = ROOT / SETS[name], ROOT / SOURCES[name]
+    wanted = len(ase.io.read(source, index=":"))
+    if not labels.is_file():
+        return f"no labels at {labels}"
+    with h5py.File(labels, "r") as handle:
+        held = len(handle[GROUP])
+    return None if held >= wanted else f"{labels} holds {held} of the {wanted} molecules of {source}"
 
 
 def run_folder(arm: str, seed: int) -> Path:
@@ -96,6 +117,10 @@ def run(args) -> int:
             subprocess.run(step, cwd=ROOT, check=True)
         for name, step in zip(SETS, steps[2:]):
             if name in done:
+                continue
+            if (reason := incomplete(name)) is not None:
+                print(f"sct_study: {args.arm} seed {seed}: {name} not evaluated: {reason} (label it first; the "
+                      "module's docstring says how)", flush=True)
                 continue
             if not Path(step[-1]).exists():  # written whole at its end, by this run or one started by hand
                 subprocess.run(step, cwd=ROOT, check=True)
