@@ -17,8 +17,8 @@ source (an interrupted ``zoo label``) is left out with the reason, not measured 
 ``report`` writes ``results/sct_study.md``: each arm's mean ± std, and the paired SCT − control
 difference per seed.
 
-Needs the labels of ``make data-qm9-hamiltonian`` (small, large_test) and
-``make data-druglike-hamiltonian``. Per seed: the SCT arm ~1.5 h on one thread, the control
+Needs the labels of ``make data-qm9-hamiltonian`` (small, and large_test before either arm's fit:
+the recipes test on it) and ``make data-druglike-hamiltonian``. Per seed: the SCT arm ~1.5 h on one thread, the control
 minutes, each evaluation ~30 min with ``--scf 12``. Run the control's first seed before the SCT arm
 starts on another core: it writes the cache of the labelled molecules' base Hamiltonians
 (``base_file``, one writer at a time) that every later run reads.
