@@ -8,8 +8,9 @@ A model is a zoo registry name, a zoo run folder or checkpoint (``zoo.registry.l
 ``mace_compare.py``, ``--mace-env``). Trajectory ``k`` starts from frame ``k * stride`` of the test
 trajectory. ``--copies`` trajectories run together as independent copies of the molecule
 (``zoo.analysis.md_stability_replicas``: a zoo model evaluates them as one batch, five ethanol
-molecules in 1.8x the time of one; a MACE model one at a time through its ASE calculator), their velocities and
-thermostat drawn from the seed of their first trajectory. Each batch's records are appended to
+molecules in 1.8x the time of one; a MACE model as one structure of far-apart copies through its
+ASE calculator, ``zoo.analysis.joined_predict``, in float32 as it was trained and as the zoo
+models run), their velocities and thermostat drawn from the seed of their first trajectory. Each batch's records are appended to
 ``results/md_stability/<molecule>.json`` as it ends, and a recorded (model, trajectory) is
 skipped, so an interrupted run resumes from the last finished batch. ``--table-only`` writes the table
 (``results/md_stability/<molecule>.md``) and the figure (``.png``).
@@ -127,16 +128,16 @@ def run_batch(args, model: str, ks: list[int]) -> list[dict]:
 
 
 def mace_md(argv: list[str]) -> None:
-    """In the mace-torch environment: trajectories of a MACE model (one copy at a time through its
-    ASE calculator), their records on stdout."""
+    """In the mace-torch environment: trajectories of a MACE model (the copies as one structure
+    through its ASE calculator), their records on stdout."""
     import torch
     from mace.calculators import MACECalculator
 
     model, test, ks, stride, ps, temperature = argv
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
-    calculator = MACECalculator(model_paths=model, device="cpu", default_dtype="float64")
+    calculator = MACECalculator(model_paths=model, device="cpu", default_dtype="float32")
     print(json.dumps(trajectories(calculator, Path(test), [int(k) for k in ks.split(",")], int(stride), float(ps),
-                                  float(temperature))))
+                                  float(temperature), predict=load_md_stability().joined_predict(calculator))))
 
 
 def records(path: Path) -> list[dict]:

@@ -7,7 +7,7 @@ from ase.build import molecule
 from ase.calculators.emt import EMT
 from ase.io import read
 
-from zoo.analysis import md_stability, md_stability_replicas
+from zoo.analysis import joined_predict, md_stability, md_stability_replicas
 from zoo.analysis.md_stability import (
     bond_lengths,
     collapse_frame,
@@ -106,6 +106,23 @@ def test_replicas_run_independently_and_keep_their_centres_of_mass():
     # the copies got different velocities: different trajectories
     assert np.abs(one_by_one[0].positions[-1] - one_by_one[0].positions[0]
                   - (one_by_one[1].positions[-1] - one_by_one[1].positions[0])).max() > 1e-4
+
+
+def test_joined_predict_is_each_structure_on_its_own():
+    _, starts = _copper_starts(3)
+    starts[2] = molecule("H2O")  # another molecule, other atom count: split by each structure's atoms
+    joined = joined_predict(EMT())(starts)
+    for result, single in zip(joined, _emt_batch(starts)):
+        assert result["energy"] == pytest.approx(single["energy"], abs=1e-10)
+        np.testing.assert_allclose(result["forces"], single["forces"], atol=1e-10)
+    # and as the replicas' predict, the same trajectories as one call per copy
+    atoms, starts = _copper_starts(2)
+    reference = atoms.positions[None] + 0.01 * np.random.default_rng(0).standard_normal((10, 3, 3))
+    one_by_one = md_stability_replicas(starts, EMT(), reference, time_ps=0.01, record_every=5, seed=3)
+    joined = md_stability_replicas(starts, None, reference, time_ps=0.01, record_every=5, seed=3,
+                                   predict=joined_predict(EMT()))
+    for result, same in zip(one_by_one, joined):
+        np.testing.assert_allclose(result.positions, same.positions, atol=1e-10)
 
 
 def test_a_collapsed_replica_is_frozen_while_the_others_go_on():

@@ -13,12 +13,13 @@ so it scales to the full parameter count of a model:
 The estimators take any ``matvec`` callable on flat vectors, so they apply to explicit matrices too.
 
 MD stability of force fields ("Forces are not enough"): :func:`md_stability`, several trajectories
-as one batch with :func:`md_stability_replicas`, and the pieces in
+as one batch with :func:`md_stability_replicas` (:func:`joined_predict` batches any calculator
+with per-atom energies), and the pieces in
 :mod:`zoo.analysis.md_stability`.
 """
 
 from zoo.analysis.hessian import HessianOperator, hessian_vector_product, select_parameters
-from zoo.analysis.md_stability import StabilityResult, md_stability, md_stability_replicas
+from zoo.analysis.md_stability import StabilityResult, joined_predict, md_stability, md_stability_replicas
 from zoo.analysis.spectrum import (
     hutchinson_trace,
     lanczos,
@@ -32,6 +33,7 @@ __all__ = [
     "StabilityResult",
     "hessian_vector_product",
     "hutchinson_trace",
+    "joined_predict",
     "lanczos",
     "md_stability",
     "md_stability_replicas",

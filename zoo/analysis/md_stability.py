@@ -11,7 +11,8 @@ normalised to unit area, so the error lies in [0, 2]).
 Pieces: :func:`find_bonds` and :func:`bond_lengths`, :func:`collapse_frame`,
 :func:`distance_histogram` and :func:`h_error`, and :func:`md_stability`, which runs ASE's
 Langevin dynamics with any calculator (e.g. ``model.as_calculator()``) and stops at collapse;
-:func:`md_stability_replicas` runs several trajectories as one batch.
+:func:`md_stability_replicas` runs several trajectories as one batch, through a model's batched
+``predict`` or, for an ASE calculator that gives per-atom energies, :func:`joined_predict`.
 """
 
 from __future__ import annotations
@@ -240,6 +241,43 @@ def md_stability_replicas(
             steps_per_second=steps / elapsed if elapsed > 0 else float("inf"),
         ))
     return results
+
+
+def joined_predict(calculator, gap: float = 50.0) -> Callable[[list], list[dict]]:
+    """A batched ``predict`` for :func:`md_stability_replicas` from an ASE calculator of a
+    short-range model that gives per-atom energies (``"energies"``, as mace-torch's
+    ``MACECalculator`` and ASE's EMT do): the structures are evaluated in one call, as one system,
+    each structure's energy the sum of its atoms'. For a model whose cost per call is mostly fixed
+    (small molecules on CPU) this runs several trajectories for little more than one.
+
+    The system is a periodic box of the structures side by side, every atom at least ``gap`` Å
+    (beyond the model's cutoff) from any atom of another structure or periodic image: a box, not
+    structures far apart in vacuum, because neighbour lists such as mace-torch's size their bins
+    to a vacuum system's extent.
+
+    Example:
+        >>> from ase.build import molecule
+        >>> from ase.calculators.emt import EMT
+        >>> results = joined_predict(EMT())([molecule("H2O"), molecule("NH3")])
+        >>> [r["forces"].shape for r in results]
+        [(3, 3), (4, 3)]
+    """
+    from ase import Atoms
+
+    def predict(images: list) -> list[dict]:
+        centred = [image.positions - (image.positions.max(axis=0) + image.positions.min(axis=0)) / 2
+                   for image in images]
+        box = np.max([np.ptp(positions, axis=0) for positions in centred], axis=0) + gap
+        system = Atoms(numbers=np.concatenate([image.numbers for image in images]),
+                       positions=np.concatenate([positions + [k * box[0], 0.0, 0.0]
+                                                 for k, positions in enumerate(centred)]),
+                       cell=[len(images) * box[0], box[1], box[2]], pbc=True)
+        system.calc = calculator
+        forces, energies = system.get_forces(), system.get_potential_energies()
+        bounds = np.cumsum([0] + [len(image) for image in images])
+        return [{"energy": float(energies[a:b].sum()), "forces": forces[a:b]} for a, b in zip(bounds[:-1], bounds[1:])]
+
+    return predict
 
 
 class _Replicas(Calculator):
