@@ -1,4 +1,4 @@
-"""zoo._files: records appended by several processes at once are all kept."""
+"""zoo._files: records appended by several processes at once are all kept; a redone one replaces its old one."""
 
 import json
 import multiprocessing
@@ -23,3 +23,12 @@ def test_appends_from_several_processes_keep_every_record(tmp_path):
     records = json.loads(path.read_text())
     assert sorted((r["worker"], r["i"]) for r in records) == [(w, i) for w in range(3) for i in range(20)]
     assert not list(tmp_path.glob(".*.tmp"))  # no temporary file left behind
+
+
+def test_a_replaced_record_is_dropped_and_the_others_kept(tmp_path):
+    path = tmp_path / "records.json"
+    for seed in (0, 1):
+        append_json_record(path, {"seed": seed, "mae": 5.0})
+    records = append_json_record(path, {"seed": 0, "mae": 4.0}, replaces=lambda r: r["seed"] == 0)
+    assert records == [{"seed": 1, "mae": 5.0}, {"seed": 0, "mae": 4.0}]
+    assert json.loads(path.read_text()) == records

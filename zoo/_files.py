@@ -33,7 +33,7 @@ import shutil
 import socket
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from filelock import FileLock, Timeout
@@ -117,15 +117,18 @@ def atomic_path(path: str | os.PathLike, copy_existing: bool = False) -> Iterato
         tmp.unlink(missing_ok=True)
 
 
-def append_json_record(path: str | os.PathLike, record: dict) -> list[dict]:
+def append_json_record(path: str | os.PathLike, record: dict,
+                       replaces: Callable[[dict], bool] | None = None) -> list[dict]:
     """Append ``record`` to the JSON list in ``path`` (created if missing); returns the list.
 
     Several processes may append to one file (a study's runs on several cores): each reads the
     list under ``<path>.lock``, so none loses another's record, and replaces it atomically.
+    ``replaces`` picks the records the new one stands for (a run redone): they are dropped in
+    the same step.
     """
     path = Path(os.fspath(path))
     with FileLock(f"{path}.lock"), atomic_path(path) as tmp:
         records = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else []
-        records.append(record)
+        records = [r for r in records if replaces is None or not replaces(r)] + [record]
         tmp.write_text(json.dumps(records, indent=1) + "\n", encoding="utf-8")
     return records

@@ -286,9 +286,10 @@ def main(argv=None) -> dict:
     record.update({k: a / b for k, (a, b) in ratios.items() if a is not None and b})
     record["wall_seconds"] = time.perf_counter() - start
 
-    records = [r for r in records if _key(r) != key] + [record]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(sorted(records, key=_key), indent=1) + "\n")
+    from zoo._files import append_json_record  # the driver's side only: the mace env has no zoo
+
+    # re-read under the file's lock: another run may have added its record during this one's hour
+    append_json_record(out, record, replaces=lambda r: _key(r) == key)
     print("RESULT " + json.dumps(record), flush=True)
     return record
 

@@ -7,12 +7,14 @@ A model is a zoo registry name, a zoo run folder or checkpoint (``zoo.registry.l
 ``mace:PATH`` (a mace-torch ``.model`` file, run in the mace-torch environment of
 ``mace_compare.py``, ``--mace-env``). Trajectory ``k`` starts from frame ``k * stride`` of the test
 trajectory. ``--copies`` trajectories run together as independent copies of the molecule
-(``zoo.analysis.md_stability_replicas``: a zoo model evaluates them as one batch, five ethanol
-molecules in 1.8x the time of one; a MACE model as one structure of far-apart copies through its
-ASE calculator, ``zoo.analysis.joined_predict``, in float32 as it was trained and as the zoo
-models run), their velocities and thermostat drawn from the seed of their first trajectory. Each batch's records are appended to
-``results/md_stability/<molecule>.json`` as it ends, and a recorded (model, trajectory) is
-skipped, so an interrupted run resumes from the last finished batch. ``--table-only`` writes the table
+(``zoo.analysis.md_stability_replicas``; a zoo model evaluates them as one batch, five ethanol
+molecules in 1.8x the time of one; a MACE model as one system of copies in a periodic box through
+its ASE calculator, ``zoo.analysis.joined_predict``, in float32 as it was trained and as the zoo
+models run), their velocities and thermostat drawn from the seed of their first trajectory.
+Each batch's records are appended to ``results/md_stability/<molecule>.json`` as it ends, and a
+recorded (model, trajectory) is skipped, so an interrupted run resumes from the last finished
+batch; ``--only`` splits a model's trajectories between processes (one per core), which append
+to the same file under its lock. ``--table-only`` writes the table
 (``results/md_stability/<molecule>.md``) and the figure (``.png``).
 
     OMP_NUM_THREADS=1 python benchmarks/dens/md_stability.py --molecule ethanol \\
@@ -44,6 +46,9 @@ def parse_args(argv=None):
     parser.add_argument("--molecule", default="ethanol", choices=["ethanol", "malonaldehyde"])
     parser.add_argument("--models", nargs="+", default=[])
     parser.add_argument("--trajectories", type=int, default=5)
+    parser.add_argument("--only", nargs="+", type=int, default=None, metavar="K",
+                        help="run only these of the trajectories (0-based): a model's trajectories split between "
+                             "processes, one per core, all writing the same records file")
     parser.add_argument("--ps", type=float, default=20.0, help="length of each trajectory (ps)")
     parser.add_argument("--temperature", type=float, default=500.0)
     parser.add_argument("--stride", type=int, default=40, help="test frames between the starts of trajectories")
@@ -145,9 +150,11 @@ def records(path: Path) -> list[dict]:
 
 
 def run(args) -> None:
+    from zoo._files import append_json_record  # zoo's side only: the mace env has no zoo
+
     for model in args.models:
         done = {r["trajectory"] for r in records(args.out) if r["model"] == model and r["ps"] == args.ps}
-        todo = [k for k in range(args.trajectories) if k not in done]
+        todo = [k for k in (args.only or range(args.trajectories)) if k not in done]
         for batch in (todo[i:i + args.copies] for i in range(0, len(todo), args.copies)):
             print(f"[md stability] {args.molecule} {model} trajectories {batch}: {args.ps:g} ps at "
                   f"{args.temperature:g} K, run together", flush=True)
@@ -156,10 +163,8 @@ def run(args) -> None:
                 print(f"[md stability]   trajectory {record['trajectory']}: stable {record['stable_time_ps']:.2f} ps, "
                       f"collapsed {record['collapsed']}, h(r) error {record['h_error']:.3f}", flush=True)
             print(f"[md stability]   {new[0]['md_steps_per_s']:.1f} trajectory steps/s", flush=True)
-            args.out.parent.mkdir(parents=True, exist_ok=True)
-            temporary = args.out.with_suffix(".json.tmp")
-            temporary.write_text(json.dumps(records(args.out) + new, indent=1) + "\n")
-            temporary.replace(args.out)
+            for record in new:
+                append_json_record(args.out, record)
 
 
 def table(path: Path, molecule: str) -> str:

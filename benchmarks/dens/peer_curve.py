@@ -34,6 +34,8 @@ import sys
 import time
 from pathlib import Path
 
+from zoo._files import append_json_record
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 RESULTS = HERE / "results"
@@ -133,8 +135,7 @@ def run_queue(jobs: list[tuple], parallel: int, md_ps: float) -> None:
             if model != "mace":  # study.py prints its record; mace_compare.py writes its own file
                 record = json.loads(log.read_text().rsplit("RESULT ", 1)[1].splitlines()[0])
                 record["load_average"] = os.getloadavg()[0]
-                out = CURVE / molecule / f"zoo_{_budget(minutes)}.json"
-                out.write_text(json.dumps(_records(out) + [record], indent=1) + "\n")
+                append_json_record(CURVE / molecule / f"zoo_{_budget(minutes)}.json", record)
             print(f"[peer curve] done {molecule} {_budget(minutes)} seed {seed} {model} "
                   f"in {time.time() - start:.0f} s", flush=True)
 
