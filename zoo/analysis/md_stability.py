@@ -258,9 +258,9 @@ def joined_predict(calculator, gap: float = 50.0) -> Callable[[list], list[dict]
     Example:
         >>> from ase.build import molecule
         >>> from ase.calculators.emt import EMT
-        >>> results = joined_predict(EMT())([molecule("H2O"), molecule("NH3")])
-        >>> [r["forces"].shape for r in results]
-        [(3, 3), (4, 3)]
+        >>> water, ammonia = joined_predict(EMT())([molecule("H2O"), molecule("NH3")])
+        >>> water.keys() == ammonia.keys() == {"energy", "forces"}
+        True
     """
     from ase import Atoms
 
