@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from ase import Atoms
 from ase.calculators.calculator import Calculator, all_changes
 from ase.constraints import FixConstraint
 
@@ -262,7 +263,6 @@ def joined_predict(calculator, gap: float = 50.0) -> Callable[[list], list[dict]
         >>> water.keys() == ammonia.keys() == {"energy", "forces"}
         True
     """
-    from ase import Atoms
 
     def predict(images: list) -> list[dict]:
         centred = [image.positions - (image.positions.max(axis=0) + image.positions.min(axis=0)) / 2
