@@ -24,6 +24,7 @@ to the same file under its lock. ``--table-only`` writes the table
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
 import json
 import os
@@ -68,6 +69,7 @@ def test_file(molecule: str) -> Path:
     return ROOT / "data" / molecule / f"{molecule}_pbe_def2svp_test.extxyz"
 
 
+@functools.cache
 def load_md_stability():
     """zoo.analysis.md_stability by file, so that the mace-torch environment needs no zoo install."""
     spec = importlib.util.spec_from_file_location("md_stability", MD_STABILITY)
