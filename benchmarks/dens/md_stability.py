@@ -14,11 +14,14 @@ models run), their velocities and thermostat drawn from the seed of their first 
 Each batch's records are appended to ``results/md_stability/<molecule>.json`` as it ends, and a
 recorded (model, trajectory) is skipped, so an interrupted run resumes from the last finished
 batch; ``--only`` splits a model's trajectories between processes (one per core), which append
-to the same file under its lock. ``--table-only`` writes the table
+to the same file under its lock; ``--label`` names a model in records and table (a MACE model
+by its run, not its file). ``--table-only`` writes the table
 (``results/md_stability/<molecule>.md``) and the figure (``.png``).
 
     OMP_NUM_THREADS=1 python benchmarks/dens/md_stability.py --molecule ethanol \\
-        --models ethanol-dens-pbe-def2svp mace:runs/mace/ethanol.model --trajectories 5 --ps 20
+        --models ethanol-dens-pbe-def2svp-v2 --trajectories 5 --ps 20
+    OMP_NUM_THREADS=1 python benchmarks/dens/md_stability.py --molecule ethanol \\
+        --models mace:runs/mace/ethanol.model --label "mace-torch (60 min)" --trajectories 5 --ps 20
 """
 
 from __future__ import annotations
@@ -59,8 +62,12 @@ def parse_args(argv=None):
                         help="zoo models through zoo.models.compile_for_inference (2-3x faster MD on CPU)")
     parser.add_argument("--mace-env", default=os.environ.get("MACE_ENV", DEFAULT_MACE_ENV))
     parser.add_argument("--out", type=Path, default=None, help="records file (default results/md_stability/<molecule>.json)")
+    parser.add_argument("--label", default=None,
+                        help="the name records and table give the model (one model only; default the model argument)")
     parser.add_argument("--table-only", action="store_true")
     args = parser.parse_args(argv)
+    if args.label and len(args.models) != 1:
+        parser.error(f"--label names one model; got {len(args.models)} models: run one model per call")
     args.out = args.out or OUT / f"{args.molecule}.json"
     return args
 
@@ -129,7 +136,8 @@ def run_batch(args, model: str, ks: list[int]) -> list[dict]:
                ",".join(map(str, ks)), str(args.stride), str(args.ps), str(args.temperature)]
     from zoo._allocator import environment  # the allocator settings zoo's side runs with (main)
 
-    output = subprocess.run(command, check=True, capture_output=True, text=True,
+    # progress (stderr) goes to the user; the records come back on stdout
+    output = subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True,
                             env={**environment(), **os.environ}).stdout
     return json.loads(output.strip().splitlines()[-1])
 
@@ -155,12 +163,13 @@ def run(args) -> None:
     from zoo._files import append_json_record  # zoo's side only: the mace env has no zoo
 
     for model in args.models:
-        done = {r["trajectory"] for r in records(args.out) if r["model"] == model and r["ps"] == args.ps}
+        name = args.label or model
+        done = {r["trajectory"] for r in records(args.out) if r["model"] == name and r["ps"] == args.ps}
         todo = [k for k in (args.only or range(args.trajectories)) if k not in done]
         for batch in (todo[i:i + args.copies] for i in range(0, len(todo), args.copies)):
-            print(f"[md stability] {args.molecule} {model} trajectories {batch}: {args.ps:g} ps at "
+            print(f"[md stability] {args.molecule} {name} trajectories {batch}: {args.ps:g} ps at "
                   f"{args.temperature:g} K, run together", flush=True)
-            new = [{"model": model, **record} for record in run_batch(args, model, batch)]
+            new = [{"model": name, **record} for record in run_batch(args, model, batch)]
             for record in new:
                 print(f"[md stability]   trajectory {record['trajectory']}: stable {record['stable_time_ps']:.2f} ps, "
                       f"collapsed {record['collapsed']}, h(r) error {record['h_error']:.3f}", flush=True)
