@@ -202,12 +202,17 @@ def figure(path: Path) -> None:
                 records = [r for r in _records(record_file) if key is None or r["variant"] == key]
                 field = "mace_forces_mae_meV_A" if key is None else "forces_mae_meV_A"
                 if records:
-                    points.append((minutes, statistics.mean(r[field] for r in records)))
+                    values = [r[field] for r in records]
+                    spread = statistics.stdev(values) if len(values) > 1 else 0.0
+                    points.append((minutes, statistics.mean(values), spread))
             if points:
-                points.sort()
-                ax.plot(*zip(*points), marker="o", label=name)
+                minutes, means, spreads = zip(*sorted(points))
+                ax.errorbar(minutes, means, yerr=spreads, marker="o", capsize=3, label=name)
         ax.set(xscale="log", yscale="log", xlabel="training wall clock (CPU minutes, 1 thread)",
-               ylabel="test force MAE (meV/Å)", title=folder.name)
+               ylabel="test force MAE (meV/Å), mean ± std over seeds", title=folder.name)
+        budgets = sorted({float(f.stem.split("_")[1][:-3]) for f in folder.glob("*_*min.json")})
+        ax.set_xticks(budgets, [f"{b:g}" for b in budgets])
+        ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
         ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
