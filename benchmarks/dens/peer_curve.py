@@ -199,7 +199,12 @@ def figure(path: Path) -> None:
             points = []
             for record_file in sorted(folder.glob(f"{file}_*min.json")):
                 minutes = float(record_file.stem.split("_")[1][:-3])
-                records = [r for r in _records(record_file) if key is None or r["variant"] == key]
+                budget = _budget(minutes)
+                # only the seeds both sides ran: a seed's split and machine load are shared by its pair
+                paired = {r["seed"] for r in _records(folder / f"zoo_{budget}.json")} \
+                    & {r["seed"] for r in _records(folder / f"mace_{budget}.json")}
+                records = [r for r in _records(record_file) if (key is None or r["variant"] == key)
+                           and r["seed"] in paired]
                 field = "mace_forces_mae_meV_A" if key is None else "forces_mae_meV_A"
                 if records:
                     values = [r[field] for r in records]
@@ -209,12 +214,13 @@ def figure(path: Path) -> None:
                 minutes, means, spreads = zip(*sorted(points))
                 ax.errorbar(minutes, means, yerr=spreads, marker="o", capsize=3, label=name)
         ax.set(xscale="log", yscale="log", xlabel="training wall clock (CPU minutes, 1 thread)",
-               ylabel="test force MAE (meV/Å), mean ± std over seeds", title=folder.name)
+               ylabel="test force MAE (meV/Å)", title=folder.name)
         budgets = sorted({float(f.stem.split("_")[1][:-3]) for f in folder.glob("*_*min.json")})
         ax.set_xticks(budgets, [f"{b:g}" for b in budgets])
         ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
         ax.legend()
-    fig.tight_layout()
+    fig.text(0.5, 0.01, "mean ± std over the seeds both zoo and MACE ran", ha="center", va="bottom", fontsize="small")
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
     fig.savefig(path, dpi=120)
 
 
