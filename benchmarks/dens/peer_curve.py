@@ -81,6 +81,11 @@ def _budget(minutes: float) -> str:
     return f"{minutes:g}min"
 
 
+def _budgets(molecule_folder: Path) -> list[float]:
+    """The budgets (minutes) with records in a molecule's folder (``zoo_20min.json``: 20)."""
+    return sorted({float(p.stem.split("_")[1][:-len("min")]) for p in molecule_folder.glob("*_*min.json")})
+
+
 def _records(path: Path) -> list[dict]:
     return json.loads(path.read_text()) if path.is_file() else []
 
@@ -159,8 +164,7 @@ def table() -> str:
              "| MD steps/s | force MAE ratio | structures/s ratio |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for molecule_folder in sorted(p for p in CURVE.iterdir() if p.is_dir()) if CURVE.is_dir() else []:
-        budgets = sorted({float(p.stem.split("_")[1][:-3]) for p in molecule_folder.glob("*_*min.json")})
-        for minutes in budgets:
+        for minutes in _budgets(molecule_folder):
             mace = _records(molecule_folder / f"mace_{_budget(minutes)}.json")
             zoo = _records(molecule_folder / f"zoo_{_budget(minutes)}.json")
             mace_by_seed = {r["seed"]: r for r in mace}
@@ -190,34 +194,31 @@ def figure(path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullLocator
 
     molecules = sorted(p for p in CURVE.iterdir() if p.is_dir())
     fig, axes = plt.subplots(1, max(len(molecules), 1), figsize=(5 * max(len(molecules), 1), 4), squeeze=False)
     for ax, folder in zip(axes[0], molecules):
-        for name, key, file in (("zoo two-body", "baseline", "zoo"), ("zoo many-body", "baseline-many_body", "zoo"),
-                                ("zoo many-body, annealed", "baseline-many_body-anneal", "zoo"), ("MACE", None, "mace")):
-            points = []
-            for record_file in sorted(folder.glob(f"{file}_*min.json")):
-                minutes = float(record_file.stem.split("_")[1][:-3])
-                budget = _budget(minutes)
-                # only the seeds both sides ran: a seed's split and machine load are shared by its pair
-                paired = {r["seed"] for r in _records(folder / f"zoo_{budget}.json")} \
-                    & {r["seed"] for r in _records(folder / f"mace_{budget}.json")}
-                records = [r for r in _records(record_file) if (key is None or r["variant"] == key)
-                           and r["seed"] in paired]
-                field = "mace_forces_mae_meV_A" if key is None else "forces_mae_meV_A"
-                if records:
-                    values = [r[field] for r in records]
+        curves = {}  # label: [(minutes, mean, std)]
+        for minutes in _budgets(folder):
+            zoo = _records(folder / f"zoo_{_budget(minutes)}.json")
+            mace = _records(folder / f"mace_{_budget(minutes)}.json")
+            # only the seeds both sides ran: a seed's split and machine load are shared by its pair
+            paired = {r["seed"] for r in zoo} & {r["seed"] for r in mace}
+            series = [(label, [r["forces_mae_meV_A"] for r in zoo if r["variant"] == key and r["seed"] in paired])
+                      for label, key in (("zoo two-body", "baseline"), ("zoo many-body", "baseline-many_body"),
+                                         ("zoo many-body, annealed", "baseline-many_body-anneal"))]
+            series.append(("MACE", [r["mace_forces_mae_meV_A"] for r in mace if r["seed"] in paired]))
+            for label, values in series:
+                if values:
                     spread = statistics.stdev(values) if len(values) > 1 else 0.0
-                    points.append((minutes, statistics.mean(values), spread))
-            if points:
-                minutes, means, spreads = zip(*sorted(points))
-                ax.errorbar(minutes, means, yerr=spreads, marker="o", capsize=3, label=name)
+                    curves.setdefault(label, []).append((minutes, statistics.mean(values), spread))
+        for label, points in curves.items():
+            ax.errorbar(*zip(*points), marker="o", capsize=3, label=label)
         ax.set(xscale="log", yscale="log", xlabel="training wall clock (CPU minutes, 1 thread)",
                ylabel="test force MAE (meV/Å)", title=folder.name)
-        budgets = sorted({float(f.stem.split("_")[1][:-3]) for f in folder.glob("*_*min.json")})
-        ax.set_xticks(budgets, [f"{b:g}" for b in budgets])
-        ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+        ax.set_xticks(_budgets(folder), [f"{b:g}" for b in _budgets(folder)])
+        ax.xaxis.set_minor_locator(NullLocator())
         ax.legend()
     fig.text(0.5, 0.01, "mean ± std over the seeds both zoo and MACE ran", ha="center", va="bottom", fontsize="small")
     fig.tight_layout(rect=(0, 0.04, 1, 1))
