@@ -199,8 +199,8 @@ def figure(path: Path) -> None:
     molecules = sorted(p for p in CURVE.iterdir() if p.is_dir())
     fig, axes = plt.subplots(1, max(len(molecules), 1), figsize=(5 * max(len(molecules), 1), 4), squeeze=False)
     for ax, folder in zip(axes[0], molecules):
-        curves = {}  # label: [(minutes, mean, std)]
-        for minutes in _budgets(folder):
+        curves, budgets = {}, _budgets(folder)  # curves: label -> [(minutes, mean, std)]
+        for minutes in budgets:
             zoo = _records(folder / f"zoo_{_budget(minutes)}.json")
             mace = _records(folder / f"mace_{_budget(minutes)}.json")
             # only the seeds both sides ran: a seed's split and machine load are shared by its pair
@@ -217,7 +217,7 @@ def figure(path: Path) -> None:
             ax.errorbar(*zip(*points), marker="o", capsize=3, label=label)
         ax.set(xscale="log", yscale="log", xlabel="training wall clock (CPU minutes, 1 thread)",
                ylabel="test force MAE (meV/Å)", title=folder.name)
-        ax.set_xticks(_budgets(folder), [f"{b:g}" for b in _budgets(folder)])
+        ax.set_xticks(budgets, [f"{b:g}" for b in budgets])
         ax.xaxis.set_minor_locator(NullLocator())
         ax.legend()
     fig.text(0.5, 0.01, "mean ± std over the seeds both zoo and MACE ran", ha="center", va="bottom", fontsize="small")
